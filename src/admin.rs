@@ -1,0 +1,236 @@
+//! The admin API, Aidbox-shaped: `GET /Client`, `POST /Client`, `GET|PUT|DELETE /Client/{id}`,
+//! and the same for `User` and `AccessPolicy`.
+//!
+//! Callers authenticate like anywhere else; `root` (Basic `root:ADMIN_SECRET`) may do anything,
+//! any other caller only what an AccessPolicy allows, as in Aidbox. Every write is validated
+//! before anything is stored; a refused write changes nothing.
+
+use crate::app::App;
+use crate::authz::authorize;
+use crate::error::{Error, Result};
+use crate::http_util::{is_json, json_response, media_type, Request, Response};
+use crate::model::{
+    check_envelope, client, public_view, take_secret, user, valid_id, ResourceType, ROOT_CLIENT_ID,
+};
+use crate::policy::CompiledPolicy;
+use crate::secret::hash_secret;
+use serde_json::{json, Map, Value};
+
+pub async fn handle(
+    app: &App,
+    req: Request,
+    rt: ResourceType,
+    id: Option<&str>,
+) -> Result<Response> {
+    authorize(app, &req).await?;
+    let m = req.method().clone();
+    match (m, id) {
+        (http::Method::GET, None) => list(app, rt).await,
+        (http::Method::POST, None) => {
+            let id = new_id(app);
+            put(app, &req, rt, &id).await
+        }
+        (http::Method::GET, Some(id)) => read(app, rt, id).await,
+        (http::Method::PUT, Some(id)) => put(app, &req, rt, id).await,
+        (http::Method::DELETE, Some(id)) => delete(app, rt, id).await,
+        (_, None) => Err(Error::MethodNotAllowed("GET, POST")),
+        (_, Some(_)) => Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+    }
+}
+
+fn new_id(app: &App) -> String {
+    let mut b = [0u8; 16];
+    app.platform.random.fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn list(app: &App, rt: ResourceType) -> Result<Response> {
+    let docs = app.repo().list(rt).await?;
+    let entries: Vec<Value> = docs
+        .iter()
+        .map(|d| json!({ "resource": public_view(d) }))
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
+    ))
+}
+
+fn check_id(rt: ResourceType, id: &str) -> Result<()> {
+    if !valid_id(id) {
+        return Err(Error::validation(
+            "id",
+            "must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
+        ));
+    }
+    if rt == ResourceType::Client && id == ROOT_CLIENT_ID {
+        return Err(Error::validation(
+            "id",
+            "\"root\" is the built-in admin client and cannot be stored",
+        ));
+    }
+    Ok(())
+}
+
+async fn read(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
+    check_id(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    match app.repo().get_fresh(rt, id).await? {
+        Some(doc) => Ok(json_response(200, &public_view(&doc))),
+        None => Err(Error::NotFound(format!("{rt}/{id} not found"))),
+    }
+}
+
+async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
+    check_id(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    let repo = app.repo();
+    let Some(doc) = repo.get_fresh(rt, id).await? else {
+        return Err(Error::NotFound(format!("{rt}/{id} not found")));
+    };
+    repo.delete(rt, id).await?;
+    if rt == ResourceType::User {
+        if let Some(email) = doc
+            .get("email")
+            .and_then(Value::as_str)
+            .and_then(user::normalize_email)
+        {
+            if repo.user_id_by_email(&email).await?.as_deref() == Some(id) {
+                repo.delete_email_index(&email).await?;
+            }
+        }
+    }
+    Ok(json_response(200, &public_view(&doc)))
+}
+
+fn parse_body(req: &Request) -> Result<Value> {
+    match media_type(req) {
+        Some(m) if is_json(&m) => {}
+        Some(m) => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "content type {m} is not accepted; send application/json"
+            )))
+        }
+        None => {
+            return Err(Error::UnsupportedMediaType(
+                "missing content type; send application/json".into(),
+            ))
+        }
+    }
+    serde_json::from_slice(req.body())
+        .map_err(|e| Error::InvalidRequest(format!("body is not valid JSON: {e}")))
+}
+
+async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Response> {
+    check_id(rt, id)?;
+    let body = parse_body(req)?;
+    let mut map = check_envelope(rt, id, &body)?;
+    let repo = app.repo();
+    let existing = repo.get_fresh(rt, id).await?;
+    let existing_field = |f: &str| existing.as_ref().and_then(|e| e.get(f)).cloned();
+    let mut old_email = None;
+    let mut new_email = None;
+    match rt {
+        ResourceType::Client => {
+            let secret = take_secret(&mut map, "secret")?;
+            client::validate(&map)?;
+            set_hash(
+                app,
+                &mut map,
+                "secret_hash",
+                secret,
+                existing_field("secret_hash"),
+            )
+            .await?;
+        }
+        ResourceType::User => {
+            let password = take_secret(&mut map, "password")?;
+            user::validate(&map)?;
+            new_email = map
+                .get("email")
+                .and_then(Value::as_str)
+                .and_then(user::normalize_email);
+            old_email = existing_field("email")
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(user::normalize_email);
+            if let Some(e) = &new_email {
+                if let Some(owner) = repo.user_id_by_email(e).await? {
+                    if owner != id && repo.get_fresh(rt, &owner).await?.is_some() {
+                        return Err(Error::Conflict(format!(
+                            "email is already used by User/{owner}"
+                        )));
+                    }
+                }
+            }
+            set_hash(
+                app,
+                &mut map,
+                "password_hash",
+                password,
+                existing_field("password_hash"),
+            )
+            .await?;
+        }
+        ResourceType::AccessPolicy => {
+            CompiledPolicy::compile(&Value::Object(map.clone()))
+                .map_err(|e| Error::validation(e.path.clone(), e.message.clone()))?;
+        }
+    }
+    let version = existing_field("meta")
+        .and_then(|m| {
+            m.get("versionId")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        + 1;
+    let updated = chrono::DateTime::<chrono::Utc>::from_timestamp(app.now(), 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    map.insert(
+        "meta".into(),
+        json!({"versionId": version.to_string(), "lastUpdated": updated}),
+    );
+    let doc = Value::Object(map);
+    repo.put(rt, id, &doc).await?;
+    if let Some(e) = &new_email {
+        repo.put_email_index(e, id).await?;
+    }
+    if let Some(old) = old_email.filter(|o| Some(o) != new_email.as_ref()) {
+        repo.delete_email_index(&old).await?;
+    }
+    let status = if existing.is_some() { 200 } else { 201 };
+    let mut resp = json_response(status, &public_view(&doc));
+    if let Ok(loc) = http::HeaderValue::from_str(&format!("/{rt}/{id}")) {
+        resp.headers_mut().insert("location", loc);
+    }
+    Ok(resp)
+}
+
+/// Stores a new secret's hash, or keeps the existing hash when the body names no secret
+/// (a GET-edit-PUT round trip must not wipe a secret that GET never shows).
+async fn set_hash(
+    app: &App,
+    map: &mut Map<String, Value>,
+    field: &str,
+    secret: Option<String>,
+    existing: Option<Value>,
+) -> Result<()> {
+    match secret {
+        Some(s) => {
+            let h = hash_secret(
+                app.platform.crypto.as_ref(),
+                app.platform.random.as_ref(),
+                &s,
+                app.config.pbkdf2_iterations,
+            )
+            .await?;
+            map.insert(field.into(), Value::String(h));
+        }
+        None => {
+            if let Some(h) = existing {
+                map.insert(field.into(), h);
+            }
+        }
+    }
+    Ok(())
+}

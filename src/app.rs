@@ -1,0 +1,159 @@
+//! `App::handle`: the routing table of the whole service (DESIGN.md "The path of one request").
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http_util::{Request, Response};
+use crate::model::ResourceType;
+use crate::platform::{Clock, Crypto, KvStore, Random};
+use crate::store::{Cache, Repo};
+use std::rc::Rc;
+
+/// Where log lines go (the Worker: `console.log`, which `wrangler tail` shows).
+pub trait Log {
+    fn log(&self, line: &str);
+}
+
+/// A logger that drops everything.
+#[derive(Debug, Default)]
+pub struct NoLog;
+impl Log for NoLog {
+    fn log(&self, _line: &str) {}
+}
+
+/// Everything the core needs from outside.
+#[derive(Clone)]
+pub struct Platform {
+    pub kv: Rc<dyn KvStore>,
+    pub crypto: Rc<dyn Crypto>,
+    pub clock: Rc<dyn Clock>,
+    pub random: Rc<dyn Random>,
+    pub log: Rc<dyn Log>,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answer it.
+    Respond(Response),
+    /// Send it to the origin (the adapter does the fetch, so bodies stream).
+    Forward(Request),
+}
+
+impl Outcome {
+    /// The response, for callers that know no forward can happen (tests of our endpoints).
+    pub fn into_response(self) -> Option<Response> {
+        match self {
+            Outcome::Respond(r) => Some(r),
+            Outcome::Forward(_) => None,
+        }
+    }
+}
+
+/// The service. Cheap to build per request; `cache` is what lives for the isolate.
+pub struct App {
+    pub config: Rc<Config>,
+    pub platform: Platform,
+    pub cache: Rc<Cache>,
+}
+
+impl App {
+    pub fn new(config: Rc<Config>, platform: Platform, cache: Rc<Cache>) -> App {
+        App {
+            config,
+            platform,
+            cache,
+        }
+    }
+
+    pub fn repo(&self) -> Repo<'_> {
+        Repo {
+            kv: self.platform.kv.as_ref(),
+            cache: self.cache.as_ref(),
+            clock: self.platform.clock.as_ref(),
+            ttl: self.config.cache_ttl,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.platform.clock.now()
+    }
+
+    pub fn log(&self, line: &str) {
+        self.platform.log.log(line);
+    }
+
+    /// Our issuer: `ISSUER`, or the origin this request came to.
+    pub fn issuer(&self, req: &Request) -> String {
+        if let Some(i) = &self.config.issuer {
+            return i.clone();
+        }
+        let uri = req.uri();
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| crate::http_util::header(req, "host").map(str::to_string))
+            .unwrap_or_else(|| "localhost".into());
+        format!("{scheme}://{authority}")
+    }
+
+    /// The `aud` of access tokens for the protected API.
+    pub fn audience(&self, req: &Request) -> String {
+        self.config
+            .audience
+            .clone()
+            .unwrap_or_else(|| self.issuer(req))
+    }
+
+    /// Handles one request. Never panics on input; every error becomes its wire response.
+    pub async fn handle(&self, req: Request) -> Outcome {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        match self.route(req).await {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(reason) = e.internal_reason() {
+                    self.log(&format!("{method} {path}: {} ({reason})", e.code()));
+                }
+                Outcome::Respond(e.to_response())
+            }
+        }
+    }
+
+    async fn route(&self, req: Request) -> Result<Outcome> {
+        if req.body().len() > self.config.max_body_bytes {
+            return Err(Error::PayloadTooLarge(self.config.max_body_bytes));
+        }
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            [".well-known", rest @ ..] => {
+                crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
+            }
+            ["auth", "token"] => {
+                only(&req, &[http::Method::POST], "POST")?;
+                Ok(Outcome::Respond(
+                    crate::oauth::token::handle(self, &req).await?,
+                ))
+            }
+            ["auth", ..] => Err(Error::NotFound(format!("no endpoint at {path}"))),
+            [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => {
+                let rt = ResourceType::parse(rt).unwrap_or(ResourceType::Client);
+                let id = rest.first().copied().filter(|s| !s.is_empty());
+                crate::admin::handle(self, req, rt, id)
+                    .await
+                    .map(Outcome::Respond)
+            }
+            _ => crate::authz::handle(self, req).await,
+        }
+    }
+}
+
+/// 405 unless the method is one of `allowed`.
+pub fn only(req: &Request, allowed: &[http::Method], allow_header: &'static str) -> Result<()> {
+    if allowed.contains(req.method()) {
+        Ok(())
+    } else {
+        Err(Error::MethodNotAllowed(allow_header))
+    }
+}

@@ -1,0 +1,209 @@
+//! Who is calling: Basic credentials (RFC 7617) or a bearer JWT of ours (RFC 6750, RFC 9068).
+//! External issuers (TokenIntrospector) plug in at [`authenticate_bearer`].
+
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http_util::{authorization, Authorization, BasicCredentials, Request};
+use crate::jwt::{self, Expectations, VerifyError, ACCESS_TOKEN_TYP};
+use crate::model::client::Client;
+use crate::model::user::User;
+use crate::model::{ResourceType, ROOT_CLIENT_ID};
+use crate::secret::{ct_eq, verify_secret};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// How long a successful secret check is remembered in the isolate (seconds). Rotating a
+/// secret changes the stored hash, which misses this cache at once.
+const VERIFIED_TTL: i64 = 300;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The operator, by Basic `root:ADMIN_SECRET`: may do anything.
+    pub root: bool,
+    pub client: Option<Client>,
+    pub user: Option<User>,
+    /// Verified claims of the bearer token, if one was used.
+    pub jwt: Option<Map<String, Value>>,
+}
+
+impl Identity {
+    pub fn client_id(&self) -> Option<&str> {
+        if self.root {
+            return Some(ROOT_CLIENT_ID);
+        }
+        self.client.as_ref().map(|c| c.id.as_str())
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+
+    pub fn scope(&self) -> Option<&str> {
+        self.jwt.as_ref()?.get("scope")?.as_str()
+    }
+}
+
+/// Authenticates the caller of a protected path or the admin API. `Ok(None)`: no credentials.
+pub async fn authenticate(app: &App, req: &Request) -> Result<Option<Identity>> {
+    match authorization(req) {
+        Ok(Authorization::None) => Ok(None),
+        Ok(Authorization::Basic(creds)) => authenticate_basic(app, &creds).await.map(Some),
+        Ok(Authorization::Bearer(token)) => authenticate_bearer(app, req, &token).await.map(Some),
+        Err(reason) => {
+            let basic = crate::http_util::header(req, "authorization")
+                .is_some_and(|h| h.len() >= 6 && h[..6].eq_ignore_ascii_case("basic "));
+            Err(if basic {
+                Error::InvalidBasic(reason)
+            } else {
+                Error::InvalidToken(reason)
+            })
+        }
+    }
+}
+
+/// Checks a secret against a stored hash, remembering successes for a few minutes so that
+/// Basic auth on every request does not pay the slow KDF every time.
+pub async fn check_secret(
+    app: &App,
+    kind: &str,
+    id: &str,
+    secret: &str,
+    stored: &str,
+) -> Result<bool> {
+    let mut h = Sha256::new();
+    for part in [kind, id, secret, stored] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let key: [u8; 32] = h.finalize().into();
+    let now = app.now();
+    if app.cache.was_verified(&key, now) {
+        return Ok(true);
+    }
+    let ok = verify_secret(app.platform.crypto.as_ref(), secret, stored).await?;
+    if ok {
+        app.cache.remember_verified(key, now + VERIFIED_TTL);
+    }
+    Ok(ok)
+}
+
+/// Is this `root:ADMIN_SECRET`?
+pub fn is_root(app: &App, creds: &BasicCredentials) -> bool {
+    creds.id == ROOT_CLIENT_ID
+        && app
+            .config
+            .admin_secret
+            .as_ref()
+            .is_some_and(|s| ct_eq(s.expose().as_bytes(), creds.secret.expose().as_bytes()))
+}
+
+/// Loads a Client by id, if it exists and is active.
+pub async fn load_client(app: &App, id: &str) -> Result<Option<Client>> {
+    if id == ROOT_CLIENT_ID {
+        return Ok(None);
+    }
+    Ok(app
+        .repo()
+        .get(ResourceType::Client, id)
+        .await?
+        .map(|d| Client::from_doc((*d).clone()))
+        .filter(|c| c.active))
+}
+
+pub async fn load_user(app: &App, id: &str) -> Result<Option<User>> {
+    Ok(app
+        .repo()
+        .get(ResourceType::User, id)
+        .await?
+        .map(|d| User::from_doc((*d).clone()))
+        .filter(|u| u.active))
+}
+
+/// Basic auth on the API: a Client whose `grant_types` include `basic` (Aidbox), or root.
+async fn authenticate_basic(app: &App, creds: &BasicCredentials) -> Result<Identity> {
+    if is_root(app, creds) {
+        return Ok(Identity {
+            root: true,
+            ..Identity::default()
+        });
+    }
+    let bad = || Error::InvalidBasic("invalid client id or secret".into());
+    let Some(client) = load_client(app, &creds.id).await? else {
+        crate::secret::burn_check(
+            app.platform.crypto.as_ref(),
+            creds.secret.expose(),
+            app.config.pbkdf2_iterations,
+        )
+        .await;
+        return Err(bad());
+    };
+    let Some(hash) = client.secret_hash.clone() else {
+        return Err(bad());
+    };
+    if !check_secret(app, "Client", &client.id, creds.secret.expose(), &hash).await? {
+        return Err(bad());
+    }
+    if !client.allows_grant("basic") {
+        return Err(Error::InvalidBasic(
+            "this client may not use Basic auth on the API (grant_types lacks \"basic\")".into(),
+        ));
+    }
+    Ok(Identity {
+        client: Some(client),
+        ..Identity::default()
+    })
+}
+
+/// A bearer token: one of ours (checked against our keys), else refused.
+pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Result<Identity> {
+    let issuer = app.issuer(req);
+    let audience = app.audience(req);
+    let expect = Expectations {
+        issuer: &issuer,
+        audience: &audience,
+        typ: Some(ACCESS_TOKEN_TYP),
+        leeway: app.config.leeway,
+        now: app.now(),
+    };
+    let claims = jwt::verify(
+        app.platform.crypto.as_ref(),
+        &app.config.keys,
+        token,
+        &expect,
+    )
+    .await
+    .map_err(|e| match e {
+        VerifyError::Backend(b) => Error::Unavailable(b.0),
+        other => Error::InvalidToken(other.to_string()),
+    })?;
+    let client_id = claims
+        .get("client_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::InvalidToken("token has no client_id".into()))?;
+    let client = load_client(app, client_id)
+        .await?
+        .ok_or_else(|| Error::InvalidToken("the token's client no longer exists".into()))?;
+    let user =
+        match claims
+            .get(crate::oauth::SUB_KIND_CLAIM)
+            .and_then(Value::as_str)
+        {
+            Some("user") => {
+                let sub = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Some(load_user(app, sub).await?.ok_or_else(|| {
+                    Error::InvalidToken("the token's user no longer exists".into())
+                })?)
+            }
+            _ => None,
+        };
+    Ok(Identity {
+        root: false,
+        client: Some(client),
+        user,
+        jwt: Some(claims),
+    })
+}

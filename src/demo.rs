@@ -1,0 +1,85 @@
+//! The built-in demo FHIR origin, used when `ORIGIN_URL` is not set, so that the tutorial works
+//! out of the box: `GET /Patient` and `GET /Patient/{id}` answer with sample data. It sits
+//! behind the authorizer like any origin: nothing reaches it that a policy did not allow.
+
+use crate::error::Result;
+use crate::http_util::{json_response, Request, Response};
+use serde_json::{json, Value};
+
+fn patients() -> Vec<Value> {
+    vec![
+        json!({"resourceType": "Patient", "id": "pt-1", "active": true,
+               "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],
+               "gender": "male", "birthDate": "1974-12-25"}),
+        json!({"resourceType": "Patient", "id": "pt-2", "active": true,
+               "name": [{"family": "Windsor", "given": ["Anna"]}],
+               "gender": "female", "birthDate": "1988-03-14"}),
+        json!({"resourceType": "Patient", "id": "pt-3", "active": false,
+               "name": [{"family": "Okafor", "given": ["Chidi"]}],
+               "gender": "male", "birthDate": "2001-07-02"}),
+    ]
+}
+
+fn outcome(status: u16, code: &str, text: &str) -> Response {
+    let mut r = json_response(
+        status,
+        &json!({"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": code, "diagnostics": text}]}),
+    );
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/fhir+json"),
+    );
+    r
+}
+
+fn fhir(status: u16, body: &Value) -> Response {
+    let mut r = json_response(status, body);
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/fhir+json"),
+    );
+    r.headers_mut()
+        .insert("x-demo-origin", http::HeaderValue::from_static("true"));
+    r
+}
+
+pub fn handle(req: &Request) -> Result<Response> {
+    let segs: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if req.method() != http::Method::GET {
+        return Ok(outcome(
+            405,
+            "not-supported",
+            "the demo origin is read-only; set ORIGIN_URL to protect your own API",
+        ));
+    }
+    Ok(match segs.as_slice() {
+        ["Patient"] => {
+            let all = patients();
+            fhir(
+                200,
+                &json!({
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "total": all.len(),
+                    "entry": all.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>(),
+                }),
+            )
+        }
+        ["Patient", id] => match patients().into_iter().find(|p| p["id"] == *id) {
+            Some(p) => fhir(200, &p),
+            None => outcome(404, "not-found", &format!("Patient/{id} not found")),
+        },
+        _ => outcome(
+            404,
+            "not-found",
+            "the demo origin serves only /Patient and /Patient/{id}; set ORIGIN_URL to protect your own API",
+        ),
+    })
+}

@@ -1,0 +1,206 @@
+//! Two levels of errors (DESIGN.md rule 3): [`Error`] carries the internal reason; [`Error::to_response`]
+//! turns it into the small wire error a client sees, in one exhaustive match.
+//!
+//! Every wire error has the RFC 6749 section 5.2 shape `{"error": ..., "error_description": ...}`,
+//! also on the admin API and the authorizer, so a client needs one error parser. Validation errors
+//! add `field`, the JSON path of the offending field.
+
+use crate::http_util::{json_response, Response};
+use crate::platform::BackendError;
+use serde_json::json;
+use std::fmt;
+
+/// The realm we name in `WWW-Authenticate` challenges.
+pub const REALM: &str = "edge-authorizer";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// RFC 6749 5.2 `invalid_request`: a parameter is missing, repeated or malformed.
+    InvalidRequest(String),
+    /// RFC 6749 5.2 `invalid_client`: client authentication failed. 401 with a Basic challenge.
+    InvalidClient(String),
+    /// RFC 6749 5.2 `invalid_grant`: wrong user credentials, expired or reused grant.
+    InvalidGrant(String),
+    /// RFC 6749 5.2 `unauthorized_client`: the client may not use this grant type.
+    UnauthorizedClient(String),
+    /// RFC 6749 5.2 `unsupported_grant_type`.
+    UnsupportedGrantType(String),
+    /// RFC 6749 5.2 `invalid_scope`.
+    InvalidScope(String),
+    /// RFC 8707 2 `invalid_target`: an `audience` this client may not ask for.
+    InvalidTarget(String),
+    /// RFC 6750 3: no credentials at all on a protected path. 401 with a bare Bearer challenge.
+    MissingCredentials,
+    /// RFC 6750 3.1 `invalid_token`: a bearer token that is malformed, expired, revoked or
+    /// not ours. 401 with `error="invalid_token"` in the challenge.
+    InvalidToken(String),
+    /// Basic credentials on a protected path that do not check out. 401 with a Basic challenge.
+    InvalidBasic(String),
+    /// Authenticated, but no AccessPolicy allows the request. 403.
+    Forbidden(String),
+    /// 404 on the admin API or the demo origin.
+    NotFound(String),
+    /// 409: the write conflicts with another record (an email already taken).
+    Conflict(String),
+    /// 405; the value lists the allowed methods.
+    MethodNotAllowed(&'static str),
+    /// A resource body that does not validate: 422 naming the field.
+    Validation { field: String, message: String },
+    /// 413: the body is larger than the Worker buffers.
+    PayloadTooLarge(usize),
+    /// 415 on the admin API: only JSON is accepted.
+    UnsupportedMediaType(String),
+    /// A storage, crypto or outbound backend failed: 503 with `Retry-After`, nothing written.
+    Unavailable(String),
+    /// A bug or a misconfiguration on our side: logged, 500 with no detail.
+    Internal(String),
+}
+
+impl Error {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidRequest(_)
+            | Error::InvalidGrant(_)
+            | Error::UnauthorizedClient(_)
+            | Error::UnsupportedGrantType(_)
+            | Error::InvalidScope(_)
+            | Error::InvalidTarget(_) => 400,
+            Error::InvalidClient(_)
+            | Error::MissingCredentials
+            | Error::InvalidToken(_)
+            | Error::InvalidBasic(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed(_) => 405,
+            Error::Conflict(_) => 409,
+            Error::PayloadTooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::Validation { .. } => 422,
+            Error::Internal(_) => 500,
+            Error::Unavailable(_) => 503,
+        }
+    }
+
+    /// The RFC error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::InvalidClient(_) => "invalid_client",
+            Error::InvalidGrant(_) => "invalid_grant",
+            Error::UnauthorizedClient(_) => "unauthorized_client",
+            Error::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidTarget(_) => "invalid_target",
+            Error::MissingCredentials => "unauthorized",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::InvalidBasic(_) => "invalid_client",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Conflict(_) => "conflict",
+            Error::Validation { .. } => "invalid_resource",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::Unavailable(_) => "temporarily_unavailable",
+            Error::Internal(_) => "server_error",
+        }
+    }
+
+    fn description(&self) -> String {
+        match self {
+            Error::InvalidRequest(d)
+            | Error::InvalidClient(d)
+            | Error::InvalidGrant(d)
+            | Error::UnauthorizedClient(d)
+            | Error::UnsupportedGrantType(d)
+            | Error::InvalidScope(d)
+            | Error::InvalidTarget(d)
+            | Error::InvalidToken(d)
+            | Error::InvalidBasic(d)
+            | Error::Forbidden(d)
+            | Error::NotFound(d)
+            | Error::Conflict(d)
+            | Error::UnsupportedMediaType(d) => d.clone(),
+            Error::MissingCredentials => "credentials are required".into(),
+            Error::MethodNotAllowed(allow) => format!("method not allowed here; allowed: {allow}"),
+            Error::Validation { field, message } => format!("{field}: {message}"),
+            Error::PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
+            // The internal reason goes to the log, never to the client.
+            Error::Unavailable(_) => "a backing service is unavailable; retry later".into(),
+            Error::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// The wire response: status, RFC-shaped JSON body, challenge and caching headers.
+    pub fn to_response(&self) -> Response {
+        let mut body = json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        if let Error::Validation { field, .. } = self {
+            body["field"] = json!(field);
+        }
+        let mut resp = json_response(self.status(), &body);
+        let headers = resp.headers_mut();
+        // RFC 6749 5.2 and 6750 3: error responses from auth endpoints are not cached either.
+        headers.insert("cache-control", http::HeaderValue::from_static("no-store"));
+        let challenge = match self {
+            Error::InvalidClient(_) | Error::InvalidBasic(_) => {
+                Some(format!("Basic realm=\"{REALM}\", charset=\"UTF-8\""))
+            }
+            Error::MissingCredentials => Some(format!("Bearer realm=\"{REALM}\"")),
+            Error::InvalidToken(d) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                d.replace(['"', '\\'], "'")
+            )),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            if let Ok(v) = http::HeaderValue::from_str(&c) {
+                headers.insert("www-authenticate", v);
+            }
+        }
+        if let Error::MethodNotAllowed(allow) = self {
+            headers.insert("allow", http::HeaderValue::from_static(allow));
+        }
+        if matches!(self, Error::Unavailable(_)) {
+            headers.insert("retry-after", http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+
+    /// The internal reason, for the log line of a 5xx.
+    pub fn internal_reason(&self) -> Option<&str> {
+        match self {
+            Error::Unavailable(r) | Error::Internal(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.description())?;
+        if let Some(r) = self.internal_reason() {
+            write!(f, " ({r})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Unavailable(e.0)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,187 @@
+//! Our signing keys and the JWKS we publish (RFC 7517, RFC 8037 for Ed25519).
+//!
+//! `SIGNING_KEY` is one private JWK (Ed25519 `OKP` or P-256 `EC`) that signs every new token.
+//! `PUBLISHED_KEYS` adds public JWKs (a JSON array or a `{"keys": [...]}` set) that we still
+//! accept and publish: the previous key while its tokens live out, or the next key ahead of a
+//! switch. Each key's algorithm is pinned by its type (DESIGN.md rule 6): a token whose header
+//! names another algorithm is refused whatever its signature.
+
+use crate::crypto::{ed25519_public_from_seed, p256_public_from_scalar};
+use crate::http_util::b64url;
+use crate::platform::{PrivateKey, PublicKey, SigAlg};
+use jwt_compact::jwk::JsonWebKey;
+use serde_json::{json, Value};
+
+/// The key that signs new tokens.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigAlg,
+    pub private: PrivateKey,
+    pub public: PublicKey,
+}
+
+/// A key we accept signatures from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyingKey {
+    pub kid: String,
+    pub alg: SigAlg,
+    pub public: PublicKey,
+}
+
+/// The signing key plus every key we verify with.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    pub signing: Option<SigningKey>,
+    pub verifying: Vec<VerifyingKey>,
+}
+
+fn arr32(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
+    bytes
+        .try_into()
+        .map_err(|_| format!("{what} must be 32 bytes, got {}", bytes.len()))
+}
+
+/// RFC 7638 thumbprint, base64url: the `kid` when a JWK has none.
+fn thumbprint(jwk: &JsonWebKey<'_>) -> String {
+    b64url(&jwk.thumbprint::<sha2::Sha256>())
+}
+
+/// Parses one JWK into (kid, alg, public, private?). The `alg` member, when present, must agree
+/// with the key type; it is never what decides the algorithm.
+fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>), String> {
+    let jwk: JsonWebKey<'_> =
+        serde_json::from_value(v.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+    let kid = match v.get("kid") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        Some(_) => return Err("kid must be a non-empty string".into()),
+        None => thumbprint(&jwk.to_verifying_key()),
+    };
+    let (alg, public, private) = match &jwk {
+        JsonWebKey::KeyPair { curve, x, secret } if curve == "Ed25519" => {
+            let x = arr32(x, "Ed25519 x")?;
+            let private = match secret {
+                Some(d) => {
+                    let seed = arr32(d, "Ed25519 d")?;
+                    if ed25519_public_from_seed(&seed) != x {
+                        return Err("Ed25519 d and x do not belong together".into());
+                    }
+                    Some(PrivateKey::Ed25519 { seed, public: x })
+                }
+                None => None,
+            };
+            (SigAlg::EdDsa, PublicKey::Ed25519(x), private)
+        }
+        JsonWebKey::EllipticCurve {
+            curve,
+            x,
+            y,
+            secret,
+        } if curve == "P-256" => {
+            let x = arr32(x, "P-256 x")?;
+            let y = arr32(y, "P-256 y")?;
+            let private = match secret {
+                Some(d) => {
+                    let d = arr32(d, "P-256 d")?;
+                    if p256_public_from_scalar(&d) != Some((x, y)) {
+                        return Err("P-256 d does not match x and y".into());
+                    }
+                    Some(PrivateKey::P256 { d, x, y })
+                }
+                None => None,
+            };
+            (SigAlg::Es256, PublicKey::P256 { x, y }, private)
+        }
+        _ => return Err("only Ed25519 (OKP) and P-256 (EC) keys are supported".into()),
+    };
+    if let Some(a) = v.get("alg") {
+        if a.as_str() != Some(alg.jws_name()) {
+            return Err(format!(
+                "alg {a} does not fit the key type, which signs {}",
+                alg.jws_name()
+            ));
+        }
+    }
+    Ok((kid, alg, public, private))
+}
+
+impl KeySet {
+    /// Builds the key set from the `SIGNING_KEY` and `PUBLISHED_KEYS` secrets.
+    pub fn from_config(signing: Option<&str>, published: Option<&str>) -> Result<KeySet, String> {
+        let mut set = KeySet::default();
+        if let Some(s) = signing.filter(|s| !s.trim().is_empty()) {
+            let v: Value =
+                serde_json::from_str(s).map_err(|e| format!("SIGNING_KEY is not JSON: {e}"))?;
+            let (kid, alg, public, private) =
+                parse_jwk(&v).map_err(|e| format!("SIGNING_KEY: {e}"))?;
+            let private = private.ok_or("SIGNING_KEY has no private part (d)")?;
+            set.verifying.push(VerifyingKey {
+                kid: kid.clone(),
+                alg,
+                public: public.clone(),
+            });
+            set.signing = Some(SigningKey {
+                kid,
+                alg,
+                private,
+                public,
+            });
+        }
+        if let Some(p) = published.filter(|s| !s.trim().is_empty()) {
+            let v: Value =
+                serde_json::from_str(p).map_err(|e| format!("PUBLISHED_KEYS is not JSON: {e}"))?;
+            let list = match &v {
+                Value::Array(a) => a.clone(),
+                Value::Object(o) => match o.get("keys") {
+                    Some(Value::Array(a)) => a.clone(),
+                    _ => return Err("PUBLISHED_KEYS: an object must have a keys array".into()),
+                },
+                _ => return Err("PUBLISHED_KEYS must be a JSON array of JWKs".into()),
+            };
+            for (i, k) in list.iter().enumerate() {
+                let (kid, alg, public, _) =
+                    parse_jwk(k).map_err(|e| format!("PUBLISHED_KEYS[{i}]: {e}"))?;
+                if set.verifying.iter().any(|v| v.kid == kid) {
+                    // The active key listed again (a common copy-paste): fine if it is the same.
+                    if set
+                        .verifying
+                        .iter()
+                        .any(|v| v.kid == kid && v.public == public)
+                    {
+                        continue;
+                    }
+                    return Err(format!("PUBLISHED_KEYS[{i}]: kid {kid} is used twice"));
+                }
+                set.verifying.push(VerifyingKey { kid, alg, public });
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn find(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.verifying.iter().find(|k| k.kid == kid)
+    }
+
+    /// The public JWKS (RFC 7517 5), signing key first.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .verifying
+            .iter()
+            .map(|k| {
+                let mut jwk = match &k.public {
+                    PublicKey::Ed25519(x) => {
+                        json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(x)})
+                    }
+                    PublicKey::P256 { x, y } => {
+                        json!({"kty": "EC", "crv": "P-256", "x": b64url(x), "y": b64url(y)})
+                    }
+                };
+                jwk["kid"] = json!(k.kid);
+                jwk["alg"] = json!(k.alg.jws_name());
+                jwk["use"] = json!("sig");
+                jwk
+            })
+            .collect();
+        json!({ "keys": keys })
+    }
+}

@@ -1,0 +1,29 @@
+//! # edge-authorizer
+//!
+//! An OAuth 2.0 / OpenID Connect / SMART on FHIR authorization server and request authorizer that
+//! runs as a Cloudflare Worker, modelled on the auth module of the Aidbox FHIR server.
+//!
+//! The core is pure Rust and runs natively under `cargo test`: time, randomness, storage and
+//! crypto come in through the traits of [`platform`]. Only `src/worker/` (feature `worker`)
+//! touches the `worker` crate. [`app::App::handle`] is the whole service.
+
+pub mod admin;
+pub mod app;
+pub mod authn;
+pub mod authz;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod error;
+pub mod http_util;
+pub mod jwt;
+pub mod model;
+pub mod oauth;
+pub mod platform;
+pub mod policy;
+pub mod secret;
+pub mod store;
+pub mod testing;
+
+#[cfg(all(feature = "worker", target_arch = "wasm32"))]
+mod worker;

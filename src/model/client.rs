@@ -1,0 +1,187 @@
+//! Client: an application that calls the API or asks for tokens (Aidbox's `Client`).
+
+use super::{join, opt_bool, opt_object, opt_positive_int, opt_str, opt_str_list};
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// Grant types a Client may list (Aidbox names; `code` is Aidbox's alias of `authorization_code`).
+pub const GRANT_TYPES: [&str; 6] = [
+    "basic",
+    "client_credentials",
+    "password",
+    "authorization_code",
+    "code",
+    "implicit",
+];
+
+/// Flows that take per-flow settings under `auth.<flow>`.
+pub const FLOWS: [&str; 5] = [
+    "basic",
+    "client_credentials",
+    "password",
+    "authorization_code",
+    "implicit",
+];
+
+/// Default access token lifetime when `auth.<flow>.access_token_expiration` is absent.
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: i64 = 3600;
+
+/// Validates the fields of a Client we interpret (the secret is already taken out).
+pub fn validate(m: &Map<String, Value>) -> Result<()> {
+    if let Some(list) = opt_str_list(m, "grant_types", "")? {
+        for (i, g) in list.iter().enumerate() {
+            if !GRANT_TYPES.contains(&g.as_str()) {
+                return Err(Error::validation(
+                    format!("grant_types.{i}"),
+                    format!(
+                        "unknown grant type \"{g}\"; known: {}",
+                        GRANT_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    opt_bool(m, "first_party", "")?;
+    opt_bool(m, "active", "")?;
+    opt_str(m, "type", "")?;
+    opt_str_list(m, "allowed-scopes", "")?;
+    opt_str(m, "fhir-base-url", "")?;
+    if let Some(a) = opt_str(m, "audience", "")? {
+        if let Some(re) = a.strip_prefix('#') {
+            regex_lite::Regex::new(re).map_err(|e| {
+                Error::validation(
+                    "audience",
+                    format!("is not a valid regular expression: {e}"),
+                )
+            })?;
+        }
+    }
+    if let Some(auth) = opt_object(m, "auth", "")? {
+        for (flow, settings) in auth {
+            let path = join("auth", flow);
+            if !FLOWS.contains(&flow.as_str()) {
+                return Err(Error::validation(
+                    path,
+                    format!("unknown flow; known: {}", FLOWS.join(", ")),
+                ));
+            }
+            let Value::Object(s) = settings else {
+                return Err(Error::validation(path, "must be an object"));
+            };
+            opt_positive_int(s, "access_token_expiration", &path)?;
+            opt_positive_int(s, "refresh_token_expiration", &path)?;
+            opt_bool(s, "refresh_token", &path)?;
+            opt_bool(s, "secret_required", &path)?;
+            opt_bool(s, "pkce", &path)?;
+            if let Some(f) = opt_str(s, "token_format", &path)? {
+                if f != "jwt" {
+                    return Err(Error::validation(
+                        join(&path, "token_format"),
+                        "only \"jwt\" is supported",
+                    ));
+                }
+            }
+            if let Some(uri) = opt_str(s, "redirect_uri", &path)? {
+                validate_redirect_uri(uri)
+                    .map_err(|m| Error::validation(join(&path, "redirect_uri"), m))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 6749 3.1.2: an absolute URI without a fragment. Plain http only for loopback hosts
+/// (RFC 8252 7.3); custom schemes for native apps (RFC 8252 7.1) are allowed.
+pub fn validate_redirect_uri(uri: &str) -> std::result::Result<(), String> {
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|_| "must be an absolute URI".to_string())?;
+    let scheme = parsed
+        .scheme_str()
+        .ok_or_else(|| "must be an absolute URI".to_string())?;
+    if uri.contains('#') {
+        return Err("must not contain a fragment".into());
+    }
+    if scheme == "http" {
+        let host = parsed.host().unwrap_or("");
+        if !(host == "localhost" || host == "127.0.0.1" || host == "[::1]") {
+            return Err("must use https (http only for localhost)".into());
+        }
+    }
+    Ok(())
+}
+
+/// A stored Client, read for authentication and token issuance.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub secret_hash: Option<String>,
+    pub grant_types: Vec<String>,
+    pub active: bool,
+    /// The stored document (with its hash); see [`super::public_view`].
+    pub doc: Value,
+}
+
+impl Client {
+    pub fn from_doc(doc: Value) -> Client {
+        let get_str = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+        Client {
+            id: get_str("id").unwrap_or_default(),
+            secret_hash: get_str("secret_hash"),
+            grant_types: doc
+                .get("grant_types")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+            doc,
+        }
+    }
+
+    /// Does `grant_types` list this grant? `authorization_code` and `code` are one grant.
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| {
+            g == grant
+                || (grant == "authorization_code" && g == "code")
+                || (grant == "code" && g == "authorization_code")
+        })
+    }
+
+    /// `auth.<flow>.<key>`.
+    pub fn flow_setting(&self, flow: &str, key: &str) -> Option<&Value> {
+        self.doc.get("auth")?.get(flow)?.get(key)
+    }
+
+    /// Access token lifetime for a flow, in seconds.
+    pub fn access_token_lifetime(&self, flow: &str) -> i64 {
+        self.flow_setting(flow, "access_token_expiration")
+            .and_then(Value::as_i64)
+            .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME)
+    }
+
+    /// `allowed-scopes`, when the client restricts them.
+    pub fn allowed_scopes(&self) -> Option<Vec<&str>> {
+        self.doc
+            .get("allowed-scopes")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+    }
+
+    /// Does the client's `audience` (a string, or a regex when it starts with `#`) admit `aud`?
+    pub fn audience_allows(&self, aud: &str) -> bool {
+        match self.doc.get("audience").and_then(Value::as_str) {
+            Some(pattern) => match pattern.strip_prefix('#') {
+                Some(re) => regex_lite::Regex::new(re)
+                    .map(|r| r.is_match(aud))
+                    .unwrap_or(false),
+                None => pattern == aud,
+            },
+            None => false,
+        }
+    }
+}

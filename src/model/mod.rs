@@ -1,0 +1,211 @@
+//! The resources kept in KV (Client, User, AccessPolicy), in Aidbox's JSON shape, and their
+//! validation. Every write is validated here before anything is stored; errors name the field.
+//!
+//! Resources are kept as JSON objects so that Aidbox fields we do not interpret survive a round
+//! trip. Secrets are replaced by hashes on write (`secret` -> `secret_hash`,
+//! `password` -> `password_hash`) and hashes never leave through the API ([`public_view`]).
+
+pub mod client;
+pub mod user;
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The resource types of the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceType {
+    Client,
+    User,
+    AccessPolicy,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 3] = [
+        ResourceType::Client,
+        ResourceType::User,
+        ResourceType::AccessPolicy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Client => "Client",
+            ResourceType::User => "User",
+            ResourceType::AccessPolicy => "AccessPolicy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Fields that hold hashes: set only by us, never accepted from or returned to a caller.
+pub const HASH_FIELDS: [&str; 2] = ["secret_hash", "password_hash"];
+
+/// The Client id that means the operator (`ADMIN_SECRET`); no stored Client may take it.
+pub const ROOT_CLIENT_ID: &str = "root";
+
+/// FHIR id rule: `[A-Za-z0-9\-\.]{1,64}`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// A resource without its hashes: what GET, PUT and the policy request show.
+pub fn public_view(doc: &Value) -> Value {
+    let mut v = doc.clone();
+    if let Value::Object(m) = &mut v {
+        for f in HASH_FIELDS {
+            m.remove(f);
+        }
+    }
+    v
+}
+
+/// Common checks of a PUT body: a JSON object whose `id` and `resourceType`, when present,
+/// agree with the URL, and which does not try to set a hash.
+pub fn check_envelope(rt: ResourceType, id: &str, body: &Value) -> Result<Map<String, Value>> {
+    let Value::Object(map) = body else {
+        return Err(Error::validation("", "the body must be a JSON object"));
+    };
+    if let Some(v) = map.get("resourceType") {
+        if v.as_str() != Some(rt.name()) {
+            return Err(Error::validation(
+                "resourceType",
+                format!("must be \"{}\" at this URL", rt.name()),
+            ));
+        }
+    }
+    if let Some(v) = map.get("id") {
+        if v.as_str() != Some(id) {
+            return Err(Error::validation("id", "must match the id in the URL"));
+        }
+    }
+    for f in HASH_FIELDS {
+        if map.contains_key(f) {
+            return Err(Error::validation(
+                f,
+                "is set by the server and cannot be written",
+            ));
+        }
+    }
+    let mut map = map.clone();
+    map.insert("id".into(), Value::String(id.into()));
+    map.insert("resourceType".into(), Value::String(rt.name().into()));
+    Ok(map)
+}
+
+// ---- small typed field checks, shared by the resource validators ----
+
+pub(crate) fn opt_bool(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Error::validation(join(path, key), "must be a boolean")),
+    }
+}
+
+pub(crate) fn opt_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::validation(join(path, key), "must be a string")),
+    }
+}
+
+pub(crate) fn opt_positive_int(
+    m: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<i64>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            // Ten years is far beyond any sane token lifetime and keeps `now + x` in range.
+            Some(i) if (1..=315_360_000).contains(&i) => Ok(Some(i)),
+            _ => Err(Error::validation(
+                join(path, key),
+                "must be a whole number of seconds from 1 to 315360000",
+            )),
+        },
+        Some(_) => Err(Error::validation(
+            join(path, key),
+            "must be a number of seconds",
+        )),
+    }
+}
+
+pub(crate) fn opt_str_list(
+    m: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<Vec<String>>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::validation(format!("{}.{i}", join(path, key)), "must be a string")
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(_) => Err(Error::validation(
+            join(path, key),
+            "must be an array of strings",
+        )),
+    }
+}
+
+pub(crate) fn opt_object<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a Map<String, Value>>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(Error::validation(join(path, key), "must be an object")),
+    }
+}
+
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Longest secret or password we accept: bounds the KDF input and the stored record.
+pub const MAX_SECRET_LEN: usize = 1024;
+
+/// A new secret from a PUT body: present, a non-empty string, not absurdly long.
+pub(crate) fn take_secret(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match m.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(Error::validation(key, "must not be empty")),
+        Some(Value::String(s)) if s.len() > MAX_SECRET_LEN => Err(Error::validation(
+            key,
+            format!("must be at most {MAX_SECRET_LEN} bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::validation(key, "must be a string")),
+    }
+}

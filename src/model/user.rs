@@ -1,0 +1,57 @@
+//! User: a person who signs in (Aidbox's `User`).
+
+use super::{opt_bool, opt_str};
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// Validates the fields of a User we interpret (the password is already taken out).
+pub fn validate(m: &Map<String, Value>) -> Result<()> {
+    if let Some(email) = opt_str(m, "email", "")? {
+        if normalize_email(email).is_none() {
+            return Err(Error::validation("email", "is not an email address"));
+        }
+    }
+    opt_bool(m, "active", "")?;
+    Ok(())
+}
+
+/// The lookup form of an email: trimmed and lowercased; None if it is not `local@domain`.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let e = email.trim().to_lowercase();
+    let (local, domain) = e.split_once('@')?;
+    let ok = !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && e.len() <= 254
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/');
+    ok.then_some(e)
+}
+
+/// A stored User, read for the password grant and the policy request.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub doc: Value,
+}
+
+impl User {
+    pub fn from_doc(doc: Value) -> User {
+        User {
+            id: doc
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            password_hash: doc
+                .get("password_hash")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+            doc,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! OAuth 2.0 (RFC 6749) and discovery: one file per grant and endpoint (DESIGN.md rule 2).
+
+pub mod client_auth;
+pub mod client_credentials;
+pub mod discovery;
+pub mod password;
+pub mod token;
+
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http_util::{b64url, json_response, no_store, Request, Response};
+use crate::jwt::{self, ACCESS_TOKEN_TYP};
+use crate::model::client::Client;
+use crate::model::user::User;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Private claim that says whether `sub` names a User (`"user"`) or the Client itself
+/// (`"client"`): ids of the two may collide, and the authorizer must load the right one.
+pub const SUB_KIND_CLAIM: &str = "sub_kind";
+
+/// The grant types the token endpoint knows (RFC 6749 4.3, 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+}
+
+impl GrantType {
+    pub fn parse(s: &str) -> Result<GrantType> {
+        match s {
+            "client_credentials" => Ok(GrantType::ClientCredentials),
+            "password" => Ok(GrantType::Password),
+            other => Err(Error::UnsupportedGrantType(format!(
+                "grant_type \"{other}\" is not supported; supported: {}",
+                Self::SUPPORTED.join(", ")
+            ))),
+        }
+    }
+
+    pub const SUPPORTED: [&'static str; 2] = ["client_credentials", "password"];
+
+    /// The name in Client `grant_types` and in `auth.<flow>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+        }
+    }
+}
+
+/// RFC 6749 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn valid_scope_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// The scope to grant: what was asked for, within the client's `allowed-scopes` if it has any.
+pub fn granted_scope(client: &Client, params: &BTreeMap<String, String>) -> Result<Option<String>> {
+    let Some(requested) = params.get("scope") else {
+        return Ok(None);
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for t in requested.split(' ').filter(|t| !t.is_empty()) {
+        if !valid_scope_token(t) {
+            return Err(Error::InvalidScope(format!(
+                "scope \"{t}\" has invalid characters"
+            )));
+        }
+        if let Some(allowed) = client.allowed_scopes() {
+            if !allowed.contains(&t) {
+                return Err(Error::InvalidScope(format!(
+                    "scope \"{t}\" is not allowed for this client"
+                )));
+            }
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok((!out.is_empty()).then(|| out.join(" ")))
+}
+
+/// The `aud` to put in the token: the API's audience, or an `audience` (Aidbox) / `resource`
+/// (RFC 8707) parameter that the client's `audience` pattern admits.
+pub fn token_audience(
+    app: &App,
+    req: &Request,
+    client: &Client,
+    params: &BTreeMap<String, String>,
+) -> Result<String> {
+    let default = app.audience(req);
+    let asked = params.get("audience").or_else(|| params.get("resource"));
+    match asked {
+        None => Ok(default),
+        Some(a) if *a == default || client.audience_allows(a) => Ok(a.clone()),
+        Some(a) => Err(Error::InvalidTarget(format!(
+            "audience \"{a}\" is not allowed for this client"
+        ))),
+    }
+}
+
+/// What a grant decided; [`issue`] turns it into tokens.
+pub struct Issue<'a> {
+    pub client: &'a Client,
+    pub user: Option<&'a User>,
+    pub scope: Option<String>,
+    pub audience: String,
+    pub grant: GrantType,
+}
+
+/// Signs the access token (RFC 9068) and builds the RFC 6749 5.1 response.
+pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response> {
+    let key = app
+        .config
+        .keys
+        .signing
+        .as_ref()
+        .ok_or_else(|| Error::Internal("SIGNING_KEY is not configured".into()))?;
+    let lifetime = what.client.access_token_lifetime(what.grant.name());
+    let mut jti = [0u8; 16];
+    app.platform.random.fill(&mut jti);
+    let mut claims = jwt::time_claims(app.now(), lifetime);
+    let (sub, kind) = match what.user {
+        Some(u) => (u.id.as_str(), "user"),
+        None => (what.client.id.as_str(), "client"),
+    };
+    claims.insert("iss".into(), json!(app.issuer(req)));
+    claims.insert("sub".into(), json!(sub));
+    claims.insert("aud".into(), json!(what.audience));
+    claims.insert("client_id".into(), json!(what.client.id));
+    claims.insert("jti".into(), json!(b64url(&jti)));
+    claims.insert(SUB_KIND_CLAIM.into(), json!(kind));
+    if let Some(s) = &what.scope {
+        claims.insert("scope".into(), json!(s));
+    }
+    let token = jwt::sign(
+        app.platform.crypto.as_ref(),
+        key,
+        ACCESS_TOKEN_TYP,
+        &Value::Object(claims),
+    )
+    .await?;
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+    });
+    if let Some(s) = &what.scope {
+        body["scope"] = json!(s);
+    }
+    if let Some(u) = what.user {
+        // Aidbox returns the User with user grants; without its hash.
+        body["userinfo"] = crate::model::public_view(&u.doc);
+    }
+    Ok(no_store(json_response(200, &body)))
+}

@@ -1,0 +1,27 @@
+//! The token endpoint, `POST /auth/token` (RFC 6749 3.2): parses the request, authenticates the
+//! client, and dispatches on `grant_type`. Form or JSON body, as Aidbox accepts.
+
+use super::{client_auth, client_credentials, password, GrantType};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http_util::{parse_params, Request, Response};
+
+pub async fn handle(app: &App, req: &Request) -> Result<Response> {
+    let params = parse_params(req)?;
+    let grant = params
+        .get("grant_type")
+        .ok_or_else(|| Error::InvalidRequest("grant_type is required".into()))?;
+    let grant = GrantType::parse(grant)?;
+    let confidential_only = grant == GrantType::ClientCredentials;
+    let client = client_auth::authenticate(app, req, &params, confidential_only).await?;
+    if !client.allows_grant(grant.name()) {
+        return Err(Error::UnauthorizedClient(format!(
+            "this client may not use the {} grant (see its grant_types)",
+            grant.name()
+        )));
+    }
+    match grant {
+        GrantType::ClientCredentials => client_credentials::grant(app, req, &client, &params).await,
+        GrantType::Password => password::grant(app, req, &client, &params).await,
+    }
+}

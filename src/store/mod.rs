@@ -1,0 +1,208 @@
+//! Resources over a KV namespace, with a short-lived isolate-memory cache.
+//!
+//! Key layout (README "Storage"):
+//! - `Client/{id}`, `User/{id}`, `AccessPolicy/{id}`: the resource JSON (hashes included).
+//! - `idx/User/email/{lowercased email}`: the id of the User with that email.
+//!
+//! KV is eventually consistent and read on every request, so reads are cached in isolate
+//! memory for `ttl` seconds (Config `CACHE_TTL`, default 10 s); a write through this isolate
+//! drops its own cache at once. Another isolate sees a change after its cache entry expires
+//! plus KV's own propagation (up to ~60 s between locations).
+
+pub mod memory;
+
+use crate::error::{Error, Result};
+use crate::model::ResourceType;
+use crate::platform::{Clock, KvStore};
+use crate::policy::CompiledPolicy;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Most cached documents per isolate; past it the cache starts over.
+const MAX_CACHED_DOCS: usize = 10_000;
+/// Most remembered successful secret checks per isolate.
+const MAX_VERIFIED: usize = 10_000;
+
+/// The compiled AccessPolicies and their ids, index for index.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub ids: Vec<String>,
+    pub policies: Vec<CompiledPolicy>,
+}
+
+type DocCache = HashMap<String, (i64, Option<Rc<Value>>)>;
+
+/// Isolate-memory caches. One per isolate, shared by every request it serves.
+#[derive(Debug, Default)]
+pub struct Cache {
+    docs: RefCell<DocCache>,
+    policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
+    verified: RefCell<HashMap<[u8; 32], i64>>,
+}
+
+impl Cache {
+    /// Remembers that a secret checked out against a stored hash, until `until`.
+    /// The key is a SHA-256 over (id, secret, stored hash): a changed hash misses.
+    pub fn remember_verified(&self, key: [u8; 32], until: i64) {
+        let mut v = self.verified.borrow_mut();
+        if v.len() >= MAX_VERIFIED {
+            v.clear();
+        }
+        v.insert(key, until);
+    }
+
+    pub fn was_verified(&self, key: &[u8; 32], now: i64) -> bool {
+        self.verified
+            .borrow()
+            .get(key)
+            .is_some_and(|until| *until > now)
+    }
+
+    fn invalidate(&self, key: &str, rt: ResourceType) {
+        self.docs.borrow_mut().remove(key);
+        if rt == ResourceType::AccessPolicy {
+            *self.policies.borrow_mut() = None;
+        }
+    }
+}
+
+pub fn resource_key(rt: ResourceType, id: &str) -> String {
+    format!("{}/{id}", rt.name())
+}
+
+fn email_key(email: &str) -> String {
+    format!("idx/User/email/{email}")
+}
+
+/// Typed access to the resources in KV.
+pub struct Repo<'a> {
+    pub kv: &'a dyn KvStore,
+    pub cache: &'a Cache,
+    pub clock: &'a dyn Clock,
+    pub ttl: i64,
+}
+
+impl Repo<'_> {
+    async fn get_key(&self, key: &str) -> Result<Option<Rc<Value>>> {
+        let now = self.clock.now();
+        if let Some((at, v)) = self.cache.docs.borrow().get(key) {
+            if now - at < self.ttl {
+                return Ok(v.clone());
+            }
+        }
+        let raw = self.kv.get(key).await?;
+        let doc = match raw {
+            Some(s) => Some(Rc::new(serde_json::from_str::<Value>(&s).map_err(|e| {
+                Error::Internal(format!("stored record {key} is not JSON: {e}"))
+            })?)),
+            None => None,
+        };
+        let mut docs = self.cache.docs.borrow_mut();
+        if docs.len() >= MAX_CACHED_DOCS {
+            docs.clear();
+        }
+        docs.insert(key.to_string(), (now, doc.clone()));
+        Ok(doc)
+    }
+
+    pub async fn get(&self, rt: ResourceType, id: &str) -> Result<Option<Rc<Value>>> {
+        self.get_key(&resource_key(rt, id)).await
+    }
+
+    /// Reads a resource straight from KV, bypassing the cache (for read-modify-write).
+    pub async fn get_fresh(&self, rt: ResourceType, id: &str) -> Result<Option<Value>> {
+        let key = resource_key(rt, id);
+        match self.kv.get(&key).await? {
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("stored record {key} is not JSON: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put(&self, rt: ResourceType, id: &str, doc: &Value) -> Result<()> {
+        let key = resource_key(rt, id);
+        let body = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;
+        self.cache.invalidate(&key, rt);
+        self.kv.put(&key, &body).await?;
+        self.cache.invalidate(&key, rt);
+        Ok(())
+    }
+
+    pub async fn delete(&self, rt: ResourceType, id: &str) -> Result<()> {
+        let key = resource_key(rt, id);
+        self.cache.invalidate(&key, rt);
+        self.kv.delete(&key).await?;
+        self.cache.invalidate(&key, rt);
+        Ok(())
+    }
+
+    /// Every resource of a type, ordered by id. Records that are not JSON are skipped.
+    pub async fn list(&self, rt: ResourceType) -> Result<Vec<Value>> {
+        let prefix = format!("{}/", rt.name());
+        let keys = self.kv.list(&prefix).await?;
+        let reads = keys.iter().map(|k| self.kv.get(k));
+        let values = futures::future::join_all(reads).await;
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            if let Some(s) = v? {
+                if let Ok(doc) = serde_json::from_str::<Value>(&s) {
+                    out.push(doc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// All AccessPolicies, compiled, cached for `ttl`. A stored policy that no longer compiles
+    /// (written around the API) is left out rather than failing every request.
+    pub async fn policies(&self) -> Result<Rc<PolicySet>> {
+        let now = self.clock.now();
+        if let Some((at, p)) = self.cache.policies.borrow().as_ref() {
+            if now - at < self.ttl {
+                return Ok(p.clone());
+            }
+        }
+        let docs = self.list(ResourceType::AccessPolicy).await?;
+        let mut set = PolicySet::default();
+        for d in &docs {
+            let Some(id) = d.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Ok(p) = CompiledPolicy::compile(d) {
+                set.ids.push(id.to_string());
+                set.policies.push(p);
+            }
+        }
+        let compiled = Rc::new(set);
+        *self.cache.policies.borrow_mut() = Some((now, compiled.clone()));
+        Ok(compiled)
+    }
+
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
+        Ok(self
+            .get_key(&email_key(email))
+            .await?
+            .and_then(|v| v.as_str().map(str::to_string)))
+    }
+
+    pub async fn put_email_index(&self, email: &str, user_id: &str) -> Result<()> {
+        let key = email_key(email);
+        self.cache.docs.borrow_mut().remove(&key);
+        self.kv
+            .put(&key, &Value::String(user_id.into()).to_string())
+            .await?;
+        self.cache.docs.borrow_mut().remove(&key);
+        Ok(())
+    }
+
+    pub async fn delete_email_index(&self, email: &str) -> Result<()> {
+        let key = email_key(email);
+        self.cache.docs.borrow_mut().remove(&key);
+        self.kv.delete(&key).await?;
+        self.cache.docs.borrow_mut().remove(&key);
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! The Cloudflare Worker adapter: the only module that imports `worker::`. It converts between
+//! `worker::Request`/`Response` and `http` types, gives the core its platform (KV, WebCrypto,
+//! clock, randomness, console log), and performs the origin fetch for allowed requests.
+
+mod crypto;
+mod kv;
+
+use crate::app::{App, Log, Outcome, Platform};
+use crate::config::Config;
+use crate::crypto::OsRandom;
+use crate::error::Error;
+use crate::platform::Clock;
+use crate::store::Cache;
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::{
+    console_error, console_log, event, Context, Env, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Response, Result,
+};
+
+/// What lives as long as the isolate: the parsed configuration and the caches.
+struct Isolate {
+    config: std::result::Result<Rc<Config>, String>,
+    cache: Rc<Cache>,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+}
+
+fn isolate(env: &Env) -> Rc<Isolate> {
+    ISOLATE.with(|cell| {
+        if let Some(i) = cell.borrow().as_ref() {
+            return i.clone();
+        }
+        let var = |name: &str| {
+            env.secret(name)
+                .map(|s| s.to_string())
+                .or_else(|_| env.var(name).map(|v| v.to_string()))
+                .ok()
+        };
+        let i = Rc::new(Isolate {
+            config: Config::from_vars(var).map(Rc::new),
+            cache: Rc::new(Cache::default()),
+        });
+        *cell.borrow_mut() = Some(i.clone());
+        i
+    })
+}
+
+struct JsClock;
+impl Clock for JsClock {
+    fn now(&self) -> i64 {
+        (js_sys::Date::now() / 1000.0) as i64
+    }
+}
+
+struct ConsoleLog;
+impl Log for ConsoleLog {
+    fn log(&self, line: &str) {
+        console_log!("{line}");
+    }
+}
+
+fn respond(resp: crate::http_util::Response) -> Result<Response> {
+    let (parts, body) = resp.into_parts();
+    let headers = Headers::new();
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    let r = if body.is_empty() {
+        Response::empty()?
+    } else {
+        Response::from_bytes(body)?
+    };
+    Ok(r.with_status(parts.status.as_u16()).with_headers(headers))
+}
+
+fn error(e: Error) -> Result<Response> {
+    if let Some(reason) = e.internal_reason() {
+        console_error!("{}: {reason}", e.code());
+    }
+    respond(e.to_response())
+}
+
+/// Reads the request into `http` types, refusing bodies over `max` bytes before buffering them.
+async fn to_http(
+    mut req: Request,
+    max: usize,
+) -> std::result::Result<crate::http_util::Request, Error> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Error::PayloadTooLarge(max));
+    }
+    let url = req
+        .url()
+        .map_err(|e| Error::InvalidRequest(format!("bad URL: {e}")))?;
+    let mut b = http::Request::builder()
+        .method(req.method().as_ref())
+        .uri(url.as_str());
+    for (name, value) in req.headers().entries() {
+        b = b.header(name, value);
+    }
+    let body = match req.method() {
+        Method::Get | Method::Head | Method::Options => Vec::new(),
+        _ => req
+            .bytes()
+            .await
+            .map_err(|e| Error::InvalidRequest(format!("cannot read body: {e}")))?,
+    };
+    if body.len() > max {
+        return Err(Error::PayloadTooLarge(max));
+    }
+    b.body(body)
+        .map_err(|e| Error::InvalidRequest(format!("malformed request: {e}")))
+}
+
+/// Sends an allowed request to the origin and streams its answer back. Redirects are passed
+/// through to the caller, not followed here.
+async fn forward(req: crate::http_util::Request) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let headers = Headers::new();
+    for (name, value) in &parts.headers {
+        if name == "host" || name == "content-length" {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(parts.method.as_str().to_string()))
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    if !body.is_empty() {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let out = Request::new_with_init(&parts.uri.to_string(), &init)?;
+    match Fetch::Request(out).send().await {
+        Ok(r) => Ok(r),
+        Err(e) => error(Error::Unavailable(format!("origin fetch failed: {e}"))),
+    }
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    console_error_panic_hook::set_once();
+    let iso = isolate(&env);
+    let config = match &iso.config {
+        Ok(c) => c.clone(),
+        Err(e) => return error(Error::Internal(format!("configuration: {e}"))),
+    };
+    let http_req = match to_http(req, config.max_body_bytes).await {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let kv = match env.kv("RESOURCES") {
+        Ok(kv) => kv,
+        Err(e) => return error(Error::Internal(format!("KV binding RESOURCES: {e}"))),
+    };
+    let platform = Platform {
+        kv: Rc::new(kv::WorkerKv(kv)),
+        crypto: Rc::new(crypto::WebCrypto),
+        clock: Rc::new(JsClock),
+        random: Rc::new(OsRandom),
+        log: Rc::new(ConsoleLog),
+    };
+    let app = App::new(config, platform, iso.cache.clone());
+    match app.handle(http_req).await {
+        Outcome::Respond(r) => respond(r),
+        Outcome::Forward(r) => forward(r).await,
+    }
+}
