@@ -1,0 +1,444 @@
+//! The admin API (`/Client`, `/User`, `/AccessPolicy`) through the real handler.
+
+use edge_authorizer::testing::{TestApp, TestResponse};
+use serde_json::{json, Value};
+
+fn call(
+    t: &TestApp,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    ct: Option<&str>,
+    body: &str,
+) -> TestResponse {
+    let mut b = TestApp::req(method, path);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    if let Some(c) = ct {
+        b = b.header("content-type", c);
+    }
+    t.call(b.body(body.as_bytes().to_vec()).unwrap())
+}
+
+fn root_get(t: &TestApp, path: &str) -> TestResponse {
+    call(t, "GET", path, Some(&TestApp::root()), None, "")
+}
+
+#[test]
+fn put_client_hashes_the_secret_and_never_returns_it() {
+    let t = TestApp::new();
+    let r = t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["id"], "basic");
+    assert_eq!(body["resourceType"], "Client");
+    assert!(body.get("secret").is_none() && body.get("secret_hash").is_none());
+    assert_eq!(body["meta"]["versionId"], "1");
+    assert_eq!(r.header("location"), Some("/Client/basic"));
+
+    let stored = t.kv.dump()["Client/basic"].clone();
+    assert!(!stored.contains("s3cret"), "plain secret stored: {stored}");
+    assert!(stored.contains("$pbkdf2-sha256$i=1000$"), "{stored}");
+
+    let g = root_get(&t, "/Client/basic");
+    assert_eq!(g.status(), 200);
+    assert!(g.json().get("secret_hash").is_none());
+    assert!(!g.text().contains("pbkdf2"));
+
+    let again = t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json()["meta"]["versionId"], "2");
+}
+
+#[test]
+fn put_without_secret_keeps_the_stored_hash() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/c1",
+        json!({"secret": "one", "grant_types": ["basic"]}),
+    );
+    let before: Value = serde_json::from_str(&t.kv.dump()["Client/c1"]).unwrap();
+    let r = t.admin_put(
+        "/Client/c1",
+        json!({"grant_types": ["basic", "client_credentials"]}),
+    );
+    assert_eq!(r.status(), 200);
+    let after: Value = serde_json::from_str(&t.kv.dump()["Client/c1"]).unwrap();
+    assert_eq!(before["secret_hash"], after["secret_hash"]);
+    assert_eq!(after["grant_types"], json!(["basic", "client_credentials"]));
+}
+
+#[test]
+fn list_get_and_delete() {
+    let t = TestApp::new();
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            t.admin_put(&format!("/Client/{id}"), json!({"secret": "x"}))
+                .status(),
+            201
+        );
+    }
+    let l = root_get(&t, "/Client");
+    assert_eq!(l.status(), 200);
+    assert_eq!(l.json()["resourceType"], "Bundle");
+    assert_eq!(l.json()["total"], 3);
+    assert!(!l.text().contains("secret_hash"));
+    let ids: Vec<String> = l.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+
+    let d = call(&t, "DELETE", "/Client/b", Some(&TestApp::root()), None, "");
+    assert_eq!(d.status(), 200);
+    assert_eq!(d.json()["id"], "b");
+    assert_eq!(root_get(&t, "/Client/b").status(), 404);
+    assert_eq!(
+        call(&t, "DELETE", "/Client/b", Some(&TestApp::root()), None, "").status(),
+        404
+    );
+    assert_eq!(root_get(&t, "/Client").json()["total"], 2);
+}
+
+#[test]
+fn post_creates_with_a_generated_id() {
+    let t = TestApp::new();
+    let r = call(
+        &t,
+        "POST",
+        "/AccessPolicy",
+        Some(&TestApp::root()),
+        Some("application/json"),
+        r#"{"engine":"allow"}"#,
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(root_get(&t, &format!("/AccessPolicy/{id}")).status(), 200);
+}
+
+fn assert_refused_naming(r: &TestResponse, status: u16, field: &str) {
+    assert_eq!(r.status(), status, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["field"], field, "{b}");
+    assert!(
+        b["error_description"].as_str().unwrap().starts_with(field),
+        "{b}"
+    );
+}
+
+#[test]
+fn invalid_clients_are_refused_naming_the_field() {
+    let t = TestApp::new();
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"grant_types": ["basic", "magic"]})),
+        422,
+        "grant_types.1",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"grant_types": "basic"})),
+        422,
+        "grant_types",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"first_party": "yes"})),
+        422,
+        "first_party",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"secret": 42})),
+        422,
+        "secret",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"secret": ""})),
+        422,
+        "secret",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/Client/x",
+            json!({"secret_hash": "$pbkdf2-sha256$i=1$AA$AA"}),
+        ),
+        422,
+        "secret_hash",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"audience": "#(unclosed"})),
+        422,
+        "audience",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/Client/x",
+            json!({"auth": {"password": {"access_token_expiration": -5}}}),
+        ),
+        422,
+        "auth.password.access_token_expiration",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"auth": {"teleport": {}}})),
+        422,
+        "auth.teleport",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/Client/x",
+            json!({"auth": {"authorization_code": {"redirect_uri": "http://evil.example/cb"}}}),
+        ),
+        422,
+        "auth.authorization_code.redirect_uri",
+    );
+    assert_refused_naming(&t.admin_put("/Client/x", json!({"id": "y"})), 422, "id");
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!({"resourceType": "User"})),
+        422,
+        "resourceType",
+    );
+    assert_refused_naming(
+        &t.admin_put("/Client/root", json!({"secret": "mine"})),
+        422,
+        "id",
+    );
+    assert_refused_naming(&t.admin_put("/Client/bad%20id", json!({})), 422, "id");
+    assert_refused_naming(
+        &t.admin_put("/Client/x", json!(["not", "an", "object"])),
+        422,
+        "",
+    );
+    assert!(
+        t.kv.dump().is_empty(),
+        "a refused write stored something: {:?}",
+        t.kv.dump()
+    );
+}
+
+#[test]
+fn invalid_policies_are_refused_naming_the_field() {
+    let t = TestApp::new();
+    assert_refused_naming(
+        &t.admin_put("/AccessPolicy/p", json!({"engine": "magic"})),
+        422,
+        "engine",
+    );
+    assert_refused_naming(
+        &t.admin_put("/AccessPolicy/p", json!({"link": []})),
+        422,
+        "engine",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/AccessPolicy/p",
+            json!({"engine": "matcho", "matcho": {"uri": "#/Patient("}}),
+        ),
+        422,
+        "matcho.uri",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/AccessPolicy/p",
+            json!({"engine": "json-schema", "schema": {"properties": {"uri": {"pattern": "(("}}}}),
+        ),
+        422,
+        "schema.properties.uri.pattern",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/AccessPolicy/p",
+            json!({"engine": "allow", "link": "basic"}),
+        ),
+        422,
+        "link",
+    );
+    assert_refused_naming(
+        &t.admin_put(
+            "/AccessPolicy/p",
+            json!({"engine": "complex", "and": [], "or": []}),
+        ),
+        422,
+        "and/or",
+    );
+    assert!(t.kv.dump().is_empty());
+    assert_eq!(
+        t.admin_put(
+            "/AccessPolicy/p",
+            json!({"engine": "matcho", "matcho": {"uri": "#^/Patient", "request-method": "get"}})
+        )
+        .status(),
+        201
+    );
+}
+
+#[test]
+fn malformed_bodies_change_nothing() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/keep",
+        json!({"secret": "s", "grant_types": ["basic"]}),
+    );
+    let before = t.kv.dump();
+    let r = call(
+        &t,
+        "PUT",
+        "/Client/keep",
+        Some(&TestApp::root()),
+        Some("application/json"),
+        "{\"secret\": ",
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+    let r = call(
+        &t,
+        "PUT",
+        "/Client/keep",
+        Some(&TestApp::root()),
+        Some("text/plain"),
+        "{}",
+    );
+    assert_eq!(r.status(), 415);
+    let r = call(
+        &t,
+        "PUT",
+        "/Client/keep",
+        Some(&TestApp::root()),
+        None,
+        "{}",
+    );
+    assert_eq!(r.status(), 415);
+    let r = call(
+        &t,
+        "PUT",
+        "/Client/keep",
+        Some(&TestApp::root()),
+        Some("application/json"),
+        "\u{0}\u{1}garbage",
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(t.kv.dump(), before);
+}
+
+#[test]
+fn users_hash_passwords_and_keep_emails_unique() {
+    let t = TestApp::new();
+    let r = t.admin_put(
+        "/User/john",
+        json!({"email": "John@Example.com", "password": "pass123", "name": {"givenName": "John"}}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert!(r.json().get("password").is_none() && r.json().get("password_hash").is_none());
+    assert!(!t.kv.dump()["User/john"].contains("pass123"));
+    assert_eq!(t.kv.dump()["idx/User/email/john@example.com"], "\"john\"");
+
+    let dup = t.admin_put(
+        "/User/other",
+        json!({"email": "john@example.com", "password": "x"}),
+    );
+    assert_eq!(dup.status(), 409, "{}", dup.text());
+    assert!(!t.kv.dump().contains_key("User/other"));
+
+    assert_refused_naming(
+        &t.admin_put("/User/x", json!({"email": "not-an-email"})),
+        422,
+        "email",
+    );
+    assert_refused_naming(
+        &t.admin_put("/User/x", json!({"password": ["a"]})),
+        422,
+        "password",
+    );
+
+    // Changing the email moves the index; deleting the user drops it.
+    assert_eq!(
+        t.admin_put("/User/john", json!({"email": "j@example.org"}))
+            .status(),
+        200
+    );
+    let dump = t.kv.dump();
+    assert!(!dump.contains_key("idx/User/email/john@example.com"));
+    assert_eq!(dump["idx/User/email/j@example.org"], "\"john\"");
+    assert_eq!(
+        call(&t, "DELETE", "/User/john", Some(&TestApp::root()), None, "").status(),
+        200
+    );
+    assert!(!t.kv.dump().contains_key("idx/User/email/j@example.org"));
+}
+
+#[test]
+fn admin_needs_credentials_and_a_policy_for_non_root_callers() {
+    let t = TestApp::new();
+    let r = call(&t, "GET", "/Client", None, None, "");
+    assert_eq!(r.status(), 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let r = call(
+        &t,
+        "GET",
+        "/Client",
+        Some(&TestApp::basic("root", "wrong")),
+        None,
+        "",
+    );
+    assert_eq!(r.status(), 401);
+
+    t.admin_put(
+        "/Client/ops",
+        json!({"secret": "ops-secret", "grant_types": ["basic"]}),
+    );
+    let ops = TestApp::basic("ops", "ops-secret");
+    assert_eq!(
+        call(&t, "GET", "/Client", Some(&ops), None, "").status(),
+        403
+    );
+    t.admin_put("/AccessPolicy/ops-read", json!({"engine": "matcho", "matcho": {"request-method": "get", "uri": "#^/Client"}, "link": [{"id": "ops", "resourceType": "Client"}]}));
+    assert_eq!(
+        call(&t, "GET", "/Client", Some(&ops), None, "").status(),
+        200
+    );
+    let w = call(
+        &t,
+        "PUT",
+        "/Client/new",
+        Some(&ops),
+        Some("application/json"),
+        "{}",
+    );
+    assert_eq!(w.status(), 403);
+    assert!(!t.kv.dump().contains_key("Client/new"));
+}
+
+#[test]
+fn kv_failure_is_503_with_retry_after_and_writes_nothing() {
+    let t = TestApp::new();
+    t.kv.failing.set(true);
+    let r = t.admin_put("/Client/x", json!({"secret": "s"}));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert!(r.header("retry-after").is_some());
+    t.kv.failing.set(false);
+    assert!(t.kv.dump().is_empty());
+}
+
+#[test]
+fn wrong_methods_are_405_with_allow() {
+    let t = TestApp::new();
+    let r = call(
+        &t,
+        "PATCH",
+        "/Client/x",
+        Some(&TestApp::root()),
+        Some("application/json"),
+        "{}",
+    );
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+    let r = call(&t, "DELETE", "/Client", Some(&TestApp::root()), None, "");
+    assert_eq!(r.status(), 405);
+}

@@ -1,0 +1,396 @@
+//! The authorizer: every path the Worker does not own. Authentication, AccessPolicy evaluation,
+//! forwarding with identity headers, the demo origin, and refusals.
+
+use base64::Engine;
+use edge_authorizer::app::Outcome;
+use edge_authorizer::testing::{TestApp, TestResponse};
+use serde_json::{json, Value};
+
+fn respond(o: Outcome) -> TestResponse {
+    match o {
+        Outcome::Respond(r) => TestResponse(r),
+        Outcome::Forward(f) => panic!("unexpected forward to {}", f.uri()),
+    }
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// The tutorial: a Basic client, a policy for it, `GET /Patient`.
+fn tutorial() -> TestApp {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t
+}
+
+#[test]
+fn basic_auth_needs_a_policy() {
+    let t = tutorial();
+    let basic = TestApp::basic("basic", "s3cret");
+    let r = respond(t.get_with("/Patient", &basic));
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json()["error"], "forbidden");
+
+    t.admin_put(
+        "/AccessPolicy/basic-policy",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let r = respond(t.get_with("/Patient", &basic));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["resourceType"], "Bundle");
+    assert_eq!(r.json()["total"], 3);
+    let one = respond(t.get_with("/Patient/pt-2", &basic));
+    assert_eq!(one.json()["name"][0]["family"], "Windsor");
+    assert_eq!(respond(t.get_with("/Patient/nope", &basic)).status(), 404);
+}
+
+#[test]
+fn bad_or_missing_credentials_are_401_with_a_challenge() {
+    let t = tutorial();
+    t.admin_put("/AccessPolicy/p", json!({"engine": "allow"}));
+    let none = respond(t.send(TestApp::req("GET", "/Patient").body(vec![]).unwrap()));
+    assert_eq!(none.status(), 401);
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some("Bearer realm=\"edge-authorizer\"")
+    );
+
+    for bad in [
+        TestApp::basic("basic", "wrong"),
+        TestApp::basic("nobody", "x"),
+        "Basic %%%".to_string(),
+        "Basic Zm9v".to_string(),                // "foo": no colon
+        "Basic OnNlY3JldA==".to_string(),        // ":secret": empty id
+        format!("Basic {}", "A".repeat(20_000)), // huge
+    ] {
+        let r = respond(t.get_with("/Patient", &bad));
+        assert_eq!(r.status(), 401, "{bad:.40}: {}", r.text());
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic realm="),
+            "{bad:.40}"
+        );
+    }
+    let r = respond(t.get_with("/Patient", "Digest abc"));
+    assert_eq!(r.status(), 401);
+    // A client without the basic grant cannot use Basic on the API, even with the right secret.
+    t.admin_put(
+        "/Client/cc",
+        json!({"secret": "s", "grant_types": ["client_credentials"]}),
+    );
+    assert_eq!(
+        respond(t.get_with("/Patient", &TestApp::basic("cc", "s"))).status(),
+        401
+    );
+}
+
+fn cc_token(t: &TestApp) -> String {
+    t.admin_put(
+        "/Client/api-client",
+        json!({"secret": "verysecret", "grant_types": ["client_credentials"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/api",
+        json!({"engine": "allow", "link": [{"id": "api-client", "resourceType": "Client"}]}),
+    );
+    let r = t.token(
+        Some(&TestApp::basic("api-client", "verysecret")),
+        &[("grant_type", "client_credentials")],
+    );
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn bearer_tokens_are_verified() {
+    let t = TestApp::new();
+    let tok = cc_token(&t);
+    let r = respond(t.get_with("/Patient", &format!("Bearer {tok}")));
+    assert_eq!(r.status(), 200, "{}", r.text());
+
+    // Tampered payload, truncated, extra segment, garbage.
+    let parts: Vec<&str> = tok.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    claims["client_id"] = json!("someone-else");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims.to_string().as_bytes()),
+        parts[2]
+    );
+    for (name, bad) in [
+        ("forged", forged),
+        ("truncated", format!("{}.{}", parts[0], parts[1])),
+        ("extra", format!("{tok}.x")),
+        ("garbage", "not-a-jwt".to_string()),
+        ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","typ":"at+jwt","kid":"test-key-1"}"#), parts[1])),
+        ("alg NoNe", format!("{}.{}.", b64(br#"{"alg":"NoNe","typ":"at+jwt","kid":"test-key-1"}"#), parts[1])),
+        ("hs256", format!("{}.{}.{}", b64(br#"{"alg":"HS256","typ":"at+jwt","kid":"test-key-1"}"#), parts[1], parts[2])),
+        ("unknown kid", format!("{}.{}.{}", b64(br#"{"alg":"EdDSA","typ":"at+jwt","kid":"other"}"#), parts[1], parts[2])),
+        ("wrong typ", format!("{}.{}.{}", b64(br#"{"alg":"EdDSA","typ":"JWT","kid":"test-key-1"}"#), parts[1], parts[2])),
+        ("jku", format!("{}.{}.{}", b64(br#"{"alg":"EdDSA","typ":"at+jwt","kid":"test-key-1","jku":"https://evil/jwks"}"#), parts[1], parts[2])),
+        ("crit", format!("{}.{}.{}", b64(br#"{"alg":"EdDSA","typ":"at+jwt","kid":"test-key-1","crit":["exp"]}"#), parts[1], parts[2])),
+    ] {
+        let r = respond(t.get_with("/Patient", &format!("Bearer {bad}")));
+        assert_eq!(r.status(), 401, "{name}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_token", "{name}");
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(challenge.starts_with("Bearer realm=\"edge-authorizer\", error=\"invalid_token\""), "{name}: {challenge}");
+    }
+}
+
+#[test]
+fn expired_tokens_and_deleted_clients_stop_working() {
+    let t = TestApp::new();
+    let tok = cc_token(&t);
+    let bearer = format!("Bearer {tok}");
+    t.clock.advance(3600 + 29); // inside the 30 s leeway
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 200);
+    t.clock.advance(2);
+    let r = respond(t.get_with("/Patient", &bearer));
+    assert_eq!(r.status(), 401);
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+
+    let t = TestApp::new();
+    let bearer = format!("Bearer {}", cc_token(&t));
+    t.call(
+        TestApp::req("DELETE", "/Client/api-client")
+            .header("authorization", TestApp::root())
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 401);
+}
+
+#[test]
+fn tokens_for_another_issuer_or_audience_are_refused() {
+    let t = TestApp::new();
+    let tok = cc_token(&t);
+    let other_host = respond(
+        t.send(
+            http::Request::builder()
+                .uri("https://other.example/Patient")
+                .header("authorization", format!("Bearer {tok}"))
+                .body(vec![])
+                .unwrap(),
+        ),
+    );
+    // Same keys but this App's issuer is fixed by config, so the host does not matter...
+    assert_eq!(other_host.status(), 200);
+    // ...while an App configured with another audience refuses it.
+    let t2 = TestApp::with_config(|c| c.audience = Some("https://api.other".into()));
+    let tok2 = cc_token(&t2);
+    assert_eq!(
+        respond(t2.get_with("/Patient", &format!("Bearer {tok2}"))).status(),
+        200
+    );
+    let r = respond(t2.get_with("/Patient", &format!("Bearer {tok}")));
+    assert_eq!(r.status(), 401);
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("audience"));
+}
+
+#[test]
+fn user_tokens_bring_the_user_to_policies() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/myapp",
+        json!({"secret": "appsecret", "grant_types": ["password"]}),
+    );
+    t.admin_put(
+        "/User/john",
+        json!({"email": "john@example.com", "password": "pass123"}),
+    );
+    t.admin_put("/AccessPolicy/users-read-own", json!({"engine": "matcho", "matcho": {"request-method": "get", "uri": "#^/Patient", "user": {"id": "john"}}}));
+    let r = t.token(
+        Some(&TestApp::basic("myapp", "appsecret")),
+        &[
+            ("grant_type", "password"),
+            ("username", "john"),
+            ("password", "pass123"),
+        ],
+    );
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 200);
+    let post = respond(
+        t.send(
+            TestApp::req("POST", "/Patient")
+                .header("authorization", &bearer)
+                .body(vec![])
+                .unwrap(),
+        ),
+    );
+    assert_eq!(post.status(), 403);
+    // The user is deleted: the token no longer authenticates.
+    t.call(
+        TestApp::req("DELETE", "/User/john")
+            .header("authorization", TestApp::root())
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 401);
+}
+
+#[test]
+fn matcho_policies_see_the_aidbox_request_shape() {
+    let t = tutorial();
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "matcho", "matcho": {
+            "request-method": "get",
+            "uri": "#^/Patient/[^/]+$",
+            "params": {"resource/type": "Patient", "resource/id": "pt-1", "_format": "json"},
+            "client": {"id": "basic"},
+            "headers": {"x-tenant": "acme"},
+        }}),
+    );
+    let ok = t.send(
+        TestApp::req("GET", "/Patient/pt-1?_format=json")
+            .header("authorization", TestApp::basic("basic", "s3cret"))
+            .header("x-tenant", "acme")
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(respond(ok).status(), 200);
+    let wrong_tenant = t.send(
+        TestApp::req("GET", "/Patient/pt-1?_format=json")
+            .header("authorization", TestApp::basic("basic", "s3cret"))
+            .header("x-tenant", "evil")
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(respond(wrong_tenant).status(), 403);
+    assert_eq!(
+        respond(t.get_with(
+            "/Patient/pt-2?_format=json",
+            &TestApp::basic("basic", "s3cret")
+        ))
+        .status(),
+        403
+    );
+}
+
+#[test]
+fn policy_request_hides_credentials() {
+    use edge_authorizer::authn::Identity;
+    let req = TestApp::req("POST", "/Observation?patient=pt-1&code=x")
+        .header("authorization", "Basic c2VjcmV0")
+        .header("cookie", "session=abc")
+        .header("content-type", "application/fhir+json")
+        .header("x-custom", "yes")
+        .body(br#"{"resourceType":"Observation"}"#.to_vec())
+        .unwrap();
+    let pr = edge_authorizer::authz::policy_request(&req, &Identity::default());
+    assert_eq!(pr["request-method"], "post");
+    assert_eq!(pr["uri"], "/Observation");
+    assert_eq!(pr["query-string"], "patient=pt-1&code=x");
+    assert_eq!(
+        pr["params"],
+        json!({"patient": "pt-1", "code": "x", "resource/type": "Observation"})
+    );
+    assert_eq!(pr["body"]["resourceType"], "Observation");
+    assert_eq!(pr["headers"]["x-custom"], "yes");
+    assert!(pr["headers"].get("authorization").is_none() && pr["headers"].get("cookie").is_none());
+    assert_eq!(pr["user"], Value::Null);
+}
+
+#[test]
+fn allowed_requests_are_forwarded_with_identity_headers_only_ours() {
+    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let req = TestApp::req("POST", "/Patient?x=1")
+        .header("authorization", TestApp::basic("basic", "s3cret"))
+        .header("x-client-id", "admin")
+        .header("x-user-id", "someone")
+        .header("X-Auth-Scope", "everything")
+        .header("content-type", "application/json")
+        .body(b"{\"a\":1}".to_vec())
+        .unwrap();
+    match t.send(req) {
+        Outcome::Forward(f) => {
+            assert_eq!(f.uri().to_string(), "https://origin.internal/Patient?x=1");
+            assert_eq!(f.method(), "POST");
+            assert_eq!(f.body(), b"{\"a\":1}");
+            assert_eq!(f.headers().get("x-client-id").unwrap(), "basic");
+            assert!(f.headers().get("x-user-id").is_none());
+            assert!(f.headers().get("x-auth-scope").is_none());
+            assert!(
+                f.headers().get("authorization").is_none(),
+                "Basic secret must not reach the origin"
+            );
+            assert_eq!(f.headers().get("content-type").unwrap(), "application/json");
+        }
+        Outcome::Respond(r) => panic!("not forwarded: {}", TestResponse(r).text()),
+    }
+    // Refused requests are never forwarded.
+    assert!(matches!(
+        t.get_with("/Patient", &TestApp::basic("basic", "bad")),
+        Outcome::Respond(_)
+    ));
+}
+
+#[test]
+fn root_may_call_anything() {
+    let t = TestApp::new();
+    assert_eq!(
+        respond(t.get_with("/Patient", &TestApp::root())).status(),
+        200
+    );
+}
+
+#[test]
+fn kv_outage_on_a_protected_path_is_503() {
+    let t = tutorial();
+    t.kv.failing.set(true);
+    let r = respond(t.get_with("/Patient", &TestApp::basic("basic", "s3cret")));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.header("retry-after"), Some("5"));
+}
+
+#[test]
+fn reads_are_cached_and_writes_through_this_isolate_apply_at_once() {
+    let t = tutorial();
+    let basic = TestApp::basic("basic", "s3cret");
+    t.admin_put(
+        "/AccessPolicy/basic-policy",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 200);
+    let calls = t.kv.calls.get();
+    for _ in 0..5 {
+        assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 200);
+    }
+    assert_eq!(
+        t.kv.calls.get(),
+        calls,
+        "repeated requests must be served from the isolate cache"
+    );
+    t.call(
+        TestApp::req("DELETE", "/AccessPolicy/basic-policy")
+            .header("authorization", TestApp::root())
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 403);
+}
