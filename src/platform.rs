@@ -127,3 +127,43 @@ pub trait Crypto {
         signature: &[u8],
     ) -> Result<bool, BackendError>;
 }
+
+/// The outcome of [`StateStore::cas`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cas {
+    /// The value was as expected and has been replaced.
+    Swapped,
+    /// The value was not as expected; nothing changed. Carries the current value (None: absent
+    /// or expired).
+    Conflict(Option<String>),
+}
+
+/// Strongly consistent state that must change atomically: authorization codes (single use),
+/// refresh-token families (rotation), login sessions, revocations. In the Worker this is a
+/// SQLite-backed Durable Object; natively, memory.
+///
+/// Every operation is atomic on its key: two concurrent `cas` calls on one key with the same
+/// `expected` value give exactly one `Swapped`. Records expire at `expires_at` (Unix seconds):
+/// an expired record reads as absent.
+#[async_trait(?Send)]
+pub trait StateStore {
+    async fn get(&self, key: &str) -> Result<Option<String>, BackendError>;
+
+    /// Compare-and-swap: when the current value equals `expected` (None: absent), replace it by
+    /// `new` (None: delete) with a new expiry.
+    async fn cas(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expires_at: i64,
+    ) -> Result<Cas, BackendError>;
+
+    /// Records that the access token `jti` is revoked until `until` (its `exp`).
+    async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError>;
+
+    /// The revocations newer than `since` (a cursor from an earlier call; 0 for all), and the
+    /// cursor to pass next time. Lets each isolate keep a copy and poll it, instead of asking
+    /// on every request.
+    async fn revocations_since(&self, since: u64) -> Result<(u64, Vec<String>), BackendError>;
+}

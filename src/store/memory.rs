@@ -64,3 +64,103 @@ impl KvStore for MemoryKv {
             .collect())
     }
 }
+
+/// An in-memory [`StateStore`] for tests: atomic by construction (one thread, no awaits inside
+/// an operation), with a clock for expiry and switchable failure.
+pub struct MemoryState {
+    clock: std::rc::Rc<dyn crate::platform::Clock>,
+    data: RefCell<BTreeMap<String, (String, i64)>>,
+    revoked: RefCell<Vec<(String, i64)>>,
+    pub failing: Cell<bool>,
+}
+
+impl MemoryState {
+    pub fn new(clock: std::rc::Rc<dyn crate::platform::Clock>) -> Self {
+        MemoryState {
+            clock,
+            data: RefCell::new(BTreeMap::new()),
+            revoked: RefCell::new(Vec::new()),
+            failing: Cell::new(false),
+        }
+    }
+
+    fn enter(&self) -> Result<(), BackendError> {
+        if self.failing.get() {
+            Err(BackendError("state: injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn current(&self, key: &str) -> Option<String> {
+        let now = self.clock.now();
+        self.data
+            .borrow()
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone())
+    }
+
+    /// Number of live records, for assertions.
+    pub fn len(&self) -> usize {
+        let now = self.clock.now();
+        self.data
+            .borrow()
+            .values()
+            .filter(|(_, e)| *e > now)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait(?Send)]
+impl crate::platform::StateStore for MemoryState {
+    async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
+        self.enter()?;
+        Ok(self.current(key))
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expires_at: i64,
+    ) -> Result<crate::platform::Cas, BackendError> {
+        self.enter()?;
+        let cur = self.current(key);
+        if cur.as_deref() != expected {
+            return Ok(crate::platform::Cas::Conflict(cur));
+        }
+        let mut d = self.data.borrow_mut();
+        match new {
+            Some(v) => {
+                d.insert(key.to_string(), (v.to_string(), expires_at));
+            }
+            None => {
+                d.remove(key);
+            }
+        }
+        Ok(crate::platform::Cas::Swapped)
+    }
+
+    async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError> {
+        self.enter()?;
+        self.revoked.borrow_mut().push((jti.to_string(), until));
+        Ok(())
+    }
+
+    async fn revocations_since(&self, since: u64) -> Result<(u64, Vec<String>), BackendError> {
+        self.enter()?;
+        let r = self.revoked.borrow();
+        let list = r
+            .iter()
+            .skip(since as usize)
+            .map(|(j, _)| j.clone())
+            .collect();
+        Ok((r.len() as u64, list))
+    }
+}
