@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::ResourceType;
-use crate::platform::{Clock, Crypto, KvStore, Random};
+use crate::platform::{Clock, Crypto, KvStore, Random, StateStore};
 use crate::store::{Cache, Repo};
 use std::rc::Rc;
 
@@ -24,6 +24,7 @@ impl Log for NoLog {
 #[derive(Clone)]
 pub struct Platform {
     pub kv: Rc<dyn KvStore>,
+    pub state: Rc<dyn StateStore>,
     pub crypto: Rc<dyn Crypto>,
     pub clock: Rc<dyn Clock>,
     pub random: Rc<dyn Random>,
@@ -37,6 +38,11 @@ pub enum Outcome {
     Respond(Response),
     /// Send it to the origin (the adapter does the fetch, so bodies stream).
     Forward(Request),
+    /// Serve a static file from `www/` (the `ASSETS` binding) with these security headers.
+    Asset {
+        path: String,
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 impl Outcome {
@@ -44,7 +50,7 @@ impl Outcome {
     pub fn into_response(self) -> Option<Response> {
         match self {
             Outcome::Respond(r) => Some(r),
-            Outcome::Forward(_) => None,
+            Outcome::Forward(_) | Outcome::Asset { .. } => None,
         }
     }
 }
@@ -130,13 +136,7 @@ impl App {
             [".well-known", rest @ ..] => {
                 crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
             }
-            ["auth", "token"] => {
-                only(&req, &[http::Method::POST], "POST")?;
-                Ok(Outcome::Respond(
-                    crate::oauth::token::handle(self, &req).await?,
-                ))
-            }
-            ["auth", ..] => Err(Error::NotFound(format!("no endpoint at {path}"))),
+            ["auth", rest @ ..] => self.auth_route(&req, rest).await,
             [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => {
                 let rt = ResourceType::parse(rt).unwrap_or(ResourceType::Client);
                 let id = rest.first().copied().filter(|s| !s.is_empty());
@@ -146,6 +146,98 @@ impl App {
             }
             _ => crate::authz::handle(self, req).await,
         }
+    }
+}
+
+impl App {
+    /// `/auth/*`: the OAuth and OIDC endpoints, the interaction API and the static UI.
+    async fn auth_route(&self, req: &Request, rest: &[&str]) -> Result<Outcome> {
+        use crate::oauth::{authorize, interaction, introspect, revoke, token, userinfo};
+        use http::Method;
+        let get = &[Method::GET, Method::HEAD];
+        let post = &[Method::POST];
+        let either = &[Method::GET, Method::HEAD, Method::POST];
+        let r = match rest {
+            ["token"] => {
+                only(req, post, "POST")?;
+                token::handle(self, req).await?
+            }
+            ["authorize"] => {
+                only(req, get, "GET, HEAD")?;
+                authorize::handle(self, req).await?
+            }
+            ["interaction"] => {
+                only(req, get, "GET, HEAD")?;
+                interaction::context(self, req).await?
+            }
+            ["login"] => {
+                only(req, post, "POST")?;
+                interaction::login(self, req).await?
+            }
+            ["consent"] => {
+                only(req, post, "POST")?;
+                interaction::consent(self, req).await?
+            }
+            ["logout"] => {
+                only(req, either, "GET, HEAD, POST")?;
+                interaction::logout(self, req).await?
+            }
+            ["revoke"] => {
+                only(req, post, "POST")?;
+                revoke::handle(self, req).await?
+            }
+            ["introspect"] => {
+                only(req, post, "POST")?;
+                introspect::handle(self, req).await?
+            }
+            ["userinfo"] => {
+                only(req, either, "GET, HEAD, POST")?;
+                userinfo::handle(self, req).await?
+            }
+            ["ui", file] if is_asset_name(file) => {
+                only(req, get, "GET, HEAD")?;
+                return Ok(asset(req, file));
+            }
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no endpoint at {}",
+                    req.uri().path()
+                )))
+            }
+        };
+        Ok(Outcome::Respond(r))
+    }
+}
+
+/// Names of files under `www/auth/ui/`: no paths, no dot files.
+fn is_asset_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A static UI file with the security headers of our pages. The login and consent pages post
+/// forms that end in a redirect to the client, which CSP `form-action` must allow.
+fn asset(req: &Request, file: &str) -> Outcome {
+    let redirect_origin = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "redirect_uri")
+                .map(|(_, v)| v.to_string())
+        })
+        .and_then(|r| r.parse::<http::Uri>().ok())
+        .and_then(|u| match (u.scheme_str(), u.authority()) {
+            (Some(s @ ("http" | "https")), Some(a)) => Some(format!("{s}://{a}")),
+            _ => None,
+        });
+    Outcome::Asset {
+        path: format!("/auth/ui/{file}"),
+        headers: crate::html::security_headers(crate::html::page_csp(redirect_origin.as_deref())),
     }
 }
 

@@ -177,6 +177,11 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
         VerifyError::Backend(b) => Error::Unavailable(b.0),
         other => Error::InvalidToken(other.to_string()),
     })?;
+    if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
+        if crate::state::is_revoked(app, jti).await? {
+            return Err(Error::InvalidToken("token has been revoked".into()));
+        }
+    }
     let client_id = claims
         .get("client_id")
         .and_then(Value::as_str)

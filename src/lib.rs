@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod error;
+pub mod html;
 pub mod http_util;
 pub mod jwt;
 pub mod model;
@@ -22,6 +23,7 @@ pub mod oauth;
 pub mod platform;
 pub mod policy;
 pub mod secret;
+pub mod state;
 pub mod store;
 pub mod testing;
 

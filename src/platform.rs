@@ -162,8 +162,11 @@ pub trait StateStore {
     /// Records that the access token `jti` is revoked until `until` (its `exp`).
     async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError>;
 
-    /// The revocations newer than `since` (a cursor from an earlier call; 0 for all), and the
-    /// cursor to pass next time. Lets each isolate keep a copy and poll it, instead of asking
-    /// on every request.
-    async fn revocations_since(&self, since: u64) -> Result<(u64, Vec<String>), BackendError>;
+    /// The revocations newer than `since` (a cursor from an earlier call; 0 for all) as
+    /// `(jti, until)`, and the cursor to pass next time. Lets each isolate keep a copy and poll
+    /// it, instead of asking on every request. Revocations past their `until` may be left out.
+    async fn revocations_since(
+        &self,
+        since: u64,
+    ) -> Result<(u64, Vec<(String, i64)>), BackendError>;
 }

@@ -9,7 +9,7 @@ use crate::http_util::{b64url, Request, Response};
 use crate::jwt::keys::KeySet;
 use crate::platform::{Clock, Random};
 use crate::secret::Secret;
-use crate::store::memory::MemoryKv;
+use crate::store::memory::{MemoryKv, MemoryState};
 use crate::store::Cache;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -84,6 +84,7 @@ pub const T0: i64 = 1_767_225_600;
 pub struct TestApp {
     pub app: App,
     pub kv: Rc<MemoryKv>,
+    pub state: Rc<MemoryState>,
     pub clock: Rc<FixedClock>,
     pub log: Rc<MemoryLog>,
 }
@@ -113,8 +114,10 @@ impl TestApp {
         let kv = Rc::new(MemoryKv::new());
         let clock = Rc::new(FixedClock::new(T0));
         let log = Rc::new(MemoryLog::default());
+        let state = Rc::new(MemoryState::new(clock.clone()));
         let platform = Platform {
             kv: kv.clone(),
+            state: state.clone(),
             crypto: Rc::new(RustCrypto),
             clock: clock.clone(),
             random: Rc::new(SeededRandom::new(42)),
@@ -123,6 +126,7 @@ impl TestApp {
         TestApp {
             app: App::new(Rc::new(config), platform, Rc::new(Cache::default())),
             kv,
+            state,
             clock,
             log,
         }
@@ -138,6 +142,7 @@ impl TestApp {
         match self.send(req) {
             Outcome::Respond(r) => TestResponse(r),
             Outcome::Forward(f) => panic!("expected a response, got a forward to {}", f.uri()),
+            Outcome::Asset { path, .. } => panic!("expected a response, got the asset {path}"),
         }
     }
 

@@ -23,15 +23,42 @@ fn metadata_lists_what_is_implemented() {
         assert_eq!(m["token_endpoint"], format!("{ISSUER}/auth/token"));
         assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
         assert_eq!(
-            m["grant_types_supported"],
-            json!(["client_credentials", "password"])
+            m["authorization_endpoint"],
+            format!("{ISSUER}/auth/authorize")
+        );
+        assert_eq!(m["revocation_endpoint"], format!("{ISSUER}/auth/revoke"));
+        assert_eq!(
+            m["introspection_endpoint"],
+            format!("{ISSUER}/auth/introspect")
         );
         assert_eq!(
+            m["grant_types_supported"],
+            json!([
+                "authorization_code",
+                "implicit",
+                "client_credentials",
+                "password",
+                "refresh_token"
+            ])
+        );
+        assert_eq!(m["response_types_supported"], json!(["code", "token"]));
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(
             m["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            json!(["client_secret_basic", "client_secret_post", "none"])
         );
         assert!(r.header("cache-control").unwrap().contains("max-age"));
     }
+    let oidc = get(&t, "/.well-known/openid-configuration").json();
+    assert_eq!(oidc["userinfo_endpoint"], format!("{ISSUER}/auth/userinfo"));
+    assert_eq!(
+        oidc["id_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+    assert!(get(&t, "/.well-known/oauth-authorization-server")
+        .json()
+        .get("userinfo_endpoint")
+        .is_none());
     assert_eq!(get(&t, "/.well-known/nothing").status(), 404);
 }
 
@@ -79,7 +106,7 @@ fn token(t: &TestApp) -> String {
 fn status_with(t: &TestApp, tok: &str) -> u16 {
     match t.get_with("/Patient", &format!("Bearer {tok}")) {
         Outcome::Respond(r) => r.status().as_u16(),
-        Outcome::Forward(_) => 0,
+        _ => 0,
     }
 }
 

@@ -19,13 +19,7 @@ pub async fn grant(
     issue(
         app,
         req,
-        Issue {
-            client,
-            user: None,
-            scope,
-            audience,
-            grant: GrantType::ClientCredentials,
-        },
+        Issue::new(client, None, scope, audience, GrantType::ClientCredentials),
     )
     .await
 }

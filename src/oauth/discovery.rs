@@ -10,13 +10,21 @@ fn metadata(app: &App, req: &Request) -> Value {
     let iss = app.issuer(req);
     json!({
         "issuer": iss,
+        "authorization_endpoint": format!("{iss}/auth/authorize"),
         "token_endpoint": format!("{iss}/auth/token"),
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "grant_types_supported": super::GrantType::SUPPORTED,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
-        "scopes_supported": [],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"],
+        "revocation_endpoint": format!("{iss}/auth/revoke"),
+        "introspection_endpoint": format!("{iss}/auth/introspect"),
+        "response_types_supported": ["code", "token"],
+        "response_modes_supported": ["query", "fragment"],
+        "grant_types_supported": ["authorization_code", "implicit", "client_credentials", "password", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "jti", "client_id", "scope", "name", "given_name", "family_name", "email"],
+        "authorization_response_iss_parameter_supported": true,
         "access_token_signing_alg_values_supported": signing_algs(app),
     })
 }
@@ -50,6 +58,9 @@ pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
         ["openid-configuration"] => {
             let mut m = metadata(app, req);
             m["subject_types_supported"] = json!(["public"]);
+            m["userinfo_endpoint"] = json!(format!("{}/auth/userinfo", app.issuer(req)));
+            m["end_session_endpoint"] = json!(format!("{}/auth/logout", app.issuer(req)));
+            m["id_token_signing_alg_values_supported"] = json!(signing_algs(app));
             Ok(cacheable(json_response(200, &m)))
         }
         ["jwks.json"] => Ok(cacheable(json_response(200, &app.config.keys.jwks()))),

@@ -1,14 +1,23 @@
 //! OAuth 2.0 (RFC 6749) and discovery: one file per grant and endpoint (DESIGN.md rule 2).
 
+pub mod authorization_code;
+pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod discovery;
+pub mod id_token;
+pub mod interaction;
+pub mod introspect;
 pub mod password;
+pub mod pkce;
+pub mod refresh;
+pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::http_util::{b64url, json_response, no_store, Request, Response};
+use crate::http_util::{json_response, no_store, Request, Response};
 use crate::jwt::{self, ACCESS_TOKEN_TYP};
 use crate::model::client::Client;
 use crate::model::user::User;
@@ -19,18 +28,24 @@ use std::collections::BTreeMap;
 /// (`"client"`): ids of the two may collide, and the authorizer must load the right one.
 pub const SUB_KIND_CLAIM: &str = "sub_kind";
 
-/// The grant types the token endpoint knows (RFC 6749 4.3, 4.4).
+/// The grant types the token endpoint knows (RFC 6749 4.1, 4.3, 4.4, 6), plus implicit
+/// (4.2), which issues at the authorization endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
+    AuthorizationCode,
     ClientCredentials,
     Password,
+    RefreshToken,
+    Implicit,
 }
 
 impl GrantType {
     pub fn parse(s: &str) -> Result<GrantType> {
         match s {
+            "authorization_code" => Ok(GrantType::AuthorizationCode),
             "client_credentials" => Ok(GrantType::ClientCredentials),
             "password" => Ok(GrantType::Password),
+            "refresh_token" => Ok(GrantType::RefreshToken),
             other => Err(Error::UnsupportedGrantType(format!(
                 "grant_type \"{other}\" is not supported; supported: {}",
                 Self::SUPPORTED.join(", ")
@@ -38,13 +53,30 @@ impl GrantType {
         }
     }
 
-    pub const SUPPORTED: [&'static str; 2] = ["client_credentials", "password"];
+    /// The `grant_type` values of the token endpoint.
+    pub const SUPPORTED: [&'static str; 4] = [
+        "authorization_code",
+        "client_credentials",
+        "password",
+        "refresh_token",
+    ];
 
-    /// The name in Client `grant_types` and in `auth.<flow>`.
+    /// The name in Client `grant_types` and of the `grant_type` parameter.
     pub fn name(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::Implicit => "implicit",
+        }
+    }
+
+    /// The `auth.<flow>` whose settings apply.
+    pub fn flow(self) -> &'static str {
+        match self {
+            GrantType::RefreshToken => "authorization_code",
+            other => other.name(),
         }
     }
 }
@@ -82,6 +114,26 @@ pub fn granted_scope(client: &Client, params: &BTreeMap<String, String>) -> Resu
     Ok((!out.is_empty()).then(|| out.join(" ")))
 }
 
+/// A scope asked for on refresh: each token must be in the original grant (RFC 6749 6).
+pub fn granted_scope_within(
+    params: &BTreeMap<String, String>,
+    original: Option<&str>,
+) -> Result<Option<String>> {
+    let requested = params.get("scope").map(String::as_str).unwrap_or("");
+    let mut out: Vec<&str> = Vec::new();
+    for t in requested.split(' ').filter(|t| !t.is_empty()) {
+        if !has_scope(original, t) {
+            return Err(Error::InvalidScope(format!(
+                "scope \"{t}\" was not part of the original grant"
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok((!out.is_empty()).then(|| out.join(" ")))
+}
+
 /// The `aud` to put in the token: the API's audience, or an `audience` (Aidbox) / `resource`
 /// (RFC 8707) parameter that the client's `audience` pattern admits.
 pub fn token_audience(
@@ -108,20 +160,58 @@ pub struct Issue<'a> {
     pub scope: Option<String>,
     pub audience: String,
     pub grant: GrantType,
+    /// Pre-chosen `jti` (the code redemption records it before signing); None: a new one.
+    pub jti: Option<String>,
+    /// A refresh token to return (already stored by the caller).
+    pub refresh_token: Option<String>,
+    /// OIDC: with scope `openid` and a user, an ID token with these.
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
-/// Signs the access token (RFC 9068) and builds the RFC 6749 5.1 response.
-pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response> {
+impl<'a> Issue<'a> {
+    pub fn new(
+        client: &'a Client,
+        user: Option<&'a User>,
+        scope: Option<String>,
+        audience: String,
+        grant: GrantType,
+    ) -> Self {
+        Issue {
+            client,
+            user,
+            scope,
+            audience,
+            grant,
+            jti: None,
+            refresh_token: None,
+            nonce: None,
+            auth_time: None,
+        }
+    }
+}
+
+/// Does this scope string contain `name`?
+pub fn has_scope(scope: Option<&str>, name: &str) -> bool {
+    scope.is_some_and(|s| s.split(' ').any(|t| t == name))
+}
+
+/// Signs an access token (RFC 9068); returns the token and its `exp`.
+pub async fn sign_access_token(
+    app: &App,
+    req: &Request,
+    what: &Issue<'_>,
+    jti: &str,
+) -> Result<(String, i64)> {
     let key = app
         .config
         .keys
         .signing
         .as_ref()
         .ok_or_else(|| Error::Internal("SIGNING_KEY is not configured".into()))?;
-    let lifetime = what.client.access_token_lifetime(what.grant.name());
-    let mut jti = [0u8; 16];
-    app.platform.random.fill(&mut jti);
-    let mut claims = jwt::time_claims(app.now(), lifetime);
+    let lifetime = what.client.access_token_lifetime(what.grant.flow());
+    let now = app.now();
+    let mut claims = jwt::time_claims(now, lifetime);
     let (sub, kind) = match what.user {
         Some(u) => (u.id.as_str(), "user"),
         None => (what.client.id.as_str(), "client"),
@@ -130,10 +220,13 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
     claims.insert("sub".into(), json!(sub));
     claims.insert("aud".into(), json!(what.audience));
     claims.insert("client_id".into(), json!(what.client.id));
-    claims.insert("jti".into(), json!(b64url(&jti)));
+    claims.insert("jti".into(), json!(jti));
     claims.insert(SUB_KIND_CLAIM.into(), json!(kind));
     if let Some(s) = &what.scope {
         claims.insert("scope".into(), json!(s));
+    }
+    if let Some(t) = what.auth_time {
+        claims.insert("auth_time".into(), json!(t));
     }
     let token = jwt::sign(
         app.platform.crypto.as_ref(),
@@ -142,13 +235,29 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
         &Value::Object(claims),
     )
     .await?;
+    Ok((token, now + lifetime))
+}
+
+/// Signs the access token (and the ID token when asked) and builds the RFC 6749 5.1 response.
+pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response> {
+    let jti = match &what.jti {
+        Some(j) => j.clone(),
+        None => crate::state::random_id(app),
+    };
+    let (token, exp) = sign_access_token(app, req, &what, &jti).await?;
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": lifetime,
+        "expires_in": exp - app.now(),
     });
     if let Some(s) = &what.scope {
         body["scope"] = json!(s);
+    }
+    if let Some(r) = &what.refresh_token {
+        body["refresh_token"] = json!(r);
+    }
+    if let (Some(u), true) = (what.user, has_scope(what.scope.as_deref(), "openid")) {
+        body["id_token"] = json!(id_token::sign(app, req, &what, u, &token, exp).await?);
     }
     if let Some(u) = what.user {
         // Aidbox returns the User with user grants; without its hash.

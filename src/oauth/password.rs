@@ -2,7 +2,7 @@
 //! list `password` (RFC 9700 2.4 discourages it; it exists for first-party mobile and desktop
 //! apps, as in Aidbox). `username` is the User's id or email.
 
-use super::{granted_scope, issue, token_audience, GrantType, Issue};
+use super::{granted_scope, issue, refresh, token_audience, GrantType, Issue};
 use crate::app::App;
 use crate::authn::{check_secret, load_user};
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ fn bad_credentials() -> Error {
     Error::InvalidGrant("invalid username or password".into())
 }
 
-async fn find_user(app: &App, username: &str) -> Result<Option<User>> {
+pub async fn find_user(app: &App, username: &str) -> Result<Option<User>> {
     if valid_id(username) {
         if let Some(u) = load_user(app, username).await? {
             return Ok(Some(u));
@@ -65,16 +65,27 @@ pub async fn grant(
     if !check_secret(app, "User", &user.id, password, &hash).await? {
         return Err(bad_credentials());
     }
-    issue(
-        app,
-        req,
-        Issue {
-            client,
-            user: Some(&user),
-            scope,
-            audience,
-            grant: GrantType::Password,
-        },
-    )
-    .await
+    let mut what = Issue::new(client, Some(&user), scope, audience, GrantType::Password);
+    if refresh::wanted(client, "password", what.scope.as_deref()) {
+        let jti = crate::state::random_id(app);
+        let exp = app.now() + client.access_token_lifetime("password");
+        what.refresh_token = Some(
+            refresh::start_family(
+                app,
+                refresh::NewFamily {
+                    client,
+                    user_id: Some(&user.id),
+                    scope: what.scope.as_deref(),
+                    audience: &what.audience,
+                    grant: GrantType::Password,
+                    auth_time: Some(app.now()),
+                },
+                &jti,
+                exp,
+            )
+            .await?,
+        );
+        what.jti = Some(jti);
+    }
+    issue(app, req, what).await
 }

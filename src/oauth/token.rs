@@ -1,7 +1,7 @@
 //! The token endpoint, `POST /auth/token` (RFC 6749 3.2): parses the request, authenticates the
 //! client, and dispatches on `grant_type`. Form or JSON body, as Aidbox accepts.
 
-use super::{client_auth, client_credentials, password, GrantType};
+use super::{authorization_code, client_auth, client_credentials, password, refresh, GrantType};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http_util::{parse_params, Request, Response};
@@ -14,7 +14,8 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let grant = GrantType::parse(grant)?;
     let confidential_only = grant == GrantType::ClientCredentials;
     let client = client_auth::authenticate(app, req, &params, confidential_only).await?;
-    if !client.allows_grant(grant.name()) {
+    // Refresh tokens are issued per flow (`auth.<flow>.refresh_token`); the family knows its client.
+    if grant != GrantType::RefreshToken && !client.allows_grant(grant.name()) {
         return Err(Error::UnauthorizedClient(format!(
             "this client may not use the {} grant (see its grant_types)",
             grant.name()
@@ -23,5 +24,10 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     match grant {
         GrantType::ClientCredentials => client_credentials::grant(app, req, &client, &params).await,
         GrantType::Password => password::grant(app, req, &client, &params).await,
+        GrantType::AuthorizationCode => authorization_code::grant(app, req, &client, &params).await,
+        GrantType::RefreshToken => refresh::grant(app, req, &client, &params).await,
+        GrantType::Implicit => Err(Error::UnsupportedGrantType(
+            "implicit is not a token endpoint grant".into(),
+        )),
     }
 }

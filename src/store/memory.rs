@@ -153,14 +153,13 @@ impl crate::platform::StateStore for MemoryState {
         Ok(())
     }
 
-    async fn revocations_since(&self, since: u64) -> Result<(u64, Vec<String>), BackendError> {
+    async fn revocations_since(
+        &self,
+        since: u64,
+    ) -> Result<(u64, Vec<(String, i64)>), BackendError> {
         self.enter()?;
         let r = self.revoked.borrow();
-        let list = r
-            .iter()
-            .skip(since as usize)
-            .map(|(j, _)| j.clone())
-            .collect();
+        let list = r.iter().skip(since as usize).cloned().collect();
         Ok((r.len() as u64, list))
     }
 }

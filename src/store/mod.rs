@@ -40,6 +40,8 @@ pub struct Cache {
     docs: RefCell<DocCache>,
     policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
     verified: RefCell<HashMap<[u8; 32], i64>>,
+    /// Revoked access tokens (see [`crate::state::Revocations`]).
+    pub revocations: crate::state::Revocations,
 }
 
 impl Cache {

@@ -3,6 +3,7 @@
 //! clock, randomness, console log), and performs the origin fetch for allowed requests.
 
 mod crypto;
+mod durable;
 mod kv;
 
 use crate::app::{App, Log, Outcome, Platform};
@@ -149,6 +150,36 @@ async fn forward(req: crate::http_util::Request) -> Result<Response> {
     }
 }
 
+/// Serves a file of `www/` through the ASSETS binding, with our security headers.
+async fn asset(env: &Env, path: &str, extra: Vec<(&'static str, String)>) -> Result<Response> {
+    let assets = match env.assets("ASSETS") {
+        Ok(a) => a,
+        Err(e) => return error(Error::Internal(format!("ASSETS binding: {e}"))),
+    };
+    let mut resp = match assets
+        .fetch(format!("https://assets.internal{path}"), None)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error(Error::Unavailable(format!("assets: {e}"))),
+    };
+    if resp.status_code() != 200 {
+        return error(Error::NotFound(format!("no file at {path}")));
+    }
+    let content_type = resp.headers().get("content-type").ok().flatten();
+    let body = resp.bytes().await?;
+    let headers = Headers::new();
+    if let Some(ct) = content_type {
+        headers.set("content-type", &ct)?;
+    }
+    for (k, v) in extra {
+        headers.set(k, &v)?;
+    }
+    Ok(Response::from_bytes(body)?
+        .with_status(200)
+        .with_headers(headers))
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
@@ -165,8 +196,17 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(kv) => kv,
         Err(e) => return error(Error::Internal(format!("KV binding RESOURCES: {e}"))),
     };
+    let state = match env.durable_object("STATE") {
+        Ok(ns) => ns,
+        Err(e) => {
+            return error(Error::Internal(format!(
+                "Durable Object binding STATE: {e}"
+            )))
+        }
+    };
     let platform = Platform {
         kv: Rc::new(kv::WorkerKv(kv)),
+        state: Rc::new(durable::DurableState(state)),
         crypto: Rc::new(crypto::WebCrypto),
         clock: Rc::new(JsClock),
         random: Rc::new(OsRandom),
@@ -176,5 +216,6 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     match app.handle(http_req).await {
         Outcome::Respond(r) => respond(r),
         Outcome::Forward(r) => forward(r).await,
+        Outcome::Asset { path, headers } => asset(&env, &path, headers).await,
     }
 }

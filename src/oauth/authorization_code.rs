@@ -1,0 +1,134 @@
+//! RFC 6749 section 4.1.3: redeeming an authorization code. The code is bound to its client,
+//! redirect URI and PKCE challenge, lives 60 s, and is redeemable exactly once: the redemption
+//! is a compare-and-swap on the code's record in the Durable Object, so of N parallel
+//! redemptions exactly one wins. A second redemption revokes what the first issued (10.5).
+
+use super::{issue, pkce, refresh, token_audience, GrantType, Issue};
+use crate::app::App;
+use crate::authn::load_user;
+use crate::error::{Error, Result};
+use crate::http_util::{Request, Response};
+use crate::model::client::Client;
+use crate::state::{self, code_key, random_id, CodeRecord, Issued};
+use std::collections::BTreeMap;
+
+fn invalid(why: &str) -> Error {
+    Error::InvalidGrant(why.to_string())
+}
+
+/// Revokes what a code's first redemption issued.
+async fn revoke_issued(app: &App, issued: &Issued) -> Result<()> {
+    state::revoke_access_token(app, &issued.jti, issued.exp).await?;
+    if let Some(f) = &issued.family {
+        state::revoke_family(app, f).await?;
+    }
+    Ok(())
+}
+
+pub async fn grant(
+    app: &App,
+    req: &Request,
+    client: &Client,
+    params: &BTreeMap<String, String>,
+) -> Result<Response> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| Error::InvalidRequest("code is required".into()))?;
+    let key = code_key(code);
+    let Some((rec, raw)) = state::read::<CodeRecord>(app, &key).await? else {
+        return Err(invalid("authorization code is invalid or expired"));
+    };
+    if let Some(issued) = &rec.used {
+        app.log(&format!(
+            "authorization code replay by client {}: revoking what it issued",
+            client.id
+        ));
+        revoke_issued(app, issued).await?;
+        return Err(invalid("authorization code was already used"));
+    }
+    // Check everything before consuming the code (a failed check must not burn it).
+    if rec.client_id != client.id {
+        return Err(invalid("authorization code was issued to another client"));
+    }
+    match params.get("redirect_uri") {
+        Some(r) if *r != rec.redirect_uri => {
+            return Err(invalid(
+                "redirect_uri does not match the authorization request",
+            ))
+        }
+        None if rec.redirect_uri_given => {
+            return Err(Error::InvalidRequest("redirect_uri is required".into()))
+        }
+        _ => {}
+    }
+    let verifier = params.get("code_verifier");
+    match (&rec.code_challenge, verifier) {
+        (Some(ch), Some(v)) if pkce::verify(v, ch) => {}
+        (Some(_), Some(_)) => return Err(invalid("PKCE verification failed")),
+        (Some(_), None) => return Err(Error::InvalidRequest("code_verifier is required".into())),
+        // A verifier for a code issued without a challenge: a downgrade attempt (RFC 9700 2.1.1).
+        (None, Some(_)) => return Err(invalid("code was issued without a PKCE challenge")),
+        (None, None) => {}
+    }
+    let user = load_user(app, &rec.user_id)
+        .await?
+        .ok_or_else(|| invalid("the user no longer exists"))?;
+    let audience = token_audience(app, req, client, params)?;
+    let jti = random_id(app);
+    let exp = app.now() + client.access_token_lifetime(GrantType::AuthorizationCode.flow());
+    let refresh_token = if refresh::wanted(client, "authorization_code", rec.scope.as_deref()) {
+        Some(
+            refresh::start_family(
+                app,
+                refresh::NewFamily {
+                    client,
+                    user_id: Some(&user.id),
+                    scope: rec.scope.as_deref(),
+                    audience: &audience,
+                    grant: GrantType::AuthorizationCode,
+                    auth_time: Some(rec.auth_time),
+                },
+                &jti,
+                exp,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let family = refresh_token
+        .as_deref()
+        .and_then(state::split_refresh_token)
+        .map(|(f, _)| f.to_string());
+    let mut used = rec.clone();
+    used.used = Some(Issued {
+        jti: jti.clone(),
+        exp,
+        family: family.clone(),
+    });
+    // Keep the used record as long as its access token lives, to catch replays meanwhile.
+    if !state::swap(app, &key, &raw, &used, exp).await? {
+        // Another redemption won the race; it holds the code now. Undo our family.
+        if let Some(f) = &family {
+            state::revoke_family(app, f).await?;
+        }
+        if let Some((now, _)) = state::read::<CodeRecord>(app, &key).await? {
+            if let Some(issued) = &now.used {
+                revoke_issued(app, issued).await?;
+            }
+        }
+        return Err(invalid("authorization code was already used"));
+    }
+    let mut what = Issue::new(
+        client,
+        Some(&user),
+        rec.scope.clone(),
+        audience,
+        GrantType::AuthorizationCode,
+    );
+    what.jti = Some(jti);
+    what.refresh_token = refresh_token;
+    what.nonce = rec.nonce.clone();
+    what.auth_time = Some(rec.auth_time);
+    issue(app, req, what).await
+}

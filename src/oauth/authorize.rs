@@ -1,0 +1,330 @@
+//! The authorization endpoint, `GET /auth/authorize` (RFC 6749 3.1, 4.1.1, 4.2.1).
+//!
+//! Errors are redirected to the client only after `client_id` and `redirect_uri` both check
+//! out; before that they are shown as a local error page (RFC 6749 4.1.2.1, DESIGN.md rule 4).
+//! The request is re-validated at every step of the interaction (login, consent) from its query
+//! string, so nothing about a pending request is stored.
+
+use super::{granted_scope, pkce, GrantType, Issue};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http_util::{parse_form, Request, Response};
+use crate::model::client::Client;
+use crate::model::user::User;
+use crate::state::{self, code_key, random_token, CodeRecord, CODE_TTL};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseType {
+    Code,
+    Token,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone)]
+pub struct AuthzRequest {
+    pub response_type: ResponseType,
+    pub client: Client,
+    pub redirect_uri: String,
+    pub redirect_uri_given: bool,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    /// The query string it came from, to carry through the login and consent pages.
+    pub query: String,
+}
+
+/// Why a request was refused, and how to tell.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Render locally: the client or the redirect URI cannot be trusted.
+    Local(Error),
+    /// Redirect to the client with `error` (RFC 6749 4.1.2.1).
+    Redirect {
+        to: String,
+        fragment: bool,
+        error: &'static str,
+        description: String,
+        state: Option<String>,
+    },
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Local(e)
+    }
+}
+
+/// The registered redirect URI of a flow (`auth.<flow>.redirect_uri`).
+fn registered(client: &Client, flow: &str) -> Option<String> {
+    client
+        .flow_setting(flow, "redirect_uri")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+/// Validates an authorization request from its query string.
+pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, Refusal> {
+    let p: BTreeMap<String, String> = parse_form(query.as_bytes()).map_err(Refusal::Local)?;
+    let client_id = p
+        .get("client_id")
+        .ok_or_else(|| Error::InvalidRequest("client_id is missing".into()))?;
+    let client = crate::authn::load_client(app, client_id)
+        .await?
+        .ok_or_else(|| Error::InvalidRequest("unknown client".into()))?;
+    let response_type = match p.get("response_type").map(String::as_str) {
+        Some("code") => Some(ResponseType::Code),
+        Some("token") => Some(ResponseType::Token),
+        _ => None,
+    };
+    let flows: &[&str] = match response_type {
+        Some(ResponseType::Code) => &["authorization_code"],
+        Some(ResponseType::Token) => &["implicit"],
+        None => &["authorization_code", "implicit"],
+    };
+    let candidates: Vec<String> = flows
+        .iter()
+        .filter_map(|f| registered(&client, f))
+        .collect();
+    // RFC 6749 3.1.2.3: exact string comparison with a registered URI; without the parameter,
+    // the single registered one.
+    let (redirect_uri, given) = match p.get("redirect_uri") {
+        Some(r) if candidates.contains(r) => (r.clone(), true),
+        Some(_) => {
+            return Err(Refusal::Local(Error::InvalidRequest(
+                "redirect_uri is not registered for this client".into(),
+            )))
+        }
+        None if candidates.len() == 1 => (candidates[0].clone(), false),
+        None => {
+            return Err(Refusal::Local(Error::InvalidRequest(
+                "redirect_uri is missing and the client has no single registered one".into(),
+            )))
+        }
+    };
+    let state = p.get("state").cloned();
+    let fragment = response_type == Some(ResponseType::Token);
+    let refuse = |error: &'static str, description: String| Refusal::Redirect {
+        to: redirect_uri.clone(),
+        fragment,
+        error,
+        description,
+        state: state.clone(),
+    };
+    let Some(response_type) = response_type else {
+        return Err(refuse(
+            "unsupported_response_type",
+            "response_type must be code or token".into(),
+        ));
+    };
+    let grant = match response_type {
+        ResponseType::Code => "authorization_code",
+        ResponseType::Token => "implicit",
+    };
+    if !client.allows_grant(grant) {
+        return Err(refuse(
+            "unauthorized_client",
+            format!("this client may not use the {grant} flow"),
+        ));
+    }
+    let scope = granted_scope(&client, &p).map_err(|e| refuse("invalid_scope", e.to_string()))?;
+    let mut code_challenge = None;
+    if response_type == ResponseType::Code {
+        let method = p.get("code_challenge_method").map(String::as_str);
+        match (p.get("code_challenge"), method) {
+            (Some(c), Some("S256") | None) if pkce::valid_verifier_or_challenge(c) => {
+                code_challenge = Some(c.clone())
+            }
+            (Some(_), Some("S256") | None) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge is malformed".into(),
+                ))
+            }
+            (_, Some("plain")) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge_method plain is not allowed; use S256".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge_method must be S256".into(),
+                ))
+            }
+            (None, None) => {}
+        }
+        let pkce_required = client.secret_hash.is_none()
+            || client
+                .flow_setting("authorization_code", "pkce")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+        if pkce_required && code_challenge.is_none() {
+            return Err(refuse(
+                "invalid_request",
+                "PKCE (code_challenge with S256) is required for this client".into(),
+            ));
+        }
+    }
+    Ok(AuthzRequest {
+        response_type,
+        client,
+        redirect_uri,
+        redirect_uri_given: given,
+        scope,
+        state,
+        nonce: p.get("nonce").cloned(),
+        code_challenge,
+        query: query.to_string(),
+    })
+}
+
+/// `uri` with `params` added to its query (code flow) or fragment (implicit).
+pub fn with_params(uri: &str, params: &[(&str, &str)], fragment: bool) -> String {
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let sep = if fragment {
+        '#'
+    } else if uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    format!("{uri}{sep}{encoded}")
+}
+
+/// A 303 redirect.
+pub fn see_other(location: &str) -> Response {
+    let mut r = http::Response::new(Vec::new());
+    *r.status_mut() = http::StatusCode::SEE_OTHER;
+    if let Ok(v) = http::HeaderValue::from_str(location) {
+        r.headers_mut().insert("location", v);
+    }
+    r.headers_mut()
+        .insert("cache-control", http::HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Answers a refusal: a local error page or an error redirect to the client.
+pub fn refuse(app: &App, req: &Request, r: Refusal) -> Response {
+    match r {
+        Refusal::Local(e) => {
+            if let Some(reason) = e.internal_reason() {
+                app.log(&format!("authorize: {} ({reason})", e.code()));
+            }
+            crate::html::error_page(
+                e.status(),
+                "This sign-in link does not work",
+                &e.to_string(),
+            )
+        }
+        Refusal::Redirect {
+            to,
+            fragment,
+            error,
+            description,
+            state,
+        } => {
+            let iss = app.issuer(req);
+            let mut params = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
+            if let Some(s) = &state {
+                params.push(("state", s));
+            }
+            params.push(("iss", &iss));
+            see_other(&with_params(&to, &params, fragment))
+        }
+    }
+}
+
+/// The next step for a valid request: login, consent, or the answer to the client.
+pub async fn proceed(
+    app: &App,
+    req: &Request,
+    areq: &AuthzRequest,
+    user: Option<(&User, i64)>,
+    consented: bool,
+) -> Result<Response> {
+    let Some((user, auth_time)) = user else {
+        return Ok(see_other(&format!("/auth/ui/login.html?{}", areq.query)));
+    };
+    let first_party = areq
+        .client
+        .doc
+        .get("first_party")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if !first_party && !consented {
+        return Ok(see_other(&format!("/auth/ui/consent.html?{}", areq.query)));
+    }
+    let iss = app.issuer(req);
+    match areq.response_type {
+        ResponseType::Code => {
+            let code = random_token(app);
+            let rec = CodeRecord {
+                client_id: areq.client.id.clone(),
+                user_id: user.id.clone(),
+                redirect_uri: areq.redirect_uri.clone(),
+                redirect_uri_given: areq.redirect_uri_given,
+                scope: areq.scope.clone(),
+                code_challenge: areq.code_challenge.clone(),
+                nonce: areq.nonce.clone(),
+                auth_time,
+                used: None,
+            };
+            state::create(app, &code_key(&code), &rec, app.now() + CODE_TTL).await?;
+            let mut params = vec![("code", code.as_str())];
+            if let Some(s) = &areq.state {
+                params.push(("state", s));
+            }
+            // RFC 9207: the issuer, against mix-up attacks.
+            params.push(("iss", &iss));
+            Ok(see_other(&with_params(&areq.redirect_uri, &params, false)))
+        }
+        ResponseType::Token => {
+            // RFC 6749 4.2.2: the access token in the fragment; never a refresh token.
+            let audience = app.audience(req);
+            let mut what = Issue::new(
+                &areq.client,
+                Some(user),
+                areq.scope.clone(),
+                audience,
+                GrantType::Implicit,
+            );
+            what.auth_time = Some(auth_time);
+            let jti = state::random_id(app);
+            let (token, exp) = super::sign_access_token(app, req, &what, &jti).await?;
+            let expires_in = (exp - app.now()).to_string();
+            let mut params = vec![
+                ("access_token", token.as_str()),
+                ("token_type", "Bearer"),
+                ("expires_in", expires_in.as_str()),
+            ];
+            if let Some(s) = &areq.scope {
+                params.push(("scope", s));
+            }
+            if let Some(s) = &areq.state {
+                params.push(("state", s));
+            }
+            params.push(("iss", &iss));
+            Ok(see_other(&with_params(&areq.redirect_uri, &params, true)))
+        }
+    }
+}
+
+/// `GET /auth/authorize`.
+pub async fn handle(app: &App, req: &Request) -> Result<Response> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let areq = match parse(app, &query).await {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(app, req, r)),
+    };
+    let session = super::interaction::current_session(app, req).await?;
+    let user = session.as_ref().map(|(u, s)| (u, s.auth_time));
+    proceed(app, req, &areq, user, false).await
+}

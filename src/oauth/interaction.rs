@@ -1,0 +1,289 @@
+//! The browser side of the authorization endpoint: the login and consent pages' API, the session
+//! cookie and logout. Pages are static files in `www/auth/ui/`; they read their context from
+//! `GET /auth/interaction` and post plain HTML forms to `/auth/login` and `/auth/consent`.
+//!
+//! CSRF: a double-submit token. `GET /auth/interaction` sets the `edge_csrf` cookie
+//! (`SameSite=Strict`, `HttpOnly`) and returns the same value; the forms send it back as `csrf`.
+//! A POST whose `csrf` differs from the cookie, or whose `Origin` is another site, is refused.
+
+use super::authorize::{self, proceed, refuse, see_other, AuthzRequest};
+use crate::app::App;
+use crate::authn::{check_secret, load_user};
+use crate::error::{Error, Result};
+use crate::http_util::{
+    header, json_response, media_type, no_store, parse_form, Request, Response,
+};
+use crate::model::user::User;
+use crate::secret::ct_eq;
+use crate::state::{self, random_token, session_key, Session};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub const SESSION_COOKIE: &str = "edge_session";
+pub const CSRF_COOKIE: &str = "edge_csrf";
+/// How long a login session lasts (seconds).
+pub const SESSION_TTL: i64 = 8 * 3600;
+
+/// A cookie's value from the `Cookie` header.
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Is the request to a loopback host (then cookies cannot be `Secure` over plain http)?
+fn is_loopback(req: &Request) -> bool {
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            header(req, "host").map(|h| h.rsplit_once(':').map(|(h, _)| h).unwrap_or(h).to_string())
+        })
+        .unwrap_or_default();
+    matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1")
+}
+
+fn set_cookie(
+    req: &Request,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    path: &str,
+    same_site: &str,
+) -> String {
+    let secure = if is_loopback(req) { "" } else { "; Secure" };
+    format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    )
+}
+
+fn add_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(value) {
+        resp.headers_mut().append(name, v);
+    }
+}
+
+/// The signed-in user of this browser, if the session cookie names a live session.
+pub async fn current_session(app: &App, req: &Request) -> Result<Option<(User, Session)>> {
+    let Some(id) = cookie(req, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    if id.len() > 128 {
+        return Ok(None);
+    }
+    let Some((s, _)) = state::read::<Session>(app, &session_key(&id)).await? else {
+        return Ok(None);
+    };
+    Ok(load_user(app, &s.user_id).await?.map(|u| (u, s)))
+}
+
+/// Human words for a scope on the consent page.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Confirm who you are".into(),
+        "profile" => "See your name".into(),
+        "email" => "See your email address".into(),
+        "offline_access" => "Stay connected when you are not using the app".into(),
+        other => format!("Access \"{other}\""),
+    }
+}
+
+fn client_name(areq: &AuthzRequest) -> String {
+    areq.client
+        .doc
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(&areq.client.id)
+        .to_string()
+}
+
+fn user_name(u: &User) -> String {
+    let given = u.doc.pointer("/name/givenName").and_then(Value::as_str);
+    let family = u.doc.pointer("/name/familyName").and_then(Value::as_str);
+    let full: Vec<&str> = [given, family].into_iter().flatten().collect();
+    if full.is_empty() {
+        u.doc
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or(&u.id)
+            .to_string()
+    } else {
+        full.join(" ")
+    }
+}
+
+/// `GET /auth/interaction?<authorize query>`: what the login and consent pages show.
+pub async fn context(app: &App, req: &Request) -> Result<Response> {
+    let query = req.uri().query().unwrap_or("");
+    let areq = match authorize::parse(app, query).await {
+        Ok(a) => a,
+        Err(authorize::Refusal::Local(e)) => return Err(e),
+        Err(authorize::Refusal::Redirect {
+            error, description, ..
+        }) => {
+            return Ok(no_store(json_response(
+                400,
+                &json!({"error": error, "error_description": description}),
+            )))
+        }
+    };
+    let session = current_session(app, req).await?;
+    let csrf = random_token(app);
+    let scopes: Vec<Value> = areq
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| json!({"scope": s, "description": describe_scope(s)}))
+        .collect();
+    let body = json!({
+        "client": {"id": areq.client.id, "name": client_name(&areq)},
+        "scopes": scopes,
+        "csrf": csrf,
+        "user": session.as_ref().map(|(u, _)| json!({"id": u.id, "name": user_name(u)})),
+    });
+    let mut resp = no_store(json_response(200, &body));
+    add_header(
+        &mut resp,
+        "set-cookie",
+        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "/auth", "Strict"),
+    );
+    Ok(resp)
+}
+
+/// Reads a posted form and checks its CSRF token and origin.
+fn posted_form(req: &Request) -> Result<(BTreeMap<String, String>, bool)> {
+    if media_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(Error::InvalidRequest("expected a form post".into()));
+    }
+    let form = parse_form(req.body())?;
+    let cookie_token = cookie(req, CSRF_COOKIE);
+    let token_ok = match (form.get("csrf"), cookie_token) {
+        (Some(f), Some(c)) => !f.is_empty() && ct_eq(f.as_bytes(), c.as_bytes()),
+        _ => false,
+    };
+    let origin_ok = match header(req, "origin") {
+        None => true,
+        Some(o) => {
+            let uri = req.uri();
+            let own = match (uri.scheme_str(), uri.authority()) {
+                (Some(s), Some(a)) => format!("{s}://{a}"),
+                _ => String::new(),
+            };
+            o == own || header(req, "host").is_some_and(|h| o.ends_with(&format!("://{h}")))
+        }
+    };
+    Ok((form, token_ok && origin_ok))
+}
+
+fn back_to_login(query: &str, error: &str) -> Response {
+    see_other(&format!("/auth/ui/login.html?{query}#error={error}"))
+}
+
+/// `POST /auth/login`: username and password, then on to consent or the client.
+pub async fn login(app: &App, req: &Request) -> Result<Response> {
+    let (form, csrf_ok) = posted_form(req)?;
+    let query = form.get("query").cloned().unwrap_or_default();
+    let areq = match authorize::parse(app, &query).await {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(app, req, r)),
+    };
+    if !csrf_ok {
+        return Ok(back_to_login(&query, "csrf"));
+    }
+    let username = form.get("username").map(String::as_str).unwrap_or("");
+    let password = form.get("password").map(String::as_str).unwrap_or("");
+    let user = if username.is_empty() || password.is_empty() {
+        None
+    } else {
+        super::password::find_user(app, username).await?
+    };
+    let ok = match &user {
+        Some(u) => match &u.password_hash {
+            Some(h) => check_secret(app, "User", &u.id, password, h).await?,
+            None => false,
+        },
+        None => {
+            crate::secret::burn_check(
+                app.platform.crypto.as_ref(),
+                password,
+                app.config.pbkdf2_iterations,
+            )
+            .await;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        return Ok(back_to_login(&query, "login_failed"));
+    };
+    let session_id = random_token(app);
+    let now = app.now();
+    let session = Session {
+        user_id: user.id.clone(),
+        auth_time: now,
+    };
+    state::create(app, &session_key(&session_id), &session, now + SESSION_TTL).await?;
+    let mut resp = proceed(app, req, &areq, Some((&user, now)), false).await?;
+    add_header(
+        &mut resp,
+        "set-cookie",
+        &set_cookie(req, SESSION_COOKIE, &session_id, SESSION_TTL, "/", "Lax"),
+    );
+    Ok(resp)
+}
+
+/// `POST /auth/consent`: allow or deny, for a signed-in user.
+pub async fn consent(app: &App, req: &Request) -> Result<Response> {
+    let (form, csrf_ok) = posted_form(req)?;
+    let query = form.get("query").cloned().unwrap_or_default();
+    let areq = match authorize::parse(app, &query).await {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(app, req, r)),
+    };
+    let Some((user, session)) = current_session(app, req).await? else {
+        return Ok(see_other(&format!("/auth/ui/login.html?{query}")));
+    };
+    if !csrf_ok {
+        return Ok(see_other(&format!(
+            "/auth/ui/consent.html?{query}#error=csrf"
+        )));
+    }
+    match form.get("decision").map(String::as_str) {
+        Some("allow") => proceed(app, req, &areq, Some((&user, session.auth_time)), true).await,
+        _ => Ok(refuse(
+            app,
+            req,
+            authorize::Refusal::Redirect {
+                to: areq.redirect_uri.clone(),
+                fragment: areq.response_type == authorize::ResponseType::Token,
+                error: "access_denied",
+                description: "the user denied the request".into(),
+                state: areq.state.clone(),
+            },
+        )),
+    }
+}
+
+/// `GET|POST /auth/logout`: ends the session and clears the cookie.
+pub async fn logout(app: &App, req: &Request) -> Result<Response> {
+    if let Some(id) = cookie(req, SESSION_COOKIE) {
+        let key = session_key(&id);
+        if let Some(raw) = app.platform.state.get(&key).await? {
+            state::remove(app, &key, &raw).await?;
+        }
+    }
+    let mut resp = see_other("/auth/ui/logged-out.html");
+    add_header(
+        &mut resp,
+        "set-cookie",
+        &set_cookie(req, SESSION_COOKIE, "", 0, "/", "Lax"),
+    );
+    Ok(resp)
+}

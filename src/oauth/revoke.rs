@@ -1,0 +1,41 @@
+//! RFC 7009: token revocation. A refresh token revokes its whole family (and the access tokens
+//! it issued) at once; an access token is refused by the authorizer from then on. Tokens of
+//! other clients, unknown or malformed tokens: 200 and nothing happens (RFC 7009 2.2).
+
+use super::refresh;
+use crate::app::App;
+use crate::authn::authenticate_bearer;
+use crate::error::{Error, Result};
+use crate::http_util::{no_store, parse_params, Request, Response};
+use crate::state;
+use serde_json::Value;
+
+pub async fn handle(app: &App, req: &Request) -> Result<Response> {
+    let params = parse_params(req)?;
+    let client = refresh::any_client(app, req, &params).await?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| Error::InvalidRequest("token is required".into()))?;
+    if let Some((family_id, _)) = refresh::live_family(app, token, &client.id).await? {
+        state::revoke_family(app, &family_id).await?;
+    } else if token.matches('.').count() == 2 {
+        match authenticate_bearer(app, req, token).await {
+            Ok(who) => {
+                let claims = who.jwt.unwrap_or_default();
+                let owner = claims.get("client_id").and_then(Value::as_str);
+                let jti = claims.get("jti").and_then(Value::as_str);
+                let exp = claims.get("exp").and_then(Value::as_i64);
+                if let (Some(o), Some(j), Some(e)) = (owner, jti, exp) {
+                    if o == client.id {
+                        state::revoke_access_token(app, j, e).await?;
+                    }
+                }
+            }
+            Err(Error::Unavailable(r)) => return Err(Error::Unavailable(r)),
+            Err(_) => {}
+        }
+    }
+    let mut resp = http::Response::new(Vec::new());
+    *resp.status_mut() = http::StatusCode::OK;
+    Ok(no_store(resp))
+}

@@ -1,0 +1,31 @@
+//! OIDC Core 5.3: the UserInfo endpoint. A bearer access token of ours with scope `openid`.
+
+use super::{has_scope, id_token::user_claims};
+use crate::app::App;
+use crate::authn::authenticate;
+use crate::error::{Error, Result};
+use crate::http_util::{json_response, no_store, Request, Response};
+use serde_json::Value;
+
+pub async fn handle(app: &App, req: &Request) -> Result<Response> {
+    if !crate::http_util::header(req, "authorization")
+        .is_some_and(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer "))
+    {
+        return Err(Error::MissingCredentials);
+    }
+    let who = authenticate(app, req)
+        .await?
+        .ok_or(Error::MissingCredentials)?;
+    let Some(user) = who.user.as_ref() else {
+        return Err(Error::InvalidToken(
+            "the token does not belong to a user".into(),
+        ));
+    };
+    if !has_scope(who.scope(), "openid") {
+        return Err(Error::Forbidden("the token lacks the openid scope".into()));
+    }
+    Ok(no_store(json_response(
+        200,
+        &Value::Object(user_claims(user, who.scope())),
+    )))
+}

@@ -1,0 +1,275 @@
+//! The Durable Object that holds state which must change atomically (codes, refresh families,
+//! sessions, revocations), and the [`StateStore`] client the Worker talks to it through.
+//!
+//! SQLite-backed: `kv(key, value, expires_at)` and `revoked(seq, jti, until)`. Each operation
+//! reads and writes with synchronous SQL calls and awaits nothing in between, so a Durable
+//! Object's single-threaded execution makes it atomic: of N concurrent `cas` calls with the same
+//! expected value, exactly one swaps. One object (named `auth-state`) serves the deployment.
+
+use crate::platform::{BackendError, Cas, StateStore};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response, Result,
+    SqlStorageValue, State,
+};
+
+/// The name of the one object that holds the state.
+const OBJECT_NAME: &str = "auth-state";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Get {
+        key: String,
+    },
+    Cas {
+        key: String,
+        expected: Option<String>,
+        new: Option<String>,
+        expires_at: i64,
+    },
+    Revoke {
+        jti: String,
+        until: i64,
+    },
+    Since {
+        since: u64,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Reply {
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    swapped: bool,
+    #[serde(default)]
+    cursor: u64,
+    #[serde(default)]
+    items: Vec<(String, i64)>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct RevokedRow {
+    seq: f64,
+    jti: String,
+    until: f64,
+}
+
+#[durable_object]
+pub struct AuthState {
+    state: State,
+}
+
+fn now() -> i64 {
+    (js_sys::Date::now() / 1000.0) as i64
+}
+
+impl AuthState {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn current(&self, key: &str, now: i64) -> Result<Option<String>> {
+        let rows: Vec<Row> = self
+            .sql()
+            .exec(
+                "SELECT value FROM kv WHERE key = ? AND expires_at > ?",
+                vec![
+                    SqlStorageValue::from(key.to_string()),
+                    SqlStorageValue::Integer(now),
+                ],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.value))
+    }
+
+    fn apply(&self, op: Op) -> Result<Reply> {
+        let now = now();
+        let sql = self.sql();
+        let mut reply = Reply {
+            value: None,
+            swapped: false,
+            cursor: 0,
+            items: Vec::new(),
+        };
+        match op {
+            Op::Get { key } => reply.value = self.current(&key, now)?,
+            Op::Cas {
+                key,
+                expected,
+                new,
+                expires_at,
+            } => {
+                // No await between this read and the write below: atomic in a Durable Object.
+                let cur = self.current(&key, now)?;
+                if cur == expected {
+                    match new {
+                        Some(v) => {
+                            sql.exec(
+                                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) \
+                                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                                vec![key.into(), v.into(), SqlStorageValue::Integer(expires_at)],
+                            )?;
+                        }
+                        None => {
+                            sql.exec("DELETE FROM kv WHERE key = ?", vec![key.into()])?;
+                        }
+                    }
+                    sql.exec(
+                        "DELETE FROM kv WHERE expires_at <= ?",
+                        vec![SqlStorageValue::Integer(now)],
+                    )?;
+                    reply.swapped = true;
+                } else {
+                    reply.value = cur;
+                }
+            }
+            Op::Revoke { jti, until } => {
+                sql.exec(
+                    "INSERT INTO revoked (jti, until) VALUES (?, ?)",
+                    vec![jti.into(), SqlStorageValue::Integer(until)],
+                )?;
+                sql.exec(
+                    "DELETE FROM revoked WHERE until <= ?",
+                    vec![SqlStorageValue::Integer(now)],
+                )?;
+            }
+            Op::Since { since } => {
+                let rows: Vec<RevokedRow> = sql
+                    .exec(
+                        "SELECT seq, jti, until FROM revoked WHERE seq > ? AND until > ? ORDER BY seq",
+                        vec![SqlStorageValue::Integer(since as i64), SqlStorageValue::Integer(now)],
+                    )?
+                    .to_array()?;
+                let max: Vec<RevokedRow> = sql
+                    .exec(
+                        "SELECT COALESCE(MAX(seq), 0) AS seq, '' AS jti, 0 AS until FROM revoked",
+                        None,
+                    )?
+                    .to_array()?;
+                reply.cursor = max
+                    .first()
+                    .map(|r| r.seq as u64)
+                    .unwrap_or(since)
+                    .max(since);
+                reply.items = rows.into_iter().map(|r| (r.jti, r.until as i64)).collect();
+            }
+        }
+        Ok(reply)
+    }
+}
+
+impl worker::DurableObject for AuthState {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        let setup = [
+            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at)",
+            "CREATE TABLE IF NOT EXISTS revoked (seq INTEGER PRIMARY KEY AUTOINCREMENT, jti TEXT NOT NULL, until INTEGER NOT NULL)",
+        ];
+        for s in setup {
+            if let Err(e) = sql.exec(s, None) {
+                worker::console_error!("AuthState schema: {e}");
+            }
+        }
+        AuthState { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let op: Op = match req.json().await {
+            Ok(op) => op,
+            Err(e) => return Response::error(format!("bad op: {e}"), 400),
+        };
+        match self.apply(op) {
+            Ok(reply) => Response::from_json(&reply),
+            Err(e) => Response::error(format!("state: {e}"), 500),
+        }
+    }
+}
+
+/// The Worker's side: [`StateStore`] over the `STATE` Durable Object binding.
+pub struct DurableState(pub ObjectNamespace);
+
+impl DurableState {
+    async fn call(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
+        let err = |e: worker::Error| BackendError(format!("durable object: {e}"));
+        let stub = self
+            .0
+            .id_from_name(OBJECT_NAME)
+            .map_err(err)?
+            .get_stub()
+            .map_err(err)?;
+        let body = serde_json::to_string(op).map_err(|e| BackendError(e.to_string()))?;
+        let headers = Headers::new();
+        headers
+            .set("content-type", "application/json")
+            .map_err(err)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let req = Request::new_with_init("https://auth-state.internal/op", &init).map_err(err)?;
+        let mut resp = stub.fetch_with_request(req).await.map_err(err)?;
+        if resp.status_code() != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(BackendError(format!(
+                "durable object answered {}: {text}",
+                resp.status_code()
+            )));
+        }
+        resp.json().await.map_err(err)
+    }
+}
+
+#[async_trait(?Send)]
+impl StateStore for DurableState {
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, BackendError> {
+        Ok(self.call(&Op::Get { key: key.into() }).await?.value)
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expires_at: i64,
+    ) -> std::result::Result<Cas, BackendError> {
+        let r = self
+            .call(&Op::Cas {
+                key: key.into(),
+                expected: expected.map(str::to_string),
+                new: new.map(str::to_string),
+                expires_at,
+            })
+            .await?;
+        Ok(if r.swapped {
+            Cas::Swapped
+        } else {
+            Cas::Conflict(r.value)
+        })
+    }
+
+    async fn revoke_jti(&self, jti: &str, until: i64) -> std::result::Result<(), BackendError> {
+        self.call(&Op::Revoke {
+            jti: jti.into(),
+            until,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn revocations_since(
+        &self,
+        since: u64,
+    ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
+        let r = self.call(&Op::Since { since }).await?;
+        Ok((r.cursor, r.items))
+    }
+}

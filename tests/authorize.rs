@@ -1,0 +1,594 @@
+//! The authorization code flow with PKCE, the implicit flow, login, consent, sessions, code
+//! replay and refresh rotation, through the real handler with a memory Durable Object.
+
+use base64::Engine;
+use edge_authorizer::app::Outcome;
+use edge_authorizer::oauth::pkce;
+use edge_authorizer::testing::{TestApp, TestResponse, ISSUER};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const CB: &str = "https://app.example/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9gyVq3TbY7Kz1vM5sGgG-lHD8mQ-test-verifier";
+
+/// A minimal browser: a cookie jar and manual redirects.
+struct Browser<'a> {
+    t: &'a TestApp,
+    cookies: HashMap<String, String>,
+}
+
+enum Page {
+    Redirect(String),
+    Asset(String, Vec<(&'static str, String)>),
+    Response(TestResponse),
+}
+
+impl<'a> Browser<'a> {
+    fn new(t: &'a TestApp) -> Self {
+        Browser {
+            t,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn send(&mut self, b: http::request::Builder, body: Vec<u8>) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let b = if cookie.is_empty() {
+            b
+        } else {
+            b.header("cookie", cookie.join("; "))
+        };
+        match self.t.send(b.body(body).unwrap()) {
+            Outcome::Respond(r) => {
+                for v in r.headers().get_all("set-cookie") {
+                    let s = v.to_str().unwrap();
+                    let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+                    let (k, v) = kv.split_once('=').unwrap();
+                    if v.is_empty() || s.contains("Max-Age=0") {
+                        self.cookies.remove(k);
+                    } else {
+                        self.cookies.insert(k.to_string(), v.to_string());
+                    }
+                }
+                if r.status() == 303 {
+                    Page::Redirect(r.headers()["location"].to_str().unwrap().to_string())
+                } else {
+                    Page::Response(TestResponse(r))
+                }
+            }
+            Outcome::Asset { path, headers } => Page::Asset(path, headers),
+            Outcome::Forward(_) => panic!("forwarded"),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send(TestApp::req("GET", path), vec![])
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.send(
+            TestApp::req("POST", path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", ISSUER),
+            body.into_bytes(),
+        )
+    }
+
+    /// Loads the interaction context as the login/consent page's script does.
+    fn context(&mut self, query: &str) -> Value {
+        match self.get(&format!("/auth/interaction?{query}")) {
+            Page::Response(r) => r.json(),
+            _ => panic!("no context"),
+        }
+    }
+
+    fn login(&mut self, query: &str, user: &str, password: &str) -> Page {
+        let csrf = self.context(query)["csrf"].as_str().unwrap().to_string();
+        self.post(
+            "/auth/login",
+            &[
+                ("username", user),
+                ("password", password),
+                ("csrf", &csrf),
+                ("query", query),
+            ],
+        )
+    }
+
+    fn consent(&mut self, query: &str, decision: &str) -> Page {
+        let csrf = self.context(query)["csrf"].as_str().unwrap().to_string();
+        self.post(
+            "/auth/consent",
+            &[("decision", decision), ("csrf", &csrf), ("query", query)],
+        )
+    }
+}
+
+fn redirect(p: Page) -> String {
+    match p {
+        Page::Redirect(l) => l,
+        Page::Response(r) => panic!("expected a redirect, got {}: {}", r.status(), r.text()),
+        Page::Asset(p, _) => panic!("expected a redirect, got asset {p}"),
+    }
+}
+
+fn params(url: &str) -> HashMap<String, String> {
+    let q = url.split_once(['?', '#']).map(|(_, q)| q).unwrap_or("");
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn setup(client: Value) -> TestApp {
+    let t = TestApp::new();
+    assert_eq!(t.admin_put("/Client/web-app", client).status(), 201);
+    t.admin_put("/User/john", json!({"email": "john@example.com", "password": "pass123", "name": {"givenName": "John", "familyName": "Doe"}}));
+    t.admin_put(
+        "/AccessPolicy/john",
+        json!({"engine": "allow", "link": [{"id": "john", "resourceType": "User"}]}),
+    );
+    t
+}
+
+fn web_app() -> TestApp {
+    setup(
+        json!({"secret": "websecret", "grant_types": ["authorization_code"], "name": "Web App",
+        "auth": {"authorization_code": {"redirect_uri": CB, "refresh_token": true},
+                 "implicit": {"redirect_uri": CB}}}),
+    )
+}
+
+fn query(extra: &[(&str, &str)]) -> String {
+    let challenge = pkce::s256(VERIFIER);
+    let mut p = vec![
+        ("response_type", "code"),
+        ("client_id", "web-app"),
+        ("redirect_uri", CB),
+        ("scope", "openid profile email"),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        p.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            p.push((k, v));
+        }
+    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(p)
+        .finish()
+}
+
+/// Walks authorize -> login -> consent and returns the callback URL.
+fn sign_in(t: &TestApp, q: &str) -> String {
+    let mut b = Browser::new(t);
+    let to_login = redirect(b.get(&format!("/auth/authorize?{q}")));
+    assert_eq!(to_login, format!("/auth/ui/login.html?{q}"));
+    let to_consent = redirect(b.login(q, "john", "pass123"));
+    assert_eq!(to_consent, format!("/auth/ui/consent.html?{q}"));
+    redirect(b.consent(q, "allow"))
+}
+
+fn exchange(t: &TestApp, code: &str, verifier: &str) -> TestResponse {
+    t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ],
+    )
+}
+
+fn claims(token: &str) -> Value {
+    let seg = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(seg)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn api_status(t: &TestApp, token: &str) -> u16 {
+    match t.get_with("/Patient", &format!("Bearer {token}")) {
+        Outcome::Respond(r) => r.status().as_u16(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn rfc7636_appendix_b_vector() {
+    assert_eq!(
+        pkce::s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    );
+    assert!(pkce::verify(
+        "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    ));
+    assert!(!pkce::verify("short", &pkce::s256("short")));
+}
+
+#[test]
+fn code_flow_with_pkce_login_consent_and_oidc() {
+    let t = web_app();
+    let q = query(&[]);
+    let cb = sign_in(&t, &q);
+    assert!(cb.starts_with(&format!("{CB}?")), "{cb}");
+    let p = params(&cb);
+    assert_eq!(p["state"], "st-123");
+    assert_eq!(p["iss"], ISSUER);
+    let code = &p["code"];
+    assert_eq!(code.len(), 43, "256-bit code");
+    assert_eq!(t.state.len(), 2, "the code and the session");
+
+    let r = exchange(&t, code, VERIFIER);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let b = r.json();
+    let at = b["access_token"].as_str().unwrap();
+    assert_eq!(claims(at)["sub"], "john");
+    assert_eq!(claims(at)["scope"], "openid profile email");
+    assert!(b["refresh_token"].is_string());
+    let id = claims(b["id_token"].as_str().unwrap());
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["aud"], "web-app");
+    assert_eq!(id["azp"], "web-app");
+    assert_eq!(id["sub"], "john");
+    assert_eq!(id["name"], "John Doe");
+    assert_eq!(id["email"], "john@example.com");
+    assert!(id["auth_time"].is_i64());
+    assert_eq!(
+        id["at_hash"],
+        edge_authorizer::oauth::id_token::at_hash(edge_authorizer::platform::SigAlg::EdDsa, at)
+    );
+    assert_eq!(api_status(&t, at), 200);
+
+    // userinfo
+    let ui = t.call(
+        TestApp::req("GET", "/auth/userinfo")
+            .header("authorization", format!("Bearer {at}"))
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(ui.status(), 200, "{}", ui.text());
+    assert_eq!(
+        ui.json(),
+        json!({"sub": "john", "name": "John Doe", "given_name": "John", "family_name": "Doe", "email": "john@example.com"})
+    );
+}
+
+#[test]
+fn codes_are_stored_hashed_and_single_use_and_replay_revokes() {
+    let t = web_app();
+    let cb = sign_in(&t, &query(&[]));
+    let code = params(&cb)["code"].clone();
+    let first = exchange(&t, &code, VERIFIER);
+    assert_eq!(first.status(), 200);
+    let at = first.json()["access_token"].as_str().unwrap().to_string();
+    let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(api_status(&t, &at), 200);
+
+    let second = exchange(&t, &code, VERIFIER);
+    assert_eq!(second.status(), 400);
+    assert_eq!(second.json()["error"], "invalid_grant");
+    // RFC 6749 10.5: what the first redemption issued is revoked.
+    assert_eq!(api_status(&t, &at), 401);
+    let r = t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn pkce_is_checked_and_failed_checks_do_not_burn_the_code() {
+    let t = web_app();
+    let code = params(&sign_in(&t, &query(&[])))["code"].clone();
+    let wrong = exchange(&t, &code, "x".repeat(43).as_str());
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(wrong.json()["error"], "invalid_grant");
+    let missing = t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    );
+    assert_eq!(missing.json()["error"], "invalid_request");
+    let other_uri = t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://app.example/other"),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(other_uri.json()["error"], "invalid_grant");
+    assert_eq!(exchange(&t, &code, VERIFIER).status(), 200);
+}
+
+#[test]
+fn codes_expire_after_60_seconds() {
+    let t = web_app();
+    let code = params(&sign_in(&t, &query(&[])))["code"].clone();
+    t.clock.advance(61);
+    assert_eq!(
+        exchange(&t, &code, VERIFIER).json()["error"],
+        "invalid_grant"
+    );
+}
+
+#[test]
+fn code_of_another_client_is_refused() {
+    let t = web_app();
+    t.admin_put("/Client/other", json!({"secret": "o", "grant_types": ["authorization_code"], "auth": {"authorization_code": {"redirect_uri": CB}}}));
+    let code = params(&sign_in(&t, &query(&[])))["code"].clone();
+    let r = t.token(
+        Some(&TestApp::basic("other", "o")),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        exchange(&t, &code, VERIFIER).status(),
+        200,
+        "the rightful client can still redeem it"
+    );
+}
+
+#[test]
+fn bad_client_or_redirect_uri_is_a_local_error_page() {
+    let t = web_app();
+    let mut b = Browser::new(&t);
+    for q in [
+        query(&[("redirect_uri", "https://evil.example/cb")]),
+        query(&[("redirect_uri", "https://app.example/callback/")]),
+        query(&[("redirect_uri", "https://APP.example/callback")]),
+        query(&[("redirect_uri", "https://app.example/callback?x=1")]),
+        query(&[("redirect_uri", "https://app.example:444/callback")]),
+        query(&[("redirect_uri", "https://user@app.example/callback")]),
+        query(&[("client_id", "nobody")]),
+        query(&[("client_id", "")]),
+    ] {
+        match b.get(&format!("/auth/authorize?{q}")) {
+            Page::Response(r) => {
+                assert_eq!(r.status(), 400, "{q}");
+                assert!(r.header("content-type").unwrap().starts_with("text/html"));
+                assert!(r
+                    .header("content-security-policy")
+                    .unwrap()
+                    .contains("frame-ancestors 'none'"));
+                assert!(!r.text().contains("evil.example"));
+            }
+            Page::Redirect(l) => panic!("redirected to {l} for {q}"),
+            Page::Asset(..) => panic!("asset"),
+        }
+    }
+}
+
+#[test]
+fn other_errors_redirect_to_the_client_with_state() {
+    let t = web_app();
+    let mut b = Browser::new(&t);
+    let cases = [
+        (
+            query(&[("response_type", "id_token")]),
+            "unsupported_response_type",
+        ),
+        (
+            query(&[("code_challenge_method", "plain")]),
+            "invalid_request",
+        ),
+        (query(&[("code_challenge", "short")]), "invalid_request"),
+        (query(&[("response_type", "token")]), "unauthorized_client"),
+    ];
+    for (q, err) in cases {
+        let l = redirect(b.get(&format!("/auth/authorize?{q}")));
+        let p = params(&l);
+        assert!(l.starts_with(CB), "{l}");
+        assert_eq!(p["error"], err, "{q}");
+        assert_eq!(p["state"], "st-123");
+    }
+}
+
+#[test]
+fn public_clients_must_use_pkce() {
+    let t = setup(
+        json!({"grant_types": ["authorization_code"], "auth": {"authorization_code": {"redirect_uri": CB}}}),
+    );
+    let mut b = Browser::new(&t);
+    let l = redirect(b.get(&format!(
+        "/auth/authorize?{}",
+        query(&[("code_challenge", ""), ("code_challenge_method", "")])
+    )));
+    assert_eq!(params(&l)["error"], "invalid_request");
+    // With PKCE it works, and the public client redeems with client_id only.
+    let code = params(&sign_in(&t, &query(&[])))["code"].clone();
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web-app"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+}
+
+#[test]
+fn wrong_password_and_csrf_go_back_to_the_login_page() {
+    let t = web_app();
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    assert_eq!(
+        redirect(b.login(&q, "john", "nope")),
+        format!("/auth/ui/login.html?{q}#error=login_failed")
+    );
+    assert_eq!(
+        redirect(b.login(&q, "nobody", "nope")),
+        format!("/auth/ui/login.html?{q}#error=login_failed")
+    );
+    // A forged form without the CSRF cookie's value.
+    let forged = b.post(
+        "/auth/login",
+        &[
+            ("username", "john"),
+            ("password", "pass123"),
+            ("csrf", "guess"),
+            ("query", &q),
+        ],
+    );
+    assert_eq!(
+        redirect(forged),
+        format!("/auth/ui/login.html?{q}#error=csrf")
+    );
+    assert!(!b.cookies.contains_key("edge_session"));
+    // A cross-site post with the right token is refused too.
+    let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("username", "john"),
+            ("password", "pass123"),
+            ("csrf", csrf.as_str()),
+            ("query", q.as_str()),
+        ])
+        .finish();
+    let cross = b.send(
+        TestApp::req("POST", "/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example"),
+        body.into_bytes(),
+    );
+    assert!(redirect(cross).ends_with("#error=csrf"));
+}
+
+#[test]
+fn deny_consent_redirects_access_denied() {
+    let t = web_app();
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    redirect(b.login(&q, "john", "pass123"));
+    let l = redirect(b.consent(&q, "deny"));
+    let p = params(&l);
+    assert_eq!(p["error"], "access_denied");
+    assert_eq!(p["state"], "st-123");
+    assert!(!p.contains_key("code"));
+}
+
+#[test]
+fn sessions_skip_login_first_party_skips_consent_and_logout_ends_it() {
+    let t = setup(
+        json!({"secret": "websecret", "grant_types": ["authorization_code"], "first_party": true,
+        "auth": {"authorization_code": {"redirect_uri": CB}}}),
+    );
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let cb = redirect(b.login(&q, "john", "pass123"));
+    assert!(cb.starts_with(CB), "first party: no consent page: {cb}");
+    let again = redirect(b.get(&format!("/auth/authorize?{q}")));
+    assert!(again.starts_with(CB), "the session signs in without a form");
+    assert_eq!(redirect(b.get("/auth/logout")), "/auth/ui/logged-out.html");
+    assert!(!b.cookies.contains_key("edge_session"));
+    assert!(redirect(b.get(&format!("/auth/authorize?{q}"))).starts_with("/auth/ui/login.html"));
+}
+
+#[test]
+fn session_cookie_attributes() {
+    let t = web_app();
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("username", "john"),
+            ("password", "pass123"),
+            ("csrf", csrf.as_str()),
+            ("query", q.as_str()),
+        ])
+        .finish();
+    let r = t.send(
+        TestApp::req("POST", "/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("edge_csrf={csrf}"))
+            .body(body.into_bytes())
+            .unwrap(),
+    );
+    let Outcome::Respond(r) = r else { panic!() };
+    let c = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(c.starts_with("edge_session="), "{c}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(c.contains(attr), "{attr} missing in {c}");
+    }
+}
+
+#[test]
+fn implicit_only_for_clients_that_list_it() {
+    let t = setup(
+        json!({"grant_types": ["implicit"], "first_party": true, "auth": {"implicit": {"redirect_uri": CB, "access_token_expiration": 300}}}),
+    );
+    let q = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "token"),
+            ("client_id", "web-app"),
+            ("redirect_uri", CB),
+            ("state", "s1"),
+            ("scope", "read"),
+        ])
+        .finish();
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let l = redirect(b.login(&q, "john", "pass123"));
+    assert!(l.starts_with(&format!("{CB}#")), "{l}");
+    let p = params(&l);
+    assert_eq!(p["token_type"], "Bearer");
+    assert_eq!(p["expires_in"], "300");
+    assert_eq!(p["state"], "s1");
+    assert!(!p.contains_key("refresh_token"));
+    assert_eq!(api_status(&t, &p["access_token"]), 200);
+}
+
+#[test]
+fn ui_assets_carry_security_headers() {
+    let t = web_app();
+    let mut b = Browser::new(&t);
+    match b.get(&format!("/auth/ui/login.html?{}", query(&[]))) {
+        Page::Asset(path, headers) => {
+            assert_eq!(path, "/auth/ui/login.html");
+            let h: HashMap<_, _> = headers.into_iter().collect();
+            let csp = &h["content-security-policy"];
+            assert!(
+                csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+                "{csp}"
+            );
+            assert!(
+                csp.contains("form-action 'self' https://app.example"),
+                "{csp}"
+            );
+            assert!(csp.contains("frame-ancestors 'none'"));
+            assert_eq!(h["referrer-policy"], "no-referrer");
+            assert_eq!(h["x-frame-options"], "DENY");
+        }
+        _ => panic!("not an asset"),
+    }
+    assert!(matches!(b.get("/auth/ui/..%2Fsecret"), Page::Response(r) if r.status() == 404));
+}

@@ -1,0 +1,276 @@
+//! Refresh tokens (rotation, reuse detection, expiry, scope), revocation (RFC 7009) and
+//! introspection (RFC 7662), with the password grant as the quickest way to a refresh token.
+
+use edge_authorizer::app::Outcome;
+use edge_authorizer::testing::{TestApp, TestResponse};
+use serde_json::json;
+
+fn setup(auth: serde_json::Value) -> TestApp {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/app",
+        json!({"secret": "s", "grant_types": ["password"], "auth": {"password": auth}}),
+    );
+    t.admin_put(
+        "/Client/other",
+        json!({"secret": "o", "grant_types": ["password"]}),
+    );
+    t.admin_put(
+        "/Client/rs",
+        json!({"secret": "rs", "grant_types": ["client_credentials"]}),
+    );
+    t.admin_put(
+        "/User/john",
+        json!({"email": "john@example.com", "password": "pass123"}),
+    );
+    t.admin_put("/AccessPolicy/p", json!({"engine": "allow"}));
+    t
+}
+
+fn login(t: &TestApp, scope: &str) -> TestResponse {
+    t.token(
+        Some(&TestApp::basic("app", "s")),
+        &[
+            ("grant_type", "password"),
+            ("username", "john"),
+            ("password", "pass123"),
+            ("scope", scope),
+        ],
+    )
+}
+
+fn refresh(t: &TestApp, rt: &str) -> TestResponse {
+    t.token(
+        Some(&TestApp::basic("app", "s")),
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+}
+
+fn s(r: &TestResponse, k: &str) -> String {
+    r.json()[k]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {k} in {}", r.text()))
+        .to_string()
+}
+
+fn api(t: &TestApp, at: &str) -> u16 {
+    match t.get_with("/Patient", &format!("Bearer {at}")) {
+        Outcome::Respond(r) => r.status().as_u16(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn refresh_tokens_only_when_enabled_or_offline_access() {
+    let t = setup(json!({}));
+    assert!(login(&t, "").json().get("refresh_token").is_none());
+    assert!(login(&t, "offline_access").json()["refresh_token"].is_string());
+    let t = setup(json!({"refresh_token": true}));
+    assert!(login(&t, "").json()["refresh_token"].is_string());
+}
+
+#[test]
+fn rotation_and_reuse_revokes_the_family() {
+    let t = setup(json!({"refresh_token": true}));
+    let first = login(&t, "read");
+    let rt1 = s(&first, "refresh_token");
+    assert!(!t.state.is_empty());
+    let second = refresh(&t, &rt1);
+    assert_eq!(second.status(), 200, "{}", second.text());
+    assert_eq!(second.json()["scope"], "read");
+    let rt2 = s(&second, "refresh_token");
+    let at2 = s(&second, "access_token");
+    assert_ne!(rt1, rt2);
+    assert_eq!(api(&t, &at2), 200);
+    // Reusing the rotated token: refused, and the whole family with its access tokens is revoked.
+    let reuse = refresh(&t, &rt1);
+    assert_eq!(reuse.status(), 400);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    assert_eq!(refresh(&t, &rt2).status(), 400, "the family is revoked");
+    assert_eq!(
+        api(&t, &at2),
+        401,
+        "access tokens of a revoked family are refused"
+    );
+    assert_eq!(api(&t, &s(&first, "access_token")), 401);
+}
+
+#[test]
+fn refresh_refusals() {
+    let t = setup(json!({"refresh_token": true, "refresh_token_expiration": 600}));
+    let rt = s(&login(&t, "read write"), "refresh_token");
+    // Another client.
+    let r = t.token(
+        Some(&TestApp::basic("other", "o")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Scope escalation.
+    let r = t.token(
+        Some(&TestApp::basic("app", "s")),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "read admin"),
+        ],
+    );
+    assert_eq!(r.json()["error"], "invalid_scope");
+    // Garbage.
+    for bad in ["", "nodot", "a.b", "../../x.y", &"A".repeat(500)] {
+        let r = refresh(&t, bad);
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // Narrowing works, and the token still rotates.
+    let r = t.token(
+        Some(&TestApp::basic("app", "s")),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "read"),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["scope"], "read");
+    // Sliding expiry: unused for longer than refresh_token_expiration, it is gone.
+    let rt2 = s(&r, "refresh_token");
+    t.clock.advance(601);
+    assert_eq!(refresh(&t, &rt2).json()["error"], "invalid_grant");
+}
+
+#[test]
+fn revocation_of_refresh_and_access_tokens() {
+    let t = setup(json!({"refresh_token": true}));
+    let r = login(&t, "read");
+    let (at, rt) = (s(&r, "access_token"), s(&r, "refresh_token"));
+    let post = |path: &str, auth: &str, form: &[(&str, &str)]| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        t.call(
+            TestApp::req("POST", path)
+                .header("authorization", auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.into_bytes())
+                .unwrap(),
+        )
+    };
+    // Another client cannot revoke our tokens (200, nothing happens).
+    assert_eq!(
+        post(
+            "/auth/revoke",
+            &TestApp::basic("other", "o"),
+            &[("token", &rt)]
+        )
+        .status(),
+        200
+    );
+    assert_eq!(api(&t, &at), 200);
+    // Revoking the access token: refused at once by the authorizer.
+    let rv = post(
+        "/auth/revoke",
+        &TestApp::basic("app", "s"),
+        &[("token", &at)],
+    );
+    assert_eq!(rv.status(), 200);
+    assert_eq!(rv.header("cache-control"), Some("no-store"));
+    assert_eq!(api(&t, &at), 401);
+    // Revoking the refresh token: it stops working at once.
+    assert_eq!(
+        post(
+            "/auth/revoke",
+            &TestApp::basic("app", "s"),
+            &[("token", &rt), ("token_type_hint", "refresh_token")]
+        )
+        .status(),
+        200
+    );
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    // Unknown tokens: 200 (RFC 7009 2.2). Missing token: 400.
+    assert_eq!(
+        post(
+            "/auth/revoke",
+            &TestApp::basic("app", "s"),
+            &[("token", "whatever")]
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        post("/auth/revoke", &TestApp::basic("app", "s"), &[]).json()["error"],
+        "invalid_request"
+    );
+    assert_eq!(
+        post(
+            "/auth/revoke",
+            &TestApp::basic("app", "bad"),
+            &[("token", "x")]
+        )
+        .status(),
+        401
+    );
+}
+
+#[test]
+fn introspection() {
+    let t = setup(json!({"refresh_token": true}));
+    let r = login(&t, "read");
+    let (at, rt) = (s(&r, "access_token"), s(&r, "refresh_token"));
+    let introspect = |auth: &str, token: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("token", token)])
+            .finish();
+        t.call(
+            TestApp::req("POST", "/auth/introspect")
+                .header("authorization", auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.into_bytes())
+                .unwrap(),
+        )
+    };
+    let a = introspect(&TestApp::basic("rs", "rs"), &at);
+    assert_eq!(a.status(), 200);
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    let j = a.json();
+    assert_eq!(j["active"], true);
+    assert_eq!(j["client_id"], "app");
+    assert_eq!(j["sub"], "john");
+    assert_eq!(j["scope"], "read");
+    assert_eq!(j["username"], "john@example.com");
+    // Refresh tokens: only for their own client.
+    assert_eq!(
+        introspect(&TestApp::basic("app", "s"), &rt).json()["active"],
+        true
+    );
+    assert_eq!(
+        introspect(&TestApp::basic("rs", "rs"), &rt).json(),
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&TestApp::basic("rs", "rs"), "garbage").json(),
+        json!({"active": false})
+    );
+    // Expired.
+    t.clock.advance(3700);
+    assert_eq!(
+        introspect(&TestApp::basic("rs", "rs"), &at).json(),
+        json!({"active": false})
+    );
+    // Unauthenticated callers get 401.
+    assert_eq!(introspect("Basic Zm9vOmJhcg==", &at).status(), 401);
+}
+
+#[test]
+fn state_outage_is_503_not_500() {
+    let t = setup(json!({"refresh_token": true}));
+    let rt = s(&login(&t, "read"), "refresh_token");
+    t.state.failing.set(true);
+    let r = refresh(&t, &rt);
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    t.state.failing.set(false);
+    assert_eq!(
+        refresh(&t, &rt).status(),
+        200,
+        "nothing was consumed by the failed attempt"
+    );
+}
