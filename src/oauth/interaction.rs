@@ -134,7 +134,15 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
         }
     };
     let session = current_session(app, req).await?;
-    let csrf = random_token(app);
+    // Reuse a well-formed token the browser already holds, so a second tab does not
+    // invalidate the first one's form.
+    let csrf = cookie(req, CSRF_COOKIE)
+        .filter(|c| {
+            c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(|| random_token(app));
     let scopes: Vec<Value> = areq
         .scope
         .as_deref()
@@ -169,8 +177,10 @@ fn posted_form(req: &Request) -> Result<(BTreeMap<String, String>, bool)> {
         (Some(f), Some(c)) => !f.is_empty() && ct_eq(f.as_bytes(), c.as_bytes()),
         _ => false,
     };
+    // Browsers send `Origin: null` for form posts from a `Referrer-Policy: no-referrer` page;
+    // the token is the defence then. A real origin must be ours.
     let origin_ok = match header(req, "origin") {
-        None => true,
+        None | Some("null") => true,
         Some(o) => {
             let uri = req.uri();
             let own = match (uri.scheme_str(), uri.authority()) {

@@ -1,0 +1,87 @@
+# edge-authorizer: build, run and test the Worker.
+#
+#   make dev        install what is missing, build, run `wrangler dev` on 127.0.0.1:$(PORT)
+#   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
+#   make build      build the Worker into build/ (and print its size)
+#   make size       print the wasm size, raw and gzipped
+#   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
+#   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
+#   make clean      remove build output (keeps .dev.vars and .wrangler/state)
+#
+# TOOLS_DIR (default .tools) is where worker-build and wasm-bindgen-cli are installed.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+# Steps run one after another, in the order written, even under `make -j`.
+.NOTPARALLEL:
+
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+
+PORT ?= 8787
+WRANGLER := node_modules/.bin/wrangler
+section = @printf '\n==== %s ====\n' "$(1)"
+
+.PHONY: help dev test build size bootstrap deploy clean \
+        fmt-check clippy test-native dry-run test-e2e test-browser
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+bootstrap:
+	$(call section,bootstrap)
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	$(call section,build: wasm Worker)
+	@scripts/build-worker.sh
+
+size:
+	@scripts/size.sh
+
+dev: build
+	@scripts/dev.sh
+
+deploy: build
+	$(call section,wrangler deploy)
+	$(WRANGLER) deploy
+
+# --- make test: each step stops the run on failure ----------------------------------------------
+test: bootstrap fmt-check clippy test-native build dry-run test-e2e test-browser
+	$(call section,all checks passed)
+
+fmt-check:
+	$(call section,cargo fmt --check)
+	cargo fmt --all --check
+
+clippy:
+	$(call section,cargo clippy (native))
+	cargo clippy --all-targets -- -D warnings
+	$(call section,cargo clippy (wasm32 + worker))
+	cargo clippy --target wasm32-unknown-unknown --features worker --lib -- -D warnings
+
+test-native:
+	$(call section,cargo test (native))
+	cargo test
+
+dry-run:
+	$(call section,wrangler deploy --dry-run)
+	@out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
+	  $(WRANGLER) deploy --dry-run --outdir "$$out"
+
+test-e2e:
+	$(call section,end-to-end tests (node --test tests/e2e/))
+	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
+	node --test --test-concurrency=1 tests/e2e/*.test.mjs
+
+test-browser:
+	$(call section,browser tests (node --test tests/browser/))
+	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
+	@test -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" || { echo "Chromium missing: apt-get install -y chromium (or set CHROMIUM_PATH)"; exit 1; }
+	node --test --test-concurrency=1 tests/browser/*.test.mjs
+
+clean:
+	rm -rf build .wrangler/tmp
+	@echo "kept .dev.vars and .wrangler/state (local dev data); remove them by hand to reset"

@@ -1,0 +1,55 @@
+// consent.html: shows what the client asks for and posts the user's decision to /auth/consent.
+import { takeFragmentError, showAlert, loadInteraction, clientName, authorizeQuery, submitOnce } from "./common.js";
+
+const heading = document.getElementById("heading");
+
+async function main() {
+  const failure = takeFragmentError();
+  const result = await loadInteraction();
+  if (!result.ok) {
+    heading.textContent = "Sign-in problem";
+    showAlert(result.message);
+    return;
+  }
+  const { client, scopes, csrf, user } = result.data;
+  if (!user) {
+    // The session ended (expired or signed out elsewhere): sign in again for the same request.
+    location.replace("login.html" + location.search);
+    return;
+  }
+
+  const name = clientName(client);
+  heading.textContent = name + " wants to:";
+  document.title = "Allow " + name + "?";
+
+  const list = document.getElementById("scopes");
+  for (const item of Array.isArray(scopes) ? scopes : []) {
+    const scope = typeof item === "string" ? item : String(item?.scope ?? "");
+    const description = typeof item?.description === "string" ? item.description : "";
+    const li = document.createElement("li");
+    if (description) {
+      const text = document.createElement("span");
+      text.className = "description";
+      text.textContent = description;
+      li.append(text);
+    }
+    const code = document.createElement("code");
+    code.textContent = scope;
+    li.append(code);
+    list.append(li);
+  }
+
+  document.getElementById("user-name").textContent =
+    (typeof user.name === "string" && user.name) || String(user.id ?? "");
+  document.getElementById("csrf").value = typeof csrf === "string" ? csrf : "";
+  document.getElementById("query").value = authorizeQuery();
+  submitOnce(document.getElementById("consent-form"));
+  document.getElementById("content").hidden = false;
+  if (failure) showAlert(failure.message);
+  window.addEventListener("hashchange", () => {
+    const again = takeFragmentError();
+    if (again) showAlert(again.message);
+  });
+}
+
+main();
