@@ -137,6 +137,7 @@ impl App {
                 crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
             }
             ["auth", rest @ ..] => self.auth_route(&req, rest).await,
+            ["app", rest @ ..] => spa_asset(&req, rest),
             [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => {
                 let rt = ResourceType::parse(rt).unwrap_or(ResourceType::Client);
                 let id = rest.first().copied().filter(|s| !s.is_empty());
@@ -239,6 +240,26 @@ fn asset(req: &Request, file: &str) -> Outcome {
         path: format!("/auth/ui/{file}"),
         headers: crate::html::security_headers(crate::html::page_csp(redirect_origin.as_deref())),
     }
+}
+
+/// The demo SPA and the verifier package it loads: `www/app/` (index at `/app/`). Its CSP allows
+/// our own scripts, WebAssembly compilation, and fetches to this origin only.
+fn spa_asset(req: &Request, rest: &[&str]) -> Result<Outcome> {
+    only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
+    let path = match rest {
+        [] | [""] => "/app/index.html".to_string(),
+        [file] if is_asset_name(file) => format!("/app/{file}"),
+        ["pkg", file] if is_asset_name(file) => format!("/app/pkg/{file}"),
+        _ => return Err(Error::NotFound(format!("no file at {}", req.uri().path()))),
+    };
+    let csp = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+               img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+               frame-ancestors 'none'; base-uri 'none'"
+        .to_string();
+    Ok(Outcome::Asset {
+        path,
+        headers: crate::html::security_headers(csp),
+    })
 }
 
 /// 405 unless the method is one of `allowed`.

@@ -27,5 +27,9 @@ pub mod state;
 pub mod store;
 pub mod testing;
 
+/// WebCrypto for the wasm builds (the Worker and the browser package).
+#[cfg(all(target_arch = "wasm32", feature = "worker"))]
+pub mod webcrypto;
+
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 mod worker;

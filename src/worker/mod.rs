@@ -2,7 +2,6 @@
 //! `worker::Request`/`Response` and `http` types, gives the core its platform (KV, WebCrypto,
 //! clock, randomness, console log), and performs the origin fetch for allowed requests.
 
-mod crypto;
 mod durable;
 mod kv;
 
@@ -207,7 +206,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let platform = Platform {
         kv: Rc::new(kv::WorkerKv(kv)),
         state: Rc::new(durable::DurableState(state)),
-        crypto: Rc::new(crypto::WebCrypto),
+        crypto: Rc::new(crate::webcrypto::WebCrypto),
         clock: Rc::new(JsClock),
         random: Rc::new(OsRandom),
         log: Rc::new(ConsoleLog),
