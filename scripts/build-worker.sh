@@ -15,9 +15,10 @@ log "worker-build --release --features worker"
 [ -f "$BUILD_DIR/index.js" ] || die "worker-build did not produce $BUILD_DIR/index.js"
 
 # Drop the function-name and producers sections that worker-build keeps (about 240 KB raw,
-# 65 KB gzipped); panics still print their messages. `-all` only lets wasm-opt read every
-# feature the Rust target emits; no optimisation pass runs here.
+# 65 KB gzipped); panics still print their messages. No feature flags: wasm-opt takes them
+# from the module's target_features section (`-all` would re-encode imports in a form
+# workerd cannot load). No optimisation pass runs here.
 for wasm in "$BUILD_DIR"/*.wasm; do
-  "$WASM_OPT_BIN" "$wasm" --strip-debug --strip-producers -all -o "$wasm"
+  "$WASM_OPT_BIN" "$wasm" --strip-debug --strip-producers -o "$wasm"
 done
 "$ROOT/scripts/size.sh"
