@@ -10,7 +10,8 @@ use crate::authz::authorize;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, Request, Response};
 use crate::model::{
-    check_envelope, client, public_view, take_secret, user, valid_id, ResourceType, ROOT_CLIENT_ID,
+    check_envelope, client, introspector, public_view, take_secret, user, valid_id, ResourceType,
+    KEPT_SECRETS, ROOT_CLIENT_ID,
 };
 use crate::policy::CompiledPolicy;
 use crate::secret::hash_secret;
@@ -169,6 +170,19 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
                 existing_field("password_hash"),
             )
             .await?;
+        }
+        ResourceType::TokenIntrospector => {
+            // GET never shows these secrets; a PUT without them keeps the stored ones.
+            for (outer, inner) in KEPT_SECRETS {
+                let kept = existing
+                    .as_ref()
+                    .and_then(|e| e.get(outer)?.get(inner))
+                    .cloned();
+                if let (Some(Value::Object(o)), Some(k)) = (map.get_mut(outer), kept) {
+                    o.entry(inner.to_string()).or_insert(k);
+                }
+            }
+            introspector::validate(&map)?;
         }
         ResourceType::AccessPolicy => {
             CompiledPolicy::compile(&Value::Object(map.clone()))

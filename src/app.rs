@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::ResourceType;
-use crate::platform::{Clock, Crypto, KvStore, Random, StateStore};
+use crate::platform::{Clock, Crypto, HttpClient, KvStore, Random, StateStore};
 use crate::store::{Cache, Repo};
 use std::rc::Rc;
 
@@ -25,6 +25,8 @@ impl Log for NoLog {
 pub struct Platform {
     pub kv: Rc<dyn KvStore>,
     pub state: Rc<dyn StateStore>,
+    /// Outbound HTTP: external JWKS and introspection endpoints.
+    pub http: Rc<dyn HttpClient>,
     pub crypto: Rc<dyn Crypto>,
     pub clock: Rc<dyn Clock>,
     pub random: Rc<dyn Random>,

@@ -47,6 +47,38 @@ fn sec1(x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
     v
 }
 
+/// HMAC-SHA256 verification in constant time (RFC 7518 3.2). Shared by every [`Crypto`]: it is
+/// fast in pure Rust, so WebCrypto has nothing to add.
+pub fn hmac_sha256_verify(secret: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(message);
+    mac.verify_slice(signature).is_ok()
+}
+
+/// RS256 in pure Rust, natively only (the wasm builds verify RSA through WebCrypto).
+#[cfg(not(target_arch = "wasm32"))]
+fn rs256_verify(n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use jwt_compact::alg::{Rsa, RsaPublicKey, RsaSignature};
+    let Ok(key) = RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(n),
+        rsa::BigUint::from_bytes_be(e),
+    ) else {
+        return false;
+    };
+    let Ok(sig) = RsaSignature::try_from_slice(signature) else {
+        return false;
+    };
+    Rsa::rs256().verify_signature(&sig, &key, message)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn rs256_verify(_n: &[u8], _e: &[u8], _message: &[u8], _signature: &[u8]) -> bool {
+    false
+}
+
 #[async_trait(?Send)]
 impl Crypto for RustCrypto {
     async fn pbkdf2_sha256(
@@ -108,6 +140,10 @@ impl Crypto for RustCrypto {
                     return Ok(false);
                 };
                 Es256.verify_signature(&sig, &pk, message)
+            }
+            (SigAlg::Rs256, PublicKey::Rsa { n, e }) => rs256_verify(n, e, message, signature),
+            (SigAlg::Hs256, PublicKey::Hmac(secret)) => {
+                hmac_sha256_verify(secret, message, signature)
             }
             _ => false,
         })

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod error;
+pub mod external;
 pub mod html;
 pub mod http_util;
 pub mod jwt;
@@ -28,8 +29,12 @@ pub mod store;
 pub mod testing;
 
 /// WebCrypto for the wasm builds (the Worker and the browser package).
-#[cfg(all(target_arch = "wasm32", feature = "worker"))]
+#[cfg(all(target_arch = "wasm32", any(feature = "worker", feature = "browser")))]
 pub mod webcrypto;
+
+/// The browser verifier package (`Verifier`, PKCE helpers) for SPAs, through wasm-bindgen.
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod browser;
 
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 mod worker;

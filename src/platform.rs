@@ -47,6 +47,12 @@ pub enum SigAlg {
     EdDsa,
     /// ECDSA P-256 with SHA-256 (RFC 7518 section 3.4).
     Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 section 3.3); verification only, for tokens of
+    /// external issuers.
+    Rs256,
+    /// HMAC with SHA-256 (RFC 7518 section 3.2); verification only, with a TokenIntrospector's
+    /// shared secret.
+    Hs256,
 }
 
 impl SigAlg {
@@ -54,6 +60,8 @@ impl SigAlg {
         match self {
             SigAlg::EdDsa => "EdDSA",
             SigAlg::Es256 => "ES256",
+            SigAlg::Rs256 => "RS256",
+            SigAlg::Hs256 => "HS256",
         }
     }
 }
@@ -65,6 +73,10 @@ pub enum PublicKey {
     Ed25519([u8; 32]),
     /// Uncompressed P-256 point coordinates.
     P256 { x: [u8; 32], y: [u8; 32] },
+    /// RSA modulus and exponent, big-endian.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// A shared HMAC secret (a "verifying key" only in the sense of JWS).
+    Hmac(Vec<u8>),
 }
 
 impl fmt::Debug for PublicKey {
@@ -72,6 +84,8 @@ impl fmt::Debug for PublicKey {
         match self {
             PublicKey::Ed25519(_) => f.write_str("PublicKey::Ed25519(..)"),
             PublicKey::P256 { .. } => f.write_str("PublicKey::P256(..)"),
+            PublicKey::Rsa { .. } => f.write_str("PublicKey::Rsa(..)"),
+            PublicKey::Hmac(_) => f.write_str("PublicKey::Hmac(<redacted>)"),
         }
     }
 }
@@ -169,4 +183,18 @@ pub trait StateStore {
         &self,
         since: u64,
     ) -> Result<(u64, Vec<(String, i64)>), BackendError>;
+}
+
+/// Outbound HTTP for fetching JWKS and calling introspection endpoints.
+#[async_trait(?Send)]
+pub trait HttpClient {
+    /// Sends a request; returns the status and body. `Err` when the host cannot be reached or
+    /// does not answer in time.
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<(u16, String), BackendError>;
 }

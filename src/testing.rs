@@ -9,7 +9,7 @@ use crate::http_util::{b64url, Request, Response};
 use crate::jwt::keys::KeySet;
 use crate::platform::{Clock, Random};
 use crate::secret::Secret;
-use crate::store::memory::{MemoryKv, MemoryState};
+use crate::store::memory::{MemoryHttp, MemoryKv, MemoryState};
 use crate::store::Cache;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -85,6 +85,7 @@ pub struct TestApp {
     pub app: App,
     pub kv: Rc<MemoryKv>,
     pub state: Rc<MemoryState>,
+    pub http: Rc<MemoryHttp>,
     pub clock: Rc<FixedClock>,
     pub log: Rc<MemoryLog>,
 }
@@ -115,9 +116,11 @@ impl TestApp {
         let clock = Rc::new(FixedClock::new(T0));
         let log = Rc::new(MemoryLog::default());
         let state = Rc::new(MemoryState::new(clock.clone()));
+        let http = Rc::new(MemoryHttp::default());
         let platform = Platform {
             kv: kv.clone(),
             state: state.clone(),
+            http: http.clone(),
             crypto: Rc::new(RustCrypto),
             clock: clock.clone(),
             random: Rc::new(SeededRandom::new(42)),
@@ -127,6 +130,7 @@ impl TestApp {
             app: App::new(Rc::new(config), platform, Rc::new(Cache::default())),
             kv,
             state,
+            http,
             clock,
             log,
         }

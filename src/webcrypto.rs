@@ -69,6 +69,8 @@ fn import_algorithm(alg: SigAlg) -> Object {
     match alg {
         SigAlg::EdDsa => obj(&[("name", s("Ed25519"))]),
         SigAlg::Es256 => obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))]),
+        SigAlg::Rs256 => obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", s("SHA-256"))]),
+        SigAlg::Hs256 => obj(&[("name", s("HMAC")), ("hash", s("SHA-256"))]),
     }
 }
 
@@ -76,6 +78,8 @@ fn sign_algorithm(alg: SigAlg) -> Object {
     match alg {
         SigAlg::EdDsa => obj(&[("name", s("Ed25519"))]),
         SigAlg::Es256 => obj(&[("name", s("ECDSA")), ("hash", s("SHA-256"))]),
+        SigAlg::Rs256 => obj(&[("name", s("RSASSA-PKCS1-v1_5"))]),
+        SigAlg::Hs256 => obj(&[("name", s("HMAC"))]),
     }
 }
 
@@ -103,6 +107,48 @@ async fn cached_key(
 
 fn to_bytes(v: JsValue) -> Vec<u8> {
     Uint8Array::new(&v.unchecked_into::<ArrayBuffer>()).to_vec()
+}
+
+impl WebCrypto {
+    async fn verify_rsa(
+        &self,
+        alg: SigAlg,
+        key_id: &str,
+        n: &[u8],
+        e: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        if alg != SigAlg::Rs256 {
+            return Ok(false);
+        }
+        let subtle = subtle()?;
+        let jwk = obj(&[("kty", s("RSA")), ("n", b64url(n)), ("e", b64url(e))]);
+        let cache_key = format!("rsa/{key_id}/{}", crate::http_util::b64url(n));
+        let ck = cached_key(cache_key, || {
+            subtle.import_key_with_object(
+                "jwk",
+                &jwk,
+                &import_algorithm(alg),
+                false,
+                &usages(&["verify"]),
+            )
+        })
+        .await?;
+        let ok = JsFuture::from(
+            subtle
+                .verify_with_object_and_js_u8_array_and_js_u8_array(
+                    &sign_algorithm(alg),
+                    &ck,
+                    &Uint8Array::from(signature),
+                    &Uint8Array::from(message),
+                )
+                .map_err(|e| err("verify", e))?,
+        )
+        .await
+        .unwrap_or(JsValue::FALSE);
+        Ok(ok.as_bool().unwrap_or(false))
+    }
 }
 
 #[async_trait(?Send)]
@@ -196,7 +242,6 @@ impl Crypto for WebCrypto {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        let subtle = subtle()?;
         let raw: Vec<u8> = match key {
             PublicKey::Ed25519(x) => x.to_vec(),
             PublicKey::P256 { x, y } => {
@@ -205,7 +250,16 @@ impl Crypto for WebCrypto {
                 v.extend_from_slice(y);
                 v
             }
+            // HMAC is as fast in Rust as anywhere, and needs no key import.
+            PublicKey::Hmac(secret) => {
+                return Ok(alg == SigAlg::Hs256
+                    && crate::crypto::hmac_sha256_verify(secret, message, signature))
+            }
+            PublicKey::Rsa { n, e } => {
+                return self.verify_rsa(alg, key_id, n, e, message, signature).await
+            }
         };
+        let subtle = subtle()?;
         // The cache key includes the key bytes: a kid reused for another key never hits.
         let cache_key = format!("verify/{key_id}/{}", crate::http_util::b64url(&raw));
         let raw_js = Uint8Array::from(raw.as_slice());

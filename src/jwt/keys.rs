@@ -92,7 +92,21 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
             };
             (SigAlg::Es256, PublicKey::P256 { x, y }, private)
         }
-        _ => return Err("only Ed25519 (OKP) and P-256 (EC) keys are supported".into()),
+        JsonWebKey::Rsa {
+            modulus,
+            public_exponent,
+            ..
+        } => {
+            if modulus.len() < 256 {
+                return Err("RSA keys must have at least 2048 bits".into());
+            }
+            let public = PublicKey::Rsa {
+                n: modulus.to_vec(),
+                e: public_exponent.to_vec(),
+            };
+            (SigAlg::Rs256, public, None)
+        }
+        _ => return Err("only Ed25519 (OKP), P-256 (EC) and RSA keys are supported".into()),
     };
     if let Some(a) = v.get("alg") {
         if a.as_str() != Some(alg.jws_name()) {
@@ -162,12 +176,52 @@ impl KeySet {
         self.verifying.iter().find(|k| k.kid == kid)
     }
 
+    /// The key for a token: by `kid`, or the only key when the token names none.
+    pub fn resolve(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match kid {
+            Some(k) => self.find(k),
+            None if self.verifying.len() == 1 => self.verifying.first(),
+            None => None,
+        }
+    }
+
+    /// A public JWKS from an external issuer (RFC 7517 5): keys we cannot use (encryption keys,
+    /// unsupported types) are skipped, not fatal, as IdPs publish all sorts.
+    pub fn from_jwks(jwks: &Value) -> Result<KeySet, String> {
+        let list = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("a JWKS must be an object with a keys array")?;
+        let mut set = KeySet::default();
+        for k in list {
+            if k.get("use").and_then(Value::as_str) == Some("enc") {
+                continue;
+            }
+            if let Ok((kid, alg, public, _)) = parse_jwk(k) {
+                set.verifying.push(VerifyingKey { kid, alg, public });
+            }
+        }
+        Ok(set)
+    }
+
+    /// A shared HMAC secret (HS256) as the only key.
+    pub fn hmac(secret: &[u8]) -> KeySet {
+        KeySet {
+            signing: None,
+            verifying: vec![VerifyingKey {
+                kid: String::new(),
+                alg: SigAlg::Hs256,
+                public: PublicKey::Hmac(secret.to_vec()),
+            }],
+        }
+    }
+
     /// The public JWKS (RFC 7517 5), signing key first.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
             .verifying
             .iter()
-            .map(|k| {
+            .filter_map(|k| {
                 let mut jwk = match &k.public {
                     PublicKey::Ed25519(x) => {
                         json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(x)})
@@ -175,11 +229,16 @@ impl KeySet {
                     PublicKey::P256 { x, y } => {
                         json!({"kty": "EC", "crv": "P-256", "x": b64url(x), "y": b64url(y)})
                     }
+                    PublicKey::Rsa { n, e } => {
+                        json!({"kty": "RSA", "n": b64url(n), "e": b64url(e)})
+                    }
+                    // Shared secrets are never published.
+                    PublicKey::Hmac(_) => return None,
                 };
                 jwk["kid"] = json!(k.kid);
                 jwk["alg"] = json!(k.alg.jws_name());
                 jwk["use"] = json!("sig");
-                jwk
+                Some(jwk)
             })
             .collect();
         json!({ "keys": keys })

@@ -107,7 +107,8 @@ impl fmt::Display for VerifyError {
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
     pub issuer: &'a str,
-    pub audience: &'a str,
+    /// Required `aud` (a string, or one entry of an array); None: not checked.
+    pub audience: Option<&'a str>,
     /// Required `typ` header (compared case-insensitively, `application/` prefix allowed).
     pub typ: Option<&'a str>,
     /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -160,8 +161,9 @@ pub async fn verify(
     if alg.eq_ignore_ascii_case("none") {
         return Err(VerifyError::AlgNotAllowed(alg.to_string()));
     }
-    let kid = header.key_id.as_deref().ok_or(VerifyError::UnknownKey)?;
-    let key = keys.find(kid).ok_or(VerifyError::UnknownKey)?;
+    let key = keys
+        .resolve(header.key_id.as_deref())
+        .ok_or(VerifyError::UnknownKey)?;
     if alg != key.alg.jws_name() {
         return Err(VerifyError::AlgNotAllowed(alg.to_string()));
     }
@@ -224,9 +226,12 @@ fn check_claims(
     if claims.custom.get("iss").and_then(Value::as_str) != Some(expect.issuer) {
         return Err(VerifyError::WrongIssuer);
     }
+    let Some(audience) = expect.audience else {
+        return Ok(());
+    };
     let aud_ok = match claims.custom.get("aud") {
-        Some(Value::String(a)) => a == expect.audience,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(expect.audience)),
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
         _ => false,
     };
     if !aud_ok {

@@ -6,6 +6,7 @@
 //! `password` -> `password_hash`) and hashes never leave through the API ([`public_view`]).
 
 pub mod client;
+pub mod introspector;
 pub mod user;
 
 use crate::error::{Error, Result};
@@ -18,13 +19,15 @@ pub enum ResourceType {
     Client,
     User,
     AccessPolicy,
+    TokenIntrospector,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 3] = [
+    pub const ALL: [ResourceType; 4] = [
         ResourceType::Client,
         ResourceType::User,
         ResourceType::AccessPolicy,
+        ResourceType::TokenIntrospector,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,6 +35,7 @@ impl ResourceType {
             ResourceType::Client => "Client",
             ResourceType::User => "User",
             ResourceType::AccessPolicy => "AccessPolicy",
+            ResourceType::TokenIntrospector => "TokenIntrospector",
         }
     }
 
@@ -61,12 +65,24 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-/// A resource without its hashes: what GET, PUT and the policy request show.
+/// Secrets kept in plain because they are used, not checked: a TokenIntrospector's HS256
+/// secret and its introspection endpoint's credentials. Never returned.
+pub const KEPT_SECRETS: [(&str, &str); 2] = [
+    ("jwt", "secret"),
+    ("introspection_endpoint", "authorization"),
+];
+
+/// A resource without its hashes and kept secrets: what GET, PUT and the policy request show.
 pub fn public_view(doc: &Value) -> Value {
     let mut v = doc.clone();
     if let Value::Object(m) = &mut v {
         for f in HASH_FIELDS {
             m.remove(f);
+        }
+        for (outer, inner) in KEPT_SECRETS {
+            if let Some(Value::Object(o)) = m.get_mut(outer) {
+                o.remove(inner);
+            }
         }
     }
     v

@@ -163,3 +163,60 @@ impl crate::platform::StateStore for MemoryState {
         Ok((r.len() as u64, list))
     }
 }
+
+/// An [`HttpClient`](crate::platform::HttpClient) for tests: canned answers by URL, a log of
+/// calls, and switchable failure.
+#[derive(Debug, Default)]
+pub struct MemoryHttp {
+    pub routes: RefCell<BTreeMap<String, (u16, String)>>,
+    pub calls: RefCell<Vec<(String, String, Option<String>)>>,
+    pub failing: Cell<bool>,
+}
+
+impl MemoryHttp {
+    pub fn route(&self, url: &str, status: u16, body: &str) {
+        self.routes
+            .borrow_mut()
+            .insert(url.to_string(), (status, body.to_string()));
+    }
+
+    /// How many calls went to `url`.
+    pub fn count(&self, url: &str) -> usize {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|(_, u, _)| u == url)
+            .count()
+    }
+}
+
+#[async_trait(?Send)]
+impl crate::platform::HttpClient for MemoryHttp {
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<(u16, String), BackendError> {
+        let auth = headers
+            .iter()
+            .find(|(k, _)| *k == "authorization")
+            .map(|(_, v)| format!("auth={v};"))
+            .unwrap_or_default();
+        self.calls.borrow_mut().push((
+            method.to_string(),
+            url.to_string(),
+            body.map(|b| format!("{auth}{b}")),
+        ));
+        if self.failing.get() {
+            return Err(BackendError("http: injected failure".into()));
+        }
+        Ok(self
+            .routes
+            .borrow()
+            .get(url)
+            .cloned()
+            .unwrap_or((404, "not found".into())))
+    }
+}

@@ -42,6 +42,8 @@ pub struct Cache {
     verified: RefCell<HashMap<[u8; 32], i64>>,
     /// Revoked access tokens (see [`crate::state::Revocations`]).
     pub revocations: crate::state::Revocations,
+    /// JWKS and introspection answers of external issuers.
+    pub external: crate::external::ExternalCache,
 }
 
 impl Cache {

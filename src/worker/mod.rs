@@ -4,6 +4,7 @@
 
 mod durable;
 mod kv;
+mod outbound;
 
 use crate::app::{App, Log, Outcome, Platform};
 use crate::config::Config;
@@ -206,6 +207,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let platform = Platform {
         kv: Rc::new(kv::WorkerKv(kv)),
         state: Rc::new(durable::DurableState(state)),
+        http: Rc::new(outbound::WorkerHttp),
         crypto: Rc::new(crate::webcrypto::WebCrypto),
         clock: Rc::new(JsClock),
         random: Rc::new(OsRandom),
