@@ -185,6 +185,10 @@ impl App {
                 only(req, either, "GET, HEAD, POST")?;
                 interaction::logout(self, req).await?
             }
+            ["launch"] => {
+                only(req, post, "POST")?;
+                crate::oauth::launch::create(self, req).await?
+            }
             ["revoke"] => {
                 only(req, post, "POST")?;
                 revoke::handle(self, req).await?

@@ -100,6 +100,9 @@ pub struct CodeRecord {
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
     pub auth_time: i64,
+    /// SMART launch context (patient, encounter).
+    #[serde(default)]
+    pub launch: crate::oauth::launch::LaunchContext,
     /// Set once redeemed: what the redemption issued, so a replay can revoke it (RFC 6749 10.5).
     #[serde(default)]
     pub used: Option<Issued>,
@@ -142,6 +145,9 @@ pub struct Family {
     pub issued: Vec<(String, i64)>,
     /// Sliding lifetime in seconds (`auth.<flow>.refresh_token_expiration`); None: no expiry.
     pub lifetime: Option<i64>,
+    /// SMART launch context, kept across refreshes.
+    #[serde(default)]
+    pub launch: crate::oauth::launch::LaunchContext,
 }
 
 /// Most rotated secrets remembered per family (reuse of older ones still fails, just without

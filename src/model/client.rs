@@ -45,7 +45,23 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
     opt_bool(m, "active", "")?;
     opt_str(m, "type", "")?;
     opt_str_list(m, "allowed-scopes", "")?;
-    opt_str(m, "fhir-base-url", "")?;
+    let base = opt_str(m, "fhir-base-url", "")?;
+    if let Some(b) = base {
+        if !b.starts_with("https://") && !b.starts_with("http://") {
+            return Err(Error::validation("fhir-base-url", "must be an http(s) URL"));
+        }
+    }
+    if opt_str(m, "type", "")? == Some("smart-app") && base.is_none() {
+        return Err(Error::validation(
+            "fhir-base-url",
+            "is required for clients of type smart-app",
+        ));
+    }
+    if let Some(smart) = opt_object(m, "smart", "")? {
+        if let Some(u) = opt_str(smart, "launch_uri", "smart")? {
+            validate_redirect_uri(u).map_err(|e| Error::validation("smart.launch_uri", e))?;
+        }
+    }
     if let Some(a) = opt_str(m, "audience", "")? {
         if let Some(re) = a.strip_prefix('#') {
             regex_lite::Regex::new(re).map_err(|e| {
@@ -170,6 +186,16 @@ impl Client {
             .get("allowed-scopes")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
+    }
+
+    /// A SMART app (`type: smart-app`)?
+    pub fn is_smart_app(&self) -> bool {
+        self.doc.get("type").and_then(Value::as_str) == Some("smart-app")
+    }
+
+    /// `fhir-base-url`.
+    pub fn fhir_base_url(&self) -> Option<&str> {
+        self.doc.get("fhir-base-url").and_then(Value::as_str)
     }
 
     /// Does the client's `audience` (a string, or a regex when it starts with `#`) admit `aud`?

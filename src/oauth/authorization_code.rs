@@ -87,6 +87,7 @@ pub async fn grant(
                     audience: &audience,
                     grant: GrantType::AuthorizationCode,
                     auth_time: Some(rec.auth_time),
+                    launch: rec.launch.clone(),
                 },
                 &jti,
                 exp,
@@ -130,5 +131,6 @@ pub async fn grant(
     what.refresh_token = refresh_token;
     what.nonce = rec.nonce.clone();
     what.auth_time = Some(rec.auth_time);
+    what.launch = rec.launch.clone();
     issue(app, req, what).await
 }

@@ -31,6 +31,8 @@ pub struct AuthzRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// SMART EHR launch: the context of the `launch` parameter.
+    pub launch: Option<super::launch::LaunchContext>,
     /// The query string it came from, to carry through the login and consent pages.
     pub query: String,
 }
@@ -161,11 +163,47 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
                 .flow_setting("authorization_code", "pkce")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false);
+        // SMART App Launch 2.x: PKCE S256 is mandatory for SMART apps.
+        let pkce_required = pkce_required || client.is_smart_app();
         if pkce_required && code_challenge.is_none() {
             return Err(refuse(
                 "invalid_request",
                 "PKCE (code_challenge with S256) is required for this client".into(),
             ));
+        }
+    }
+    let mut launch = None;
+    if client.is_smart_app() {
+        // SMART: `aud` names the FHIR server the app wants; it must be this client's.
+        let base = client.fhir_base_url().unwrap_or_default();
+        match p.get("aud") {
+            Some(a) if a.trim_end_matches('/') == base.trim_end_matches('/') => {}
+            Some(_) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "aud must be the client's FHIR base URL".into(),
+                ))
+            }
+            None => {
+                return Err(refuse(
+                    "invalid_request",
+                    "aud is required for SMART apps".into(),
+                ))
+            }
+        }
+        if let Some(id) = p.get("launch") {
+            match super::launch::lookup(app, id)
+                .await
+                .map_err(Refusal::Local)?
+            {
+                Some(ctx) => launch = Some(ctx),
+                None => {
+                    return Err(refuse(
+                        "invalid_request",
+                        "launch is unknown or expired".into(),
+                    ))
+                }
+            }
         }
     }
     Ok(AuthzRequest {
@@ -177,6 +215,7 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
         state,
         nonce: p.get("nonce").cloned(),
         code_challenge,
+        launch,
         query: query.to_string(),
     })
 }
@@ -275,6 +314,7 @@ pub async fn proceed(
                 code_challenge: areq.code_challenge.clone(),
                 nonce: areq.nonce.clone(),
                 auth_time,
+                launch: launch_context(areq, user),
                 used: None,
             };
             state::create(app, &code_key(&code), &rec, app.now() + CODE_TTL).await?;
@@ -315,6 +355,21 @@ pub async fn proceed(
             Ok(see_other(&with_params(&areq.redirect_uri, &params, true)))
         }
     }
+}
+
+/// The SMART launch context of a request: the EHR launch's, or for a standalone
+/// `launch/patient` request the patient a patient-user is.
+fn launch_context(areq: &AuthzRequest, user: &User) -> super::launch::LaunchContext {
+    if let Some(ctx) = &areq.launch {
+        return ctx.clone();
+    }
+    if super::has_scope(areq.scope.as_deref(), "launch/patient") {
+        return super::launch::LaunchContext {
+            patient: super::launch::standalone_patient(user),
+            encounter: None,
+        };
+    }
+    Default::default()
 }
 
 /// `GET /auth/authorize`.

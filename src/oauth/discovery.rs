@@ -29,6 +29,31 @@ fn metadata(app: &App, req: &Request) -> Value {
     })
 }
 
+/// SMART App Launch 2.x `/.well-known/smart-configuration`: the capabilities implemented.
+fn smart(app: &App, req: &Request) -> Value {
+    let iss = app.issuer(req);
+    json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{iss}/auth/authorize"),
+        "token_endpoint": format!("{iss}/auth/token"),
+        "introspection_endpoint": format!("{iss}/auth/introspect"),
+        "revocation_endpoint": format!("{iss}/auth/revoke"),
+        "userinfo_endpoint": format!("{iss}/auth/userinfo"),
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": ["openid", "fhirUser", "profile", "email", "launch", "launch/patient",
+                             "offline_access", "online_access"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": [
+            "launch-ehr", "client-public", "client-confidential-symmetric",
+            "context-ehr-patient", "context-ehr-encounter",
+            "sso-openid-connect", "permission-offline", "permission-online"
+        ],
+    })
+}
+
 fn signing_algs(app: &App) -> Vec<&'static str> {
     let mut algs: Vec<&'static str> = Vec::new();
     for k in &app.config.keys.verifying {
@@ -63,6 +88,7 @@ pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
             m["id_token_signing_alg_values_supported"] = json!(signing_algs(app));
             Ok(cacheable(json_response(200, &m)))
         }
+        ["smart-configuration"] => Ok(cacheable(json_response(200, &smart(app, req)))),
         ["jwks.json"] => Ok(cacheable(json_response(200, &app.config.keys.jwks()))),
         _ => Err(Error::NotFound("no such discovery document".into())),
     }

@@ -81,6 +81,16 @@ pub async fn sign(
     if let Some(n) = &what.nonce {
         claims.insert("nonce".into(), json!(n));
     }
+    // SMART `fhirUser`: the URL of the FHIR resource for the user.
+    if has_scope(what.scope.as_deref(), "fhirUser") {
+        if let Some(r) = super::launch::fhir_user(user) {
+            let url = match what.client.fhir_base_url() {
+                Some(base) => format!("{}/{r}", base.trim_end_matches('/')),
+                None => r,
+            };
+            claims.insert("fhirUser".into(), json!(url));
+        }
+    }
     Ok(jwt::sign(
         app.platform.crypto.as_ref(),
         key,

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod id_token;
 pub mod interaction;
 pub mod introspect;
+pub mod launch;
 pub mod password;
 pub mod pkce;
 pub mod refresh;
@@ -167,6 +168,8 @@ pub struct Issue<'a> {
     /// OIDC: with scope `openid` and a user, an ID token with these.
     pub nonce: Option<String>,
     pub auth_time: Option<i64>,
+    /// SMART launch context: returned beside the token and carried in its claims.
+    pub launch: launch::LaunchContext,
 }
 
 impl<'a> Issue<'a> {
@@ -187,6 +190,7 @@ impl<'a> Issue<'a> {
             refresh_token: None,
             nonce: None,
             auth_time: None,
+            launch: launch::LaunchContext::default(),
         }
     }
 }
@@ -228,6 +232,12 @@ pub async fn sign_access_token(
     if let Some(t) = what.auth_time {
         claims.insert("auth_time".into(), json!(t));
     }
+    if let Some(p) = &what.launch.patient {
+        claims.insert("patient".into(), json!(p));
+    }
+    if let Some(e) = &what.launch.encounter {
+        claims.insert("encounter".into(), json!(e));
+    }
     let token = jwt::sign(
         app.platform.crypto.as_ref(),
         key,
@@ -255,6 +265,13 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
     }
     if let Some(r) = &what.refresh_token {
         body["refresh_token"] = json!(r);
+    }
+    // SMART App Launch: the launch context beside the token.
+    if let Some(p) = &what.launch.patient {
+        body["patient"] = json!(p);
+    }
+    if let Some(e) = &what.launch.encounter {
+        body["encounter"] = json!(e);
     }
     if let (Some(u), true) = (what.user, has_scope(what.scope.as_deref(), "openid")) {
         body["id_token"] = json!(id_token::sign(app, req, &what, u, &token, exp).await?);

@@ -79,6 +79,7 @@ pub async fn grant(
                     audience: &what.audience,
                     grant: GrantType::Password,
                     auth_time: Some(app.now()),
+                    launch: Default::default(),
                 },
                 &jti,
                 exp,

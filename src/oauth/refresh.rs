@@ -29,6 +29,7 @@ pub struct NewFamily<'a> {
     pub audience: &'a str,
     pub grant: GrantType,
     pub auth_time: Option<i64>,
+    pub launch: crate::oauth::launch::LaunchContext,
 }
 
 /// Starts a family for the access token `jti` (expiring at `exp`); returns the refresh token.
@@ -51,6 +52,7 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, jti: &str, exp: i64) -> R
         revoked: false,
         issued: vec![(jti.to_string(), exp)],
         lifetime,
+        launch: f.launch,
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(format!("{id}.{secret}"))
@@ -114,6 +116,7 @@ pub async fn grant(
     what.jti = Some(jti);
     what.refresh_token = Some(format!("{family_id}.{new_secret}"));
     what.auth_time = fam.auth_time;
+    what.launch = fam.launch.clone();
     issue(app, req, what).await
 }
 

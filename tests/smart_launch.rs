@@ -1,0 +1,211 @@
+//! SMART App Launch: smart-app clients, `aud`, mandatory PKCE, EHR launch context, standalone
+//! patient context for patient users, `fhirUser`, and `/.well-known/smart-configuration`.
+
+use base64::Engine;
+use edge_authorizer::oauth::pkce;
+use edge_authorizer::testing::{TestApp, ISSUER};
+use serde_json::{json, Value};
+
+mod common;
+use common::{params, redirect, Browser};
+
+const CB: &str = "https://smart.example/cb";
+const FHIR: &str = "https://fhir.example/r4";
+const VERIFIER: &str = "smart-verifier-0123456789-0123456789-0123456789";
+
+fn setup() -> TestApp {
+    let t = TestApp::new();
+    let r = t.admin_put("/Client/growth-chart", json!({
+        "type": "smart-app", "fhir-base-url": FHIR, "first_party": true,
+        "grant_types": ["authorization_code"], "smart": {"launch_uri": "https://smart.example/launch"},
+        "auth": {"authorization_code": {"redirect_uri": CB}}}));
+    assert_eq!(r.status(), 201, "{}", r.text());
+    t.admin_put(
+        "/User/dr-smith",
+        json!({"password": "pass123", "fhirUser": "Practitioner/pr-1"}),
+    );
+    t.admin_put(
+        "/User/anna",
+        json!({"password": "pass123", "fhirUser": {"reference": "Patient/pt-2"}}),
+    );
+    t
+}
+
+fn query(extra: &[(&str, &str)]) -> String {
+    let challenge = pkce::s256(VERIFIER);
+    let mut p: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", "growth-chart"),
+        ("redirect_uri", CB),
+        ("scope", "launch openid fhirUser patient/*.rs"),
+        ("state", "s"),
+        ("aud", FHIR),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        p.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            p.push((k, v));
+        }
+    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(p)
+        .finish()
+}
+
+fn tokens(t: &TestApp, q: &str, user: &str) -> Value {
+    let mut b = Browser::new(t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let cb = redirect(b.login(q, user, "pass123"));
+    let code = params(&cb)
+        .get("code")
+        .cloned()
+        .unwrap_or_else(|| panic!("no code: {cb}"));
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "growth-chart"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    r.json()
+}
+
+fn claims(token: &str) -> Value {
+    let seg = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(seg)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn smart_apps_need_a_fhir_base_url() {
+    let t = TestApp::new();
+    let r = t.admin_put(
+        "/Client/x",
+        json!({"type": "smart-app", "grant_types": ["authorization_code"]}),
+    );
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json()["field"], "fhir-base-url");
+}
+
+#[test]
+fn aud_and_pkce_are_required() {
+    let t = setup();
+    let mut b = Browser::new(&t);
+    for (q, why) in [
+        (query(&[("aud", "")]), "aud is required"),
+        (
+            query(&[("aud", "https://evil.example/fhir")]),
+            "aud must be",
+        ),
+        (
+            query(&[("code_challenge", ""), ("code_challenge_method", "")]),
+            "PKCE",
+        ),
+    ] {
+        let l = redirect(b.get(&format!("/auth/authorize?{q}")));
+        let p = params(&l);
+        assert_eq!(p["error"], "invalid_request", "{l}");
+        assert!(p["error_description"].contains(why), "{l}");
+    }
+    // A trailing slash on aud is the same server.
+    let l = redirect(b.get(&format!(
+        "/auth/authorize?{}",
+        query(&[("aud", &format!("{FHIR}/"))])
+    )));
+    assert!(l.starts_with("/auth/ui/login.html"), "{l}");
+}
+
+#[test]
+fn ehr_launch_context_reaches_the_token_response_and_claims() {
+    let t = setup();
+    let r = t.call(
+        TestApp::req("POST", "/auth/launch")
+            .header("authorization", TestApp::root())
+            .header("content-type", "application/json")
+            .body(br#"{"patient":"pt-1","encounter":"enc-9"}"#.to_vec())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let launch = r.json()["launch"].as_str().unwrap().to_string();
+    let body = tokens(&t, &query(&[("launch", &launch)]), "dr-smith");
+    assert_eq!(body["patient"], "pt-1");
+    assert_eq!(body["encounter"], "enc-9");
+    assert_eq!(body["scope"], "launch openid fhirUser patient/*.rs");
+    let at = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(at["patient"], "pt-1");
+    let id = claims(body["id_token"].as_str().unwrap());
+    assert_eq!(id["fhirUser"], format!("{FHIR}/Practitioner/pr-1"));
+    assert_eq!(id["iss"], ISSUER);
+}
+
+#[test]
+fn unknown_launch_and_unauthorised_launch_creation_are_refused() {
+    let t = setup();
+    let mut b = Browser::new(&t);
+    let l = redirect(b.get(&format!("/auth/authorize?{}", query(&[("launch", "nope")]))));
+    assert_eq!(params(&l)["error"], "invalid_request");
+    let r = t.call(
+        TestApp::req("POST", "/auth/launch")
+            .header("content-type", "application/json")
+            .body(br#"{"patient":"pt-1"}"#.to_vec())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 401);
+    let r = t.call(
+        TestApp::req("POST", "/auth/launch")
+            .header("authorization", TestApp::root())
+            .header("content-type", "application/json")
+            .body(br#"{"patient":"../x"}"#.to_vec())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 422);
+}
+
+#[test]
+fn standalone_launch_of_a_patient_user() {
+    let t = setup();
+    let body = tokens(
+        &t,
+        &query(&[("scope", "launch/patient openid fhirUser patient/*.rs")]),
+        "anna",
+    );
+    assert_eq!(body["patient"], "pt-2");
+    assert_eq!(
+        claims(body["id_token"].as_str().unwrap())["fhirUser"],
+        format!("{FHIR}/Patient/pt-2")
+    );
+}
+
+#[test]
+fn smart_configuration() {
+    let t = setup();
+    let r = t.call(
+        TestApp::req("GET", "/.well-known/smart-configuration")
+            .body(vec![])
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 200);
+    let c = r.json();
+    assert_eq!(
+        c["authorization_endpoint"],
+        format!("{ISSUER}/auth/authorize")
+    );
+    assert_eq!(c["code_challenge_methods_supported"], json!(["S256"]));
+    let caps: Vec<&str> = c["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(caps.contains(&"launch-ehr") && caps.contains(&"context-ehr-patient"));
+}
