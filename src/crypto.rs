@@ -58,9 +58,9 @@ pub fn hmac_sha256_verify(secret: &[u8], message: &[u8], signature: &[u8]) -> bo
     mac.verify_slice(signature).is_ok()
 }
 
-/// RS256 in pure Rust, natively only (the wasm builds verify RSA through WebCrypto).
+/// RS256/RS384 in pure Rust, natively only (the wasm builds verify RSA through WebCrypto).
 #[cfg(not(target_arch = "wasm32"))]
-fn rs256_verify(n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
+fn rsa_verify(alg: SigAlg, n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
     use jwt_compact::alg::{Rsa, RsaPublicKey, RsaSignature};
     let Ok(key) = RsaPublicKey::new(
         rsa::BigUint::from_bytes_be(n),
@@ -71,11 +71,37 @@ fn rs256_verify(n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Ok(sig) = RsaSignature::try_from_slice(signature) else {
         return false;
     };
-    Rsa::rs256().verify_signature(&sig, &key, message)
+    let rsa = match alg {
+        SigAlg::Rs256 => Rsa::rs256(),
+        SigAlg::Rs384 => Rsa::rs384(),
+        _ => return false,
+    };
+    rsa.verify_signature(&sig, &key, message)
 }
 
 #[cfg(target_arch = "wasm32")]
-fn rs256_verify(_n: &[u8], _e: &[u8], _message: &[u8], _signature: &[u8]) -> bool {
+fn rsa_verify(_: SigAlg, _n: &[u8], _e: &[u8], _message: &[u8], _signature: &[u8]) -> bool {
+    false
+}
+
+/// ES384 in pure Rust, natively only (the wasm builds verify it through WebCrypto).
+#[cfg(not(target_arch = "wasm32"))]
+fn es384_verify(x: &[u8; 48], y: &[u8; 48], message: &[u8], signature: &[u8]) -> bool {
+    use p384::ecdsa::signature::Verifier;
+    let mut sec1 = vec![4u8];
+    sec1.extend_from_slice(x);
+    sec1.extend_from_slice(y);
+    let (Ok(key), Ok(sig)) = (
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1),
+        p384::ecdsa::Signature::from_slice(signature),
+    ) else {
+        return false;
+    };
+    key.verify(message, &sig).is_ok()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn es384_verify(_x: &[u8; 48], _y: &[u8; 48], _message: &[u8], _signature: &[u8]) -> bool {
     false
 }
 
@@ -141,7 +167,10 @@ impl Crypto for RustCrypto {
                 };
                 Es256.verify_signature(&sig, &pk, message)
             }
-            (SigAlg::Rs256, PublicKey::Rsa { n, e }) => rs256_verify(n, e, message, signature),
+            (SigAlg::Rs256 | SigAlg::Rs384, PublicKey::Rsa { n, e }) => {
+                rsa_verify(alg, n, e, message, signature)
+            }
+            (SigAlg::Es384, PublicKey::P384 { x, y }) => es384_verify(x, y, message, signature),
             (SigAlg::Hs256, PublicKey::Hmac(secret)) => {
                 hmac_sha256_verify(secret, message, signature)
             }

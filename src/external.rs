@@ -76,7 +76,7 @@ async fn fetch_jwks(app: &App, url: &str) -> Result<Rc<KeySet>> {
 
 /// The keys at `url`: cached, or fetched; `refresh` asks for a refetch (unknown `kid`), which
 /// happens only if the copy is older than [`JWKS_MIN_REFETCH`].
-async fn jwks_keys(app: &App, url: &str, refresh: bool) -> Result<Rc<KeySet>> {
+pub async fn jwks_keys(app: &App, url: &str, refresh: bool) -> Result<Rc<KeySet>> {
     let now = app.now();
     let cached = app.cache.external.jwks.borrow().get(url).cloned();
     match cached {

@@ -50,6 +50,10 @@ pub enum SigAlg {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 section 3.3); verification only, for tokens of
     /// external issuers.
     Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384: SMART Backend Services client assertions.
+    Rs384,
+    /// ECDSA P-384 with SHA-384: SMART Backend Services client assertions.
+    Es384,
     /// HMAC with SHA-256 (RFC 7518 section 3.2); verification only, with a TokenIntrospector's
     /// shared secret.
     Hs256,
@@ -61,6 +65,8 @@ impl SigAlg {
             SigAlg::EdDsa => "EdDSA",
             SigAlg::Es256 => "ES256",
             SigAlg::Rs256 => "RS256",
+            SigAlg::Rs384 => "RS384",
+            SigAlg::Es384 => "ES384",
             SigAlg::Hs256 => "HS256",
         }
     }
@@ -73,6 +79,8 @@ pub enum PublicKey {
     Ed25519([u8; 32]),
     /// Uncompressed P-256 point coordinates.
     P256 { x: [u8; 32], y: [u8; 32] },
+    /// Uncompressed P-384 point coordinates.
+    P384 { x: [u8; 48], y: [u8; 48] },
     /// RSA modulus and exponent, big-endian.
     Rsa { n: Vec<u8>, e: Vec<u8> },
     /// A shared HMAC secret (a "verifying key" only in the sense of JWS).
@@ -85,6 +93,7 @@ impl fmt::Debug for PublicKey {
             PublicKey::Ed25519(_) => f.write_str("PublicKey::Ed25519(..)"),
             PublicKey::P256 { .. } => f.write_str("PublicKey::P256(..)"),
             PublicKey::Rsa { .. } => f.write_str("PublicKey::Rsa(..)"),
+            PublicKey::P384 { .. } => f.write_str("PublicKey::P384(..)"),
             PublicKey::Hmac(_) => f.write_str("PublicKey::Hmac(<redacted>)"),
         }
     }

@@ -70,6 +70,8 @@ fn import_algorithm(alg: SigAlg) -> Object {
         SigAlg::EdDsa => obj(&[("name", s("Ed25519"))]),
         SigAlg::Es256 => obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))]),
         SigAlg::Rs256 => obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", s("SHA-256"))]),
+        SigAlg::Rs384 => obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", s("SHA-384"))]),
+        SigAlg::Es384 => obj(&[("name", s("ECDSA")), ("namedCurve", s("P-384"))]),
         SigAlg::Hs256 => obj(&[("name", s("HMAC")), ("hash", s("SHA-256"))]),
     }
 }
@@ -78,7 +80,8 @@ fn sign_algorithm(alg: SigAlg) -> Object {
     match alg {
         SigAlg::EdDsa => obj(&[("name", s("Ed25519"))]),
         SigAlg::Es256 => obj(&[("name", s("ECDSA")), ("hash", s("SHA-256"))]),
-        SigAlg::Rs256 => obj(&[("name", s("RSASSA-PKCS1-v1_5"))]),
+        SigAlg::Rs256 | SigAlg::Rs384 => obj(&[("name", s("RSASSA-PKCS1-v1_5"))]),
+        SigAlg::Es384 => obj(&[("name", s("ECDSA")), ("hash", s("SHA-384"))]),
         SigAlg::Hs256 => obj(&[("name", s("HMAC"))]),
     }
 }
@@ -119,12 +122,16 @@ impl WebCrypto {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        if alg != SigAlg::Rs256 {
+        if !matches!(alg, SigAlg::Rs256 | SigAlg::Rs384) {
             return Ok(false);
         }
         let subtle = subtle()?;
         let jwk = obj(&[("kty", s("RSA")), ("n", b64url(n)), ("e", b64url(e))]);
-        let cache_key = format!("rsa/{key_id}/{}", crate::http_util::b64url(n));
+        let cache_key = format!(
+            "rsa/{}/{key_id}/{}",
+            alg.jws_name(),
+            crate::http_util::b64url(n)
+        );
         let ck = cached_key(cache_key, || {
             subtle.import_key_with_object(
                 "jwk",
@@ -245,6 +252,12 @@ impl Crypto for WebCrypto {
         let raw: Vec<u8> = match key {
             PublicKey::Ed25519(x) => x.to_vec(),
             PublicKey::P256 { x, y } => {
+                let mut v = vec![4u8];
+                v.extend_from_slice(x);
+                v.extend_from_slice(y);
+                v
+            }
+            PublicKey::P384 { x, y } => {
                 let mut v = vec![4u8];
                 v.extend_from_slice(x);
                 v.extend_from_slice(y);

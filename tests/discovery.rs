@@ -45,7 +45,12 @@ fn metadata_lists_what_is_implemented() {
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post", "none"])
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none"
+            ])
         );
         assert!(r.header("cache-control").unwrap().contains("max-age"));
     }

@@ -92,6 +92,15 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
             };
             (SigAlg::Es256, PublicKey::P256 { x, y }, private)
         }
+        JsonWebKey::EllipticCurve { curve, x, y, .. } if curve == "P-384" => {
+            let x: [u8; 48] = x[..]
+                .try_into()
+                .map_err(|_| "P-384 x must be 48 bytes".to_string())?;
+            let y: [u8; 48] = y[..]
+                .try_into()
+                .map_err(|_| "P-384 y must be 48 bytes".to_string())?;
+            (SigAlg::Es384, PublicKey::P384 { x, y }, None)
+        }
         JsonWebKey::Rsa {
             modulus,
             public_exponent,
@@ -104,7 +113,12 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
                 n: modulus.to_vec(),
                 e: public_exponent.to_vec(),
             };
-            (SigAlg::Rs256, public, None)
+            // An RSA JWK may say which hash it is for; RS256 when it does not.
+            let alg = match v.get("alg").and_then(Value::as_str) {
+                Some("RS384") => SigAlg::Rs384,
+                _ => SigAlg::Rs256,
+            };
+            (alg, public, None)
         }
         _ => return Err("only Ed25519 (OKP), P-256 (EC) and RSA keys are supported".into()),
     };
@@ -231,6 +245,9 @@ impl KeySet {
                     }
                     PublicKey::Rsa { n, e } => {
                         json!({"kty": "RSA", "n": b64url(n), "e": b64url(e)})
+                    }
+                    PublicKey::P384 { x, y } => {
+                        json!({"kty": "EC", "crv": "P-384", "x": b64url(x), "y": b64url(y)})
                     }
                     // Shared secrets are never published.
                     PublicKey::Hmac(_) => return None,

@@ -57,6 +57,25 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             "is required for clients of type smart-app",
         ));
     }
+    // SMART Backend Services / RFC 7523: the client's public keys for private_key_jwt.
+    if let Some(jwks) = m.get("jwks") {
+        let set =
+            crate::jwt::keys::KeySet::from_jwks(jwks).map_err(|e| Error::validation("jwks", e))?;
+        if set.verifying.is_empty() {
+            return Err(Error::validation(
+                "jwks",
+                "has no usable signing key (RSA, P-256, P-384, Ed25519)",
+            ));
+        }
+    }
+    if let Some(u) = opt_str(m, "jwks_uri", "")? {
+        if !super::introspector::fetchable_url(u) {
+            return Err(Error::validation(
+                "jwks_uri",
+                "must be an https URL (http only for localhost)",
+            ));
+        }
+    }
     if let Some(smart) = opt_object(m, "smart", "")? {
         if let Some(u) = opt_str(smart, "launch_uri", "smart")? {
             validate_redirect_uri(u).map_err(|e| Error::validation("smart.launch_uri", e))?;

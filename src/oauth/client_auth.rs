@@ -9,9 +9,100 @@ use crate::http_util::{authorization, form_decoded, Authorization, Request};
 use crate::model::client::Client;
 use std::collections::BTreeMap;
 
+/// RFC 7523 2.2 and 3, SMART Backend Services: a JWT signed by one of the client's registered
+/// keys (`jwks` or `jwks_uri`), `iss` = `sub` = client id, `aud` = our token endpoint, `exp` at
+/// most five minutes ahead, and a `jti` never seen before (remembered in the Durable Object).
+async fn private_key_jwt(
+    app: &App,
+    req: &Request,
+    params: &BTreeMap<String, String>,
+    assertion: &str,
+) -> Result<Client> {
+    let bad = |why: &str| Error::InvalidClient(format!("client assertion refused: {why}"));
+    let iss = crate::external::peek_issuer(assertion).ok_or_else(|| bad("not a JWT with iss"))?;
+    if params.get("client_id").is_some_and(|c| *c != iss) {
+        return Err(Error::InvalidRequest(
+            "client_id does not match the assertion".into(),
+        ));
+    }
+    let client = load_client(app, &iss).await?.ok_or_else(invalid)?;
+    let endpoint = format!("{}/auth/token", app.issuer(req));
+    let expect = crate::jwt::Expectations {
+        issuer: &iss,
+        audience: Some(&endpoint),
+        typ: None,
+        leeway: app.config.leeway,
+        now: app.now(),
+    };
+    let crypto = app.platform.crypto.as_ref();
+    let map = |e: crate::jwt::VerifyError| match e {
+        crate::jwt::VerifyError::Backend(b) => Error::Unavailable(b.0),
+        other => bad(&other.to_string()),
+    };
+    let claims = if let Some(jwks) = client.doc.get("jwks") {
+        let keys = crate::jwt::keys::KeySet::from_jwks(jwks).map_err(Error::Internal)?;
+        crate::jwt::verify(crypto, &keys, assertion, &expect)
+            .await
+            .map_err(map)?
+    } else if let Some(url) = client
+        .doc
+        .get("jwks_uri")
+        .and_then(serde_json::Value::as_str)
+    {
+        let keys = crate::external::jwks_keys(app, url, false).await?;
+        match crate::jwt::verify(crypto, &keys, assertion, &expect).await {
+            Err(crate::jwt::VerifyError::UnknownKey) => {
+                let fresh = crate::external::jwks_keys(app, url, true).await?;
+                crate::jwt::verify(crypto, &fresh, assertion, &expect)
+                    .await
+                    .map_err(map)?
+            }
+            other => other.map_err(map)?,
+        }
+    } else {
+        return Err(bad("the client has no registered keys (jwks or jwks_uri)"));
+    };
+    if claims.get("sub").and_then(serde_json::Value::as_str) != Some(iss.as_str()) {
+        return Err(bad("sub must equal iss (the client id)"));
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    if exp > app.now() + MAX_ASSERTION_LIFETIME {
+        return Err(bad("exp is more than five minutes ahead"));
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(serde_json::Value::as_str)
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| bad("jti is required"))?;
+    // RFC 7523 3: a jti is accepted once. The record lives as long as the assertion could.
+    let key = format!(
+        "jti/{}/{}",
+        crate::state::hash(&iss),
+        crate::state::hash(jti)
+    );
+    match app
+        .platform
+        .state
+        .cas(&key, None, Some("1"), exp + app.config.leeway)
+        .await?
+    {
+        crate::platform::Cas::Swapped => Ok(client),
+        crate::platform::Cas::Conflict(_) => Err(bad("jti was already used")),
+    }
+}
+
 fn invalid() -> Error {
     Error::InvalidClient("client authentication failed".into())
 }
+
+/// RFC 7523 2.2: the client assertion type of `private_key_jwt`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest an assertion may live: SMART Backend Services says `exp` at most five minutes ahead.
+const MAX_ASSERTION_LIFETIME: i64 = 300;
 
 pub async fn authenticate(
     app: &App,
@@ -20,6 +111,22 @@ pub async fn authenticate(
     confidential_only: bool,
 ) -> Result<Client> {
     let header = authorization(req).map_err(Error::InvalidClient)?;
+    if let Some(kind) = params.get("client_assertion_type") {
+        if kind != JWT_BEARER {
+            return Err(Error::InvalidClient(format!(
+                "unsupported client_assertion_type {kind}"
+            )));
+        }
+        if !matches!(header, Authorization::None) || params.contains_key("client_secret") {
+            return Err(Error::InvalidRequest(
+                "use one client authentication method, not a client assertion and a secret".into(),
+            ));
+        }
+        let assertion = params
+            .get("client_assertion")
+            .ok_or_else(|| Error::InvalidRequest("client_assertion is required".into()))?;
+        return private_key_jwt(app, req, params, assertion).await;
+    }
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     // (id, secret candidates): Basic values may or may not be form-urlencoded (RFC 6749 2.3.1).

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 /// the signing algorithm (SHA-256 for ES256; SHA-512 for Ed25519, as the OIDC EdDSA errata says).
 pub fn at_hash(alg: SigAlg, access_token: &str) -> String {
     match alg {
-        SigAlg::Es256 | SigAlg::Rs256 | SigAlg::Hs256 => {
+        SigAlg::Es256 | SigAlg::Rs256 | SigAlg::Hs256 | SigAlg::Rs384 | SigAlg::Es384 => {
             let d = Sha256::digest(access_token.as_bytes());
             b64url(&d[..16])
         }

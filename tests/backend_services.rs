@@ -1,0 +1,212 @@
+//! SMART Backend Services (RFC 7523 private_key_jwt): `client_credentials` with a client
+//! assertion signed by the client's own key (RS384, ES384), registered as `jwks` or `jwks_uri`.
+
+use base64::Engine;
+use edge_authorizer::testing::{TestApp, TestResponse, ISSUER, T0};
+use jwt_compact::alg::{Rsa, RsaPrivateKey};
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use serde_json::{json, Map, Value};
+
+const ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn assertion_claims(extra: Value) -> Map<String, Value> {
+    let mut m: Map<String, Value> = serde_json::from_value(json!({
+        "iss": "bulk-export", "sub": "bulk-export", "aud": format!("{ISSUER}/auth/token"),
+        "exp": T0 + 240, "jti": format!("jti-{}", rand::random::<u64>()),
+    }))
+    .unwrap();
+    if let Value::Object(e) = extra {
+        m.extend(e);
+    }
+    m
+}
+
+/// An ES384 assertion signed with p384 (JWS: base64url(header).base64url(claims).r||s).
+fn es384(key: &p384::ecdsa::SigningKey, kid: &str, claims: &Map<String, Value>) -> String {
+    use p384::ecdsa::signature::Signer;
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "ES384", "kid": kid, "typ": "JWT"})
+            .to_string()
+            .as_bytes()),
+        b64(Value::Object(claims.clone()).to_string().as_bytes())
+    );
+    let sig: p384::ecdsa::Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+fn token(t: &TestApp, assertion: &str, scope: &str) -> TestResponse {
+    t.token(
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION),
+            ("client_assertion", assertion),
+            ("scope", scope),
+        ],
+    )
+}
+
+fn es384_setup() -> (TestApp, p384::ecdsa::SigningKey) {
+    use p384::elliptic_curve::sec1::ToEncodedPoint;
+    let sk = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let point = sk.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "ec-1", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())});
+    let t = TestApp::new();
+    let r = t.admin_put("/Client/bulk-export", json!({"grant_types": ["client_credentials"], "allowed-scopes": ["system/*.rs"], "jwks": {"keys": [jwk]}}));
+    assert_eq!(r.status(), 201, "{}", r.text());
+    t.admin_put(
+        "/AccessPolicy/bulk",
+        json!({"engine": "allow", "link": [{"id": "bulk-export", "resourceType": "Client"}]}),
+    );
+    (t, sk)
+}
+
+#[test]
+fn es384_assertion_gets_a_system_token_once_per_jti() {
+    let (t, sk) = es384_setup();
+    let claims = assertion_claims(json!({}));
+    let a = es384(&sk, "ec-1", &claims);
+    let r = token(&t, &a, "system/*.rs");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["scope"], "system/*.rs");
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    assert!(
+        matches!(t.get_with("/Patient", &format!("Bearer {at}")), edge_authorizer::app::Outcome::Respond(ref x) if x.status() == 200)
+    );
+    // The same assertion again: its jti was used.
+    let again = token(&t, &a, "system/*.rs");
+    assert_eq!(again.status(), 401);
+    assert_eq!(again.json()["error"], "invalid_client");
+}
+
+#[test]
+fn assertion_refusals() {
+    let (t, sk) = es384_setup();
+    let other = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let cases = vec![
+        (
+            "signed by another key",
+            es384(&other, "ec-1", &assertion_claims(json!({}))),
+        ),
+        (
+            "exp too far ahead",
+            es384(&sk, "ec-1", &assertion_claims(json!({"exp": T0 + 600}))),
+        ),
+        (
+            "expired",
+            es384(&sk, "ec-1", &assertion_claims(json!({"exp": T0 - 120}))),
+        ),
+        (
+            "wrong aud",
+            es384(
+                &sk,
+                "ec-1",
+                &assertion_claims(json!({"aud": "https://other/token"})),
+            ),
+        ),
+        (
+            "sub differs",
+            es384(&sk, "ec-1", &assertion_claims(json!({"sub": "someone"}))),
+        ),
+        ("no jti", {
+            let mut c = assertion_claims(json!({}));
+            c.remove("jti");
+            es384(&sk, "ec-1", &c)
+        }),
+        (
+            "unknown client",
+            es384(
+                &sk,
+                "ec-1",
+                &assertion_claims(json!({"iss": "nobody", "sub": "nobody"})),
+            ),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","kid":"ec-1"}"#),
+                b64(Value::Object(assertion_claims(json!({})))
+                    .to_string()
+                    .as_bytes())
+            ),
+        ),
+    ];
+    for (name, a) in cases {
+        let r = token(&t, &a, "system/*.rs");
+        assert_eq!(r.status(), 401, "{name}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_client", "{name}");
+    }
+    // Scopes outside allowed-scopes.
+    assert_eq!(
+        token(
+            &t,
+            &es384(&sk, "ec-1", &assertion_claims(json!({}))),
+            "system/*.cruds"
+        )
+        .json()["error"],
+        "invalid_scope"
+    );
+    // A wrong assertion type, and mixing methods.
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:other"),
+            ("client_assertion", "x"),
+        ],
+    );
+    assert_eq!(r.status(), 401);
+    let r = t.token(
+        Some(&TestApp::basic("bulk-export", "x")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION),
+            ("client_assertion", "x"),
+        ],
+    );
+    assert_eq!(r.json()["error"], "invalid_request");
+}
+
+#[test]
+fn rs384_assertion_with_jwks_uri() {
+    use rsa::traits::PublicKeyParts;
+    let sk = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pk = sk.to_public_key();
+    let url = "https://bulk.example/jwks.json";
+    let t = TestApp::new();
+    t.http.route(url, 200, &json!({"keys": [{"kty": "RSA", "alg": "RS384", "kid": "rsa-1", "n": b64(&pk.n().to_bytes_be()), "e": b64(&pk.e().to_bytes_be())}]}).to_string());
+    assert_eq!(
+        t.admin_put(
+            "/Client/bulk-export",
+            json!({"grant_types": ["client_credentials"], "jwks_uri": url})
+        )
+        .status(),
+        201
+    );
+    let claims = Claims::new(assertion_claims(json!({})));
+    let a = Rsa::rs384()
+        .token(&Header::empty().with_key_id("rsa-1"), &claims, &sk)
+        .unwrap();
+    let r = token(&t, &a, "system/Patient.rs");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    // RS256 with the same key is not what the key is registered for.
+    let rs256 = Rsa::rs256()
+        .token(
+            &Header::empty().with_key_id("rsa-1"),
+            &Claims::new(assertion_claims(json!({}))),
+            &sk,
+        )
+        .unwrap();
+    assert_eq!(token(&t, &rs256, "system/Patient.rs").status(), 401);
+    assert_eq!(
+        t.admin_put("/Client/bad", json!({"jwks_uri": "ftp://x"}))
+            .json()["field"],
+        "jwks_uri"
+    );
+}
