@@ -52,7 +52,6 @@ fn token(t: &TestApp, assertion: &str, scope: &str) -> TestResponse {
 }
 
 fn es384_setup() -> (TestApp, p384::ecdsa::SigningKey) {
-    use p384::elliptic_curve::sec1::ToEncodedPoint;
     let sk = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     let point = sk.verifying_key().to_encoded_point(false);
     let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "ec-1", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())});
