@@ -24,6 +24,7 @@ pub mod oauth;
 pub mod platform;
 pub mod policy;
 pub mod secret;
+pub mod smart;
 pub mod state;
 pub mod store;
 pub mod testing;

@@ -1021,13 +1021,11 @@ fn unknown_or_missing_engine() {
 }
 
 #[test]
-fn sql_and_smart_engines_are_rejected() {
+fn sql_is_rejected_and_smart_on_fhir_compiles() {
     let e = compile_err(json!({"engine": "sql", "sql": {"query": "select true"}}));
     assert_eq!(e.path, "engine");
     assert!(e.message.contains("not supported at the edge"), "{e}");
-    let e = compile_err(json!({"engine": "smart-on-fhir"}));
-    assert_eq!(e.path, "engine");
-    assert!(e.message.contains("not yet supported"), "{e}");
+    assert!(CompiledPolicy::compile(&json!({"engine": "smart-on-fhir"})).is_ok());
 }
 
 #[test]

@@ -24,9 +24,11 @@
 //! - `json-schema` (`json_schema.rs`): a JSON Schema draft-07 in field `schema`, applied to the
 //!   request after empty values are stripped.
 //! - `complex` (`complex.rs`): `and` or `or` lists of sub-policies.
+//! - `smart-on-fhir` (`smart.rs`): SMART App Launch scopes in `jwt.scope` checked against the
+//!   FHIR REST interaction (see [`crate::smart`]); optional field `fhir-base-path`.
 //!
-//! `sql` (Aidbox evaluates SQL against its database) cannot run at the edge and is rejected;
-//! `smart-on-fhir` is reserved. Adding an engine is one new file exposing a
+//! `sql` (Aidbox evaluates SQL against its database) cannot run at the edge and is rejected.
+//! Adding an engine is one new file exposing a
 //! `compile(body, ctx) -> Result<Rule, PolicyError>` function plus one arm in `compile_engine`
 //! (this file).
 //!
@@ -43,6 +45,7 @@ mod allow;
 mod complex;
 mod json_schema;
 mod matcho;
+mod smart;
 mod value;
 
 /// The deepest nesting accepted anywhere: matcho patterns, JSON Schemas, `complex` sub-policies
@@ -54,7 +57,7 @@ pub const MAX_DEPTH: usize = 64;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Names of the engines this crate evaluates, for error messages.
-const KNOWN_ENGINES: &str = "allow, matcho, json-schema, complex";
+const KNOWN_ENGINES: &str = "allow, matcho, json-schema, complex, smart-on-fhir";
 
 /// A policy that cannot be compiled, with the dotted JSON path of the offending field in the
 /// AccessPolicy body (`"matcho.uri"`, `"and.1.engine"`, `"schema.properties.uri.pattern"`,
@@ -175,6 +178,7 @@ const ENGINE_FIELDS: &[(&str, &str)] = &[
     ("and", "complex"),
     ("or", "complex"),
     ("sql", "sql"),
+    ("fhir-base-path", "smart-on-fhir"),
 ];
 
 /// Validates and compiles one (sub-)policy object: dispatches on its `engine` field.
@@ -226,12 +230,7 @@ pub(crate) fn compile_engine(
                 ),
             ))
         }
-        "smart-on-fhir" => {
-            return Err(PolicyError::new(
-                ctx.path("engine"),
-                "the smart-on-fhir engine is not yet supported",
-            ))
-        }
+        "smart-on-fhir" => ("smart-on-fhir", smart::compile(body, ctx)?),
         other => {
             return Err(PolicyError::new(
                 ctx.path("engine"),

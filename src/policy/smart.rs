@@ -1,0 +1,246 @@
+//! The `smart-on-fhir` engine: allows a FHIR REST request when a SMART scope granted to the
+//! token covers it (SMART App Launch 2.x, "Scopes and Launch Context",
+//! <https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html>).
+//!
+//! `{"engine": "smart-on-fhir"}`, with one optional field, `fhir-base-path` (`"/fhir"`): the
+//! path prefix of the FHIR API, stripped from `uri` before the request is classified; a request
+//! outside it is denied. Default: the FHIR API is at the root.
+//!
+//! Inputs from the policy request: `request-method`, `uri`, `params` (query parameters; the
+//! route params `resource/*` are ignored, the path is classified again), `body`, `user`, and
+//! from `jwt`: `scope` (space-separated string, or an array of strings), `patient` (the patient
+//! in context) and `sub_kind`. Scopes are parsed leniently: malformed ones grant nothing.
+//!
+//! Decision ([`crate::smart::classify`] gives the interaction and the permission it needs):
+//! - `GET /metadata` is allowed without any scope (the CapabilityStatement is public).
+//! - Requests that are not type/instance interactions are denied.
+//! - Otherwise some clinical scope must cover the type (or `*`) and the permission, and:
+//!   - query restrictions (`?category=laboratory`): every restricted parameter must be in the
+//!     request's query with an equal value; a token value without `|` in the scope also matches
+//!     the code part of a `system|code` value in the request. This applies to every interaction
+//!     (the engine cannot see response or stored bodies), so a restricted scope in practice
+//!     grants searches and conditional interactions carrying the restriction.
+//!   - `_include`, `_revinclude` and `_has` parameters (and `POST /T/_search`, whose body
+//!     parameters cannot be seen) reach resources of other types: only an unrestricted
+//!     `user/*` or `system/*` scope allows them.
+//!   - `patient/` scopes need `jwt.patient` and confine the request to that patient's
+//!     compartment (see [`in_compartment`]).
+//!   - `user/` scopes allow any instance of the type (the user's own access rules are up to
+//!     other policies and the origin).
+//!   - `system/` scopes apply only to requests without a user: the request's `user` is null
+//!     and `jwt.sub_kind` is not `"user"` (SMART Backend Services tokens name the client).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Ctx, Engine, PolicyError, Rule};
+use crate::smart::{self, ClinicalScope, Interaction, Level, RestRequest, Scope};
+
+/// A compiled `smart-on-fhir` policy.
+#[derive(Debug)]
+struct Smart {
+    /// The FHIR base path without a trailing slash; empty for the root.
+    base: String,
+}
+
+/// Compiles a `smart-on-fhir` policy: the optional `fhir-base-path` must be a string starting
+/// with `/`.
+pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, PolicyError> {
+    let base = match body.get("fhir-base-path") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.starts_with('/') && !s.contains(['?', '#']) => {
+            s.trim_end_matches('/').to_owned()
+        }
+        Some(_) => {
+            return Err(PolicyError::new(
+                ctx.path("fhir-base-path"),
+                "fhir-base-path must be a path starting with /, such as \"/fhir\"",
+            ))
+        }
+    };
+    Ok(Arc::new(Smart { base }))
+}
+
+/// What the engine reads from one policy request.
+struct Req<'a> {
+    rest: RestRequest<'a>,
+    /// Query parameters (without the `resource/*` route params).
+    query: &'a Map<String, Value>,
+    body: &'a Value,
+    patient: Option<&'a str>,
+    /// `system/` scopes may apply (no user).
+    system_ok: bool,
+    /// The request may return or test resources of other types.
+    widening: bool,
+}
+
+impl Req<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).and_then(Value::as_str)
+    }
+}
+
+impl Engine for Smart {
+    fn allows(&self, request: &Value) -> bool {
+        let (Some(method), Some(uri)) = (str_at(request, "request-method"), str_at(request, "uri"))
+        else {
+            return false;
+        };
+        let path = if self.base.is_empty() {
+            uri
+        } else {
+            match uri.strip_prefix(self.base.as_str()) {
+                Some(p) if p.is_empty() || p.starts_with('/') => p,
+                _ => return false,
+            }
+        };
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        let query = match request.get("params") {
+            Some(Value::Object(m)) => m,
+            _ => EMPTY.get_or_init(Map::new),
+        };
+        let mut has_query = false;
+        let mut widening = false;
+        for k in query.keys().filter(|k| !k.starts_with("resource/")) {
+            has_query = true;
+            widening |= ["_include", "_revinclude", "_has"]
+                .iter()
+                .any(|w| k.starts_with(w));
+        }
+        let Some(rest) = smart::classify(method, path, has_query) else {
+            return false;
+        };
+        if rest.interaction == Interaction::Capabilities {
+            return true;
+        }
+        let jwt = request.get("jwt").unwrap_or(&Value::Null);
+        let granted: Vec<Scope> = match jwt.get("scope") {
+            Some(Value::String(s)) => smart::parse(s),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(smart::parse)
+                .collect(),
+            _ => return false,
+        };
+        let user_absent = request.get("user").is_none_or(Value::is_null);
+        let req = Req {
+            rest,
+            query,
+            body: request.get("body").unwrap_or(&Value::Null),
+            patient: str_at(jwt, "patient").filter(|p| !p.is_empty()),
+            system_ok: user_absent && str_at(jwt, "sub_kind") != Some("user"),
+            widening: widening || rest.post_search,
+        };
+        granted.iter().any(|s| match s {
+            Scope::Clinical(c) => scope_allows(c, &req),
+            _ => false,
+        })
+    }
+}
+
+/// The string at `v[k]`, if any.
+fn str_at<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+/// Does one clinical scope allow the request?
+fn scope_allows(scope: &ClinicalScope, req: &Req<'_>) -> bool {
+    if !scope.covers_type(req.rest.resource_type)
+        || !scope.grants(req.rest.interaction.permission())
+    {
+        return false;
+    }
+    if !scope
+        .restrictions
+        .iter()
+        .all(|(name, value)| req.param(name).is_some_and(|q| token_matches(value, q)))
+    {
+        return false;
+    }
+    if req.widening
+        && !(scope.level != Level::Patient
+            && scope.resource_type.is_none()
+            && scope.restrictions.is_empty())
+    {
+        return false;
+    }
+    match scope.level {
+        Level::User => true,
+        Level::System => req.system_ok,
+        Level::Patient => req.patient.is_some_and(|p| in_compartment(req, p)),
+    }
+}
+
+/// A scope restriction value against the request's value of the same parameter: equal, or,
+/// when the scope value has no `|`, equal to the code part of a `system|code` token.
+fn token_matches(scope_value: &str, request_value: &str) -> bool {
+    request_value == scope_value
+        || (!scope_value.contains('|')
+            && request_value
+                .rsplit_once('|')
+                .is_some_and(|(_, code)| code == scope_value))
+}
+
+/// Is the request confined to the compartment of `patient` (SMART `patient/` scopes)?
+///
+/// - `Patient` itself: instance interactions (read, vread, history, update, patch, delete) on
+///   `Patient/{patient}`; search, conditional patch and conditional delete with
+///   `_id={patient}`. Create, type history and conditional update are denied.
+/// - Other types: search, conditional delete, read, vread and instance history need a
+///   `patient` parameter equal to `{patient}` or `Patient/{patient}` (also `patient:Patient`),
+///   or `subject=Patient/{patient}` (or `subject:Patient={patient}`; a bare id in `subject` is
+///   refused, it could name a Group or Device with the same id). On read, vread and instance
+///   history a plain FHIR server ignores the parameter, so it confines the request only when
+///   the origin enforces it (answers 404 for a resource outside that compartment); without
+///   the parameter such reads are denied, the conservative choice.
+/// - Create, update and conditional update of other types need the JSON body's
+///   `subject.reference` or `patient.reference` to be `Patient/{patient}` (the engine cannot
+///   see the stored resource an update replaces).
+/// - The parameters confine a search only if the origin knows them for that type: it must
+///   reject unknown search parameters (FHIR `Prefer: handling=strict`), or `patient/*.rs`
+///   would reach types that have no `patient`/`subject` parameter (`Practitioner?patient=…`).
+/// - Delete, patch and conditional patch of other types (no body that names the patient, or a
+///   patch that could move the resource out) and type-level history are denied.
+fn in_compartment(req: &Req<'_>, patient: &str) -> bool {
+    let reference = format!("Patient/{patient}");
+    let rest = &req.rest;
+    if rest.resource_type == "Patient" {
+        return match rest.interaction {
+            Interaction::Read
+            | Interaction::Vread
+            | Interaction::HistoryInstance
+            | Interaction::Update
+            | Interaction::Patch
+            | Interaction::Delete => rest.id == Some(patient),
+            Interaction::Search
+            | Interaction::ConditionalPatch
+            | Interaction::ConditionalDelete => req.param("_id") == Some(patient),
+            _ => false,
+        };
+    }
+    match rest.interaction {
+        Interaction::Search
+        | Interaction::ConditionalDelete
+        | Interaction::Read
+        | Interaction::Vread
+        | Interaction::HistoryInstance => {
+            req.param("patient")
+                .is_some_and(|v| v == patient || v == reference)
+                || req.param("patient:Patient") == Some(patient)
+                || req.param("subject") == Some(reference.as_str())
+                || req.param("subject:Patient") == Some(patient)
+        }
+        Interaction::Create | Interaction::Update | Interaction::ConditionalUpdate => {
+            ["subject", "patient"].iter().any(|field| {
+                req.body
+                    .get(field)
+                    .and_then(|r| r.get("reference"))
+                    .and_then(Value::as_str)
+                    == Some(reference.as_str())
+            })
+        }
+        _ => false,
+    }
+}

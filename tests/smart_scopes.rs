@@ -1,0 +1,554 @@
+//! SMART on FHIR scopes: the grammar (`edge_authorizer::smart`), the FHIR REST request →
+//! interaction mapping, and the `smart-on-fhir` AccessPolicy engine evaluated through
+//! `CompiledPolicy` on policy requests shaped like the authorizer's.
+
+use edge_authorizer::policy::CompiledPolicy;
+use edge_authorizer::smart::{
+    self, classify, ClinicalScope, Interaction, Level, Permissions, Scope, Syntax,
+};
+use serde_json::{json, Map, Value};
+
+/// Who the token was issued to.
+#[derive(Clone, Copy)]
+enum Who {
+    /// A user (`sub_kind: "user"`, `user` present).
+    U,
+    /// A backend client (`sub_kind: "client"`, no `user`).
+    C,
+}
+use Who::{C, U};
+
+/// A policy request as `authz::policy_request` builds it, for the request line
+/// `"METHOD /path?query"`.
+fn request(scope: Option<&str>, patient: &str, who: Who, line: &str, body: &str) -> Value {
+    let (method, target) = line.split_once(' ').expect("request line");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut params = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        params.insert(k.to_owned(), json!(v));
+    }
+    // Route params as the authorizer adds them; the engine must not take them for a query.
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segs[0].starts_with(|c: char| c.is_ascii_uppercase()) {
+        params.insert("resource/type".into(), json!(segs[0]));
+        if let Some(id) = segs.get(1).filter(|s| !s.starts_with(['$', '_'])) {
+            params.insert("resource/id".into(), json!(id));
+        }
+    }
+    let mut jwt = json!({"sub": "s-1", "iss": "https://issuer"});
+    if let Some(s) = scope {
+        jwt["scope"] = json!(s);
+    }
+    if !patient.is_empty() {
+        jwt["patient"] = json!(patient);
+    }
+    let user = match who {
+        U => {
+            jwt["sub_kind"] = json!("user");
+            json!({"id": "s-1", "resourceType": "User"})
+        }
+        C => {
+            jwt["sub_kind"] = json!("client");
+            Value::Null
+        }
+    };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).expect("test body is JSON")
+    };
+    json!({
+        "request-method": method.to_ascii_lowercase(),
+        "scheme": "https",
+        "uri": path,
+        "query-string": query,
+        "params": params,
+        "headers": {},
+        "body": body,
+        "remote-addr": "",
+        "client": {"id": "app", "resourceType": "Client"},
+        "user": user,
+        "jwt": jwt,
+    })
+}
+
+fn engine() -> CompiledPolicy {
+    CompiledPolicy::compile(&json!({"engine": "smart-on-fhir"})).expect("compiles")
+}
+
+const OBS_123: &str = r#"{"resourceType":"Observation","subject":{"reference":"Patient/123"}}"#;
+const OBS_456: &str = r#"{"resourceType":"Observation","subject":{"reference":"Patient/456"}}"#;
+const ALLERGY_123: &str =
+    r#"{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/123"}}"#;
+const PATIENT_123: &str = r#"{"resourceType":"Patient","id":"123"}"#;
+
+/// (scope, patient in context ("" = none), who, request line, body ("" = null), allowed?)
+type Case = (
+    &'static str,
+    &'static str,
+    Who,
+    &'static str,
+    &'static str,
+    bool,
+);
+
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    // --- SMART v1, patient scopes: search inside and outside the compartment.
+    ("patient/Observation.read", "123", U, "GET /Observation?patient=123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation?patient=Patient/123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation?subject=Patient/123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation?subject:Patient=123", "", true),
+    ("patient/Observation.read", "123", U, "HEAD /Observation?patient=123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation?patient=456", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation?patient=123,456", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation?subject=123", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation?code=1234-5", "", false),
+    ("patient/Observation.read", "123", U, "GET /Condition?patient=123", "", false),
+    // read / vread / history of a non-Patient type: only with the patient parameter.
+    ("patient/Observation.read", "123", U, "GET /Observation/o1", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation/o1?patient=123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation/o1/_history/2?patient=123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation/o1/_history?patient=123", "", true),
+    ("patient/Observation.read", "123", U, "GET /Observation/o1/_history/2", "", false),
+    ("patient/Observation.read", "123", U, "GET /Observation/_history?patient=123", "", false),
+    // v1 read grants neither writes nor creates; write grants no search.
+    ("patient/Observation.read", "123", U, "POST /Observation", OBS_123, false),
+    ("patient/Observation.write", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.write", "123", U, "POST /Observation", OBS_123, true),
+    ("patient/Observation.write", "123", U, "POST /Observation", OBS_456, false),
+    ("patient/Observation.write", "123", U, "POST /Observation", "", false),
+    ("patient/Observation.write", "123", U, "PUT /Observation/o1", OBS_123, true),
+    ("patient/Observation.write", "123", U, "PUT /Observation/o1", OBS_456, false),
+    ("patient/Observation.write", "123", U, "PUT /Observation?identifier=x", OBS_123, true),
+    ("patient/Observation.write", "123", U, "PATCH /Observation/o1", "[]", false),
+    ("patient/Observation.write", "123", U, "DELETE /Observation/o1", "", false),
+    ("patient/Observation.write", "123", U, "DELETE /Observation?patient=123", "", true),
+    ("patient/Observation.write", "123", U, "DELETE /Observation?patient=456", "", false),
+    ("patient/AllergyIntolerance.write", "123", U, "POST /AllergyIntolerance", ALLERGY_123, true),
+    // --- The Patient resource itself.
+    ("patient/Patient.read", "123", U, "GET /Patient/123", "", true),
+    ("patient/Patient.read", "123", U, "GET /Patient/456", "", false),
+    ("patient/Patient.read", "123", U, "GET /Patient/123/_history", "", true),
+    ("patient/Patient.read", "123", U, "GET /Patient/123/_history/1", "", true),
+    ("patient/Patient.read", "123", U, "GET /Patient?_id=123", "", true),
+    ("patient/Patient.read", "123", U, "GET /Patient?name=smith", "", false),
+    ("patient/Patient.read", "123", U, "GET /Patient/_history", "", false),
+    ("patient/Patient.write", "123", U, "PUT /Patient/123", PATIENT_123, true),
+    ("patient/Patient.write", "123", U, "PATCH /Patient/123", "[]", true),
+    ("patient/Patient.write", "123", U, "PUT /Patient/456", PATIENT_123, false),
+    ("patient/Patient.write", "123", U, "POST /Patient", PATIENT_123, false),
+    ("patient/Patient.write", "123", U, "GET /Patient/123", "", false),
+    // --- Wildcards.
+    ("patient/*.read", "123", U, "GET /Condition?patient=123", "", true),
+    ("patient/*.read", "123", U, "GET /Patient/123", "", true),
+    ("patient/*.*", "123", U, "DELETE /Patient/123", "", true),
+    ("patient/*.*", "123", U, "DELETE /Patient/456", "", false),
+    ("patient/*.*", "123", U, "POST /Encounter", r#"{"subject":{"reference":"Patient/123"}}"#, true),
+    // No patient in context: patient scopes grant nothing.
+    ("patient/*.*", "", U, "GET /Condition?patient=123", "", false),
+    ("patient/Patient.read", "", U, "GET /Patient/123", "", false),
+    // --- SMART v2 permissions, every interaction.
+    ("patient/Observation.rs", "123", U, "GET /Observation?patient=123", "", true),
+    ("patient/Observation.r", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.s", "123", U, "GET /Observation/o1?patient=123", "", false),
+    ("patient/Observation.c", "123", U, "POST /Observation", OBS_123, true),
+    ("patient/Observation.u", "123", U, "PUT /Observation/o1", OBS_123, true),
+    ("patient/Observation.u", "123", U, "POST /Observation", OBS_123, false),
+    ("patient/Observation.cruds", "123", U, "POST /Observation/_search?patient=123", "", false),
+    ("user/Observation.r", "", U, "GET /Observation/o1", "", true),
+    ("user/Observation.r", "", U, "GET /Observation/o1/_history/3", "", true),
+    ("user/Observation.r", "", U, "GET /Observation/o1/_history", "", true),
+    ("user/Observation.r", "", U, "GET /Observation/_history", "", true),
+    ("user/Observation.s", "", U, "GET /Observation/_history", "", false),
+    ("user/Observation.s", "", U, "GET /Observation?code=1234-5", "", true),
+    ("user/Observation.s", "", U, "GET /Observation", "", true),
+    ("user/Observation.s", "", U, "GET /Observation/o1", "", false),
+    ("user/Observation.c", "", U, "POST /Observation", OBS_456, true),
+    ("user/Observation.u", "", U, "PUT /Observation/o1", OBS_456, true),
+    ("user/Observation.u", "", U, "PATCH /Observation/o1", "[]", true),
+    ("user/Observation.u", "", U, "PUT /Observation?identifier=x", OBS_456, true),
+    ("user/Observation.u", "", U, "PATCH /Observation?identifier=x", "[]", true),
+    ("user/Observation.d", "", U, "DELETE /Observation/o1", "", true),
+    ("user/Observation.d", "", U, "DELETE /Observation?code=x", "", true),
+    ("user/Observation.crus", "", U, "DELETE /Observation/o1", "", false),
+    ("user/Observation.rs", "", U, "PUT /Observation", OBS_456, false),
+    ("user/Encounter.cruds", "", U, "GET /Observation/o1", "", false),
+    ("user/*.cruds", "", U, "DELETE /Medication/m1", "", true),
+    ("user/*.*", "", U, "GET /Practitioner?name=x", "", true),
+    ("user/*.rs user/Observation.c", "", U, "POST /Observation", OBS_456, true),
+    // --- Query restrictions (v2).
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=123&category=laboratory", "", true),
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=123&category=vital-signs", "", false),
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=123&category=laboratory,vital-signs", "", false),
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=456&category=laboratory", "", false),
+    ("patient/Observation.rs?category=laboratory", "123", U, "GET /Observation?patient=123&category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", "", true),
+    ("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", "123", U, "GET /Observation?patient=123&category=laboratory", "", false),
+    ("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", "123", U, "GET /Observation?patient=123&category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", "", true),
+    ("user/Observation.rs?category=laboratory", "", U, "GET /Observation/o1", "", false),
+    ("user/Observation.rs?category=laboratory", "", U, "GET /Observation/o1?category=laboratory", "", true),
+    ("user/Observation.cruds?category=laboratory", "", U, "DELETE /Observation/o1", "", false),
+    ("user/Observation.rs?category=laboratory&status=final", "", U, "GET /Observation?status=final&category=laboratory", "", true),
+    ("user/Observation.rs?category=laboratory&status=final", "", U, "GET /Observation?category=laboratory", "", false),
+    ("user/Observation.rs?code=http%3A%2F%2Floinc.org%7C1234-5", "", U, "GET /Observation?code=http://loinc.org|1234-5", "", true),
+    ("user/Observation.rs?category=laboratory user/Observation.rs?category=vital-signs", "", U, "GET /Observation?category=vital-signs", "", true),
+    // --- Parameters that reach other types: _include, _revinclude, _has, POST _search.
+    ("patient/Observation.rs", "123", U, "GET /Observation?patient=123&_include=Observation:performer", "", false),
+    ("patient/*.rs", "123", U, "GET /Observation?patient=123&_include=Observation:performer", "", false),
+    ("user/Observation.rs", "", U, "GET /Observation?_revinclude=Provenance:target", "", false),
+    ("user/Patient.rs", "", U, "GET /Patient?_has:Observation:patient:code=1234", "", false),
+    ("user/*.rs", "", U, "GET /Observation?_include:iterate=Observation:performer", "", true),
+    ("user/*.rs?category=laboratory", "", U, "GET /Observation?category=laboratory&_include=Observation:subject", "", false),
+    ("user/*.s", "", U, "POST /Observation/_search", "", true),
+    ("user/Observation.s", "", U, "POST /Observation/_search", "", false),
+    // --- System scopes: only without a user.
+    ("system/Observation.rs", "", C, "GET /Observation", "", true),
+    ("system/Observation.rs", "", U, "GET /Observation", "", false),
+    ("system/*.*", "", C, "DELETE /Patient/p1", "", true),
+    ("system/Patient.write", "", C, "POST /Patient", PATIENT_123, true),
+    ("system/Patient.read", "", C, "POST /Patient", PATIENT_123, false),
+    ("user/Observation.rs", "", C, "GET /Observation", "", true),
+    // --- Outside SMART scopes: capabilities allowed, the rest denied.
+    ("user/*.*", "", U, "GET /metadata", "", true),
+    ("openid", "", U, "GET /metadata", "", true),
+    ("user/*.*", "", U, "POST /metadata", "", false),
+    ("user/*.*", "", U, "GET /", "", false),
+    ("user/*.*", "", U, "POST /", r#"{"resourceType":"Bundle"}"#, false),
+    ("user/*.*", "", U, "GET /_history", "", false),
+    ("user/*.*", "", U, "GET /Patient/123/$everything", "", false),
+    ("user/*.*", "", U, "POST /Patient/$match", "", false),
+    ("user/*.*", "", U, "GET /Patient/123/Observation", "", false),
+    ("user/*.*", "", U, "GET /patient/123", "", false),
+    ("user/*.*", "", U, "GET /Patient/a_b", "", false),
+    ("user/*.*", "", U, "GET /Patient/123/_history/1/x", "", false),
+    // --- Malformed and non-clinical scopes grant nothing; valid ones next to them still do.
+    ("patient/Observation.rcs", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/observation.rs", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.rs?", "123", U, "GET /Observation?patient=123", "", false),
+    ("patient/Observation.read?category=laboratory", "123", U, "GET /Observation?patient=123&category=laboratory", "", false),
+    ("Patient/Observation.rs", "123", U, "GET /Observation?patient=123", "", false),
+    ("openid fhirUser launch/patient offline_access", "123", U, "GET /Patient/123", "", false),
+    ("patient/Observation.x user/Observation.rs", "", U, "GET /Observation/o1", "", true),
+    ("", "", U, "GET /Observation", "", false),
+];
+
+#[test]
+fn engine_decision_table() {
+    let policy = engine();
+    assert_eq!(policy.engine(), "smart-on-fhir");
+    assert!(CASES.len() >= 40);
+    let mut failures = Vec::new();
+    for (i, (scope, patient, who, line, body, expected)) in CASES.iter().enumerate() {
+        let req = request(Some(scope), patient, *who, line, body);
+        if policy.allows(&req) != *expected {
+            failures.push(format!(
+                "#{i}: scope {scope:?} patient {patient:?} {line} → expected {}",
+                if *expected { "allow" } else { "deny" }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn missing_or_odd_jwt_denies() {
+    let policy = engine();
+    let mut req = request(None, "123", U, "GET /Observation?patient=123", "");
+    assert!(!policy.allows(&req), "no scope claim");
+    req["jwt"] = Value::Null;
+    assert!(!policy.allows(&req), "no jwt");
+    req["jwt"] = json!({"scope": 7, "patient": "123"});
+    assert!(!policy.allows(&req), "scope not a string");
+    req["jwt"] = json!({"scope": "patient/Observation.rs", "patient": 123});
+    assert!(!policy.allows(&req), "patient not a string");
+    req["jwt"] = json!({"scope": ["patient/Observation.rs", "openid"], "patient": "123"});
+    assert!(policy.allows(&req), "scope as an array of strings");
+    for junk in [
+        json!(null),
+        json!([]),
+        json!("GET /Observation"),
+        json!({"request-method": 1, "uri": "/Observation"}),
+        json!({"request-method": "get", "uri": ["/Observation"], "jwt": {"scope": "user/*.*"}}),
+        json!({"request-method": "get", "uri": "/Observation", "params": [], "jwt": {"scope": "user/*.*"}, "user": {}}),
+    ] {
+        let _ = policy.allows(&junk);
+    }
+    // params that are not an object count as no query.
+    let junk = json!({"request-method": "get", "uri": "/Observation", "params": [], "jwt": {"scope": "user/*.*"}, "user": {}});
+    assert!(policy.allows(&junk));
+}
+
+#[test]
+fn fhir_base_path() {
+    let policy =
+        CompiledPolicy::compile(&json!({"engine": "smart-on-fhir", "fhir-base-path": "/fhir/"}))
+            .expect("compiles");
+    let at = |line: &str| policy.allows(&request(Some("user/*.rs"), "", U, line, ""));
+    assert!(at("GET /fhir/Observation"));
+    assert!(at("GET /fhir/Observation/o1"));
+    assert!(at("GET /fhir/metadata"));
+    assert!(!at("GET /Observation"));
+    assert!(!at("GET /fhirx/Observation"));
+    assert!(!at("GET /fhir"));
+    for bad in [json!("fhir"), json!(1), json!("/fhir?x"), json!(["/fhir"])] {
+        let e = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir", "fhir-base-path": bad}))
+            .expect_err("bad base path");
+        assert_eq!(e.path, "fhir-base-path");
+    }
+    let e = CompiledPolicy::compile(&json!({"engine": "allow", "fhir-base-path": "/fhir"}))
+        .expect_err("field of another engine");
+    assert_eq!(e.path, "fhir-base-path");
+    let inside =
+        json!({"engine": "complex", "or": [{"engine": "smart-on-fhir", "fhir-base-path": 3}]});
+    let e = CompiledPolicy::compile(&inside).expect_err("nested");
+    assert_eq!(e.path, "or.0.fhir-base-path");
+}
+
+// ---------------------------------------------------------------- grammar
+
+fn clinical(s: &str) -> ClinicalScope {
+    match s.parse::<Scope>() {
+        Ok(Scope::Clinical(c)) => c,
+        other => panic!("{s:?} should be a clinical scope, got {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip() {
+    let canonical = [
+        "patient/Observation.read",
+        "patient/Observation.write",
+        "user/*.*",
+        "system/Patient.write",
+        "patient/*.read",
+        "patient/Observation.rs",
+        "user/Encounter.cruds",
+        "system/*.cud",
+        "patient/Observation.rs?category=laboratory",
+        "patient/Observation.rs?category=laboratory&status=final",
+        "patient/Observation.s?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        "user/Observation.rs?code=a%26b%3Dc%25d",
+        "launch",
+        "launch/patient",
+        "launch/encounter",
+        "openid",
+        "fhirUser",
+        "profile",
+        "offline_access",
+        "online_access",
+        "custom:thing",
+        "Patient/Observation.rs",
+    ];
+    for s in canonical {
+        let parsed = smart::parse_strict(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(smart::format(&parsed), s);
+    }
+    let all = canonical.join(" ");
+    let parsed = smart::parse_strict(&format!("  {}\t", all.replace(' ', "  "))).expect("parses");
+    assert_eq!(smart::format(&parsed), all);
+    assert_eq!(smart::parse(&all), parsed);
+    // Percent-encoded input formats back to the readable canonical form and parses the same.
+    let s = "user/Observation.rs?code=http%3A%2F%2Floinc.org%7C1234-5";
+    let c = clinical(s);
+    assert_eq!(
+        c.restrictions,
+        vec![("code".into(), "http://loinc.org|1234-5".into())]
+    );
+    assert_eq!(
+        c.to_string(),
+        "user/Observation.rs?code=http://loinc.org|1234-5"
+    );
+    assert_eq!(clinical(&c.to_string()), c);
+}
+
+#[test]
+fn typed_values() {
+    let c = clinical("patient/Observation.read");
+    assert_eq!(c.level, Level::Patient);
+    assert_eq!(c.resource_type.as_deref(), Some("Observation"));
+    assert_eq!(c.permissions, Permissions::READ.union(Permissions::SEARCH));
+    assert_eq!(c.syntax, Syntax::V1);
+    assert_eq!(clinical("user/*.write").permissions, Permissions::V1_WRITE);
+    assert_eq!(clinical("user/*.write").permissions.to_string(), "cud");
+    let all = clinical("system/*.*");
+    assert_eq!(
+        (all.level, all.resource_type, all.permissions),
+        (Level::System, None, Permissions::ALL)
+    );
+    assert_eq!(clinical("user/*.cruds").permissions, Permissions::ALL);
+    assert_eq!(clinical("user/*.cruds").syntax, Syntax::V2);
+    assert!(clinical("user/*.rs").covers_type("Anything"));
+    assert!(!clinical("user/Observation.rs").covers_type("Condition"));
+    assert!(clinical("user/Observation.rs").grants(Permissions::SEARCH));
+    assert!(!clinical("user/Observation.rs").grants(Permissions::CREATE));
+    // Every ordered subset of cruds parses, and formats back to itself.
+    let letters = ['c', 'r', 'u', 'd', 's'];
+    for mask in 1u32..32 {
+        let s: String = (0..5)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| letters[i])
+            .collect();
+        let p = Permissions::parse_v2(&s).unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(p.to_string(), s);
+    }
+    assert_eq!(
+        smart::parse("launch launch/patient launch/encounter openid fhirUser profile offline_access online_access x"),
+        vec![
+            Scope::Launch,
+            Scope::LaunchPatient,
+            Scope::LaunchEncounter,
+            Scope::OpenId,
+            Scope::FhirUser,
+            Scope::Profile,
+            Scope::OfflineAccess,
+            Scope::OnlineAccess,
+            Scope::Other("x".into()),
+        ]
+    );
+}
+
+#[test]
+fn malformed_scopes() {
+    let bad = [
+        "patient/Observation.rcs",
+        "patient/Observation.x",
+        "patient/observation.rs",
+        "patient/Observation.",
+        "patient/Observation.rs?",
+        "patient/Observation.rr",
+        "patient/Observation.sr",
+        "patient/Observation",
+        "patient/.rs",
+        "patient/Obs-ervation.rs",
+        "patient/Observation.read?category=laboratory",
+        "patient/*.*?category=laboratory",
+        "patient/Observation.rs?category",
+        "patient/Observation.rs?=laboratory",
+        "patient/Observation.rs?category=",
+        "patient/Observation.rs?category=laboratory&",
+        "patient/Observation.rs?category=%FF",
+        "user/*.",
+        "user/",
+        "system/Patient.READ",
+        "system/Patient.cruds.x",
+    ];
+    for s in bad {
+        let e = smart::parse_strict(&format!("openid {s} offline_access"))
+            .expect_err(&format!("{s} is malformed"));
+        assert_eq!(e.scope, s);
+        assert!(!e.reason.is_empty());
+        assert!(e.to_string().contains(s));
+        assert!(s.parse::<Scope>().is_err());
+        // The lenient parser drops it and keeps the rest.
+        assert_eq!(
+            smart::parse(&format!("openid {s} offline_access")),
+            vec![Scope::OpenId, Scope::OfflineAccess],
+            "{s}"
+        );
+    }
+    assert!("".parse::<Scope>().is_err());
+    assert!("a b".parse::<Scope>().is_err());
+    assert_eq!(smart::parse_strict("").expect("empty is no scopes"), vec![]);
+}
+
+#[test]
+fn request_mapping() {
+    use Interaction::*;
+    type Mapping = (
+        &'static str,
+        &'static str,
+        bool,
+        Option<(Interaction, Option<&'static str>)>,
+    );
+    let cases: &[Mapping] = &[
+        ("get", "/Patient/1", false, Some((Read, Some("1")))),
+        (
+            "GET",
+            "/Patient/1/_history/2",
+            false,
+            Some((Vread, Some("1"))),
+        ),
+        (
+            "get",
+            "/Patient/1/_history",
+            false,
+            Some((HistoryInstance, Some("1"))),
+        ),
+        ("get", "/Patient/_history", false, Some((HistoryType, None))),
+        ("get", "/Patient", false, Some((Search, None))),
+        ("get", "/Patient", true, Some((Search, None))),
+        ("head", "/Patient", true, Some((Search, None))),
+        ("post", "/Patient/_search", false, Some((Search, None))),
+        ("post", "/Patient", false, Some((Create, None))),
+        ("put", "/Patient/1", false, Some((Update, Some("1")))),
+        ("put", "/Patient", true, Some((ConditionalUpdate, None))),
+        ("patch", "/Patient/1", false, Some((Patch, Some("1")))),
+        ("patch", "/Patient", true, Some((ConditionalPatch, None))),
+        ("delete", "/Patient/1", false, Some((Delete, Some("1")))),
+        ("delete", "/Patient", true, Some((ConditionalDelete, None))),
+        ("get", "/metadata", false, Some((Capabilities, None))),
+        ("put", "/Patient", false, None),
+        ("delete", "/Patient", false, None),
+        ("get", "/", false, None),
+        ("get", "", false, None),
+        ("get", "/_history", false, None),
+        ("post", "/", false, None),
+        ("get", "/Patient/1/$everything", false, None),
+        ("post", "/Patient/$validate", false, None),
+        ("get", "/Patient/1/Observation", false, None),
+        ("get", "/patient/1", false, None),
+        ("get", "/Pat1ent/1", false, None),
+        ("get", "/Patient/", false, None),
+        ("post", "/Patient/1", false, None),
+        ("get", "/Patient/_search", false, None),
+        ("options", "/Patient", false, None),
+    ];
+    for (method, path, has_query, expected) in cases {
+        let got = classify(method, path, *has_query).map(|r| (r.interaction, r.id));
+        assert_eq!(got, *expected, "{method} {path}");
+    }
+    assert_eq!(Read.permission(), Permissions::READ);
+    assert_eq!(Vread.permission(), Permissions::READ);
+    assert_eq!(HistoryType.permission(), Permissions::READ);
+    assert_eq!(Search.permission(), Permissions::SEARCH);
+    assert_eq!(Create.permission(), Permissions::CREATE);
+    assert_eq!(Patch.permission(), Permissions::UPDATE);
+    assert_eq!(ConditionalDelete.permission(), Permissions::DELETE);
+    assert!(Capabilities.permission().is_empty());
+    assert!(classify("post", "/Observation/_search", false).is_some_and(|r| r.post_search));
+    assert_eq!(
+        classify("get", "/Observation", false).map(|r| r.resource_type),
+        Some("Observation")
+    );
+}
+
+#[test]
+fn no_panics_on_garbage() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let alphabet: Vec<char> = "patientusersym/*.?&=%|crudswxO bservationP_$#\u{e9}FF"
+        .chars()
+        .collect();
+    let policy = engine();
+    for _ in 0..2000 {
+        let len = rng.gen_range(0..40);
+        let s: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        let parsed = smart::parse(&s);
+        // Whatever parses formats into something that parses to the same scopes.
+        assert_eq!(
+            smart::parse_strict(&smart::format(&parsed)).as_ref(),
+            Ok(&parsed),
+            "{s:?}"
+        );
+        let path: String = s.replace(' ', "/");
+        let req = json!({"request-method": "get", "uri": format!("/{path}"), "params": {}, "jwt": {"scope": s, "patient": "1"}});
+        let _ = policy.allows(&req);
+    }
+}
