@@ -185,6 +185,10 @@ impl App {
                 only(req, either, "GET, HEAD, POST")?;
                 interaction::logout(self, req).await?
             }
+            ["patient"] => {
+                only(req, post, "POST")?;
+                interaction::pick_patient(self, req).await?
+            }
             ["launch"] => {
                 only(req, post, "POST")?;
                 crate::oauth::launch::create(self, req).await?

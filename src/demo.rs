@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::http_util::{json_response, Request, Response};
 use serde_json::{json, Value};
 
-fn patients() -> Vec<Value> {
+/// The demo origin's patients.
+pub fn patients() -> Vec<Value> {
     vec![
         json!({"resourceType": "Patient", "id": "pt-1", "active": true,
                "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],

@@ -228,6 +228,9 @@ pub async fn revoke_family(app: &App, family_id: &str) -> Result<()> {
 pub struct Session {
     pub user_id: String,
     pub auth_time: i64,
+    /// SMART standalone launch: the patient the user picked, for which client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<(String, String)>,
 }
 
 pub fn session_key(id: &str) -> String {

@@ -209,3 +209,45 @@ fn smart_configuration() {
         .collect();
     assert!(caps.contains(&"launch-ehr") && caps.contains(&"context-ehr-patient"));
 }
+
+#[test]
+fn standalone_launch_offers_the_patients_the_user_may_see() {
+    let t = setup();
+    t.admin_put("/AccessPolicy/dr-smith-patients", json!({"engine": "matcho", "matcho": {"request-method": "get", "uri": "#^/Patient/pt-[12]$"}, "link": [{"id": "dr-smith", "resourceType": "User"}]}));
+    let q = query(&[("scope", "launch/patient openid patient/*.rs")]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let to_picker = redirect(b.login(&q, "dr-smith", "pass123"));
+    assert_eq!(to_picker, format!("/auth/ui/patient.html?{q}"));
+    let ctx = b.context(&q);
+    assert_eq!(
+        ctx["patients"],
+        json!([{"id": "pt-1", "name": "Peter James Chalmers"}, {"id": "pt-2", "name": "Anna Windsor"}])
+    );
+    let csrf = ctx["csrf"].as_str().unwrap().to_string();
+    // A patient the user may not see is refused.
+    let r = redirect(b.post(
+        "/auth/patient",
+        &[("patient", "pt-3"), ("csrf", &csrf), ("query", &q)],
+    ));
+    assert!(r.ends_with("#error=patient"), "{r}");
+    let cb = redirect(b.post(
+        "/auth/patient",
+        &[("patient", "pt-2"), ("csrf", &csrf), ("query", &q)],
+    ));
+    let code = params(&cb)["code"].clone();
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "growth-chart"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(r.json()["patient"], "pt-2", "{}", r.text());
+    // A pick serves one launch: the next launch asks again.
+    let again = redirect(b.get(&format!("/auth/authorize?{q}")));
+    assert_eq!(again, format!("/auth/ui/patient.html?{q}"));
+}

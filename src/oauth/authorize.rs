@@ -286,12 +286,16 @@ pub async fn proceed(
     app: &App,
     req: &Request,
     areq: &AuthzRequest,
-    user: Option<(&User, i64)>,
+    user: Option<(&User, &crate::state::Session)>,
     consented: bool,
 ) -> Result<Response> {
-    let Some((user, auth_time)) = user else {
+    let Some((user, session)) = user else {
         return Ok(see_other(&format!("/auth/ui/login.html?{}", areq.query)));
     };
+    let auth_time = session.auth_time;
+    if needs_patient_picker(areq, user, session) {
+        return Ok(see_other(&format!("/auth/ui/patient.html?{}", areq.query)));
+    }
     let first_party = areq
         .client
         .doc
@@ -314,10 +318,13 @@ pub async fn proceed(
                 code_challenge: areq.code_challenge.clone(),
                 nonce: areq.nonce.clone(),
                 auth_time,
-                launch: launch_context(areq, user),
+                launch: launch_context(areq, user, session),
                 used: None,
             };
             state::create(app, &code_key(&code), &rec, app.now() + CODE_TTL).await?;
+            if picked(areq, session).is_some() {
+                forget_pick(app, req, session).await?;
+            }
             let mut params = vec![("code", code.as_str())];
             if let Some(s) = &areq.state {
                 params.push(("state", s));
@@ -357,15 +364,60 @@ pub async fn proceed(
     }
 }
 
-/// The SMART launch context of a request: the EHR launch's, or for a standalone
-/// `launch/patient` request the patient a patient-user is.
-fn launch_context(areq: &AuthzRequest, user: &User) -> super::launch::LaunchContext {
+/// Does this SMART standalone `launch/patient` request still need the user to pick a patient?
+/// Not when an EHR launch gave the context, nor for a patient-user, nor once picked.
+pub fn needs_patient_picker(
+    areq: &AuthzRequest,
+    user: &User,
+    session: &crate::state::Session,
+) -> bool {
+    areq.client.is_smart_app()
+        && areq.response_type == ResponseType::Code
+        && areq.launch.is_none()
+        && super::has_scope(areq.scope.as_deref(), "launch/patient")
+        && super::launch::standalone_patient(user).is_none()
+        && picked(areq, session).is_none()
+}
+
+fn picked(areq: &AuthzRequest, session: &crate::state::Session) -> Option<String> {
+    session
+        .patient
+        .as_ref()
+        .filter(|(client, _)| *client == areq.client.id)
+        .map(|(_, p)| p.clone())
+}
+
+/// A picked patient serves one launch: the next launch asks again.
+async fn forget_pick(app: &App, req: &Request, session: &crate::state::Session) -> Result<()> {
+    let Some(id) = super::interaction::cookie(req, super::interaction::SESSION_COOKIE) else {
+        return Ok(());
+    };
+    let key = crate::state::session_key(&id);
+    if let Some((current, raw)) = state::read::<crate::state::Session>(app, &key).await? {
+        if current == *session {
+            let mut cleared = current.clone();
+            cleared.patient = None;
+            let expires = cleared.auth_time + super::interaction::SESSION_TTL;
+            // Lost races only mean another request changed the session first; nothing to undo.
+            let _ = state::swap(app, &key, &raw, &cleared, expires).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The SMART launch context of a request: the EHR launch's; for a standalone `launch/patient`
+/// request, the patient a patient-user is, or the one the user picked.
+fn launch_context(
+    areq: &AuthzRequest,
+    user: &User,
+    session: &crate::state::Session,
+) -> super::launch::LaunchContext {
     if let Some(ctx) = &areq.launch {
         return ctx.clone();
     }
     if super::has_scope(areq.scope.as_deref(), "launch/patient") {
         return super::launch::LaunchContext {
-            patient: super::launch::standalone_patient(user),
+            patient: super::launch::standalone_patient(user).or_else(|| picked(areq, session)),
             encounter: None,
         };
     }
@@ -380,6 +432,6 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
         Err(r) => return Ok(refuse(app, req, r)),
     };
     let session = super::interaction::current_session(app, req).await?;
-    let user = session.as_ref().map(|(u, s)| (u, s.auth_time));
+    let user = session.as_ref().map(|(u, s)| (u, s));
     proceed(app, req, &areq, user, false).await
 }

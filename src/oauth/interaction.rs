@@ -151,12 +151,21 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
         .filter(|s| !s.is_empty())
         .map(|s| json!({"scope": s, "description": describe_scope(s)}))
         .collect();
-    let body = json!({
+    let mut body = json!({
         "client": {"id": areq.client.id, "name": client_name(&areq)},
         "scopes": scopes,
         "csrf": csrf,
         "user": session.as_ref().map(|(u, _)| json!({"id": u.id, "name": user_name(u)})),
     });
+    if let Some((u, s)) = &session {
+        if authorize::needs_patient_picker(&areq, u, s) {
+            let list = super::picker::visible_patients(app, req, u).await?;
+            body["patients"] = json!(list
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name}))
+                .collect::<Vec<_>>());
+        }
+    }
     let mut resp = no_store(json_response(200, &body));
     add_header(
         &mut resp,
@@ -238,9 +247,10 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
     let session = Session {
         user_id: user.id.clone(),
         auth_time: now,
+        patient: None,
     };
     state::create(app, &session_key(&session_id), &session, now + SESSION_TTL).await?;
-    let mut resp = proceed(app, req, &areq, Some((&user, now)), false).await?;
+    let mut resp = proceed(app, req, &areq, Some((&user, &session)), false).await?;
     add_header(
         &mut resp,
         "set-cookie",
@@ -266,7 +276,7 @@ pub async fn consent(app: &App, req: &Request) -> Result<Response> {
         )));
     }
     match form.get("decision").map(String::as_str) {
-        Some("allow") => proceed(app, req, &areq, Some((&user, session.auth_time)), true).await,
+        Some("allow") => proceed(app, req, &areq, Some((&user, &session)), true).await,
         _ => Ok(refuse(
             app,
             req,
@@ -279,6 +289,47 @@ pub async fn consent(app: &App, req: &Request) -> Result<Response> {
             },
         )),
     }
+}
+
+/// `POST /auth/patient`: the patient picked for a SMART standalone launch.
+pub async fn pick_patient(app: &App, req: &Request) -> Result<Response> {
+    let (form, csrf_ok) = posted_form(req)?;
+    let query = form.get("query").cloned().unwrap_or_default();
+    let areq = match authorize::parse(app, &query).await {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(app, req, r)),
+    };
+    let Some(id) = cookie(req, SESSION_COOKIE) else {
+        return Ok(see_other(&format!("/auth/ui/login.html?{query}")));
+    };
+    let key = session_key(&id);
+    let Some((session, raw)) = state::read::<Session>(app, &key).await? else {
+        return Ok(see_other(&format!("/auth/ui/login.html?{query}")));
+    };
+    let Some(user) = load_user(app, &session.user_id).await? else {
+        return Ok(see_other(&format!("/auth/ui/login.html?{query}")));
+    };
+    if !csrf_ok {
+        return Ok(see_other(&format!(
+            "/auth/ui/patient.html?{query}#error=csrf"
+        )));
+    }
+    let chosen = form.get("patient").cloned().unwrap_or_default();
+    let allowed = super::picker::visible_patients(app, req, &user).await?;
+    if !allowed.iter().any(|(p, _)| *p == chosen) {
+        return Ok(see_other(&format!(
+            "/auth/ui/patient.html?{query}#error=patient"
+        )));
+    }
+    let mut updated = session.clone();
+    updated.patient = Some((areq.client.id.clone(), chosen));
+    let expires = session.auth_time + SESSION_TTL;
+    if !state::swap(app, &key, &raw, &updated, expires).await? {
+        return Ok(see_other(&format!(
+            "/auth/ui/patient.html?{query}#error=csrf"
+        )));
+    }
+    proceed(app, req, &areq, Some((&user, &updated)), false).await
 }
 
 /// `GET|POST /auth/logout`: ends the session and clears the cookie.

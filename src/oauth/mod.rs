@@ -10,6 +10,7 @@ pub mod interaction;
 pub mod introspect;
 pub mod launch;
 pub mod password;
+pub mod picker;
 pub mod pkce;
 pub mod refresh;
 pub mod revoke;
