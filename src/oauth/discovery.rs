@@ -45,14 +45,15 @@ fn smart(app: &App, req: &Request) -> Value {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256", "EdDSA"],
         "scopes_supported": ["openid", "fhirUser", "profile", "email", "launch", "launch/patient",
-                             "offline_access", "online_access"],
+                             "offline_access"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": [
-            "launch-ehr", "client-public", "client-confidential-symmetric",
-            "client-confidential-asymmetric",
-            "context-ehr-patient", "context-ehr-encounter",
-            "sso-openid-connect", "permission-offline", "permission-online"
+            "launch-ehr", "launch-standalone",
+            "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+            "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
+            "sso-openid-connect", "permission-offline",
+            "permission-patient", "permission-user", "permission-v1", "permission-v2"
         ],
     })
 }

@@ -63,3 +63,24 @@ test("an assertion signed by another key, or too long-lived, is refused", async 
   const far = assertion("ES384", "ec-1", ec.privateKey, { exp: Math.floor(Date.now() / 1000) + 3600 });
   assert.equal((await token(far)).status, 401);
 });
+
+test("the smart-on-fhir engine enforces a system scope on FHIR requests", async () => {
+  const jwk = { ...ec.publicKey.export({ format: "jwk" }), kid: "ec-1", alg: "ES384" };
+  assert.equal((await w.admin("PUT", "/Client/reader", { grant_types: ["client_credentials"], jwks: { keys: [jwk] } })).status, 201);
+  assert.equal((await w.admin("PUT", "/AccessPolicy/smart", { engine: "smart-on-fhir", link: [{ id: "reader", resourceType: "Client" }] })).status, 201);
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: "reader", sub: "reader", aud: `${w.url}/auth/token`, exp: now + 240, jti: randomUUID() };
+  const input = `${b64({ alg: "ES384", kid: "ec-1" })}.${b64(claims)}`;
+  const sig = nodeSign("sha384", Buffer.from(input), { key: ec.privateKey, dsaEncoding: "ieee-p1363" }).toString("base64url");
+  const r = await w.fetch("/auth/token", {
+    method: "POST", headers: FORM,
+    body: form({ grant_type: "client_credentials", scope: "system/Patient.rs", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: `${input}.${sig}` }),
+  });
+  assert.equal(r.status, 200);
+  const { access_token } = await r.json();
+  const call = (method, path) => w.fetch(path, { method, headers: { authorization: `Bearer ${access_token}` } });
+  assert.equal((await call("GET", "/Patient")).status, 200, "search: s");
+  assert.equal((await call("GET", "/Patient/pt-1")).status, 200, "read: r");
+  assert.equal((await call("DELETE", "/Patient/pt-1")).status, 403, "delete needs d");
+  assert.equal((await call("GET", "/Observation")).status, 403, "another type");
+});
