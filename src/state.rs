@@ -103,6 +103,9 @@ pub struct CodeRecord {
     /// SMART launch context (patient, encounter).
     #[serde(default)]
     pub launch: crate::oauth::launch::LaunchContext,
+    /// The store key of the login session the code was issued in.
+    #[serde(default)]
+    pub session: Option<String>,
     /// Set once redeemed: what the redemption issued, so a replay can revoke it (RFC 6749 10.5).
     #[serde(default)]
     pub used: Option<Issued>,
@@ -148,6 +151,9 @@ pub struct Family {
     /// SMART launch context, kept across refreshes.
     #[serde(default)]
     pub launch: crate::oauth::launch::LaunchContext,
+    /// `online_access`: the login session the family lives with; refresh fails once it ended.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// Most rotated secrets remembered per family (reuse of older ones still fails, just without
@@ -231,6 +237,9 @@ pub struct Session {
     /// SMART standalone launch: the patient the user picked, for which client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<(String, String)>,
+    /// This session's own store key, so that grants can be bound to it (`online_access`).
+    #[serde(default)]
+    pub key: String,
 }
 
 pub fn session_key(id: &str) -> String {

@@ -482,3 +482,36 @@ fn ui_assets_carry_security_headers() {
     }
     assert!(matches!(b.get("/auth/ui/..%2Fsecret"), Page::Response(r) if r.status() == 404));
 }
+
+#[test]
+fn online_access_refresh_tokens_end_with_the_session() {
+    let t = setup(
+        json!({"secret": "websecret", "grant_types": ["authorization_code"], "first_party": true,
+        "auth": {"authorization_code": {"redirect_uri": CB}}}),
+    );
+    let q = query(&[("scope", "openid online_access")]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let cb = redirect(b.login(&q, "john", "pass123"));
+    let r = exchange(&t, &params(&cb)["code"], VERIFIER);
+    let rt = r.json()["refresh_token"]
+        .as_str()
+        .expect("online_access gives a refresh token")
+        .to_string();
+    let again = t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(again.status(), 200, "{}", again.text());
+    let rt2 = again.json()["refresh_token"].as_str().unwrap().to_string();
+    redirect(b.get("/auth/logout"));
+    let after = t.token(
+        Some(&TestApp::basic("web-app", "websecret")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+    );
+    assert_eq!(after.status(), 400);
+    assert!(after.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("session has ended"));
+}

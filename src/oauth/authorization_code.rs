@@ -88,6 +88,7 @@ pub async fn grant(
                     grant: GrantType::AuthorizationCode,
                     auth_time: Some(rec.auth_time),
                     launch: rec.launch.clone(),
+                    session: rec.session.clone(),
                 },
                 &jti,
                 exp,

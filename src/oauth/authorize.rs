@@ -319,6 +319,7 @@ pub async fn proceed(
                 nonce: areq.nonce.clone(),
                 auth_time,
                 launch: launch_context(areq, user, session),
+                session: (!session.key.is_empty()).then(|| session.key.clone()),
                 used: None,
             };
             state::create(app, &code_key(&code), &rec, app.now() + CODE_TTL).await?;

@@ -23,7 +23,7 @@ fn metadata(app: &App, req: &Request) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "ES256", "ES384", "EdDSA"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access", "online_access"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "jti", "client_id", "scope", "name", "given_name", "family_name", "email"],
         "authorization_response_iss_parameter_supported": true,
         "access_token_signing_alg_values_supported": signing_algs(app),
@@ -45,14 +45,14 @@ fn smart(app: &App, req: &Request) -> Value {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256", "EdDSA"],
         "scopes_supported": ["openid", "fhirUser", "profile", "email", "launch", "launch/patient",
-                             "offline_access"],
+                             "offline_access", "online_access"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": [
             "launch-ehr", "launch-standalone",
             "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
             "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
-            "sso-openid-connect", "permission-offline",
+            "sso-openid-connect", "permission-offline", "permission-online",
             "permission-patient", "permission-user", "permission-v1", "permission-v2"
         ],
     })

@@ -248,6 +248,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
         user_id: user.id.clone(),
         auth_time: now,
         patient: None,
+        key: session_key(&session_id),
     };
     state::create(app, &session_key(&session_id), &session, now + SESSION_TTL).await?;
     let mut resp = proceed(app, req, &areq, Some((&user, &session)), false).await?;

@@ -80,6 +80,7 @@ pub async fn grant(
                     grant: GrantType::Password,
                     auth_time: Some(app.now()),
                     launch: Default::default(),
+                    session: None,
                 },
                 &jti,
                 exp,

@@ -12,13 +12,20 @@ use crate::state::{self, family_key, hash, random_id, random_token, split_refres
 use std::collections::BTreeMap;
 
 /// Does this grant come with a refresh token? When the client enables them for the flow
-/// (`auth.<flow>.refresh_token`) or `offline_access` was granted.
+/// (`auth.<flow>.refresh_token`), or `offline_access` or `online_access` (SMART) was granted.
 pub fn wanted(client: &Client, flow: &str, scope: Option<&str>) -> bool {
     client
         .flow_setting(flow, "refresh_token")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false)
         || has_scope(scope, "offline_access")
+        || has_scope(scope, "online_access")
+}
+
+/// SMART `online_access` without `offline_access`: the refresh token lives only as long as the
+/// user's login session.
+pub fn online_only(scope: Option<&str>) -> bool {
+    has_scope(scope, "online_access") && !has_scope(scope, "offline_access")
 }
 
 /// What a new family starts from.
@@ -30,6 +37,8 @@ pub struct NewFamily<'a> {
     pub grant: GrantType,
     pub auth_time: Option<i64>,
     pub launch: crate::oauth::launch::LaunchContext,
+    /// The login session to bind the family to (`online_access`).
+    pub session: Option<String>,
 }
 
 /// Starts a family for the access token `jti` (expiring at `exp`); returns the refresh token.
@@ -53,6 +62,7 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, jti: &str, exp: i64) -> R
         issued: vec![(jti.to_string(), exp)],
         lifetime,
         launch: f.launch,
+        session: f.session.filter(|_| online_only(f.scope)),
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(format!("{id}.{secret}"))
@@ -79,6 +89,13 @@ pub async fn grant(
     };
     if fam.client_id != client.id || fam.revoked {
         return Err(invalid());
+    }
+    if let Some(session) = &fam.session {
+        if app.platform.state.get(session).await?.is_none() {
+            return Err(Error::InvalidGrant(
+                "the user's session has ended (online_access)".into(),
+            ));
+        }
     }
     let presented = hash(secret);
     if presented != fam.current {
