@@ -2,8 +2,8 @@
 #
 #   make dev        install what is missing, build, run `wrangler dev` on 127.0.0.1:$(PORT)
 #   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
-#   make build      build the Worker into build/ (and print its size)
-#   make size       print the wasm size, raw and gzipped
+#   make build      build the browser verifier package and the Worker into build/ (and print sizes)
+#   make size       print the wasm sizes (Worker and browser package), raw and gzipped
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
 #   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
@@ -35,11 +35,15 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 build: bootstrap
+	$(call section,build: browser verifier package (build/verifier, www/app/pkg))
+	@scripts/build-browser.sh
 	$(call section,build: wasm Worker)
 	@scripts/build-worker.sh
 
 size:
 	@scripts/size.sh
+	@wasm=build/verifier/edge_authorizer_bg.wasm; test -f $$wasm || { echo "$$wasm missing: run 'make build'"; exit 1; }; \
+	  printf '%s: %d bytes raw, %d bytes gzipped (browser package)\n' $$wasm $$(stat -c %s $$wasm) $$(gzip -9 -c $$wasm | wc -c)
 
 dev: build
 	@scripts/dev.sh
@@ -61,6 +65,8 @@ clippy:
 	cargo clippy --all-targets -- -D warnings
 	$(call section,cargo clippy (wasm32 + worker))
 	cargo clippy --target wasm32-unknown-unknown --features worker --lib -- -D warnings
+	$(call section,cargo clippy (wasm32 + browser package))
+	cargo clippy --target wasm32-unknown-unknown --no-default-features --features browser --lib -- -D warnings
 
 test-native:
 	$(call section,cargo test (native))
