@@ -112,6 +112,39 @@ fn to_bytes(v: JsValue) -> Vec<u8> {
     Uint8Array::new(&v.unchecked_into::<ArrayBuffer>()).to_vec()
 }
 
+/// An uncompressed SEC1 point, the `raw` import format of ECDSA public keys.
+fn sec1(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + x.len() + y.len());
+    v.push(4u8);
+    v.extend_from_slice(x);
+    v.extend_from_slice(y);
+    v
+}
+
+/// `crypto.subtle.verify`; a signature of the wrong length makes some runtimes throw rather
+/// than return false, which counts as a bad signature.
+async fn subtle_verify(
+    subtle: &SubtleCrypto,
+    alg: SigAlg,
+    key: &CryptoKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<bool, BackendError> {
+    let ok = JsFuture::from(
+        subtle
+            .verify_with_object_and_js_u8_array_and_js_u8_array(
+                &sign_algorithm(alg),
+                key,
+                &Uint8Array::from(signature),
+                &Uint8Array::from(message),
+            )
+            .map_err(|e| err("verify", e))?,
+    )
+    .await
+    .unwrap_or(JsValue::FALSE);
+    Ok(ok.as_bool().unwrap_or(false))
+}
+
 impl WebCrypto {
     async fn verify_rsa(
         &self,
@@ -142,19 +175,7 @@ impl WebCrypto {
             )
         })
         .await?;
-        let ok = JsFuture::from(
-            subtle
-                .verify_with_object_and_js_u8_array_and_js_u8_array(
-                    &sign_algorithm(alg),
-                    &ck,
-                    &Uint8Array::from(signature),
-                    &Uint8Array::from(message),
-                )
-                .map_err(|e| err("verify", e))?,
-        )
-        .await
-        .unwrap_or(JsValue::FALSE);
-        Ok(ok.as_bool().unwrap_or(false))
+        subtle_verify(&subtle, alg, &ck, message, signature).await
     }
 }
 
@@ -251,18 +272,8 @@ impl Crypto for WebCrypto {
     ) -> Result<bool, BackendError> {
         let raw: Vec<u8> = match key {
             PublicKey::Ed25519(x) => x.to_vec(),
-            PublicKey::P256 { x, y } => {
-                let mut v = vec![4u8];
-                v.extend_from_slice(x);
-                v.extend_from_slice(y);
-                v
-            }
-            PublicKey::P384 { x, y } => {
-                let mut v = vec![4u8];
-                v.extend_from_slice(x);
-                v.extend_from_slice(y);
-                v
-            }
+            PublicKey::P256 { x, y } => sec1(x, y),
+            PublicKey::P384 { x, y } => sec1(x, y),
             // HMAC is as fast in Rust as anywhere, and needs no key import.
             PublicKey::Hmac(secret) => {
                 return Ok(alg == SigAlg::Hs256
@@ -286,19 +297,6 @@ impl Crypto for WebCrypto {
             )
         })
         .await?;
-        let ok = JsFuture::from(
-            subtle
-                .verify_with_object_and_js_u8_array_and_js_u8_array(
-                    &sign_algorithm(alg),
-                    &ck,
-                    &Uint8Array::from(signature),
-                    &Uint8Array::from(message),
-                )
-                .map_err(|e| err("verify", e))?,
-        )
-        .await
-        // A signature of the wrong length makes some runtimes throw rather than return false.
-        .unwrap_or(JsValue::FALSE);
-        Ok(ok.as_bool().unwrap_or(false))
+        subtle_verify(&subtle, alg, &ck, message, signature).await
     }
 }
