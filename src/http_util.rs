@@ -63,6 +63,14 @@ pub fn parse_form(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// A parameter that must be present and non-empty (RFC 6749 5.2 `invalid_request` otherwise).
+pub fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a String> {
+    params
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::InvalidRequest(format!("{name} is required")))
+}
+
 /// Query parameters for the policy request: repeated names keep the last value, as Aidbox does.
 pub fn query_params(query: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();

@@ -31,9 +31,7 @@ pub async fn grant(
     client: &Client,
     params: &BTreeMap<String, String>,
 ) -> Result<Response> {
-    let code = params
-        .get("code")
-        .ok_or_else(|| Error::InvalidRequest("code is required".into()))?;
+    let code = crate::http_util::required(params, "code")?;
     let key = code_key(code);
     let Some((rec, raw)) = state::read::<CodeRecord>(app, &key).await? else {
         return Err(invalid("authorization code is invalid or expired"));

@@ -122,9 +122,7 @@ pub async fn authenticate(
                 "use one client authentication method, not a client assertion and a secret".into(),
             ));
         }
-        let assertion = params
-            .get("client_assertion")
-            .ok_or_else(|| Error::InvalidRequest("client_assertion is required".into()))?;
+        let assertion = crate::http_util::required(params, "client_assertion")?;
         return private_key_jwt(app, req, params, assertion).await;
     }
     let body_id = params.get("client_id");

@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let params = parse_params(req)?;
     let client = client_auth::authenticate(app, req, &params, true).await?;
-    let token = params
-        .get("token")
-        .ok_or_else(|| Error::InvalidRequest("token is required".into()))?;
+    let token = crate::http_util::required(&params, "token")?;
     let inactive = || Ok(no_store(json_response(200, &json!({"active": false}))));
     if params.get("token_type_hint").map(String::as_str) != Some("refresh_token")
         && token.matches('.').count() == 2

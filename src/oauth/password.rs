@@ -37,14 +37,8 @@ pub async fn grant(
     client: &Client,
     params: &BTreeMap<String, String>,
 ) -> Result<Response> {
-    let need = |k: &str| {
-        params
-            .get(k)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::InvalidRequest(format!("{k} is required")))
-    };
-    let username = need("username")?;
-    let password = need("password")?;
+    let username = crate::http_util::required(params, "username")?;
+    let password = crate::http_util::required(params, "password")?;
     let scope = granted_scope(client, params)?;
     let audience = token_audience(app, req, client, params)?;
     let user = match find_user(app, username).await? {

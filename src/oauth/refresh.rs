@@ -79,9 +79,7 @@ pub async fn grant(
     client: &Client,
     params: &BTreeMap<String, String>,
 ) -> Result<Response> {
-    let token = params
-        .get("refresh_token")
-        .ok_or_else(|| Error::InvalidRequest("refresh_token is required".into()))?;
+    let token = crate::http_util::required(params, "refresh_token")?;
     let (family_id, secret) = split_refresh_token(token).ok_or_else(invalid)?;
     let key = family_key(family_id);
     let Some((fam, raw)) = state::read::<Family>(app, &key).await? else {

@@ -13,9 +13,7 @@ use serde_json::Value;
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let params = parse_params(req)?;
     let client = refresh::any_client(app, req, &params).await?;
-    let token = params
-        .get("token")
-        .ok_or_else(|| Error::InvalidRequest("token is required".into()))?;
+    let token = crate::http_util::required(&params, "token")?;
     if let Some((family_id, _)) = refresh::live_family(app, token, &client.id).await? {
         state::revoke_family(app, &family_id).await?;
     } else if token.matches('.').count() == 2 {

@@ -8,9 +8,7 @@ use crate::http_util::{parse_params, Request, Response};
 
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let params = parse_params(req)?;
-    let grant = params
-        .get("grant_type")
-        .ok_or_else(|| Error::InvalidRequest("grant_type is required".into()))?;
+    let grant = crate::http_util::required(&params, "grant_type")?;
     let grant = GrantType::parse(grant)?;
     let confidential_only = grant == GrantType::ClientCredentials;
     let client = client_auth::authenticate(app, req, &params, confidential_only).await?;
