@@ -58,6 +58,25 @@ export async function loadInteraction() {
   return { ok: false, message: "This sign-in request cannot be completed (" + res.status + "). Please go back and try again." };
 }
 
+/**
+ * Loads the interaction for a page that needs a signed-in user (consent, patient picker). Shows
+ * the error and returns null when the request cannot go on; sends the browser to the login page
+ * (same request) when the session has ended.
+ */
+export async function loadSignedInInteraction(heading) {
+  const result = await loadInteraction();
+  if (!result.ok) {
+    heading.textContent = "Sign-in problem";
+    showAlert(result.message);
+    return null;
+  }
+  if (!result.data.user) {
+    location.replace("login.html" + location.search);
+    return null;
+  }
+  return result.data;
+}
+
 /** A client's display name: its name, else its id. */
 export function clientName(client) {
   return (typeof client.name === "string" && client.name) || String(client.id ?? "the application");

@@ -1,22 +1,13 @@
 // consent.html: shows what the client asks for and posts the user's decision to /auth/consent.
-import { takeFragmentError, showAlert, loadInteraction, clientName, authorizeQuery, submitOnce } from "./common.js";
+import { takeFragmentError, showAlert, loadSignedInInteraction, clientName, authorizeQuery, submitOnce } from "./common.js";
 
 const heading = document.getElementById("heading");
 
 async function main() {
   const failure = takeFragmentError();
-  const result = await loadInteraction();
-  if (!result.ok) {
-    heading.textContent = "Sign-in problem";
-    showAlert(result.message);
-    return;
-  }
-  const { client, scopes, csrf, user } = result.data;
-  if (!user) {
-    // The session ended (expired or signed out elsewhere): sign in again for the same request.
-    location.replace("login.html" + location.search);
-    return;
-  }
+  const data = await loadSignedInInteraction(heading);
+  if (!data) return;
+  const { client, scopes, csrf, user } = data;
 
   const name = clientName(client);
   heading.textContent = name + " wants to:";

@@ -1,22 +1,14 @@
 // patient.html: the patient picker of a SMART standalone launch (scope launch/patient). Lists
 // the patients the signed-in user may see and posts the choice to /auth/patient.
-import { takeFragmentError, showAlert, loadInteraction, clientName, authorizeQuery, submitOnce } from "./common.js";
+import { takeFragmentError, showAlert, loadSignedInInteraction, clientName, authorizeQuery, submitOnce } from "./common.js";
 
 const heading = document.getElementById("heading");
 
 async function main() {
   const failure = takeFragmentError();
-  const result = await loadInteraction();
-  if (!result.ok) {
-    heading.textContent = "Sign-in problem";
-    showAlert(result.message);
-    return;
-  }
-  const { client, csrf, user, patients } = result.data;
-  if (!user) {
-    location.replace("login.html" + location.search);
-    return;
-  }
+  const data = await loadSignedInInteraction(heading);
+  if (!data) return;
+  const { client, csrf, patients } = data;
   document.getElementById("legend").textContent = "Which patient should " + clientName(client) + " open?";
   const list = document.getElementById("patients");
   const items = Array.isArray(patients) ? patients : [];
