@@ -15,7 +15,7 @@ use crate::authn::{load_user, Identity};
 use crate::error::{Error, Result};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{self, Expectations, VerifyError};
-use crate::model::{introspector, ResourceType};
+use crate::model::introspector;
 use jwt_compact::UntrustedToken;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -48,8 +48,8 @@ pub fn peek_issuer(token: &str) -> Option<String> {
     claims.custom.get("iss")?.as_str().map(str::to_string)
 }
 
-async fn introspectors(app: &App) -> Result<Vec<Value>> {
-    app.repo().list(ResourceType::TokenIntrospector).await
+async fn introspectors(app: &App) -> Result<Rc<Vec<Value>>> {
+    app.repo().introspectors().await
 }
 
 async fn fetch_jwks(app: &App, url: &str) -> Result<Rc<KeySet>> {

@@ -119,6 +119,14 @@ fn hs256_tokens_of_a_trusted_issuer() {
     let t = setup(json!({"type": "jwt", "jwt": {"iss": IDP, "secret": SECRET}}));
     let r = api(&t, &hs256(json!({})));
     assert_eq!(r.status(), 200, "{}", r.text());
+    // Introspectors, policies and the user come from the isolate cache on the next call.
+    let kv_calls = t.kv.calls.get();
+    assert_eq!(api(&t, &hs256(json!({}))).status(), 200);
+    assert_eq!(
+        t.kv.calls.get(),
+        kv_calls,
+        "no KV reads for a repeated external token"
+    );
     // The claims reach policies as `jwt`; `sub` names the User.
     t.admin_put("/AccessPolicy/idp-users", json!({"engine": "matcho", "matcho": {"jwt": {"iss": IDP, "role": "doctor"}, "user": {"id": "john"}}}));
     assert_eq!(api(&t, &hs256(json!({}))).status(), 403);

@@ -39,6 +39,7 @@ type DocCache = HashMap<String, (i64, Option<Rc<Value>>)>;
 pub struct Cache {
     docs: RefCell<DocCache>,
     policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
+    introspectors: RefCell<Option<(i64, Rc<Vec<Value>>)>>,
     verified: RefCell<HashMap<[u8; 32], i64>>,
     /// Revoked access tokens (see [`crate::state::Revocations`]).
     pub revocations: crate::state::Revocations,
@@ -66,8 +67,10 @@ impl Cache {
 
     fn invalidate(&self, key: &str, rt: ResourceType) {
         self.docs.borrow_mut().remove(key);
-        if rt == ResourceType::AccessPolicy {
-            *self.policies.borrow_mut() = None;
+        match rt {
+            ResourceType::AccessPolicy => *self.policies.borrow_mut() = None,
+            ResourceType::TokenIntrospector => *self.introspectors.borrow_mut() = None,
+            _ => {}
         }
     }
 }
@@ -183,6 +186,20 @@ impl Repo<'_> {
         let compiled = Rc::new(set);
         *self.cache.policies.borrow_mut() = Some((now, compiled.clone()));
         Ok(compiled)
+    }
+
+    /// All TokenIntrospectors, cached for `ttl` like the policies: every external bearer token
+    /// needs them, and a KV list per request would cost a read per introspector.
+    pub async fn introspectors(&self) -> Result<Rc<Vec<Value>>> {
+        let now = self.clock.now();
+        if let Some((at, list)) = self.cache.introspectors.borrow().as_ref() {
+            if now - at < self.ttl {
+                return Ok(list.clone());
+            }
+        }
+        let list = Rc::new(self.list(ResourceType::TokenIntrospector).await?);
+        *self.cache.introspectors.borrow_mut() = Some((now, list.clone()));
+        Ok(list)
     }
 
     pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
