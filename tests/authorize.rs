@@ -35,7 +35,7 @@ fn web_app() -> TestApp {
 
 fn query(extra: &[(&str, &str)]) -> String {
     let challenge = pkce::s256(VERIFIER);
-    let mut p = vec![
+    let p = vec![
         ("response_type", "code"),
         ("client_id", "web-app"),
         ("redirect_uri", CB),
@@ -45,15 +45,7 @@ fn query(extra: &[(&str, &str)]) -> String {
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
-    for (k, v) in extra {
-        p.retain(|(pk, _)| pk != k);
-        if !v.is_empty() {
-            p.push((k, v));
-        }
-    }
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(p)
-        .finish()
+    common::query_with(p, extra)
 }
 
 /// Walks authorize -> login -> consent and returns the callback URL.
@@ -353,19 +345,12 @@ fn wrong_password_and_csrf_go_back_to_the_login_page() {
     assert!(!b.cookies.contains_key("edge_session"));
     // A cross-site post with the right token is refused too.
     let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("username", "john"),
-            ("password", "pass123"),
-            ("csrf", csrf.as_str()),
-            ("query", q.as_str()),
-        ])
-        .finish();
+    let body = common::login_body("john", "pass123", &csrf, &q);
     let cross = b.send(
         TestApp::req("POST", "/auth/login")
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", "https://evil.example"),
-        body.into_bytes(),
+        body,
     );
     assert!(redirect(cross).ends_with("#error=csrf"));
 }
@@ -408,19 +393,12 @@ fn session_cookie_attributes() {
     let q = query(&[]);
     let mut b = Browser::new(&t);
     let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("username", "john"),
-            ("password", "pass123"),
-            ("csrf", csrf.as_str()),
-            ("query", q.as_str()),
-        ])
-        .finish();
+    let body = common::login_body("john", "pass123", &csrf, &q);
     let r = t.send(
         TestApp::req("POST", "/auth/login")
             .header("content-type", "application/x-www-form-urlencoded")
             .header("cookie", format!("edge_csrf={csrf}"))
-            .body(body.into_bytes())
+            .body(body)
             .unwrap(),
     );
     let Outcome::Respond(r) = r else { panic!() };

@@ -33,7 +33,7 @@ fn setup() -> TestApp {
 
 fn query(extra: &[(&str, &str)]) -> String {
     let challenge = pkce::s256(VERIFIER);
-    let mut p: Vec<(&str, &str)> = vec![
+    let p: Vec<(&str, &str)> = vec![
         ("response_type", "code"),
         ("client_id", "growth-chart"),
         ("redirect_uri", CB),
@@ -43,15 +43,7 @@ fn query(extra: &[(&str, &str)]) -> String {
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
     ];
-    for (k, v) in extra {
-        p.retain(|(pk, _)| pk != k);
-        if !v.is_empty() {
-            p.push((k, v));
-        }
-    }
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(p)
-        .finish()
+    common::query_with(p, extra)
 }
 
 fn tokens(t: &TestApp, q: &str, user: &str) -> Value {

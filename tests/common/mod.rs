@@ -119,3 +119,30 @@ pub fn params(url: &str) -> HashMap<String, String> {
     let q = url.split_once(['?', '#']).map(|(_, q)| q).unwrap_or("");
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
+
+/// An authorize query string: `base` with `extra` replacing same-named parameters (an empty
+/// value removes the parameter).
+pub fn query_with<'a>(mut base: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> String {
+    for (k, v) in extra {
+        base.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            base.push((k, v));
+        }
+    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(base)
+        .finish()
+}
+
+/// The form body the login page posts.
+pub fn login_body(username: &str, password: &str, csrf: &str, query: &str) -> Vec<u8> {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("username", username),
+            ("password", password),
+            ("csrf", csrf),
+            ("query", query),
+        ])
+        .finish()
+        .into_bytes()
+}
