@@ -92,3 +92,20 @@ fn pbkdf2_sha256_vector() {
         "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
     );
 }
+
+/// The probe the Worker runs once per isolate (its wasm key parser skips the curve maths): a
+/// signing key whose private part belongs to another public key is caught, a good pair passes.
+#[test]
+fn signing_pair_probe_catches_a_mismatched_key() {
+    let good = KeySet::from_config(Some(RFC8037_JWK), None).unwrap();
+    assert_eq!(block_on(good.check_signing_pair(&RustCrypto)), Ok(()));
+
+    let mut bad = good.clone();
+    let signing = bad.signing.as_mut().unwrap();
+    signing.public = PublicKey::Ed25519([9u8; 32]);
+    let err = block_on(bad.check_signing_pair(&RustCrypto)).unwrap_err();
+    assert!(err.contains("does not belong"), "{err}");
+
+    // No signing key (a verify-only deployment): nothing to check.
+    assert_eq!(block_on(KeySet::default().check_signing_pair(&RustCrypto)), Ok(()));
+}

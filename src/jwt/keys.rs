@@ -6,9 +6,8 @@
 //! switch. Each key's algorithm is pinned by its type (DESIGN.md rule 6): a token whose header
 //! names another algorithm is refused whatever its signature.
 
-use crate::crypto::{ed25519_public_from_seed, p256_public_from_scalar};
 use crate::http_util::b64url;
-use crate::platform::{PrivateKey, PublicKey, SigAlg};
+use crate::platform::{Crypto, PrivateKey, PublicKey, SigAlg};
 use jwt_compact::jwk::JsonWebKey;
 use serde_json::{json, Value};
 
@@ -47,6 +46,29 @@ fn thumbprint(jwk: &JsonWebKey<'_>) -> String {
     b64url(&jwk.thumbprint::<sha2::Sha256>())
 }
 
+// Does a private key belong to its public key? Natively the curve maths answers at once. The wasm
+// builds do not link that maths (it was a tenth of the Worker's size): they leave the answer to
+// `KeySet::check_signing_pair`, a sign-and-verify probe through WebCrypto when an isolate starts.
+#[cfg(not(target_arch = "wasm32"))]
+fn ed25519_pair_ok(seed: &[u8; 32], x: &[u8; 32]) -> bool {
+    crate::crypto::ed25519_public_from_seed(seed) == *x
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn p256_pair_ok(d: &[u8; 32], x: &[u8; 32], y: &[u8; 32]) -> bool {
+    crate::crypto::p256_public_from_scalar(d) == Some((*x, *y))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn ed25519_pair_ok(_seed: &[u8; 32], _x: &[u8; 32]) -> bool {
+    true
+}
+
+#[cfg(target_arch = "wasm32")]
+fn p256_pair_ok(_d: &[u8; 32], _x: &[u8; 32], _y: &[u8; 32]) -> bool {
+    true
+}
+
 /// Parses one JWK into (kid, alg, public, private?). The `alg` member, when present, must agree
 /// with the key type; it is never what decides the algorithm.
 fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>), String> {
@@ -63,7 +85,7 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
             let private = match secret {
                 Some(d) => {
                     let seed = arr32(d, "Ed25519 d")?;
-                    if ed25519_public_from_seed(&seed) != x {
+                    if !ed25519_pair_ok(&seed, &x) {
                         return Err("Ed25519 d and x do not belong together".into());
                     }
                     Some(PrivateKey::Ed25519 { seed, public: x })
@@ -83,7 +105,7 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
             let private = match secret {
                 Some(d) => {
                     let d = arr32(d, "P-256 d")?;
-                    if p256_public_from_scalar(&d) != Some((x, y)) {
+                    if !p256_pair_ok(&d, &x, &y) {
                         return Err("P-256 d does not match x and y".into());
                     }
                     Some(PrivateKey::P256 { d, x, y })
@@ -184,6 +206,25 @@ impl KeySet {
             }
         }
         Ok(set)
+    }
+
+    /// Signs a probe with the signing key and verifies it with the published public key: a
+    /// `SIGNING_KEY` whose `d` does not belong to its `x`/`y` would issue tokens nobody can
+    /// verify. The Worker runs this once per isolate (its parser skips the curve maths).
+    pub async fn check_signing_pair(&self, crypto: &dyn Crypto) -> Result<(), String> {
+        let Some(k) = &self.signing else {
+            return Ok(());
+        };
+        let probe = b"edge-authorizer signing key check";
+        let sig = crypto
+            .sign(k.alg, &k.kid, &k.private, probe)
+            .await
+            .map_err(|e| format!("SIGNING_KEY cannot sign: {e}"))?;
+        match crypto.verify(k.alg, &k.kid, &k.public, probe, &sig).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("SIGNING_KEY: d does not belong to the public key".into()),
+            Err(e) => Err(format!("SIGNING_KEY cannot verify: {e}")),
+        }
     }
 
     pub fn find(&self, kid: &str) -> Option<&VerifyingKey> {

@@ -23,6 +23,8 @@ use worker::{
 struct Isolate {
     config: std::result::Result<Rc<Config>, String>,
     cache: Rc<Cache>,
+    /// The signing key pair's probe (`KeySet::check_signing_pair`), once it has run.
+    key_check: RefCell<Option<std::result::Result<(), String>>>,
 }
 
 thread_local! {
@@ -43,6 +45,7 @@ fn isolate(env: &Env) -> Rc<Isolate> {
         let i = Rc::new(Isolate {
             config: Config::from_vars(var).map(Rc::new),
             cache: Rc::new(Cache::default()),
+            key_check: RefCell::new(None),
         });
         *cell.borrow_mut() = Some(i.clone());
         i
@@ -188,6 +191,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(c) => c.clone(),
         Err(e) => return error(Error::Internal(format!("configuration: {e}"))),
     };
+    // The wasm key parser skips the curve maths; one WebCrypto probe per isolate stands in.
+    let checked = iso.key_check.borrow().clone();
+    let checked = match checked {
+        Some(r) => r,
+        None => {
+            let r = config
+                .keys
+                .check_signing_pair(&crate::webcrypto::WebCrypto)
+                .await;
+            *iso.key_check.borrow_mut() = Some(r.clone());
+            r
+        }
+    };
+    if let Err(e) = checked {
+        return error(Error::Internal(format!("configuration: {e}")));
+    }
     let http_req = match to_http(req, config.max_body_bytes).await {
         Ok(r) => r,
         Err(e) => return error(e),
