@@ -180,24 +180,38 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
         _ => {}
     }
     let audience = app.audience(req);
-    let expect = Expectations {
-        issuer: &issuer,
-        audience: Some(&audience),
-        typ: Some(ACCESS_TOKEN_TYP),
-        leeway: app.config.leeway,
-        now: app.now(),
+    let now = app.now();
+    let cache_key = crate::token_cache::key(token, &issuer, &audience);
+    let claims = match app.cache.tokens.get(&cache_key, now) {
+        Some(claims) => claims,
+        None => {
+            let expect = Expectations {
+                issuer: &issuer,
+                audience: Some(&audience),
+                typ: Some(ACCESS_TOKEN_TYP),
+                leeway: app.config.leeway,
+                now,
+            };
+            let claims = jwt::verify(
+                app.platform.crypto.as_ref(),
+                &app.config.keys,
+                token,
+                &expect,
+            )
+            .await
+            .map_err(|e| match e {
+                VerifyError::Backend(b) => Error::Unavailable(b.0),
+                other => Error::InvalidToken(other.to_string()),
+            })?;
+            // `verify` requires `exp`; the entry lives exactly as long as the token would pass.
+            let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+            let claims = std::rc::Rc::new(claims);
+            app.cache
+                .tokens
+                .insert(cache_key, exp + app.config.leeway, now, claims.clone());
+            claims
+        }
     };
-    let claims = jwt::verify(
-        app.platform.crypto.as_ref(),
-        &app.config.keys,
-        token,
-        &expect,
-    )
-    .await
-    .map_err(|e| match e {
-        VerifyError::Backend(b) => Error::Unavailable(b.0),
-        other => Error::InvalidToken(other.to_string()),
-    })?;
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         if crate::state::is_revoked(app, jti).await? {
             return Err(Error::InvalidToken("token has been revoked".into()));
@@ -230,6 +244,6 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
         root: false,
         client: Some(client),
         user,
-        jwt: Some(claims),
+        jwt: Some((*claims).clone()),
     })
 }

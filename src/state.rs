@@ -258,6 +258,9 @@ pub struct Revocations {
     cursor: Cell<u64>,
     polled_at: Cell<i64>,
     polled: Cell<bool>,
+    /// A poll is on its way: concurrent requests use the current list rather than each
+    /// asking the store (which, under load, was one Durable Object call per request each second).
+    in_flight: Cell<bool>,
     jtis: RefCell<HashMap<String, i64>>,
 }
 
@@ -288,8 +291,13 @@ pub async fn revoke_access_token(app: &App, jti: &str, exp: i64) -> Result<()> {
 pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
     let r = &app.cache.revocations;
     let now = app.now();
-    if !r.polled.get() || now - r.polled_at.get() >= REVOCATION_POLL_SECS {
-        let (cursor, list) = app.platform.state.revocations_since(r.cursor.get()).await?;
+    let due = !r.polled.get() || now - r.polled_at.get() >= REVOCATION_POLL_SECS;
+    // Before the first poll every request must wait for the list; after it, one poll at a time.
+    if due && !(r.polled.get() && r.in_flight.get()) {
+        r.in_flight.set(true);
+        let polled = app.platform.state.revocations_since(r.cursor.get()).await;
+        r.in_flight.set(false);
+        let (cursor, list) = polled?;
         for (j, until) in list {
             r.insert(j, until, now);
         }

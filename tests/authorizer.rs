@@ -395,3 +395,99 @@ fn reads_are_cached_and_writes_through_this_isolate_apply_at_once() {
     );
     assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 403);
 }
+
+/// Counts signature checks, so a test can see the verified-token cache at work.
+struct CountingCrypto(std::cell::Cell<u32>);
+
+#[async_trait::async_trait(?Send)]
+impl edge_authorizer::platform::Crypto for CountingCrypto {
+    async fn pbkdf2_sha256(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+    ) -> Result<[u8; 32], edge_authorizer::platform::BackendError> {
+        edge_authorizer::crypto::RustCrypto
+            .pbkdf2_sha256(password, salt, iterations)
+            .await
+    }
+    async fn sign(
+        &self,
+        alg: edge_authorizer::platform::SigAlg,
+        kid: &str,
+        key: &edge_authorizer::platform::PrivateKey,
+        message: &[u8],
+    ) -> Result<Vec<u8>, edge_authorizer::platform::BackendError> {
+        edge_authorizer::crypto::RustCrypto
+            .sign(alg, kid, key, message)
+            .await
+    }
+    async fn verify(
+        &self,
+        alg: edge_authorizer::platform::SigAlg,
+        kid: &str,
+        key: &edge_authorizer::platform::PublicKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, edge_authorizer::platform::BackendError> {
+        self.0.set(self.0.get() + 1);
+        edge_authorizer::crypto::RustCrypto
+            .verify(alg, kid, key, message, signature)
+            .await
+    }
+}
+
+#[test]
+fn verified_tokens_are_cached_until_exp_and_revocation_still_applies() {
+    use edge_authorizer::app::{App, Platform};
+    use std::rc::Rc;
+    let mut t = TestApp::new();
+    let tok = cc_token(&t);
+    let counter = Rc::new(CountingCrypto(std::cell::Cell::new(0)));
+    let p = &t.app.platform;
+    t.app = App::new(
+        t.app.config.clone(),
+        Platform {
+            kv: p.kv.clone(),
+            state: p.state.clone(),
+            http: p.http.clone(),
+            crypto: counter.clone(),
+            clock: p.clock.clone(),
+            random: p.random.clone(),
+            log: p.log.clone(),
+        },
+        t.app.cache.clone(),
+    );
+    let bearer = format!("Bearer {tok}");
+    for _ in 0..5 {
+        assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 200);
+    }
+    assert_eq!(counter.0.get(), 1, "one signature check for five requests");
+
+    // A tampered copy is another cache key: checked, refused, and not remembered.
+    // (A character inside the signature: the last one also carries padding bits.)
+    let at = tok.len() - 10;
+    let flipped = if &tok[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &tok[..at], &tok[at + 1..]);
+    for _ in 0..2 {
+        let r = respond(t.get_with("/Patient", &format!("Bearer {forged}")));
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(counter.0.get(), 3);
+
+    // Revoking the cached token takes effect at once.
+    let r = t.call(
+        TestApp::req("POST", "/auth/revoke")
+            .header("authorization", TestApp::basic("api-client", "verysecret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={tok}").into_bytes())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 200);
+    let r = respond(t.get_with("/Patient", &bearer));
+    assert_eq!(r.status(), 401);
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+}

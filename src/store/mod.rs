@@ -45,6 +45,8 @@ pub struct Cache {
     pub revocations: crate::state::Revocations,
     /// JWKS and introspection answers of external issuers.
     pub external: crate::external::ExternalCache,
+    /// Our own access tokens that verified, until their `exp`.
+    pub tokens: crate::token_cache::TokenCache,
 }
 
 impl Cache {
