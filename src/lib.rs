@@ -27,10 +27,10 @@ pub mod secret;
 pub mod smart;
 pub mod state;
 pub mod store;
-pub mod token_cache;
 /// Test doubles (fixed clock, seeded randomness, in-memory stores); native only.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod token_cache;
 
 /// WebCrypto for the wasm builds (the Worker and the browser package).
 #[cfg(all(target_arch = "wasm32", any(feature = "worker", feature = "browser")))]

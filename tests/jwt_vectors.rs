@@ -107,5 +107,8 @@ fn signing_pair_probe_catches_a_mismatched_key() {
     assert!(err.contains("does not belong"), "{err}");
 
     // No signing key (a verify-only deployment): nothing to check.
-    assert_eq!(block_on(KeySet::default().check_signing_pair(&RustCrypto)), Ok(()));
+    assert_eq!(
+        block_on(KeySet::default().check_signing_pair(&RustCrypto)),
+        Ok(())
+    );
 }
