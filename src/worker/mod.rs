@@ -103,12 +103,12 @@ async fn to_http(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Error::PayloadTooLarge(max));
     }
-    let url = req
-        .url()
-        .map_err(|e| Error::InvalidRequest(format!("bad URL: {e}")))?;
+    // The runtime's own URL string, parsed once by `http`: `worker::Request::url` would parse it
+    // again with the `url` crate, whose IDNA tables are a tenth of the Worker's size.
+    let url = req.inner().url();
     let mut b = http::Request::builder()
         .method(req.method().as_ref())
-        .uri(url.as_str());
+        .uri(url);
     for (name, value) in req.headers().entries() {
         b = b.header(name, value);
     }
