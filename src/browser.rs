@@ -10,15 +10,14 @@
 //!
 //! Built by `scripts/build-browser.sh` (`--features browser`, wasm-bindgen `--target web`).
 
-use crate::http_util::{b64url, b64url_decode};
-use crate::jwt::keys::{KeySet, VerifyingKey};
+use crate::http_util::b64url;
+use crate::jwt::keys::KeySet;
 use crate::jwt::{self, Expectations, VerifyError};
 use crate::oauth::pkce;
 use crate::platform::{BackendError, Crypto, PrivateKey, PublicKey, SigAlg};
 use crate::webcrypto::WebCrypto;
 use js_sys::{Function, Object, Promise, Reflect, JSON};
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -224,94 +223,13 @@ impl Settings {
     }
 }
 
-/// RFC 7638 thumbprint (base64url SHA-256 of the required members in lexicographic order): the
-/// `kid` of a JWK that has none, as the Worker's `KeySet` does.
-fn thumbprint(k: &Map<String, Value>, members: &[&str]) -> String {
-    let mut canonical = Map::new();
-    for m in members {
-        canonical.insert((*m).to_string(), k.get(*m).cloned().unwrap_or(Value::Null));
-    }
-    b64url(&Sha256::digest(
-        Value::Object(canonical).to_string().as_bytes(),
-    ))
-}
-
-fn coordinate(k: &Map<String, Value>, name: &str) -> Option<[u8; 32]> {
-    let s = k.get(name)?.as_str()?;
-    b64url_decode(s)?.try_into().ok()
-}
-
-/// One public JWK we can verify with: Ed25519 (OKP) or P-256 (EC), `use` absent or `sig`, an
-/// `alg`, when present, that fits the key type (the key type pins the algorithm). Private
-/// members are ignored. `None` for any other key (RSA, encryption keys) so that a foreign JWKS
-/// with more key types still works.
-fn verifying_key(k: &Map<String, Value>) -> Option<VerifyingKey> {
-    if k.get("use").and_then(Value::as_str).unwrap_or("sig") != "sig" {
-        return None;
-    }
-    let kty = k.get("kty").and_then(Value::as_str);
-    let crv = k.get("crv").and_then(Value::as_str);
-    let (alg, public, members): (SigAlg, PublicKey, &[&str]) = match (kty, crv) {
-        (Some("OKP"), Some("Ed25519")) => (
-            SigAlg::EdDsa,
-            PublicKey::Ed25519(coordinate(k, "x")?),
-            &["crv", "kty", "x"],
-        ),
-        (Some("EC"), Some("P-256")) => (
-            SigAlg::Es256,
-            PublicKey::P256 {
-                x: coordinate(k, "x")?,
-                y: coordinate(k, "y")?,
-            },
-            &["crv", "kty", "x", "y"],
-        ),
-        _ => return None,
-    };
-    if let Some(a) = k.get("alg") {
-        if a.as_str() != Some(alg.jws_name()) {
-            return None;
-        }
-    }
-    let kid = match k.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
-        Some(_) => return None,
-        None => thumbprint(k, members),
-    };
-    Some(VerifyingKey { kid, alg, public })
-}
-
-/// The verifying keys of a JWKS (`{"keys": [...]}` or a bare array). The Worker's
-/// `KeySet::from_config` would also check private keys, which pulls pure-Rust Ed25519 and P-256
-/// arithmetic into the package; a browser only ever needs the public half.
+/// The verifying keys of a JWKS (`{"keys": [...]}` or a bare array), parsed by the same
+/// `KeySet` code as the Worker's: Ed25519, P-256, P-384 and RSA signature keys; encryption keys
+/// and unknown types are skipped so a foreign JWKS with more key types still works.
 fn key_set(jwks: &str) -> Result<KeySet, JsValue> {
     let v: Value = serde_json::from_str(jwks)
         .map_err(|e| error("invalid_options", &format!("JWKS is not JSON: {e}")))?;
-    let list = match &v {
-        Value::Object(o) => match o.get("keys") {
-            Some(Value::Array(a)) => a,
-            _ => return Err(error("invalid_options", "JWKS must have a keys array")),
-        },
-        Value::Array(a) => a,
-        _ => return Err(error("invalid_options", "JWKS must be an object")),
-    };
-    let mut set = KeySet::default();
-    for key in list
-        .iter()
-        .filter_map(Value::as_object)
-        .filter_map(verifying_key)
-    {
-        if let Some(other) = set.find(&key.kid) {
-            if other != &key {
-                return Err(error(
-                    "invalid_options",
-                    &format!("kid {} names two keys", key.kid),
-                ));
-            }
-            continue;
-        }
-        set.verifying.push(key);
-    }
-    Ok(set)
+    KeySet::from_jwks(&v).map_err(|e| error("invalid_options", &e))
 }
 
 /// Signature checks through WebCrypto. Only `verify`: a browser never signs nor hashes

@@ -6,10 +6,10 @@
 //! switch. Each key's algorithm is pinned by its type (DESIGN.md rule 6): a token whose header
 //! names another algorithm is refused whatever its signature.
 
-use crate::http_util::b64url;
+use crate::http_util::{b64url, b64url_decode};
 use crate::platform::{Crypto, PrivateKey, PublicKey, SigAlg};
-use jwt_compact::jwk::JsonWebKey;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 /// The key that signs new tokens.
 #[derive(Debug, Clone)]
@@ -35,15 +35,38 @@ pub struct KeySet {
     pub verifying: Vec<VerifyingKey>,
 }
 
-fn arr32(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
+/// A base64url member of a JWK, decoded to exactly `N` bytes.
+fn fixed<const N: usize>(
+    k: &Map<String, Value>,
+    name: &str,
+    what: &str,
+) -> Result<[u8; N], String> {
+    let bytes = bytes_member(k, name, what)?;
+    let len = bytes.len();
     bytes
         .try_into()
-        .map_err(|_| format!("{what} must be 32 bytes, got {}", bytes.len()))
+        .map_err(|_| format!("{what} must be {N} bytes, got {len}"))
 }
 
-/// RFC 7638 thumbprint, base64url: the `kid` when a JWK has none.
-fn thumbprint(jwk: &JsonWebKey<'_>) -> String {
-    b64url(&jwk.thumbprint::<sha2::Sha256>())
+/// A base64url member of a JWK (RFC 7518 6: no padding).
+fn bytes_member(k: &Map<String, Value>, name: &str, what: &str) -> Result<Vec<u8>, String> {
+    let s = k
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{what} is missing"))?;
+    b64url_decode(s).ok_or_else(|| format!("{what} is not base64url"))
+}
+
+/// RFC 7638 thumbprint, base64url: the `kid` when a JWK has none. The required members of the
+/// key type, as given, in lexicographic order, without whitespace (serde_json's map is sorted).
+fn thumbprint(k: &Map<String, Value>, members: &[&str]) -> String {
+    let canonical: Map<String, Value> = members
+        .iter()
+        .map(|m| ((*m).to_string(), k.get(*m).cloned().unwrap_or(Value::Null)))
+        .collect();
+    b64url(&Sha256::digest(
+        Value::Object(canonical).to_string().as_bytes(),
+    ))
 }
 
 // Does a private key belong to its public key? Natively the curve maths answers at once. The wasm
@@ -70,81 +93,74 @@ fn p256_pair_ok(_d: &[u8; 32], _x: &[u8; 32], _y: &[u8; 32]) -> bool {
 }
 
 /// Parses one JWK into (kid, alg, public, private?). The `alg` member, when present, must agree
-/// with the key type; it is never what decides the algorithm.
+/// with the key type; it is never what decides the algorithm. Shared by the Worker (our keys,
+/// clients' and issuers' JWKS) and the browser package, so it reads the JSON directly rather
+/// than through a JWK type with every key type's maths behind it.
 fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>), String> {
-    let jwk: JsonWebKey<'_> =
-        serde_json::from_value(v.clone()).map_err(|e| format!("not a JWK: {e}"))?;
-    let kid = match v.get("kid") {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        Some(_) => return Err("kid must be a non-empty string".into()),
-        None => thumbprint(&jwk.to_verifying_key()),
-    };
-    let (alg, public, private) = match &jwk {
-        JsonWebKey::KeyPair { curve, x, secret } if curve == "Ed25519" => {
-            let x = arr32(x, "Ed25519 x")?;
-            let private = match secret {
-                Some(d) => {
-                    let seed = arr32(d, "Ed25519 d")?;
-                    if !ed25519_pair_ok(&seed, &x) {
-                        return Err("Ed25519 d and x do not belong together".into());
-                    }
-                    Some(PrivateKey::Ed25519 { seed, public: x })
+    let k = v.as_object().ok_or("not a JWK: not a JSON object")?;
+    let kty = k.get("kty").and_then(Value::as_str).unwrap_or_default();
+    let crv = k.get("crv").and_then(Value::as_str).unwrap_or_default();
+    let has_d = k.contains_key("d");
+    let (alg, public, private, members): (_, _, _, &[&str]) = match (kty, crv) {
+        ("OKP", "Ed25519") => {
+            let x: [u8; 32] = fixed(k, "x", "Ed25519 x")?;
+            let private = if has_d {
+                let seed: [u8; 32] = fixed(k, "d", "Ed25519 d")?;
+                if !ed25519_pair_ok(&seed, &x) {
+                    return Err("Ed25519 d and x do not belong together".into());
                 }
-                None => None,
+                Some(PrivateKey::Ed25519 { seed, public: x })
+            } else {
+                None
             };
-            (SigAlg::EdDsa, PublicKey::Ed25519(x), private)
+            let members = &["crv", "kty", "x"];
+            (SigAlg::EdDsa, PublicKey::Ed25519(x), private, members)
         }
-        JsonWebKey::EllipticCurve {
-            curve,
-            x,
-            y,
-            secret,
-        } if curve == "P-256" => {
-            let x = arr32(x, "P-256 x")?;
-            let y = arr32(y, "P-256 y")?;
-            let private = match secret {
-                Some(d) => {
-                    let d = arr32(d, "P-256 d")?;
-                    if !p256_pair_ok(&d, &x, &y) {
-                        return Err("P-256 d does not match x and y".into());
-                    }
-                    Some(PrivateKey::P256 { d, x, y })
+        ("EC", "P-256") => {
+            let x: [u8; 32] = fixed(k, "x", "P-256 x")?;
+            let y: [u8; 32] = fixed(k, "y", "P-256 y")?;
+            let private = if has_d {
+                let d: [u8; 32] = fixed(k, "d", "P-256 d")?;
+                if !p256_pair_ok(&d, &x, &y) {
+                    return Err("P-256 d does not match x and y".into());
                 }
-                None => None,
+                Some(PrivateKey::P256 { d, x, y })
+            } else {
+                None
             };
-            (SigAlg::Es256, PublicKey::P256 { x, y }, private)
+            let members = &["crv", "kty", "x", "y"];
+            (SigAlg::Es256, PublicKey::P256 { x, y }, private, members)
         }
-        JsonWebKey::EllipticCurve { curve, x, y, .. } if curve == "P-384" => {
-            let x: [u8; 48] = x[..]
-                .try_into()
-                .map_err(|_| "P-384 x must be 48 bytes".to_string())?;
-            let y: [u8; 48] = y[..]
-                .try_into()
-                .map_err(|_| "P-384 y must be 48 bytes".to_string())?;
-            (SigAlg::Es384, PublicKey::P384 { x, y }, None)
+        ("EC", "P-384") => {
+            let x: [u8; 48] = fixed(k, "x", "P-384 x")?;
+            let y: [u8; 48] = fixed(k, "y", "P-384 y")?;
+            let members = &["crv", "kty", "x", "y"];
+            (SigAlg::Es384, PublicKey::P384 { x, y }, None, members)
         }
-        JsonWebKey::Rsa {
-            modulus,
-            public_exponent,
-            ..
-        } => {
-            if modulus.len() < 256 {
+        ("RSA", _) => {
+            let n = bytes_member(k, "n", "RSA n")?;
+            let e = bytes_member(k, "e", "RSA e")?;
+            // Leading zero octets do not count (RFC 7518 6.3.1.1 forbids them, some encoders
+            // still write one).
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 {
                 return Err("RSA keys must have at least 2048 bits".into());
             }
-            let public = PublicKey::Rsa {
-                n: modulus.to_vec(),
-                e: public_exponent.to_vec(),
-            };
             // An RSA JWK may say which hash it is for; RS256 when it does not.
-            let alg = match v.get("alg").and_then(Value::as_str) {
+            let alg = match k.get("alg").and_then(Value::as_str) {
                 Some("RS384") => SigAlg::Rs384,
                 _ => SigAlg::Rs256,
             };
-            (alg, public, None)
+            let members = &["e", "kty", "n"];
+            (alg, PublicKey::Rsa { n, e }, None, members)
         }
-        _ => return Err("only Ed25519 (OKP), P-256 (EC) and RSA keys are supported".into()),
+        _ => {
+            return Err(
+                "only Ed25519 (OKP), P-256 and P-384 (EC) and RSA keys are supported".into(),
+            )
+        }
     };
-    if let Some(a) = v.get("alg") {
+    if let Some(a) = k.get("alg") {
         if a.as_str() != Some(alg.jws_name()) {
             return Err(format!(
                 "alg {a} does not fit the key type, which signs {}",
@@ -152,6 +168,11 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
             ));
         }
     }
+    let kid = match k.get("kid") {
+        Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
+        Some(_) => return Err("kid must be a non-empty string".into()),
+        None => thumbprint(k, members),
+    };
     Ok((kid, alg, public, private))
 }
 
@@ -243,16 +264,24 @@ impl KeySet {
     /// A public JWKS from an external issuer (RFC 7517 5): keys we cannot use (encryption keys,
     /// unsupported types) are skipped, not fatal, as IdPs publish all sorts.
     pub fn from_jwks(jwks: &Value) -> Result<KeySet, String> {
-        let list = jwks
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or("a JWKS must be an object with a keys array")?;
+        let list = match jwks {
+            Value::Object(o) => o
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or("a JWKS must be an object with a keys array")?,
+            Value::Array(a) => a,
+            _ => return Err("a JWKS must be an object with a keys array".into()),
+        };
         let mut set = KeySet::default();
         for k in list {
-            if k.get("use").and_then(Value::as_str) == Some("enc") {
+            if k.get("use").and_then(Value::as_str).unwrap_or("sig") != "sig" {
                 continue;
             }
-            if let Ok((kid, alg, public, _)) = parse_jwk(k) {
+            let Ok((kid, alg, public, _)) = parse_jwk(k) else {
+                continue;
+            };
+            // RFC 7517 4.5: kids SHOULD be distinct; a token names one kid, so the first wins.
+            if set.find(&kid).is_none() {
                 set.verifying.push(VerifyingKey { kid, alg, public });
             }
         }
