@@ -590,3 +590,28 @@ fn a_failed_login_count_cut_short_never_locks_early() {
     );
     assert!(cuts >= 1, "{cuts}");
 }
+
+#[test]
+fn timeouts_come_from_vars_within_bounds() {
+    use edge_authorizer::config::Config;
+    let d = Config::from_vars(|_| None).unwrap();
+    assert_eq!(
+        (d.outbound_timeout_ms, d.store_timeout_ms),
+        (10_000, 10_000)
+    );
+    let c = Config::from_vars(|n| match n {
+        "OUTBOUND_TIMEOUT_MS" => Some("700".into()),
+        "STORE_TIMEOUT_MS" => Some("2500".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!((c.outbound_timeout_ms, c.store_timeout_ms), (700, 2500));
+    for (name, bad) in [
+        ("OUTBOUND_TIMEOUT_MS", "50"),
+        ("STORE_TIMEOUT_MS", "600000"),
+        ("OUTBOUND_TIMEOUT_MS", "fast"),
+    ] {
+        let r = Config::from_vars(|n| (n == name).then(|| bad.into()));
+        assert!(r.is_err(), "{name}={bad} accepted");
+    }
+}
