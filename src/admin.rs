@@ -87,7 +87,9 @@ async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
     let Some(doc) = repo.get_fresh(rt, id).await? else {
         return Err(Error::NotFound(format!("{rt}/{id} not found")));
     };
-    repo.delete(rt, id).await?;
+    // The email index goes first: a failure between the two steps leaves the User without
+    // its index entry, which a retried DELETE finishes, rather than an index entry that no
+    // retry would find (the User gone, DELETE answering 404).
     if rt == ResourceType::User {
         if let Some(email) = doc
             .get("email")
@@ -99,6 +101,7 @@ async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
             }
         }
     }
+    repo.delete(rt, id).await?;
     Ok(json_response(200, &public_view(&doc)))
 }
 
@@ -155,7 +158,16 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
                 .and_then(user::normalize_email);
             if let Some(e) = &new_email {
                 if let Some(owner) = repo.user_id_by_email(e).await? {
-                    if owner != id && repo.get_fresh(rt, &owner).await?.is_some() {
+                    // An index entry whose User no longer has this email is stale (a write
+                    // cut short, see below) and does not block.
+                    let holds = |d: &Value| {
+                        d.get("email")
+                            .and_then(Value::as_str)
+                            .and_then(user::normalize_email)
+                            .as_ref()
+                            == Some(e)
+                    };
+                    if owner != id && repo.get_fresh(rt, &owner).await?.is_some_and(|d| holds(&d)) {
                         return Err(Error::Conflict(format!(
                             "email is already used by User/{owner}"
                         )));
@@ -205,6 +217,11 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
         json!({"versionId": version.to_string(), "lastUpdated": updated}),
     );
     let doc = Value::Object(map);
+    // Order of the writes (KV has no transactions): the resource, then the new email's index
+    // entry, then the removal of the old one. Cut short after any step, the User is either as
+    // before or as asked with its index not yet (or no longer) matching; a retried PUT writes
+    // the same again and completes it, and a stale index entry is ignored on login (its User
+    // must still have that email, src/oauth/password.rs) and on the email conflict check above.
     repo.put(rt, id, &doc).await?;
     if let Some(e) = &new_email {
         repo.put_email_index(e, id).await?;

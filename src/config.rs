@@ -23,6 +23,40 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds of clock skew tolerated on `exp`/`nbf` (default 30).
     pub leeway: i64,
+    /// Login throttling (README "Configuration", `LOGIN_*`).
+    pub throttle: Throttle,
+    /// `OUTBOUND_TIMEOUT_MS`: how long an outbound fetch (JWKS, introspection, origin) may take
+    /// before it is given up (default 10,000).
+    pub outbound_timeout_ms: u32,
+    /// `STORE_TIMEOUT_MS`: how long a KV or Durable Object call may take (default 10,000).
+    pub store_timeout_ms: u32,
+}
+
+/// Limits of the login throttle (see [`crate::state::throttle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    /// `LOGIN_MAX_FAILURES`: failed sign-ins per user within `window` before a lockout (5).
+    pub max_failures: u32,
+    /// `LOGIN_ADDRESS_MAX_FAILURES`: failed sign-ins per client address within `window` (20).
+    pub address_max_failures: u32,
+    /// `LOGIN_WINDOW`: seconds over which failures are counted (900).
+    pub window: i64,
+    /// `LOGIN_LOCKOUT`: seconds of the first lockout; each further one doubles it (30).
+    pub lockout: i64,
+    /// `LOGIN_LOCKOUT_MAX`: the longest lockout, in seconds (900).
+    pub lockout_max: i64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            max_failures: 5,
+            address_max_failures: 20,
+            window: 900,
+            lockout: 30,
+            lockout_max: 900,
+        }
+    }
 }
 
 impl Default for Config {
@@ -37,6 +71,9 @@ impl Default for Config {
             cache_ttl: 10,
             max_body_bytes: 1024 * 1024,
             leeway: 30,
+            throttle: Throttle::default(),
+            outbound_timeout_ms: 10_000,
+            store_timeout_ms: 10_000,
         }
     }
 }
@@ -77,6 +114,40 @@ impl Config {
                 return Err("ORIGIN_URL must be an http(s) URL".into());
             }
         }
+        let d = Throttle::default();
+        let throttle = Throttle {
+            max_failures: parse_num(
+                "LOGIN_MAX_FAILURES",
+                get("LOGIN_MAX_FAILURES"),
+                d.max_failures,
+            )?,
+            address_max_failures: parse_num(
+                "LOGIN_ADDRESS_MAX_FAILURES",
+                get("LOGIN_ADDRESS_MAX_FAILURES"),
+                d.address_max_failures,
+            )?,
+            window: parse_num("LOGIN_WINDOW", get("LOGIN_WINDOW"), d.window)?,
+            lockout: parse_num("LOGIN_LOCKOUT", get("LOGIN_LOCKOUT"), d.lockout)?,
+            lockout_max: parse_num("LOGIN_LOCKOUT_MAX", get("LOGIN_LOCKOUT_MAX"), d.lockout_max)?,
+        };
+        if throttle.max_failures == 0
+            || throttle.address_max_failures == 0
+            || throttle.window < 1
+            || throttle.lockout < 1
+            || throttle.lockout_max < throttle.lockout
+        {
+            return Err(
+                "LOGIN_* limits must be positive, and LOGIN_LOCKOUT_MAX at least LOGIN_LOCKOUT"
+                    .into(),
+            );
+        }
+        let timeout = |name: &str| -> Result<u32, String> {
+            let ms: u32 = parse_num(name, get(name), 10_000)?;
+            if !(100..=60_000).contains(&ms) {
+                return Err(format!("{name} must be between 100 and 60000"));
+            }
+            Ok(ms)
+        };
         Ok(Config {
             issuer: get("ISSUER").map(trim_slash),
             audience: get("AUDIENCE").map(|s| s.trim().to_string()),
@@ -87,6 +158,9 @@ impl Config {
             cache_ttl: parse_num("CACHE_TTL", get("CACHE_TTL"), 10)?,
             max_body_bytes: parse_num("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 1024 * 1024)?,
             leeway: parse_num("CLOCK_LEEWAY", get("CLOCK_LEEWAY"), 30)?,
+            throttle,
+            outbound_timeout_ms: timeout("OUTBOUND_TIMEOUT_MS")?,
+            store_timeout_ms: timeout("STORE_TIMEOUT_MS")?,
         })
     }
 }

@@ -50,8 +50,16 @@ pub enum Error {
     PayloadTooLarge(usize),
     /// 415 on the admin API: only JSON is accepted.
     UnsupportedMediaType(String),
-    /// A storage, crypto or outbound backend failed: 503 with `Retry-After`, nothing written.
+    /// A storage, crypto or outbound backend failed or timed out: 503 with `Retry-After`,
+    /// nothing written.
     Unavailable(String),
+    /// 429: too many failed sign-ins for this user or from this address (login throttling);
+    /// `retry_after` seconds until the next try is looked at.
+    TooManyRequests { retry_after: i64 },
+    /// 502: the origin could not be reached or broke off its answer.
+    BadGateway(String),
+    /// 504: the origin did not answer in time.
+    GatewayTimeout(String),
     /// A bug or a misconfiguration on our side: logged, 500 with no detail.
     Internal(String),
 }
@@ -83,8 +91,11 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation { .. } => 422,
+            Error::TooManyRequests { .. } => 429,
             Error::Internal(_) => 500,
+            Error::BadGateway(_) => 502,
             Error::Unavailable(_) => 503,
+            Error::GatewayTimeout(_) => 504,
         }
     }
 
@@ -109,6 +120,10 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Unavailable(_) => "temporarily_unavailable",
+            // RFC 8628 3.5's "slow down": the closest registered OAuth code for "wait, then retry".
+            Error::TooManyRequests { .. } => "slow_down",
+            Error::BadGateway(_) => "bad_gateway",
+            Error::GatewayTimeout(_) => "gateway_timeout",
             Error::Internal(_) => "server_error",
         }
     }
@@ -134,6 +149,11 @@ impl Error {
             Error::PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
             // The internal reason goes to the log, never to the client.
             Error::Unavailable(_) => "a backing service is unavailable; retry later".into(),
+            Error::TooManyRequests { retry_after } => {
+                format!("too many failed sign-in attempts; retry in {retry_after} seconds")
+            }
+            Error::BadGateway(_) => "the origin server could not be reached".into(),
+            Error::GatewayTimeout(_) => "the origin server did not answer in time".into(),
             Error::Internal(_) => "internal error".into(),
         }
     }
@@ -170,8 +190,17 @@ impl Error {
         if let Error::MethodNotAllowed(allow) = self {
             headers.insert("allow", http::HeaderValue::from_static(allow));
         }
-        if matches!(self, Error::Unavailable(_)) {
-            headers.insert("retry-after", http::HeaderValue::from_static("5"));
+        match self {
+            Error::Unavailable(_) | Error::BadGateway(_) | Error::GatewayTimeout(_) => {
+                headers.insert("retry-after", http::HeaderValue::from_static("5"));
+            }
+            Error::TooManyRequests { retry_after } => {
+                headers.insert(
+                    "retry-after",
+                    http::HeaderValue::from((*retry_after).max(1)),
+                );
+            }
+            _ => {}
         }
         resp
     }
@@ -179,7 +208,10 @@ impl Error {
     /// The internal reason, for the log line of a 5xx.
     pub fn internal_reason(&self) -> Option<&str> {
         match self {
-            Error::Unavailable(r) | Error::Internal(r) => Some(r),
+            Error::Unavailable(r)
+            | Error::Internal(r)
+            | Error::BadGateway(r)
+            | Error::GatewayTimeout(r) => Some(r),
             _ => None,
         }
     }

@@ -307,3 +307,187 @@ pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
     }
     Ok(r.contains(jti, now))
 }
+
+// ---- login throttling ----
+
+/// Login throttling: failed password checks counted per user and per client address in the
+/// Durable Object, so the count holds across isolates. Every password check (the login form and
+/// the password grant) asks [`throttle::check`] first, before the slow KDF, so a locked guesser
+/// costs us two reads and no hashing; a wrong password is [`throttle::failed`], a right one
+/// [`throttle::succeeded`].
+///
+/// Per key: after `max_failures` failures within `window` seconds, the key is locked for
+/// `lockout` seconds, doubling with each further lockout up to `lockout_max`. While locked, every
+/// attempt is refused with 429 and `Retry-After`, the right password too. A success clears the
+/// user's record. The address record counts failures only and is never cleared by a success, so
+/// one known account cannot be used to reset the count while guessing others, and many
+/// successful logins from one address (a load test, a NAT) are never throttled.
+pub mod throttle {
+    use super::{hash, read, swap};
+    use crate::app::App;
+    use crate::error::{Error, Result};
+    use crate::http_util::Request;
+    use crate::platform::Cas;
+    use serde::{Deserialize, Serialize};
+
+    /// One throttled key's record (`throttle/user/{sha256}` or `throttle/addr/{sha256}`).
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct Record {
+        /// Failures counted in the current window.
+        pub failures: u32,
+        /// When the current window started.
+        pub window_start: i64,
+        /// Refused until then (0: not locked).
+        pub locked_until: i64,
+        /// Lockouts so far; the next one lasts `lockout * 2^lockouts`.
+        pub lockouts: u32,
+    }
+
+    /// The keys one login attempt counts against, with their failure limits.
+    #[derive(Debug, Clone)]
+    pub struct Keys {
+        pub user: String,
+        pub address: Option<String>,
+    }
+
+    /// `who` names the account: the User's id when the username found one, else the normalised
+    /// (trimmed, lowercased) username as typed, so unknown names are throttled like real ones.
+    /// The address is `CF-Connecting-IP`, which Cloudflare sets and clients cannot forge.
+    pub fn keys(req: &Request, who: &str) -> Keys {
+        let address = crate::http_util::header(req, "cf-connecting-ip")
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| format!("throttle/addr/{}", hash(&a.to_ascii_lowercase())));
+        Keys {
+            user: format!("throttle/user/{}", hash(who)),
+            address,
+        }
+    }
+
+    /// The account key of a username that names no user.
+    pub fn unknown_user(username: &str) -> String {
+        format!("name:{}", username.trim().to_lowercase())
+    }
+
+    /// The account key of a user.
+    pub fn known_user(id: &str) -> String {
+        format!("id:{id}")
+    }
+
+    impl Keys {
+        fn each(&self) -> impl Iterator<Item = (&str, bool)> {
+            std::iter::once((self.user.as_str(), true))
+                .chain(self.address.as_deref().map(|a| (a, false)))
+        }
+    }
+
+    /// What [`check`] saw of the user's record, so that [`succeeded`] needs no second read.
+    #[derive(Debug)]
+    pub struct Checked {
+        user_raw: Option<String>,
+    }
+
+    /// Refuses with 429 while the user or the address is locked. Both records are read at once.
+    pub async fn check(app: &App, keys: &Keys) -> Result<Checked> {
+        let now = app.now();
+        let reads = keys.each().map(|(k, _)| read::<Record>(app, k));
+        let mut wait = 0;
+        let mut user_raw = None;
+        for (i, r) in futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            if let Some((rec, raw)) = r? {
+                wait = wait.max(rec.locked_until - now);
+                if i == 0 {
+                    user_raw = Some(raw);
+                }
+            }
+        }
+        if wait > 0 {
+            return Err(Error::TooManyRequests { retry_after: wait });
+        }
+        Ok(Checked { user_raw })
+    }
+
+    /// The record after one more failure at `now`.
+    pub fn after_failure(
+        rec: Option<Record>,
+        limits: &crate::config::Throttle,
+        max: u32,
+        now: i64,
+    ) -> Record {
+        let mut r = rec.unwrap_or_default();
+        if r.failures == 0 || now - r.window_start >= limits.window {
+            r.failures = 0;
+            r.window_start = now;
+        }
+        r.failures += 1;
+        if r.failures >= max {
+            let factor = 1i64 << r.lockouts.min(20);
+            r.locked_until = now
+                + limits
+                    .lockout
+                    .saturating_mul(factor)
+                    .min(limits.lockout_max);
+            r.lockouts += 1;
+            r.failures = 0;
+        }
+        r
+    }
+
+    /// How long a record is kept: while its window or lock lasts, and then `lockout_max` more,
+    /// so that lockouts in quick succession keep growing.
+    fn keep_until(r: &Record, limits: &crate::config::Throttle) -> i64 {
+        (r.window_start + limits.window).max(r.locked_until) + limits.lockout_max
+    }
+
+    /// Counts a failed password check against the user and the address.
+    pub async fn failed(app: &App, keys: &Keys) -> Result<()> {
+        let limits = &app.config.throttle;
+        for (key, is_user) in keys.each() {
+            let max = if is_user {
+                limits.max_failures
+            } else {
+                limits.address_max_failures
+            };
+            let mut done = false;
+            for _ in 0..8 {
+                let now = app.now();
+                let cur = read::<Record>(app, key).await?;
+                let next = after_failure(cur.as_ref().map(|(r, _)| r.clone()), limits, max, now);
+                let until = keep_until(&next, limits);
+                let swapped = match &cur {
+                    Some((_, raw)) => swap(app, key, raw, &next, until).await?,
+                    None => matches!(
+                        app.platform
+                            .state
+                            .cas(key, None, Some(&super::to_json(&next)?), until)
+                            .await?,
+                        Cas::Swapped
+                    ),
+                };
+                if swapped {
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                return Err(Error::Unavailable(format!(
+                    "login throttle {key}: too much contention"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A right password: clears the user's failures (not the address's).
+    pub async fn succeeded(app: &App, keys: &Keys, checked: Checked) -> Result<()> {
+        if let Some(raw) = checked.user_raw {
+            // Losing a race here only means another attempt changed the record; keep that.
+            super::remove(app, &keys.user, &raw).await?;
+        }
+        Ok(())
+    }
+}

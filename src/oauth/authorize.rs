@@ -254,11 +254,23 @@ pub fn refuse(app: &App, req: &Request, r: Refusal) -> Response {
             if let Some(reason) = e.internal_reason() {
                 app.log(&format!("authorize: {} ({reason})", e.code()));
             }
-            crate::html::error_page(
-                e.status(),
-                "This sign-in link does not work",
-                &e.to_string(),
-            )
+            if matches!(e, Error::Unavailable(_)) {
+                // Our fault, not the link's: say so, without the internal reason.
+                let mut page = crate::html::error_page(
+                    503,
+                    "Sign-in is unavailable right now",
+                    "A service this sign-in needs did not answer. Try again in a few seconds.",
+                );
+                page.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("5"));
+                return page;
+            }
+            // The internal reason of a 5xx went to the log above, never to the page.
+            let detail = match e.internal_reason() {
+                Some(_) => format!("{}: something went wrong on our side", e.code()),
+                None => e.to_string(),
+            };
+            crate::html::error_page(e.status(), "This sign-in link does not work", &detail)
         }
         Refusal::Redirect {
             to,

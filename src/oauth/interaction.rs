@@ -8,7 +8,7 @@
 
 use super::authorize::{self, proceed, refuse, see_other, AuthzRequest};
 use crate::app::App;
-use crate::authn::{check_secret, load_user};
+use crate::authn::load_user;
 use crate::error::{Error, Result};
 use crate::http_util::{
     header, json_response, media_type, no_store, parse_form, Request, Response,
@@ -222,24 +222,20 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
     let user = if username.is_empty() || password.is_empty() {
         None
     } else {
-        super::password::find_user(app, username).await?
-    };
-    let ok = match &user {
-        Some(u) => match &u.password_hash {
-            Some(h) => check_secret(app, "User", &u.id, password, h).await?,
-            None => false,
-        },
-        None => {
-            crate::secret::burn_check(
-                app.platform.crypto.as_ref(),
-                password,
-                app.config.pbkdf2_iterations,
-            )
-            .await;
-            false
+        match super::password::authenticate_user(app, req, username, password).await {
+            Ok(u) => u,
+            // The form goes back to the page, which says to wait; the status and
+            // `Retry-After` still tell scripts and tests the truth.
+            Err(Error::TooManyRequests { retry_after }) => {
+                let mut resp = back_to_login(&query, "throttled");
+                resp.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from(retry_after.max(1)));
+                return Ok(resp);
+            }
+            Err(e) => return Err(e),
         }
     };
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(user) = user else {
         return Ok(back_to_login(&query, "login_failed"));
     };
     let session_id = random_token(app);

@@ -25,10 +25,61 @@ pub async fn find_user(app: &App, username: &str) -> Result<Option<User>> {
     }
     if let Some(email) = normalize_email(username) {
         if let Some(id) = app.repo().user_id_by_email(&email).await? {
-            return load_user(app, &id).await;
+            // The index is written after the User (src/admin.rs), so a write cut short can
+            // leave it stale; only a User that still has this email counts.
+            return Ok(load_user(app, &id).await?.filter(|u| {
+                u.doc
+                    .get("email")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(normalize_email)
+                    .as_deref()
+                    == Some(email.as_str())
+            }));
         }
     }
     Ok(None)
+}
+
+/// Checks a username and password, throttled (see [`crate::state::throttle`]): `Ok(Some)` for
+/// the right password, `Ok(None)` for a wrong one or an unknown user (counted as a failure),
+/// 429 while the user or the client address is locked. The throttle is asked before the KDF
+/// runs, so a locked guesser costs no hashing.
+pub async fn authenticate_user(
+    app: &App,
+    req: &Request,
+    username: &str,
+    password: &str,
+) -> Result<Option<User>> {
+    use crate::state::throttle;
+    let user = find_user(app, username).await?;
+    let who = match &user {
+        Some(u) => throttle::known_user(&u.id),
+        None => throttle::unknown_user(username),
+    };
+    let keys = throttle::keys(req, &who);
+    let checked = throttle::check(app, &keys).await?;
+    let ok = match &user {
+        Some(u) => match &u.password_hash {
+            Some(h) => check_secret(app, "User", &u.id, password, h).await?,
+            None => false,
+        },
+        None => {
+            crate::secret::burn_check(
+                app.platform.crypto.as_ref(),
+                password,
+                app.config.pbkdf2_iterations,
+            )
+            .await;
+            false
+        }
+    };
+    if ok {
+        throttle::succeeded(app, &keys, checked).await?;
+        Ok(user)
+    } else {
+        throttle::failed(app, &keys).await?;
+        Ok(None)
+    }
 }
 
 pub async fn grant(
@@ -41,24 +92,9 @@ pub async fn grant(
     let password = crate::http_util::required(params, "password")?;
     let scope = granted_scope(client, params)?;
     let audience = token_audience(app, req, client, params)?;
-    let user = match find_user(app, username).await? {
-        Some(u) => u,
-        None => {
-            crate::secret::burn_check(
-                app.platform.crypto.as_ref(),
-                password,
-                app.config.pbkdf2_iterations,
-            )
-            .await;
-            return Err(bad_credentials());
-        }
-    };
-    let Some(hash) = user.password_hash.clone() else {
+    let Some(user) = authenticate_user(app, req, username, password).await? else {
         return Err(bad_credentials());
     };
-    if !check_secret(app, "User", &user.id, password, &hash).await? {
-        return Err(bad_credentials());
-    }
     let mut what = Issue::new(client, Some(&user), scope, audience, GrantType::Password);
     if refresh::wanted(client, "password", what.scope.as_deref()) {
         let jti = crate::state::random_id(app);

@@ -1,9 +1,35 @@
-//! An in-memory [`KvStore`] for tests and tools, with switchable failure for fault tests.
+//! In-memory [`KvStore`], [`StateStore`](crate::platform::StateStore) and
+//! [`HttpClient`](crate::platform::HttpClient) for tests and tools, with fault injection:
+//! `failing` makes every call fail; `fail_after(n)` lets the next `n` calls through and fails
+//! every one after (so a test can cut a multi-step write after each of its steps). A failing
+//! call changes nothing, like a backend that was not reached.
 
 use crate::platform::{BackendError, KvStore};
 use async_trait::async_trait;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+
+/// A countdown of calls that still succeed; `None`: no countdown.
+#[derive(Debug, Default)]
+pub struct Countdown(Cell<Option<u64>>);
+
+impl Countdown {
+    pub fn set(&self, n: Option<u64>) {
+        self.0.set(n);
+    }
+
+    /// True when this call must fail.
+    fn tick(&self) -> bool {
+        match self.0.get() {
+            None => false,
+            Some(0) => true,
+            Some(n) => {
+                self.0.set(Some(n - 1));
+                false
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct MemoryKv {
@@ -12,6 +38,8 @@ pub struct MemoryKv {
     pub failing: Cell<bool>,
     /// Number of calls made, to check caching.
     pub calls: Cell<u64>,
+    /// Calls still let through before every later one fails (see the module docs).
+    pub countdown: Countdown,
 }
 
 impl MemoryKv {
@@ -19,9 +47,20 @@ impl MemoryKv {
         Self::default()
     }
 
+    /// Lets the next `n` calls through, then fails every call.
+    pub fn fail_after(&self, n: u64) {
+        self.countdown.set(Some(n));
+    }
+
+    /// Ends every injected failure.
+    pub fn heal(&self) {
+        self.failing.set(false);
+        self.countdown.set(None);
+    }
+
     fn enter(&self) -> Result<(), BackendError> {
         self.calls.set(self.calls.get() + 1);
-        if self.failing.get() {
+        if self.countdown.tick() || self.failing.get() {
             Err(BackendError("kv: injected failure".into()))
         } else {
             Ok(())
@@ -72,6 +111,10 @@ pub struct MemoryState {
     data: RefCell<BTreeMap<String, (String, i64)>>,
     revoked: RefCell<Vec<(String, i64)>>,
     pub failing: Cell<bool>,
+    /// Calls still let through before every later one fails (see the module docs).
+    pub countdown: Countdown,
+    /// Number of calls made.
+    pub calls: Cell<u64>,
 }
 
 impl MemoryState {
@@ -81,11 +124,45 @@ impl MemoryState {
             data: RefCell::new(BTreeMap::new()),
             revoked: RefCell::new(Vec::new()),
             failing: Cell::new(false),
+            countdown: Countdown::default(),
+            calls: Cell::new(0),
         }
     }
 
+    /// Lets the next `n` calls through, then fails every call.
+    pub fn fail_after(&self, n: u64) {
+        self.countdown.set(Some(n));
+    }
+
+    /// Ends every injected failure.
+    pub fn heal(&self) {
+        self.failing.set(false);
+        self.countdown.set(None);
+    }
+
+    /// A snapshot of the live records, for assertions.
+    pub fn dump(&self) -> BTreeMap<String, String> {
+        let now = self.clock.now();
+        self.data
+            .borrow()
+            .iter()
+            .filter(|(_, (_, e))| *e > now)
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The revoked access-token `jti`s, for assertions.
+    pub fn revoked(&self) -> Vec<String> {
+        self.revoked
+            .borrow()
+            .iter()
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+
     fn enter(&self) -> Result<(), BackendError> {
-        if self.failing.get() {
+        self.calls.set(self.calls.get() + 1);
+        if self.countdown.tick() || self.failing.get() {
             Err(BackendError("state: injected failure".into()))
         } else {
             Ok(())
@@ -171,6 +248,8 @@ pub struct MemoryHttp {
     pub routes: RefCell<BTreeMap<String, (u16, String)>>,
     pub calls: RefCell<Vec<(String, String, Option<String>)>>,
     pub failing: Cell<bool>,
+    /// Calls still let through before every later one fails (see the module docs).
+    pub countdown: Countdown,
 }
 
 impl MemoryHttp {
@@ -209,7 +288,7 @@ impl crate::platform::HttpClient for MemoryHttp {
             url.to_string(),
             body.map(|b| format!("{auth}{b}")),
         ));
-        if self.failing.get() {
+        if self.countdown.tick() || self.failing.get() {
             return Err(BackendError("http: injected failure".into()));
         }
         Ok(self

@@ -194,14 +194,32 @@ impl worker::DurableObject for AuthState {
     }
 }
 
-/// The Worker's side: [`StateStore`] over the `STATE` Durable Object binding.
-pub struct DurableState(pub ObjectNamespace);
+/// The Worker's side: [`StateStore`] over the `STATE` Durable Object binding. A call that fails,
+/// answers other than 200, or takes longer than `timeout_ms` (`STORE_TIMEOUT_MS`) is a
+/// [`BackendError`] (503 for the client). A timed-out `cas` may still have been applied by the
+/// object; every caller of `cas` is written so that a retry after such an answer is safe (a
+/// consumed code answers `invalid_grant`, a rotated refresh token counts as reuse).
+pub struct DurableState {
+    pub ns: ObjectNamespace,
+    pub timeout_ms: u32,
+}
 
 impl DurableState {
     async fn call(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
+        super::outbound::with_timeout(self.timeout_ms, self.call_once(op))
+            .await
+            .unwrap_or_else(|| {
+                Err(BackendError(format!(
+                    "durable object: no answer within {} ms",
+                    self.timeout_ms
+                )))
+            })
+    }
+
+    async fn call_once(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
         let err = |e: worker::Error| BackendError(format!("durable object: {e}"));
         let stub = self
-            .0
+            .ns
             .id_from_name(OBJECT_NAME)
             .map_err(err)?
             .get_stub()

@@ -128,7 +128,7 @@ async fn to_http(
 
 /// Sends an allowed request to the origin and streams its answer back. Redirects are passed
 /// through to the caller, not followed here.
-async fn forward(req: crate::http_util::Request) -> Result<Response> {
+async fn forward(req: crate::http_util::Request, timeout_ms: u32) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let headers = Headers::new();
     for (name, value) in &parts.headers {
@@ -147,9 +147,19 @@ async fn forward(req: crate::http_util::Request) -> Result<Response> {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
     let out = Request::new_with_init(&parts.uri.to_string(), &init)?;
-    match Fetch::Request(out).send().await {
-        Ok(r) => Ok(r),
-        Err(e) => error(Error::Unavailable(format!("origin fetch failed: {e}"))),
+    // The deadline covers the origin's status and headers; the body then streams through.
+    // Unreachable origin: 502; no answer in time: 504 (RFC 9110 15.6.3, 15.6.5).
+    let controller = worker::AbortController::default();
+    let signal = controller.signal();
+    match outbound::with_timeout(timeout_ms, Fetch::Request(out).send_with_signal(&signal)).await {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => error(Error::BadGateway(format!("origin fetch failed: {e}"))),
+        None => {
+            controller.abort();
+            error(Error::GatewayTimeout(format!(
+                "origin did not answer within {timeout_ms} ms"
+            )))
+        }
     }
 }
 
@@ -224,18 +234,27 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         }
     };
     let platform = Platform {
-        kv: Rc::new(kv::WorkerKv(kv)),
-        state: Rc::new(durable::DurableState(state)),
-        http: Rc::new(outbound::WorkerHttp),
+        kv: Rc::new(kv::WorkerKv {
+            kv,
+            timeout_ms: config.store_timeout_ms,
+        }),
+        state: Rc::new(durable::DurableState {
+            ns: state,
+            timeout_ms: config.store_timeout_ms,
+        }),
+        http: Rc::new(outbound::WorkerHttp {
+            timeout_ms: config.outbound_timeout_ms,
+        }),
         crypto: Rc::new(crate::webcrypto::WebCrypto),
         clock: Rc::new(JsClock),
         random: Rc::new(OsRandom),
         log: Rc::new(ConsoleLog),
     };
+    let origin_timeout = config.outbound_timeout_ms;
     let app = App::new(config, platform, iso.cache.clone());
     match app.handle(http_req).await {
         Outcome::Respond(r) => respond(r),
-        Outcome::Forward(r) => forward(r).await,
+        Outcome::Forward(r) => forward(r, origin_timeout).await,
         Outcome::Asset { path, headers } => asset(&env, &path, headers).await,
     }
 }

@@ -1,10 +1,29 @@
-//! [`HttpClient`] over the Workers `fetch`.
+//! [`HttpClient`] over the Workers `fetch`, with a deadline; and [`with_timeout`], the deadline
+//! every call that leaves the isolate (KV, the Durable Object, outbound fetch) runs under.
 
 use crate::platform::{BackendError, HttpClient};
 use async_trait::async_trait;
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use futures::future::{select, Either};
+use std::future::Future;
+use std::time::Duration;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-pub struct WorkerHttp;
+/// Runs `fut` for at most `ms` milliseconds; `None` when the time ran out first (the future is
+/// dropped then, and with it the JS promise's continuation).
+pub async fn with_timeout<T>(ms: u32, fut: impl Future<Output = T>) -> Option<T> {
+    let fut = std::pin::pin!(fut);
+    let delay = std::pin::pin!(Delay::from(Duration::from_millis(u64::from(ms))));
+    match select(fut, delay).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+/// Outbound fetch (JWKS, introspection) that gives up after `timeout_ms` (`OUTBOUND_TIMEOUT_MS`)
+/// for the whole exchange, body included, and aborts the request then.
+pub struct WorkerHttp {
+    pub timeout_ms: u32,
+}
 
 #[async_trait(?Send)]
 impl HttpClient for WorkerHttp {
@@ -27,9 +46,23 @@ impl HttpClient for WorkerHttp {
             init.with_body(Some(b.into()));
         }
         let req = Request::new_with_init(url, &init).map_err(err)?;
-        let mut resp = Fetch::Request(req).send().await.map_err(err)?;
-        let status = resp.status_code();
-        let text = resp.text().await.map_err(err)?;
-        Ok((status, text))
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let exchange = async {
+            let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
+            let status = resp.status_code();
+            let text = resp.text().await?;
+            Ok::<_, worker::Error>((status, text))
+        };
+        match with_timeout(self.timeout_ms, exchange).await {
+            Some(r) => r.map_err(err),
+            None => {
+                controller.abort();
+                Err(BackendError(format!(
+                    "fetch {url}: no answer within {} ms",
+                    self.timeout_ms
+                )))
+            }
+        }
     }
 }

@@ -1,0 +1,280 @@
+//! Login throttling (issue 7 item 3): failed password checks per user and per client address,
+//! with growing lockouts answered 429 + `Retry-After`, on the password grant and the login form.
+
+mod common;
+
+use common::{params, query_with, redirect, Browser};
+use edge_authorizer::testing::{TestApp, TestResponse};
+use serde_json::json;
+
+const APP: &str = "Basic bXlhcHA6YXBwc2VjcmV0"; // myapp:appsecret
+
+fn setup() -> TestApp {
+    setup_with(|_| {})
+}
+
+fn setup_with(f: impl FnOnce(&mut edge_authorizer::config::Config)) -> TestApp {
+    let t = TestApp::with_config(|c| {
+        c.throttle.max_failures = 5;
+        c.throttle.address_max_failures = 12;
+        c.throttle.window = 600;
+        c.throttle.lockout = 30;
+        c.throttle.lockout_max = 300;
+        f(c);
+    });
+    assert_eq!(
+        t.admin_put(
+            "/Client/myapp",
+            json!({"secret": "appsecret", "grant_types": ["password"]})
+        )
+        .status(),
+        201
+    );
+    for (id, email) in [("john", "john@example.com"), ("jane", "jane@example.com")] {
+        assert_eq!(
+            t.admin_put(
+                &format!("/User/{id}"),
+                json!({"email": email, "password": "pass123"})
+            )
+            .status(),
+            201
+        );
+    }
+    t
+}
+
+/// A password grant from client address `ip`.
+fn grant(t: &TestApp, ip: &str, username: &str, password: &str) -> TestResponse {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ])
+        .finish();
+    t.call(
+        TestApp::req("POST", "/auth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", APP)
+            .header("cf-connecting-ip", ip)
+            .body(body.into_bytes())
+            .unwrap(),
+    )
+}
+
+fn retry_after(r: &TestResponse) -> i64 {
+    assert_eq!(r.status(), 429, "{}", r.text());
+    assert_eq!(r.json()["error"], "slow_down", "{}", r.text());
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("too many failed sign-in attempts"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    r.header("retry-after")
+        .expect("Retry-After on a 429")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_guessing_run_is_locked_out_with_growing_retry_after() {
+    // Only the per-user limit here (the address one has its own test).
+    let t = setup_with(|c| c.throttle.address_max_failures = 1000);
+    let mut waits = Vec::new();
+    for round in 0..4 {
+        for i in 0..5 {
+            let r = grant(&t, "198.51.100.7", "john", &format!("guess-{round}-{i}"));
+            assert_eq!(
+                r.status(),
+                400,
+                "attempt {i} of round {round}: {}",
+                r.text()
+            );
+            assert_eq!(r.json()["error"], "invalid_grant");
+        }
+        // Locked now: even the right password is refused, and without a KDF run.
+        let r = grant(&t, "198.51.100.7", "john", "pass123");
+        let wait = retry_after(&r);
+        waits.push(wait);
+        // Still locked one second before the end; the lock does not move while waiting.
+        t.clock.advance(wait - 1);
+        assert_eq!(retry_after(&grant(&t, "198.51.100.7", "john", "x")), 1);
+        t.clock.advance(1);
+    }
+    // 30 s, doubling, capped at LOGIN_LOCKOUT_MAX (here 300 s).
+    assert_eq!(waits, vec![30, 60, 120, 240]);
+    for _ in 0..5 {
+        grant(&t, "198.51.100.7", "john", "wrong");
+    }
+    assert_eq!(
+        retry_after(&grant(&t, "198.51.100.7", "john", "pass123")),
+        300
+    );
+}
+
+#[test]
+fn the_real_user_gets_in_after_the_lock_and_a_success_resets_the_count() {
+    let t = setup();
+    for _ in 0..5 {
+        assert_eq!(grant(&t, "203.0.113.1", "john", "wrong").status(), 400);
+    }
+    // The attacker's lock is on the account: the user, from elsewhere, waits too.
+    let wait = retry_after(&grant(&t, "203.0.113.99", "john@example.com", "pass123"));
+    assert_eq!(wait, 30);
+    t.clock.advance(wait);
+    let r = grant(&t, "203.0.113.99", "John@Example.com", "pass123");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert!(r.json()["access_token"].is_string());
+    // The success cleared the failures: four more wrong ones do not lock...
+    for _ in 0..4 {
+        assert_eq!(grant(&t, "203.0.113.99", "john", "wrong").status(), 400);
+    }
+    assert_eq!(grant(&t, "203.0.113.99", "john", "pass123").status(), 200);
+    // ...and the escalation starts over at the first lockout's length.
+    for _ in 0..5 {
+        grant(&t, "203.0.113.99", "john", "wrong");
+    }
+    assert_eq!(
+        retry_after(&grant(&t, "203.0.113.99", "john", "pass123")),
+        30
+    );
+    // Other users are not affected by john's lock.
+    assert_eq!(grant(&t, "203.0.113.99", "jane", "pass123").status(), 200);
+}
+
+#[test]
+fn failures_outside_the_window_do_not_add_up() {
+    let t = setup();
+    for _ in 0..4 {
+        assert_eq!(grant(&t, "192.0.2.1", "john", "wrong").status(), 400);
+    }
+    t.clock.advance(600);
+    for _ in 0..4 {
+        assert_eq!(grant(&t, "192.0.2.1", "john", "wrong").status(), 400);
+    }
+    assert_eq!(grant(&t, "192.0.2.1", "john", "pass123").status(), 200);
+}
+
+#[test]
+fn one_address_guessing_across_many_usernames_is_locked() {
+    let t = setup();
+    // Unknown usernames count like real ones (no enumeration), each under the user limit.
+    for i in 0..12 {
+        let r = grant(
+            &t,
+            "198.51.100.23",
+            &format!("user{i}@example.com"),
+            "123456",
+        );
+        assert_eq!(r.status(), 400, "attempt {i}: {}", r.text());
+    }
+    // The address is locked for every account, the real user's right password too...
+    let wait = retry_after(&grant(&t, "198.51.100.23", "jane", "pass123"));
+    assert_eq!(wait, 30);
+    // ...but only that address.
+    assert_eq!(grant(&t, "198.51.100.24", "jane", "pass123").status(), 200);
+    t.clock.advance(wait);
+    assert_eq!(grant(&t, "198.51.100.23", "jane", "pass123").status(), 200);
+}
+
+#[test]
+fn successful_logins_are_never_throttled() {
+    let t = setup();
+    // Far more than either limit, all from one address (a load test, an office NAT).
+    for i in 0..60 {
+        let user = if i % 2 == 0 {
+            "john"
+        } else {
+            "jane@example.com"
+        };
+        let r = grant(&t, "10.0.0.1", user, "pass123");
+        assert_eq!(r.status(), 200, "login {i}: {}", r.text());
+    }
+    // Successes keep no throttle records at all.
+    assert!(t.state.is_empty(), "{} records", t.state.len());
+}
+
+#[test]
+fn the_login_form_is_throttled_and_says_so() {
+    let t = setup();
+    assert_eq!(
+        t.admin_put(
+            "/Client/web",
+            json!({"secret": "websecret", "grant_types": ["authorization_code"], "first_party": true,
+                   "auth": {"authorization_code": {"redirect_uri": "https://app.example/cb"}}})
+        )
+        .status(),
+        201
+    );
+    let query = query_with(
+        vec![
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("state", "s1"),
+        ],
+        &[],
+    );
+    let mut b = Browser::new(&t);
+    for _ in 0..5 {
+        let to = redirect(b.login(&query, "john", "wrong"));
+        assert!(to.ends_with("#error=login_failed"), "{to}");
+    }
+    // Locked: the form goes back to the page with a message, and Retry-After is set.
+    let csrf = b.context(&query)["csrf"].as_str().unwrap().to_string();
+    let body = common::login_body("john", "pass123", &csrf, &query);
+    let r = t.call(
+        TestApp::req("POST", "/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("edge_csrf={csrf}"))
+            .body(body)
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 303);
+    assert!(r.header("location").unwrap().ends_with("#error=throttled"));
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert!(!b.cookies.contains_key("edge_session"));
+    // The password grant shares the account's lock.
+    assert_eq!(retry_after(&grant(&t, "192.0.2.9", "john", "pass123")), 30);
+    t.clock.advance(30);
+    let to = redirect(b.login(&query, "john", "pass123"));
+    let p = params(&to);
+    assert!(to.starts_with("https://app.example/cb?"), "{to}");
+    assert!(p.contains_key("code") && p["state"] == "s1", "{to}");
+}
+
+#[test]
+fn throttle_limits_come_from_vars() {
+    let c = edge_authorizer::config::Config::from_vars(|n| match n {
+        "LOGIN_MAX_FAILURES" => Some("3".into()),
+        "LOGIN_ADDRESS_MAX_FAILURES" => Some("50".into()),
+        "LOGIN_WINDOW" => Some("60".into()),
+        "LOGIN_LOCKOUT" => Some("2".into()),
+        "LOGIN_LOCKOUT_MAX" => Some("8".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        (
+            c.throttle.max_failures,
+            c.throttle.address_max_failures,
+            c.throttle.window,
+            c.throttle.lockout,
+            c.throttle.lockout_max
+        ),
+        (3, 50, 60, 2, 8)
+    );
+    let d = edge_authorizer::config::Config::from_vars(|_| None).unwrap();
+    assert_eq!(
+        (d.throttle.max_failures, d.throttle.address_max_failures),
+        (5, 20)
+    );
+    for (name, bad) in [
+        ("LOGIN_MAX_FAILURES", "0"),
+        ("LOGIN_LOCKOUT_MAX", "1"),
+        ("LOGIN_WINDOW", "soon"),
+    ] {
+        let r = edge_authorizer::config::Config::from_vars(|n| (n == name).then(|| bad.into()));
+        assert!(r.is_err(), "{name}={bad} accepted");
+    }
+}
