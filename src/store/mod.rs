@@ -34,8 +34,9 @@ pub struct PolicySet {
 
 type DocCache = HashMap<String, (i64, Option<Rc<Value>>)>;
 
-/// Isolate-memory caches. One per isolate, shared by every request it serves.
-#[derive(Debug, Default)]
+/// Isolate-memory caches. One per isolate, shared by every request it serves. Debug prints
+/// sizes only: the cached documents hold hashes and introspector secrets.
+#[derive(Default)]
 pub struct Cache {
     docs: RefCell<DocCache>,
     policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
@@ -45,6 +46,17 @@ pub struct Cache {
     pub revocations: crate::state::Revocations,
     /// JWKS and introspection answers of external issuers.
     pub external: crate::external::ExternalCache,
+    /// The origins Clients register for CORS.
+    pub cors: crate::cors::CorsCache,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("docs", &self.docs.borrow().len())
+            .field("verified", &self.verified.borrow().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cache {
@@ -70,6 +82,7 @@ impl Cache {
         match rt {
             ResourceType::AccessPolicy => *self.policies.borrow_mut() = None,
             ResourceType::TokenIntrospector => *self.introspectors.borrow_mut() = None,
+            ResourceType::Client => self.cors.clear(),
             _ => {}
         }
     }

@@ -127,6 +127,7 @@ async fn to_http(
 /// through to the caller, not followed here.
 async fn forward(req: crate::http_util::Request) -> Result<Response> {
     let (parts, body) = req.into_parts();
+    let cors = parts.extensions.get::<crate::cors::ForwardCors>().cloned();
     let headers = Headers::new();
     for (name, value) in &parts.headers {
         if name == "host" || name == "content-length" {
@@ -145,9 +146,41 @@ async fn forward(req: crate::http_util::Request) -> Result<Response> {
     }
     let out = Request::new_with_init(&parts.uri.to_string(), &init)?;
     match Fetch::Request(out).send().await {
-        Ok(r) => Ok(r),
+        Ok(r) => match cors {
+            Some(c) => with_cors(r, &c),
+            None => Ok(r),
+        },
         Err(e) => error(Error::Unavailable(format!("origin fetch failed: {e}"))),
     }
+}
+
+/// The origin's answer with our CORS headers instead of any it set: CORS is the authorizer's
+/// decision (README "CORS"). The fetched headers are immutable, so they are copied.
+fn with_cors(resp: Response, cors: &crate::cors::ForwardCors) -> Result<Response> {
+    let headers = Headers::new();
+    let mut vary: Vec<String> = Vec::new();
+    for (name, value) in resp.headers().entries() {
+        if name.starts_with("access-control-") {
+            continue;
+        }
+        if name == "vary" {
+            vary.extend(value.split(',').map(|v| v.trim().to_string()));
+            continue;
+        }
+        headers.append(&name, &value)?;
+    }
+    for (name, value) in crate::cors::forward_headers(cors) {
+        if name == "vary" {
+            if !vary.iter().any(|v| v.eq_ignore_ascii_case("origin")) {
+                vary.push(value);
+            }
+        } else {
+            headers.set(name, &value)?;
+        }
+    }
+    vary.retain(|v| !v.is_empty());
+    headers.set("vary", &vary.join(", "))?;
+    Ok(resp.with_headers(headers))
 }
 
 /// Serves a file of `www/` through the ASSETS binding, with our security headers.
