@@ -146,3 +146,16 @@ fn a_get_with_a_valid_id_token_hint_ends_the_session() {
     );
     assert!(!still_signed_in(&mut b));
 }
+
+#[test]
+fn head_never_ends_the_session() {
+    let t = setup();
+    let mut b = signed_in(&t);
+    let john = id_token(&t, "john", "pass123");
+    let page = b.send(
+        TestApp::req("HEAD", &format!("/auth/logout?id_token_hint={john}")),
+        Vec::new(),
+    );
+    assert_eq!(redirect(page), CONFIRM);
+    assert!(still_signed_in(&mut b));
+}

@@ -33,7 +33,8 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
         }
         return end_session(app, req).await;
     }
-    if hint_matches_session(app, req).await? {
+    // HEAD never changes state; only GET honours the hint.
+    if req.method() == http::Method::GET && hint_matches_session(app, req).await? {
         return end_session(app, req).await;
     }
     Ok(see_other(CONFIRM_PAGE))

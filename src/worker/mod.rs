@@ -83,7 +83,7 @@ fn error(e: Error) -> Result<Response> {
     if let Some(reason) = e.internal_reason() {
         console_error!("{}: {reason}", e.code());
     }
-    respond(e.to_response())
+    respond(crate::http_util::no_store(e.to_response()))
 }
 
 /// Reads the request into `http` types, refusing bodies over `max` bytes before buffering them.
