@@ -61,38 +61,44 @@ pub fn kind(path: &str) -> Option<Kind> {
     }
 }
 
-/// The ASCII-lowercased `scheme://host[:port]` of an absolute http(s) URI.
-pub fn origin_of(uri: &str) -> Option<String> {
+/// The lowercased scheme and authority of an absolute http(s) URI without userinfo.
+fn scheme_authority(uri: &str) -> Option<(String, String)> {
     let u: http::Uri = uri.parse().ok()?;
     let scheme = u.scheme_str()?.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return None;
     }
     let authority = u.authority()?.as_str();
-    if authority.contains('@') {
+    if authority.contains('@') || u.host().is_none_or(str::is_empty) {
         return None;
     }
-    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+    Some((scheme, authority.to_ascii_lowercase()))
+}
+
+/// The ASCII-lowercased `scheme://host[:port]` of an absolute http(s) URI, without a default
+/// port (the form browsers send in `Origin`).
+pub fn origin_of(uri: &str) -> Option<String> {
+    let (scheme, authority) = scheme_authority(uri)?;
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// Is `s` exactly an origin (`scheme://host[:port]`, nothing after it)? https, or http only
 /// for loopback hosts, as for redirect URIs.
 pub fn valid_origin(s: &str) -> bool {
-    let Some(o) = origin_of(s) else {
+    let Some((scheme, authority)) = scheme_authority(s) else {
         return false;
     };
-    if o != s.to_ascii_lowercase() {
+    if format!("{scheme}://{authority}") != s.to_ascii_lowercase() {
         return false;
     }
-    match s
+    let host = s
         .parse::<http::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_string))
-    {
-        Some(h) if o.starts_with("https://") => !h.is_empty(),
-        Some(h) => matches!(h.as_str(), "localhost" | "127.0.0.1" | "[::1]"),
-        None => false,
-    }
+        .unwrap_or_default();
+    scheme == "https" || matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
 }
 
 /// The origins one Client registers (see the module doc).
@@ -118,7 +124,7 @@ pub fn client_origins(doc: &Value) -> Vec<String> {
             list.iter()
                 .filter_map(Value::as_str)
                 .filter(|s| valid_origin(s))
-                .map(str::to_ascii_lowercase),
+                .filter_map(origin_of),
         );
     }
     out

@@ -300,9 +300,25 @@ fn registration_changes_apply_and_allowed_origins_are_validated() {
     }
     let r = t.admin_put(
         "/Client/local",
-        json!({"grant_types": ["basic"], "allowed_origins": ["http://localhost:5173"]}),
+        json!({"grant_types": ["basic"],
+               "allowed_origins": ["http://localhost:5173", "https://Default-Port.example:443"]}),
     );
     assert_eq!(r.status(), 201, "{}", r.text());
+    assert_eq!(
+        preflight(&t, "/auth/token", "http://localhost:5173").status(),
+        204
+    );
+    // Browsers send origins lowercased and without the default port.
+    let r = preflight(&t, "/auth/token", "https://default-port.example");
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://default-port.example")
+    );
+    assert_eq!(
+        preflight(&t, "/auth/token", "http://localhost:5174").status(),
+        403
+    );
 }
 
 /// Looking up the registered origins costs KV reads once per `CACHE_TTL`, not per request.
