@@ -117,7 +117,27 @@ impl App {
     pub async fn handle(&self, req: Request) -> Outcome {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        match self.route(req).await {
+        let cors_kind = crate::cors::kind(&path);
+        let preflight = cors_kind.is_some() && crate::cors::is_preflight(&req);
+        // The CORS grant is decided before routing (the request moves into the handler). Only a
+        // cross-origin `Origin` costs a lookup, and that is cached per isolate.
+        let allowed = match cors_kind {
+            Some(kind) if !preflight => match crate::cors::allowed_origin(self, &req, kind).await {
+                Ok(a) => a,
+                Err(e) => {
+                    self.log(&format!("{method} {path}: CORS origins unavailable ({e})"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let result = match cors_kind {
+            Some(kind) if preflight => crate::cors::preflight(self, &req, kind)
+                .await
+                .map(Outcome::Respond),
+            _ => self.route(req).await,
+        };
+        let outcome = match result {
             Ok(o) => o,
             Err(e) => {
                 if let Some(reason) = e.internal_reason() {
@@ -125,6 +145,29 @@ impl App {
                 }
                 Outcome::Respond(e.to_response())
             }
+        };
+        match outcome {
+            Outcome::Respond(mut r) => {
+                if !preflight {
+                    if let Some(kind) = cors_kind {
+                        crate::cors::decorate(&mut r, kind, allowed.as_deref());
+                    }
+                }
+                if never_cached(&path)
+                    || r.status().as_u16() >= 400
+                    || crate::http_util::is_no_store(&r)
+                {
+                    r = crate::http_util::no_store(r);
+                }
+                Outcome::Respond(r)
+            }
+            Outcome::Forward(mut r) => {
+                if let Some(crate::cors::Kind::Registered(_)) = cors_kind {
+                    r.extensions_mut().insert(crate::cors::ForwardCors(allowed));
+                }
+                Outcome::Forward(r)
+            }
+            asset @ Outcome::Asset { .. } => asset,
         }
     }
 
@@ -183,7 +226,11 @@ impl App {
             }
             ["logout"] => {
                 only(req, either, "GET, HEAD, POST")?;
-                interaction::logout(self, req).await?
+                crate::oauth::logout::handle(self, req).await?
+            }
+            ["session"] => {
+                only(req, get, "GET, HEAD")?;
+                crate::oauth::logout::session(self, req).await?
             }
             ["patient"] => {
                 only(req, post, "POST")?;
@@ -218,6 +265,16 @@ impl App {
         };
         Ok(Outcome::Respond(r))
     }
+}
+
+/// Paths whose every answer is `Cache-Control: no-store` + `Pragma: no-cache`: the OAuth and
+/// OIDC endpoints (tokens, codes in redirects, userinfo, introspection, CSRF tokens, session
+/// cookies) and the admin API (resources that may carry secrets). Discovery and JWKS are public
+/// and cacheable; the protected API's caching is the origin's business (our own errors there are
+/// never cached, like every error).
+pub fn never_cached(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    first == "auth" || ResourceType::parse(first).is_some()
 }
 
 /// Names of files under `www/auth/ui/`: no paths, no dot files.

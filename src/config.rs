@@ -3,7 +3,8 @@
 use crate::jwt::keys::KeySet;
 use crate::secret::{Secret, DEFAULT_ITERATIONS};
 
-#[derive(Debug, Clone)]
+/// Debug (by hand below) names the secrets' presence and the signing key's `kid`, never them.
+#[derive(Clone)]
 pub struct Config {
     /// `ISSUER`: our `iss`. Unset: the origin of each request (fine for dev; set it in production).
     pub issuer: Option<String>,
@@ -75,6 +76,35 @@ impl Default for Config {
             outbound_timeout_ms: 10_000,
             store_timeout_ms: 10_000,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |b: bool| if b { "<redacted>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("admin_secret", &set(self.admin_secret.is_some()))
+            .field(
+                "signing_key",
+                &self.keys.signing.as_ref().map(|k| format!("kid {}", k.kid)),
+            )
+            .field(
+                "published_kids",
+                &self
+                    .keys
+                    .verifying
+                    .iter()
+                    .map(|k| k.kid.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("origin_url", &self.origin_url)
+            .field("pbkdf2_iterations", &self.pbkdf2_iterations)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("leeway", &self.leeway)
+            .finish()
     }
 }
 

@@ -20,12 +20,25 @@ pub fn json_response(status: u16, body: &Value) -> Response {
     resp
 }
 
-/// A JSON response that carries a token or a secret: never cached (RFC 6749 5.1).
+/// A response that carries a token or a secret: never cached (RFC 6749 5.1, RFC 6750 5.3).
+/// `App::handle` applies it to every `/auth/*` and admin response and every error.
 pub fn no_store(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert("cache-control", http::HeaderValue::from_static("no-store"));
     h.insert("pragma", http::HeaderValue::from_static("no-cache"));
     resp
+}
+
+/// Does the response already say `Cache-Control: no-store`?
+pub fn is_no_store(resp: &Response) -> bool {
+    resp.headers()
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+        })
 }
 
 /// A header as a string; a header that is not visible ASCII counts as absent.

@@ -19,9 +19,18 @@ pub const MAX_TOKENS: usize = 4_096;
 
 pub type Claims = Rc<Map<String, Value>>;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TokenCache {
     entries: RefCell<HashMap<[u8; 32], (i64, Claims)>>,
+}
+
+/// Only the size: the claims are nobody's business in a log line.
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 /// The cache key of `token` verified for (`issuer`, `audience`).

@@ -382,7 +382,7 @@ fn sessions_skip_login_first_party_skips_consent_and_logout_ends_it() {
     assert!(cb.starts_with(CB), "first party: no consent page: {cb}");
     let again = redirect(b.get(&format!("/auth/authorize?{q}")));
     assert!(again.starts_with(CB), "the session signs in without a form");
-    assert_eq!(redirect(b.get("/auth/logout")), "/auth/ui/logged-out.html");
+    assert_eq!(redirect(b.logout()), "/auth/ui/logged-out.html");
     assert!(!b.cookies.contains_key("edge_session"));
     assert!(redirect(b.get(&format!("/auth/authorize?{q}"))).starts_with("/auth/ui/login.html"));
 }
@@ -482,7 +482,7 @@ fn online_access_refresh_tokens_end_with_the_session() {
     );
     assert_eq!(again.status(), 200, "{}", again.text());
     let rt2 = again.json()["refresh_token"].as_str().unwrap().to_string();
-    redirect(b.get("/auth/logout"));
+    redirect(b.logout());
     let after = t.token(
         Some(&TestApp::basic("web-app", "websecret")),
         &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],

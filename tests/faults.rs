@@ -306,8 +306,13 @@ fn cases() -> Vec<Case> {
         ("logout", &[State], |t, p| {
             t.call(
                 TestApp::req("POST", "/auth/logout")
-                    .header("cookie", &p.session_cookie)
-                    .body(Vec::new())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("origin", ISSUER)
+                    .header(
+                        "cookie",
+                        format!("{}; edge_csrf={}", p.session_cookie, p.csrf),
+                    )
+                    .body(format!("csrf={}", p.csrf).into_bytes())
                     .unwrap(),
             )
         }),

@@ -76,6 +76,16 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             ));
         }
     }
+    if let Some(origins) = opt_str_list(m, "allowed_origins", "")? {
+        for (i, o) in origins.iter().enumerate() {
+            if !crate::cors::valid_origin(o) {
+                return Err(Error::validation(
+                    format!("allowed_origins.{i}"),
+                    "must be an origin: https://host[:port] (http only for localhost), no path",
+                ));
+            }
+        }
+    }
     if let Some(smart) = opt_object(m, "smart", "")? {
         if let Some(u) = opt_str(smart, "launch_uri", "smart")? {
             validate_redirect_uri(u).map_err(|e| Error::validation("smart.launch_uri", e))?;
@@ -146,8 +156,9 @@ pub fn validate_redirect_uri(uri: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// A stored Client, read for authentication and token issuance.
-#[derive(Debug, Clone)]
+/// A stored Client, read for authentication and token issuance. Debug shows neither the
+/// secret's hash nor the stored document (which holds it).
+#[derive(Clone)]
 pub struct Client {
     pub id: String,
     pub secret_hash: Option<String>,
@@ -155,6 +166,20 @@ pub struct Client {
     pub active: bool,
     /// The stored document (with its hash); see [`super::public_view`].
     pub doc: Value,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field(
+                "secret_hash",
+                &self.secret_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("grant_types", &self.grant_types)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {

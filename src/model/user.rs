@@ -29,13 +29,27 @@ pub fn normalize_email(email: &str) -> Option<String> {
     ok.then_some(e)
 }
 
-/// A stored User, read for the password grant and the policy request.
-#[derive(Debug, Clone)]
+/// A stored User, read for the password grant and the policy request. Debug shows neither the
+/// password's hash nor the stored document (which holds it).
+#[derive(Clone)]
 pub struct User {
     pub id: String,
     pub password_hash: Option<String>,
     pub active: bool,
     pub doc: Value,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {

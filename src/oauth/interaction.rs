@@ -49,7 +49,7 @@ fn is_loopback(req: &Request) -> bool {
     matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1")
 }
 
-fn set_cookie(
+pub(crate) fn set_cookie(
     req: &Request,
     name: &str,
     value: &str,
@@ -63,7 +63,7 @@ fn set_cookie(
     )
 }
 
-fn add_header(resp: &mut Response, name: &'static str, value: &str) {
+pub(crate) fn add_header(resp: &mut Response, name: &'static str, value: &str) {
     if let Ok(v) = http::HeaderValue::from_str(value) {
         resp.headers_mut().append(name, v);
     }
@@ -103,7 +103,7 @@ fn client_name(areq: &AuthzRequest) -> String {
         .to_string()
 }
 
-fn user_name(u: &User) -> String {
+pub(crate) fn user_name(u: &User) -> String {
     let given = u.doc.pointer("/name/givenName").and_then(Value::as_str);
     let family = u.doc.pointer("/name/familyName").and_then(Value::as_str);
     let full: Vec<&str> = [given, family].into_iter().flatten().collect();
@@ -176,7 +176,7 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
 }
 
 /// Reads a posted form and checks its CSRF token and origin.
-fn posted_form(req: &Request) -> Result<(BTreeMap<String, String>, bool)> {
+pub(crate) fn posted_form(req: &Request) -> Result<(BTreeMap<String, String>, bool)> {
     if media_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(Error::InvalidRequest("expected a form post".into()));
     }
@@ -327,21 +327,4 @@ pub async fn pick_patient(app: &App, req: &Request) -> Result<Response> {
         )));
     }
     proceed(app, req, &areq, Some((&user, &updated)), false).await
-}
-
-/// `GET|POST /auth/logout`: ends the session and clears the cookie.
-pub async fn logout(app: &App, req: &Request) -> Result<Response> {
-    if let Some(id) = cookie(req, SESSION_COOKIE) {
-        let key = session_key(&id);
-        if let Some(raw) = app.platform.state.get(&key).await? {
-            state::remove(app, &key, &raw).await?;
-        }
-    }
-    let mut resp = see_other("/auth/ui/logged-out.html");
-    add_header(
-        &mut resp,
-        "set-cookie",
-        &set_cookie(req, SESSION_COOKIE, "", 0, "/", "Lax"),
-    );
-    Ok(resp)
 }

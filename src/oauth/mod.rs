@@ -9,6 +9,7 @@ pub mod id_token;
 pub mod interaction;
 pub mod introspect;
 pub mod launch;
+pub mod logout;
 pub mod password;
 pub mod picker;
 pub mod pkce;

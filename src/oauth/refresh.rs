@@ -96,7 +96,7 @@ pub async fn grant(
         }
     }
     let presented = hash(secret);
-    if presented != fam.current {
+    if !crate::secret::ct_eq(presented.as_bytes(), fam.current.as_bytes()) {
         if fam.previous.contains(&presented) {
             app.log(&format!(
                 "refresh token reuse in family {family_id}: family revoked"
@@ -148,7 +148,10 @@ pub async fn live_family(
     let Some((fam, _)) = state::read::<Family>(app, &family_key(family_id)).await? else {
         return Ok(None);
     };
-    if fam.client_id != client_id || fam.revoked || fam.current != hash(secret) {
+    if fam.client_id != client_id
+        || fam.revoked
+        || !crate::secret::ct_eq(fam.current.as_bytes(), hash(secret).as_bytes())
+    {
         return Ok(None);
     }
     Ok(Some((family_id.to_string(), fam)))

@@ -34,8 +34,9 @@ pub struct PolicySet {
 
 type DocCache = HashMap<String, (i64, Option<Rc<Value>>)>;
 
-/// Isolate-memory caches. One per isolate, shared by every request it serves.
-#[derive(Debug, Default)]
+/// Isolate-memory caches. One per isolate, shared by every request it serves. Debug prints
+/// sizes only: the cached documents hold hashes and introspector secrets.
+#[derive(Default)]
 pub struct Cache {
     docs: RefCell<DocCache>,
     policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
@@ -47,6 +48,18 @@ pub struct Cache {
     pub external: crate::external::ExternalCache,
     /// Our own access tokens that verified, until their `exp`.
     pub tokens: crate::token_cache::TokenCache,
+    /// The origins Clients register for CORS.
+    pub cors: crate::cors::CorsCache,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("docs", &self.docs.borrow().len())
+            .field("verified", &self.verified.borrow().len())
+            .field("tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cache {
@@ -72,6 +85,7 @@ impl Cache {
         match rt {
             ResourceType::AccessPolicy => *self.policies.borrow_mut() = None,
             ResourceType::TokenIntrospector => *self.introspectors.borrow_mut() = None,
+            ResourceType::Client => self.cors.clear(),
             _ => {}
         }
     }

@@ -86,7 +86,7 @@ fn error(e: Error) -> Result<Response> {
     if let Some(reason) = e.internal_reason() {
         console_error!("{}: {reason}", e.code());
     }
-    respond(e.to_response())
+    respond(crate::http_util::no_store(e.to_response()))
 }
 
 /// Reads the request into `http` types, refusing bodies over `max` bytes before buffering them.
@@ -130,6 +130,7 @@ async fn to_http(
 /// through to the caller, not followed here.
 async fn forward(req: crate::http_util::Request, timeout_ms: u32) -> Result<Response> {
     let (parts, body) = req.into_parts();
+    let cors = parts.extensions.get::<crate::cors::ForwardCors>().cloned();
     let headers = Headers::new();
     for (name, value) in &parts.headers {
         if name == "host" || name == "content-length" {
@@ -152,7 +153,10 @@ async fn forward(req: crate::http_util::Request, timeout_ms: u32) -> Result<Resp
     let controller = worker::AbortController::default();
     let signal = controller.signal();
     match outbound::with_timeout(timeout_ms, Fetch::Request(out).send_with_signal(&signal)).await {
-        Some(Ok(r)) => Ok(r),
+        Some(Ok(r)) => match cors {
+            Some(c) => with_cors(r, &c),
+            None => Ok(r),
+        },
         Some(Err(e)) => error(Error::BadGateway(format!("origin fetch failed: {e}"))),
         None => {
             controller.abort();
@@ -161,6 +165,35 @@ async fn forward(req: crate::http_util::Request, timeout_ms: u32) -> Result<Resp
             )))
         }
     }
+}
+
+/// The origin's answer with our CORS headers instead of any it set: CORS is the authorizer's
+/// decision (README "CORS"). The fetched headers are immutable, so they are copied.
+fn with_cors(resp: Response, cors: &crate::cors::ForwardCors) -> Result<Response> {
+    let headers = Headers::new();
+    let mut vary: Vec<String> = Vec::new();
+    for (name, value) in resp.headers().entries() {
+        if name.starts_with("access-control-") {
+            continue;
+        }
+        if name == "vary" {
+            vary.extend(value.split(',').map(|v| v.trim().to_string()));
+            continue;
+        }
+        headers.append(&name, &value)?;
+    }
+    for (name, value) in crate::cors::forward_headers(cors) {
+        if name == "vary" {
+            if !vary.iter().any(|v| v.eq_ignore_ascii_case("origin")) {
+                vary.push(value);
+            }
+        } else {
+            headers.set(name, &value)?;
+        }
+    }
+    vary.retain(|v| !v.is_empty());
+    headers.set("vary", &vary.join(", "))?;
+    Ok(resp.with_headers(headers))
 }
 
 /// Serves a file of `www/` through the ASSETS binding, with our security headers.

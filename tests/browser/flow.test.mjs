@@ -132,8 +132,16 @@ describe("browser: authorization code + PKCE through the sign-in pages", () => {
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
     await waitForConsent(page);
 
-    // Logout ends the session: the next authorize request shows the login page again.
+    // A bare GET of /auth/logout (what a cross-site <img> does) only asks: still signed in.
     await page.goto(`${w.url}/auth/logout`);
+    await page.getByRole("heading", { name: "Sign out?" }).waitFor();
+    assert.equal(pathOf(page), "/auth/ui/logout.html");
+    await page.goto(authorizeRequest(w, callback.redirectUri).url);
+    await waitForConsent(page);
+
+    // Confirming (a POST with the CSRF token) ends the session: the login page again.
+    await page.goto(`${w.url}/auth/logout`);
+    await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("heading", { name: "You are signed out." }).waitFor();
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
     await waitForLoginForm(page);

@@ -9,7 +9,7 @@
 //   admin   PUT /Client|User|AccessPolicy/{id} as root (Basic root:ADMIN_SECRET)
 //   assets  GET /auth/ui/* from the ASSETS binding, with the security headers the Worker adds
 //   oauth   GET /auth/authorize, GET /auth/interaction, POST /auth/login, POST /auth/consent,
-//           GET /auth/logout, POST /auth/token (authorization_code, refresh_token)
+//           GET|POST /auth/logout, GET /auth/session, POST /auth/token (authorization_code, refresh_token)
 //   api     GET /Patient with a bearer token issued here
 const clients = new Map();
 const users = new Map();
@@ -208,7 +208,23 @@ async function handle(request, env) {
     return redirect(u.toString());
   }
 
-  if (p === "/auth/logout" && m === "GET") {
+  // Logout: a bare GET only asks (the confirmation page); a POST with the CSRF token, or a GET
+  // with an id_token_hint (not checked in this model), ends the session.
+  if (p === "/auth/session" && m === "GET") {
+    const csrf = random(16);
+    const user = sessionUser(request);
+    return json(
+      { user: user ? { id: user.id, name: user.name?.givenName ?? user.id } : null, csrf },
+      200,
+      { "set-cookie": `${CSRF_COOKIE}=${csrf}; Path=/auth; HttpOnly; SameSite=Strict` },
+    );
+  }
+  if (p === "/auth/logout" && (m === "GET" || m === "POST")) {
+    if (m === "GET" && !url.searchParams.get("id_token_hint")) return redirect("/auth/ui/logout.html");
+    if (m === "POST") {
+      const csrf = cookies(request)[CSRF_COOKIE];
+      if (!csrf || new URLSearchParams(await request.text()).get("csrf") !== csrf) return redirect("/auth/ui/logout.html#error=csrf");
+    }
     sessions.delete(cookies(request)[SESSION_COOKIE]);
     return redirect("/auth/ui/logged-out.html", { "set-cookie": `${SESSION_COOKIE}=; Path=/auth; Max-Age=0; HttpOnly; SameSite=Lax` });
   }

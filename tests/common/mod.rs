@@ -107,6 +107,18 @@ impl<'a> Browser<'a> {
     }
 }
 
+impl Browser<'_> {
+    /// Signs out as the confirmation page does: a CSRF token from `GET /auth/session`, then
+    /// `POST /auth/logout` with it.
+    pub fn logout(&mut self) -> Page {
+        let csrf = match self.get("/auth/session") {
+            Page::Response(r) => r.json()["csrf"].as_str().unwrap().to_string(),
+            _ => panic!("no session context"),
+        };
+        self.post("/auth/logout", &[("csrf", &csrf)])
+    }
+}
+
 pub fn redirect(p: Page) -> String {
     match p {
         Page::Redirect(l) => l,

@@ -35,12 +35,14 @@ process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
  * @param {object} [options.signingKey]            private JWK; default: a fresh Ed25519 key
  * @param {string} [options.script]                ES module source to run INSTEAD of the built
  *                                                 Worker (harness self-tests only)
+ * @param {boolean} [options.captureLogs]          collect the Worker's console output (workerd's
+ *                                                 structured logs) in `w.logs` instead of printing it
  *
  * E2E_WORKER_SCRIPT=path/to/worker.mjs runs every test against that single-file JS Worker instead
  * of the build: a way to check the tests themselves against a model of the spec.
  * E2E_LOG=1 shows Miniflare's debug log.
  */
-export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, script } = {}) {
+export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, script, captureLogs = false } = {}) {
   if (!script && process.env.E2E_WORKER_SCRIPT) script = readFileSync(process.env.E2E_WORKER_SCRIPT, "utf8");
   adminSecret ??= randomSecret(18);
   signingKey ??= await generateSigningJwk();
@@ -62,6 +64,8 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
     ? { modules: true, script, scriptPath: path.join(ROOT, "selftest-worker.mjs") }
     : { modules: true, scriptPath: main, modulesRoot: path.dirname(main) };
 
+  /** `{ level, message }` of each console line, when `captureLogs` is set. */
+  const logs = [];
   const mf = new Miniflare({
     ...workerOptions,
     ...code,
@@ -72,6 +76,7 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
     port: 0,
     cf: false, // do not fetch request.cf data from the network
     log: new Log(process.env.E2E_LOG ? LogLevel.DEBUG : LogLevel.WARN),
+    ...(captureLogs ? { handleStructuredLogs: ({ level, message }) => void logs.push({ level, message }) } : {}),
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
 
@@ -100,6 +105,7 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
     fetch: fetchWorker,
     admin,
     miniflare: mf,
+    logs,
     dispose: () => mf.dispose(),
   };
 }

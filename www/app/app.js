@@ -226,7 +226,11 @@ async function signOut() {
     }).catch(() => {});
   }
   for (const k of ["tokens", "nonce", "state", "pkce_verifier"]) store.removeItem(k);
-  location.assign(verifier.metadata.end_session_endpoint ?? "/auth/logout");
+  // OIDC RP-Initiated Logout: with our id_token as the hint the session ends at once; without
+  // it the server asks the user to confirm (a bare GET cannot end a session).
+  const end = new URL(verifier.metadata.end_session_endpoint ?? "/auth/logout", location.href);
+  if (tokens?.id_token) end.searchParams.set("id_token_hint", tokens.id_token);
+  location.assign(end.toString());
 }
 
 /** Runs a button's action with the buttons disabled, showing any error. */
