@@ -4,6 +4,7 @@
 #   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes)
 #   make size       print the wasm sizes (Worker and browser package), raw and gzipped
+#   make soak       build, then the full load run in workerd (LOAD_REQUESTS, LOAD_CONCURRENCY, LOAD_SEED)
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
 #   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
@@ -24,7 +25,7 @@ PORT ?= 8787
 WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: help dev test build size bootstrap deploy clean \
+.PHONY: help dev test build size bootstrap deploy clean soak \
         fmt-check clippy test-native dry-run test-e2e test-browser
 
 help:
@@ -87,6 +88,11 @@ test-browser:
 	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
 	@test -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" || { echo "Chromium missing: apt-get install -y chromium (or set CHROMIUM_PATH)"; exit 1; }
 	node --test --test-concurrency=1 tests/browser/*.test.mjs
+
+# Full load and soak run (README "Load and soak"); exits non-zero on any unexpected answer.
+soak: build
+	$(call section,load and soak (tests/load/soak.mjs))
+	node tests/load/soak.mjs
 
 clean:
 	rm -rf build .wrangler/tmp
