@@ -10,6 +10,7 @@
 //! plus KV's own propagation (up to ~60 s between locations).
 
 pub mod memory;
+mod shared;
 
 use crate::error::{Error, Result};
 use crate::model::ResourceType;
@@ -39,8 +40,8 @@ type DocCache = HashMap<String, (i64, Option<Rc<Value>>)>;
 #[derive(Default)]
 pub struct Cache {
     docs: RefCell<DocCache>,
-    policies: RefCell<Option<(i64, Rc<PolicySet>)>>,
-    introspectors: RefCell<Option<(i64, Rc<Vec<Value>>)>>,
+    policies: shared::SharedSet<PolicySet>,
+    introspectors: shared::SharedSet<Vec<Value>>,
     verified: RefCell<HashMap<[u8; 32], i64>>,
     /// Revoked access tokens (see [`crate::state::Revocations`]).
     pub revocations: crate::state::Revocations,
@@ -83,8 +84,8 @@ impl Cache {
     fn invalidate(&self, key: &str, rt: ResourceType) {
         self.docs.borrow_mut().remove(key);
         match rt {
-            ResourceType::AccessPolicy => *self.policies.borrow_mut() = None,
-            ResourceType::TokenIntrospector => *self.introspectors.borrow_mut() = None,
+            ResourceType::AccessPolicy => self.policies.invalidate(),
+            ResourceType::TokenIntrospector => self.introspectors.invalidate(),
             ResourceType::Client => self.cors.clear(),
             _ => {}
         }
@@ -182,40 +183,34 @@ impl Repo<'_> {
     /// All AccessPolicies, compiled, cached for `ttl`. A stored policy that no longer compiles
     /// (written around the API) is left out rather than failing every request.
     pub async fn policies(&self) -> Result<Rc<PolicySet>> {
-        let now = self.clock.now();
-        if let Some((at, p)) = self.cache.policies.borrow().as_ref() {
-            if now - at < self.ttl {
-                return Ok(p.clone());
+        let load = || async {
+            let docs = self.list(ResourceType::AccessPolicy).await?;
+            let mut set = PolicySet::default();
+            for d in &docs {
+                let Some(id) = d.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Ok(p) = CompiledPolicy::compile(d) {
+                    set.ids.push(id.to_string());
+                    set.policies.push(p);
+                }
             }
-        }
-        let docs = self.list(ResourceType::AccessPolicy).await?;
-        let mut set = PolicySet::default();
-        for d in &docs {
-            let Some(id) = d.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            if let Ok(p) = CompiledPolicy::compile(d) {
-                set.ids.push(id.to_string());
-                set.policies.push(p);
-            }
-        }
-        let compiled = Rc::new(set);
-        *self.cache.policies.borrow_mut() = Some((now, compiled.clone()));
-        Ok(compiled)
+            Ok(set)
+        };
+        self.cache
+            .policies
+            .get(self.clock.now(), self.ttl, load)
+            .await
     }
 
     /// All TokenIntrospectors, cached for `ttl` like the policies: every external bearer token
     /// needs them, and a KV list per request would cost a read per introspector.
     pub async fn introspectors(&self) -> Result<Rc<Vec<Value>>> {
-        let now = self.clock.now();
-        if let Some((at, list)) = self.cache.introspectors.borrow().as_ref() {
-            if now - at < self.ttl {
-                return Ok(list.clone());
-            }
-        }
-        let list = Rc::new(self.list(ResourceType::TokenIntrospector).await?);
-        *self.cache.introspectors.borrow_mut() = Some((now, list.clone()));
-        Ok(list)
+        let load = || self.list(ResourceType::TokenIntrospector);
+        self.cache
+            .introspectors
+            .get(self.clock.now(), self.ttl, load)
+            .await
     }
 
     pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
