@@ -395,3 +395,45 @@ fn reads_are_cached_and_writes_through_this_isolate_apply_at_once() {
     );
     assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 403);
 }
+
+/// Signs `header.claims` with the TestApp's key (Ed25519 seed [7; 32], kid test-key-1).
+fn sign_with_test_key(header: Value, claims: Value) -> String {
+    let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7u8; 32]));
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = kp.sk.sign(input.as_bytes(), None);
+    format!("{input}.{}", b64(sig.as_ref()))
+}
+
+#[test]
+fn key_carrying_headers_are_refused_even_when_signed_by_our_key() {
+    let t = TestApp::new();
+    cc_token(&t);
+    let claims = json!({
+        "iss": edge_authorizer::testing::ISSUER, "aud": edge_authorizer::testing::ISSUER,
+        "sub": "api-client", "client_id": "api-client", "sub_kind": "client",
+        "exp": edge_authorizer::testing::T0 + 600, "iat": edge_authorizer::testing::T0, "jti": "j1",
+    });
+    let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "test-key-1"});
+    let ok = sign_with_test_key(header.clone(), claims.clone());
+    let r = respond(t.get_with("/Patient", &format!("Bearer {ok}")));
+    assert_eq!(r.status(), 200, "control: {}", r.text());
+    for (name, value) in [
+        (
+            "x5c",
+            json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]),
+        ),
+        ("x5u", json!("https://evil.example/cert.pem")),
+        ("jku", json!("https://evil.example/jwks.json")),
+    ] {
+        let mut h = header.clone();
+        h[name] = value;
+        let bad = sign_with_test_key(h, claims.clone());
+        let r = respond(t.get_with("/Patient", &format!("Bearer {bad}")));
+        assert_eq!(r.status(), 401, "{name}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_token", "{name}");
+    }
+}
