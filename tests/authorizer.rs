@@ -437,3 +437,22 @@ fn key_carrying_headers_are_refused_even_when_signed_by_our_key() {
         assert_eq!(r.json()["error"], "invalid_token", "{name}");
     }
 }
+
+#[test]
+fn basic_scheme_without_credentials_gets_a_basic_challenge() {
+    let t = tutorial();
+    for bad in ["Basic", "basic", "BASIC  "] {
+        let r = respond(t.get_with("/Patient", bad));
+        assert_eq!(r.status(), 401, "{bad:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_client", "{bad:?}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic realm="),
+            "{bad:?}"
+        );
+    }
+    // A scheme that merely starts with "basic" is not Basic.
+    let r = respond(t.get_with("/Patient", "Basicx abc"));
+    assert_eq!(r.json()["error"], "invalid_token");
+}
