@@ -456,3 +456,27 @@ fn basic_scheme_without_credentials_gets_a_basic_challenge() {
     let r = respond(t.get_with("/Patient", "Basicx abc"));
     assert_eq!(r.json()["error"], "invalid_token");
 }
+
+#[test]
+fn a_secret_with_a_nul_appended_is_not_the_secret() {
+    // PBKDF2-HMAC zero-pads the key: "s3cret" and "s3cret\0" derive the same bytes.
+    let t = tutorial();
+    t.admin_put(
+        "/AccessPolicy/basic-policy",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let ok = respond(t.get_with("/Patient", &TestApp::basic("basic", "s3cret")));
+    assert_eq!(ok.status(), 200);
+    for bad in ["s3cret\0", "s3cret\0\0"] {
+        let r = respond(t.get_with("/Patient", &TestApp::basic("basic", bad)));
+        assert_eq!(r.status(), 401, "{bad:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_client");
+    }
+    // And no such secret can be stored.
+    let r = t.admin_put(
+        "/Client/nul",
+        json!({"secret": "abc\u{0}", "grant_types": ["basic"]}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+    assert_eq!(r.json()["field"], "secret");
+}
