@@ -51,8 +51,14 @@ pub async fn authenticate(app: &App, req: &Request) -> Result<Option<Identity>> 
         Ok(Authorization::Basic(creds)) => authenticate_basic(app, &creds).await.map(Some),
         Ok(Authorization::Bearer(token)) => authenticate_bearer(app, req, &token).await.map(Some),
         Err(reason) => {
-            let basic = crate::http_util::header(req, "authorization")
-                .is_some_and(|h| h.len() >= 6 && h[..6].eq_ignore_ascii_case("basic "));
+            // The scheme decides the challenge, also for `Basic` with nothing (or non-ASCII
+            // bytes) after it.
+            let basic = req.headers().get("authorization").is_some_and(|h| {
+                let b = h.as_bytes();
+                b.len() >= 5
+                    && b[..5].eq_ignore_ascii_case(b"basic")
+                    && b.get(5).is_none_or(|c| c.is_ascii_whitespace())
+            });
             Err(if basic {
                 Error::InvalidBasic(reason)
             } else {

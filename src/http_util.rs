@@ -100,11 +100,9 @@ pub fn parse_params(req: &Request) -> Result<BTreeMap<String, String>> {
     match mt.as_deref() {
         Some("application/x-www-form-urlencoded") => parse_form(req.body()),
         Some(m) if is_json(m) => {
-            let v: Value = serde_json::from_slice(req.body())
-                .map_err(|e| Error::InvalidRequest(format!("body is not valid JSON: {e}")))?;
-            let Value::Object(map) = v else {
-                return Err(Error::InvalidRequest("JSON body must be an object".into()));
-            };
+            let UniqueObject(map) = serde_json::from_slice(req.body()).map_err(|e| {
+                Error::InvalidRequest(format!("body is not a valid JSON object: {e}"))
+            })?;
             let mut out = BTreeMap::new();
             for (k, v) in map {
                 let s = match v {
@@ -130,6 +128,39 @@ pub fn parse_params(req: &Request) -> Result<BTreeMap<String, String>> {
             "missing content type; use application/x-www-form-urlencoded or application/json"
                 .into(),
         )),
+    }
+}
+
+/// A JSON object body whose keys are unique. RFC 6749 3.1 and 3.2 refuse a repeated
+/// parameter; a JSON body must not be a way around that (serde_json's own map keeps the last
+/// value silently, and two parsers may disagree on which one wins).
+struct UniqueObject(BTreeMap<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> std::result::Result<UniqueObject, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = access.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "parameter '{k}' is included more than once"
+                        )));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 

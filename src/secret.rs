@@ -110,6 +110,11 @@ pub async fn verify_secret(
     let Some(s) = parse_stored(stored) else {
         return Ok(false);
     };
+    // HMAC zero-pads short keys, so in PBKDF2-HMAC "s3cret" and "s3cret\0" are the same key:
+    // a secret with a NUL never matches (and none can be stored, see `model::take_secret`).
+    if secret.contains('\0') {
+        return Ok(false);
+    }
     let dk = crypto
         .pbkdf2_sha256(secret.as_bytes(), &s.salt, s.iterations)
         .await?;

@@ -491,3 +491,88 @@ fn verified_tokens_are_cached_until_exp_and_revocation_still_applies() {
         .unwrap()
         .contains("revoked"));
 }
+
+/// Signs `header.claims` with the TestApp's key (Ed25519 seed [7; 32], kid test-key-1).
+fn sign_with_test_key(header: Value, claims: Value) -> String {
+    let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7u8; 32]));
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = kp.sk.sign(input.as_bytes(), None);
+    format!("{input}.{}", b64(sig.as_ref()))
+}
+
+#[test]
+fn key_carrying_headers_are_refused_even_when_signed_by_our_key() {
+    let t = TestApp::new();
+    cc_token(&t);
+    let claims = json!({
+        "iss": edge_authorizer::testing::ISSUER, "aud": edge_authorizer::testing::ISSUER,
+        "sub": "api-client", "client_id": "api-client", "sub_kind": "client",
+        "exp": edge_authorizer::testing::T0 + 600, "iat": edge_authorizer::testing::T0, "jti": "j1",
+    });
+    let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "test-key-1"});
+    let ok = sign_with_test_key(header.clone(), claims.clone());
+    let r = respond(t.get_with("/Patient", &format!("Bearer {ok}")));
+    assert_eq!(r.status(), 200, "control: {}", r.text());
+    for (name, value) in [
+        (
+            "x5c",
+            json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]),
+        ),
+        ("x5u", json!("https://evil.example/cert.pem")),
+        ("jku", json!("https://evil.example/jwks.json")),
+    ] {
+        let mut h = header.clone();
+        h[name] = value;
+        let bad = sign_with_test_key(h, claims.clone());
+        let r = respond(t.get_with("/Patient", &format!("Bearer {bad}")));
+        assert_eq!(r.status(), 401, "{name}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_token", "{name}");
+    }
+}
+
+#[test]
+fn basic_scheme_without_credentials_gets_a_basic_challenge() {
+    let t = tutorial();
+    for bad in ["Basic", "basic", "BASIC  "] {
+        let r = respond(t.get_with("/Patient", bad));
+        assert_eq!(r.status(), 401, "{bad:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_client", "{bad:?}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic realm="),
+            "{bad:?}"
+        );
+    }
+    // A scheme that merely starts with "basic" is not Basic.
+    let r = respond(t.get_with("/Patient", "Basicx abc"));
+    assert_eq!(r.json()["error"], "invalid_token");
+}
+
+#[test]
+fn a_secret_with_a_nul_appended_is_not_the_secret() {
+    // PBKDF2-HMAC zero-pads the key: "s3cret" and "s3cret\0" derive the same bytes.
+    let t = tutorial();
+    t.admin_put(
+        "/AccessPolicy/basic-policy",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let ok = respond(t.get_with("/Patient", &TestApp::basic("basic", "s3cret")));
+    assert_eq!(ok.status(), 200);
+    for bad in ["s3cret\0", "s3cret\0\0"] {
+        let r = respond(t.get_with("/Patient", &TestApp::basic("basic", bad)));
+        assert_eq!(r.status(), 401, "{bad:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_client");
+    }
+    // And no such secret can be stored.
+    let r = t.admin_put(
+        "/Client/nul",
+        json!({"secret": "abc\u{0}", "grant_types": ["basic"]}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+    assert_eq!(r.json()["field"], "secret");
+}

@@ -403,6 +403,15 @@ fn request_errors() {
         "invalid_request",
     );
     assert_error(&send(Some(";;;"), "x"), 400, "invalid_request");
+    // A repeated key in a JSON body is a repeated parameter, as in a form (not "last one wins").
+    assert_error(
+        &send(
+            Some("application/json"),
+            r#"{"grant_type": "client_credentials", "grant_type": "password"}"#,
+        ),
+        400,
+        "invalid_request",
+    );
     let get = t.call(TestApp::req("GET", "/auth/token").body(vec![]).unwrap());
     assert_eq!(get.status(), 405);
     assert_eq!(get.header("allow"), Some("POST"));

@@ -3,7 +3,7 @@
 //! jwt-compact parses tokens (header, claims, base64url) and checks the time claims; the
 //! signature itself goes through the [`Crypto`] trait so that the Worker can use WebCrypto.
 //! Verification is strict by default (DESIGN.md rule 6, RFC 8725): the algorithm is pinned by
-//! the key the `kid` names, `none` never verifies, `jku`/`x5u`/`jwk` headers and any `crit`
+//! the key the `kid` names, `none` never verifies, `jku`/`x5u`/`x5c`/`jwk` headers and any `crit`
 //! are refused, and `iss`, `aud`, `exp` are required.
 
 pub mod keys;
@@ -123,6 +123,8 @@ struct ExtraHeader {
     crit: Option<Value>,
     #[serde(default)]
     jwk: Option<Value>,
+    #[serde(default)]
+    x5c: Option<Value>,
 }
 
 fn typ_matches(actual: Option<&str>, expected: &str) -> bool {
@@ -144,13 +146,15 @@ pub async fn verify(
     let untrusted = UntrustedToken::<ExtraHeader>::try_from(token)
         .map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let header = untrusted.header();
-    // RFC 8725 3.1 and 2.8: never fetch or trust keys named by the token itself.
+    // RFC 8725 3.1 and 2.8: never fetch or trust keys named or carried by the token itself
+    // (a URL, an embedded JWK or an embedded certificate chain).
     if header.key_set_url.is_some()
         || header.certificate_url.is_some()
         || header.other_fields.jwk.is_some()
+        || header.other_fields.x5c.is_some()
     {
         return Err(VerifyError::Malformed(
-            "jku, x5u and jwk headers are not accepted".into(),
+            "jku, x5u, x5c and jwk headers are not accepted".into(),
         ));
     }
     // RFC 7515 4.1.11: we understand no extensions, so any `crit` is refused.

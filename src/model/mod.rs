@@ -221,6 +221,10 @@ pub(crate) fn take_secret(m: &mut Map<String, Value>, key: &str) -> Result<Optio
             key,
             format!("must be at most {MAX_SECRET_LEN} bytes"),
         )),
+        // PBKDF2-HMAC cannot tell "x" from "x\0" (HMAC zero-pads keys), so NUL is refused.
+        Some(Value::String(s)) if s.contains('\0') => {
+            Err(Error::validation(key, "must not contain NUL characters"))
+        }
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(Error::validation(key, "must be a string")),
     }
