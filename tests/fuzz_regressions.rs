@@ -291,3 +291,60 @@ fn bearer_and_basic_shapes() {
         checks::basic(v.as_bytes());
     }
 }
+
+// --- json-schema evaluation limits (found reviewing the policy target's corpus) -----------------
+
+fn schema_policy(schema: Value) -> CompiledPolicy {
+    CompiledPolicy::compile(&json!({"engine": "json-schema", "schema": schema})).expect("compiles")
+}
+
+#[test]
+fn json_schema_branching_refs_are_cut_short_and_denied() {
+    // Two recursive branches per level: 2^32 subschema applications before MAX_DEPTH stops it.
+    // It used to run for hours; now the step budget denies it at once.
+    let started = Instant::now();
+    let p = schema_policy(json!({"anyOf": [{"$ref": "#"}, {"$ref": "#"}]}));
+    assert!(!p.allows(&json!({"uri": "/Patient"})));
+    let p = schema_policy(json!({"not": {"oneOf": [{"$ref": "#"}, {"$ref": "#"}]}}));
+    assert!(!p.allows(&json!({"uri": "/Patient"})));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn json_schema_not_cannot_be_escaped_by_nesting_past_max_depth() {
+    // "Deny any request whose body holds an `evil` key at any depth."
+    let p = schema_policy(json!({
+        "not": {"properties": {"body": {"$ref": "#/definitions/evil"}}},
+        "definitions": {"evil": {"anyOf": [
+            {"type": "object", "required": ["evil"]},
+            {"type": "object", "additionalProperties": {"$ref": "#/definitions/evil"}}
+        ]}}
+    }));
+    let body_at = |levels: usize| json!({"uri": "/Patient", "body": nested(levels, json!({"evil": true}), |v| obj("a", v))});
+    assert!(p.allows(&json!({"uri": "/Patient", "body": {"a": {"fine": 1}}})));
+    assert!(!p.allows(&body_at(2)));
+    // Deeper than the walk may go: the cut-off branch used to count as "no evil" under `not`,
+    // so the request was allowed.
+    assert!(!p.allows(&body_at(40)));
+    assert!(!p.allows(&body_at(100)));
+}
+
+#[test]
+fn json_schema_unique_items_on_a_huge_array_is_bounded() {
+    let p = schema_policy(json!({"properties": {"body": {"uniqueItems": true}}}));
+    assert!(p.allows(&json!({"body": [1, 2, 3]})));
+    assert!(!p.allows(&json!({"body": [1, 2, 1]})));
+    // 20k distinct items: 2*10^8 pairwise comparisons, past the step budget: denied, quickly.
+    let started = Instant::now();
+    let big: Vec<Value> = (0..20_000).map(Value::from).collect();
+    assert!(!p.allows(&json!({ "body": big })));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
