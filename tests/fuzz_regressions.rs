@@ -348,3 +348,28 @@ fn json_schema_unique_items_on_a_huge_array_is_bounded() {
         started.elapsed()
     );
 }
+
+// --- jwt: signatures of the wrong length (found by the jwt target) ------------------------------
+
+#[test]
+fn eddsa_signature_of_the_wrong_length_is_a_bad_signature_not_a_panic() {
+    use edge_authorizer::crypto::RustCrypto;
+    use edge_authorizer::jwt::{self, VerifyError};
+    let header = http_util::b64url(br#"{"alg":"EdDSA","typ":"at+jwt","kid":"fuzz-key"}"#);
+    let claims = json!({"iss": checks::ISSUER, "aud": checks::AUDIENCE, "exp": checks::NOW + 60});
+    let payload = http_util::b64url(claims.to_string().as_bytes());
+    for len in [0, 1, 32, 63, 65, 96, 128] {
+        let token = format!("{header}.{payload}.{}", http_util::b64url(&vec![0u8; len]));
+        let result = futures::executor::block_on(jwt::verify(
+            &RustCrypto,
+            &checks::ed25519_keys(),
+            &token,
+            &checks::expectations(),
+        ));
+        assert_eq!(
+            result,
+            Err(VerifyError::BadSignature),
+            "signature of {len} bytes"
+        );
+    }
+}

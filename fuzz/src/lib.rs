@@ -32,12 +32,12 @@ fn split(data: &[u8], sep: u8) -> (&[u8], &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // jwt
 
-fn ed25519_keys() -> KeySet {
+pub fn ed25519_keys() -> KeySet {
     let jwk = edge_authorizer::testing::ed25519_jwk([7u8; 32], KID);
     KeySet::from_config(Some(&jwk), None).expect("fixed Ed25519 key")
 }
 
-fn expectations() -> Expectations<'static> {
+pub fn expectations() -> Expectations<'static> {
     Expectations {
         issuer: ISSUER,
         audience: Some(AUDIENCE),
