@@ -8,6 +8,7 @@
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
 #   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
+#   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly, not in make test
 #
 # TOOLS_DIR (default .tools) is where worker-build and wasm-bindgen-cli are installed.
 
@@ -25,7 +26,7 @@ PORT ?= 8787
 WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: help dev test build size bootstrap deploy clean soak \
+.PHONY: help dev test build size bootstrap deploy clean soak fuzz \
         fmt-check clippy test-native dry-run test-e2e test-browser
 
 help:
@@ -97,3 +98,22 @@ soak: build
 clean:
 	rm -rf build .wrangler/tmp
 	@echo "kept .dev.vars and .wrangler/state (local dev data); remove them by hand to reset"
+
+# --- make fuzz: libFuzzer through cargo-fuzz on nightly (README, "Fuzzing") ----------------------
+# One process per target, one after another (the targets share the machine); new corpus entries
+# go to fuzz/corpus/<target> (ignored by git), crashes to fuzz/artifacts/<target>. Each target
+# starts from the inputs kept in fuzz/regressions/<target>, which `cargo test` replays on stable.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := jwt form basic policy smart_scopes
+
+fuzz:
+	$(call section,cargo-fuzz: $(FUZZ_SECONDS)s per target)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cd fuzz && cargo +nightly fuzz build -O
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  printf '\n==== fuzz %s ====\n' "$$t"; mkdir -p fuzz/corpus/$$t; \
+	  (cd fuzz && cargo +nightly fuzz run -O $$t corpus/$$t regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets failed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi

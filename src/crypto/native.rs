@@ -126,6 +126,11 @@ impl Crypto for RustCrypto {
         use jwt_compact::alg::VerifyingKey;
         Ok(match (alg, key) {
             (SigAlg::EdDsa, PublicKey::Ed25519(pk)) => {
+                // jwt-compact's Ed25519 `try_from_slice` panics on any length but 64 (its own
+                // verifier checks the length first); a token's signature can be any length.
+                if signature.len() != ed25519_compact::Signature::BYTES {
+                    return Ok(false);
+                }
                 let (Ok(pk), Ok(sig)) = (
                     EdPublic::from_slice(pk),
                     EdSignature::try_from_slice(signature),

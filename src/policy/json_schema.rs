@@ -25,8 +25,11 @@
 //! `$ref`s resolve).
 //!
 //! Limits: schemas nest at most [`MAX_DEPTH`] levels (a `$ref` hop counts as a level, at compile
-//! and at evaluation time); a `$ref` cycle with no keyword in between is a compile error.
+//! and at evaluation time); a `$ref` cycle with no keyword in between is a compile error. One
+//! validation applies at most [`MAX_STEPS`] subschemas; a request that runs into either limit at
+//! evaluation time is denied (even below a `not`).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -236,23 +239,64 @@ fn count_ge(count: usize, limit: u64) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
+/// Most subschema applications (and `uniqueItems` comparisons) one validation may make. Recursive `$ref`s under `anyOf`/`oneOf`
+/// branch, so a small schema can ask for 2^32 steps before [`MAX_DEPTH`] stops it; past this
+/// budget the request is denied instead.
+const MAX_STEPS: u32 = 1_000_000;
+
+/// One validation: the schema, the steps left, and whether a limit was hit.
+struct Run<'s> {
+    schema: &'s Schema,
+    steps_left: Cell<u32>,
+    /// Set when [`MAX_DEPTH`] or [`MAX_STEPS`] cut the walk short. The answer is then "deny",
+    /// whatever the cut-short branch returned: a `not` around it must not turn it into "allow".
+    cut_short: Cell<bool>,
+}
+
 impl Schema {
-    /// Validates the policy request (stripped of empty values) against the schema.
+    /// Validates the policy request (stripped of empty values) against the schema. A request
+    /// that takes the schema past [`MAX_DEPTH`] or [`MAX_STEPS`] does not validate.
     pub(crate) fn validate(&self, request: &Value) -> bool {
-        if present(request) {
-            self.valid(0, request, 0)
+        let run = Run {
+            schema: self,
+            steps_left: Cell::new(MAX_STEPS),
+            cut_short: Cell::new(false),
+        };
+        let ok = if present(request) {
+            run.valid(0, request, 0)
         } else {
             // Everything was stripped: validate the empty map the request became.
-            self.valid(0, &Value::Object(Map::new()), 0)
+            run.valid(0, &Value::Object(Map::new()), 0)
+        };
+        ok && !run.cut_short.get()
+    }
+}
+
+impl Run<'_> {
+    /// Takes one step of the budget; false (and the run is cut short) when none is left.
+    fn spend(&self) -> bool {
+        match self.steps_left.get() {
+            0 => {
+                self.cut_short.set(true);
+                false
+            }
+            left => {
+                self.steps_left.set(left - 1);
+                true
+            }
         }
     }
 
     /// `v` is present (non-blank) here.
     fn valid(&self, node: usize, v: &Value, depth: usize) -> bool {
         if depth > MAX_DEPTH {
+            self.cut_short.set(true);
             return false;
         }
-        match self.nodes.get(node) {
+        if self.cut_short.get() || !self.spend() {
+            return false;
+        }
+        match self.schema.nodes.get(node) {
             Some(Node::Bool(b)) => *b,
             Some(Node::Ref(target)) => self.valid(*target, v, depth + 1),
             Some(Node::Keywords(k)) => self.keywords(k, v, depth),
@@ -355,7 +399,11 @@ impl Schema {
         }
         if k.unique_items {
             for (i, x) in items_of(a).enumerate() {
-                if items_of(a).skip(i + 1).any(|y| view_eq(x, y, d)) {
+                // Pairwise: quadratic in the request's array, so each comparison is a step.
+                if items_of(a)
+                    .skip(i + 1)
+                    .any(|y| !self.spend() || view_eq(x, y, d))
+                {
                     return false;
                 }
             }
