@@ -32,10 +32,11 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 "$WASM_BINDGEN" --target web --out-dir "$OUT" --out-name edge_authorizer "$STAGE/edge_authorizer.wasm"
 
-log "wasm-opt -Oz"
+log "wasm-opt -Oz --converge"
 # No feature flags: wasm-opt reads them from the module's target_features section (`-all` would
-# let it rewrite imports into stringref, which browsers do not load).
-"$WASM_OPT" "$OUT/edge_authorizer_bg.wasm" -Oz --strip-debug --strip-producers \
+# let it rewrite imports into stringref, which browsers do not load). --converge repeats -Oz
+# until nothing shrinks: about 350 bytes gzipped for 20 s of build time.
+"$WASM_OPT" "$OUT/edge_authorizer_bg.wasm" -Oz --converge --strip-debug --strip-producers \
   -o "$OUT/edge_authorizer_bg.wasm"
 
 cp "$PKG_SRC/package.json" "$PKG_SRC/README.md" "$OUT/"
