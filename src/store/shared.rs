@@ -1,29 +1,30 @@
 //! A set derived from many KV records (the compiled AccessPolicies, the TokenIntrospectors),
-//! loaded at most once at a time per isolate.
+//! cached per isolate and reloaded by one request at a time when it ages.
 //!
-//! Without this, every request that arrived while the set was missing or stale listed and read
-//! every record itself: under load, right after a policy write, 64 concurrent requests made 64
-//! full reloads (measured by tests/load/policy-reload.mjs). Now one request loads; the others
-//! wait for its answer, or, when the set merely aged past `CACHE_TTL`, keep using the previous
-//! set until the new one is in.
+//! Without this, every request that arrived while the cached set had aged past `CACHE_TTL`
+//! listed and read every record itself: under load that was one full reload per concurrent
+//! request (tests/load/policy-reload.mjs). Now, while one request reloads an aged set, the
+//! others keep using it; it is what this isolate believed a moment ago, and other isolates may
+//! see writes up to `CACHE_TTL` late anyway.
+//!
+//! Requests never wait for another request's load: in workerd a request whose only pending work
+//! is a promise that a different request will resolve is cancelled as hung. So after a write,
+//! when there is no set at all, each request that arrives before one is cached loads its own.
 //!
 //! Writes through this isolate apply at once: [`SharedSet::invalidate`] drops the set and bumps
-//! a generation. A load that started before the write can finish after it; its result is then
-//! neither cached nor handed to requests that came after the write; they load again.
+//! a generation. A load that started before the write can finish after it; its answer serves
+//! the request that made it but is never cached.
 
 use crate::error::Result;
-use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 
-type Waiter<T> = (u64, oneshot::Sender<Result<Rc<T>>>);
-
 pub struct SharedSet<T> {
     value: RefCell<Option<(i64, Rc<T>)>>,
     generation: Cell<u64>,
-    loading: Cell<bool>,
-    waiters: RefCell<Vec<Waiter<T>>>,
+    /// Loads in flight.
+    loading: Cell<u32>,
 }
 
 impl<T> Default for SharedSet<T> {
@@ -31,8 +32,7 @@ impl<T> Default for SharedSet<T> {
         SharedSet {
             value: RefCell::new(None),
             generation: Cell::new(0),
-            loading: Cell::new(false),
-            waiters: RefCell::new(Vec::new()),
+            loading: Cell::new(0),
         }
     }
 }
@@ -48,7 +48,7 @@ impl<T> std::fmt::Debug for SharedSet<T> {
 }
 
 impl<T> SharedSet<T> {
-    /// Drops the set: the next request loads it again, and a load in flight does not count.
+    /// Drops the set: the next request loads it again, and loads in flight are not cached.
     pub fn invalidate(&self) {
         *self.value.borrow_mut() = None;
         self.generation.set(self.generation.get() + 1);
@@ -57,69 +57,32 @@ impl<T> SharedSet<T> {
     /// The set, fresh within `ttl` seconds of `now`, loading it with `load` if need be.
     pub async fn get<F, Fut>(&self, now: i64, ttl: i64, load: F) -> Result<Rc<T>>
     where
-        F: Fn() -> Fut,
+        F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        loop {
-            let cached = self.value.borrow().clone();
-            if let Some((at, v)) = &cached {
-                if now - at < ttl {
-                    return Ok(v.clone());
-                }
-            }
-            if !self.loading.get() {
-                return self.lead(now, &load).await;
-            }
-            // Someone is loading. A set that only aged is still what this isolate believed a
-            // moment ago: keep using it. After a write there is none: wait for the load.
-            if let Some((_, v)) = cached {
+        let cached = self.value.borrow().clone();
+        if let Some((at, v)) = cached {
+            if now - at < ttl || self.loading.get() > 0 {
                 return Ok(v);
             }
-            let (tx, rx) = oneshot::channel();
-            self.waiters.borrow_mut().push((self.generation.get(), tx));
-            match rx.await {
-                Ok(answer) => return answer,
-                // The loader's answer predates a write we must see: go round and load anew.
-                Err(oneshot::Canceled) => continue,
-            }
         }
-    }
-
-    async fn lead<F, Fut>(&self, now: i64, load: &F) -> Result<Rc<T>>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
         let generation = self.generation.get();
-        self.loading.set(true);
-        // If this request is dropped mid-load (the client went away), the guard lets the
-        // waiters go: they see Canceled and one of them loads instead.
-        let _guard = Loading(self);
-        let loaded = load().await.map(Rc::new);
-        let current = self.generation.get() == generation;
-        if current {
-            if let Ok(v) = &loaded {
-                *self.value.borrow_mut() = Some((now, v.clone()));
-            }
+        self.loading.set(self.loading.get() + 1);
+        // However the load ends (also when the request is dropped), it is no longer in flight.
+        let _guard = Loading(&self.loading);
+        let loaded = Rc::new(load().await?);
+        if self.generation.get() == generation {
+            *self.value.borrow_mut() = Some((now, loaded.clone()));
         }
-        // Waiters that came before any later write share this answer; later ones are dropped
-        // (their receiver sees Canceled) and load again.
-        for (seen, tx) in self.waiters.borrow_mut().drain(..) {
-            if seen == generation {
-                let _ = tx.send(loaded.clone());
-            }
-        }
-        loaded
+        Ok(loaded)
     }
 }
 
-/// Clears the loading mark, and any waiters left, however the load ends.
-struct Loading<'a, T>(&'a SharedSet<T>);
+struct Loading<'a>(&'a Cell<u32>);
 
-impl<T> Drop for Loading<'_, T> {
+impl Drop for Loading<'_> {
     fn drop(&mut self) {
-        self.0.loading.set(false);
-        self.0.waiters.borrow_mut().clear();
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -127,79 +90,69 @@ impl<T> Drop for Loading<'_, T> {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use futures::executor::LocalPool;
+    use futures::channel::oneshot;
+    use futures::executor::{block_on, LocalPool};
     use futures::task::LocalSpawnExt;
-    use std::cell::Cell;
-
-    /// A load that waits for a signal, counting how often it runs.
-    struct Gate {
-        runs: Cell<u32>,
-        open: RefCell<Option<oneshot::Receiver<()>>>,
-    }
 
     #[test]
-    fn concurrent_requests_share_one_load() {
+    fn an_aged_set_is_reloaded_by_one_request_while_the_others_use_it() {
         let set: Rc<SharedSet<u32>> = Rc::new(SharedSet::default());
-        let (open, gate_rx) = oneshot::channel();
-        let gate = Rc::new(Gate {
-            runs: Cell::new(0),
-            open: RefCell::new(Some(gate_rx)),
-        });
+        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
+        let (open, gate) = oneshot::channel::<()>();
+        let runs = Rc::new(Cell::new(0));
+        let seen = Rc::new(RefCell::new(Vec::new()));
         let mut pool = LocalPool::new();
-        let results = Rc::new(RefCell::new(Vec::new()));
+        let mut gate = Some(gate);
         for _ in 0..10 {
-            let (set, gate, results) = (set.clone(), gate.clone(), results.clone());
+            let (set, runs, seen) = (set.clone(), runs.clone(), seen.clone());
+            let gate = gate.take();
             pool.spawner()
                 .spawn_local(async move {
                     let v = set
-                        .get(0, 10, || {
-                            let gate = gate.clone();
-                            async move {
-                                gate.runs.set(gate.runs.get() + 1);
-                                let rx = gate.open.borrow_mut().take();
-                                if let Some(rx) = rx {
-                                    let _ = rx.await;
-                                }
-                                Ok(7)
+                        .get(20, 10, || async move {
+                            runs.set(runs.get() + 1);
+                            if let Some(g) = gate {
+                                let _ = g.await;
                             }
+                            Ok(2)
                         })
                         .await
                         .unwrap();
-                    results.borrow_mut().push(*v);
+                    seen.borrow_mut().push(*v);
                 })
                 .unwrap();
         }
         pool.run_until_stalled();
-        assert_eq!(gate.runs.get(), 1, "one load while it is in flight");
+        assert_eq!(runs.get(), 1, "one reload while it is in flight");
+        assert_eq!(
+            seen.borrow().len(),
+            9,
+            "the others went on with the aged set"
+        );
+        assert!(seen.borrow().iter().all(|v| *v == 1));
         open.send(()).unwrap();
         pool.run_until_stalled();
-        assert_eq!(*results.borrow(), vec![7; 10]);
-        assert_eq!(gate.runs.get(), 1);
+        assert_eq!(seen.borrow().last(), Some(&2));
+        assert_eq!(*block_on(set.get(21, 10, || async { Ok(99) })).unwrap(), 2);
     }
 
     #[test]
     fn a_write_during_a_load_is_not_lost() {
         let set: Rc<SharedSet<u32>> = Rc::new(SharedSet::default());
         let version = Rc::new(Cell::new(1u32));
-        let (open, gate_rx) = oneshot::channel::<()>();
-        let gate = Rc::new(RefCell::new(Some(gate_rx)));
+        let (open, gate) = oneshot::channel::<()>();
         let mut pool = LocalPool::new();
         let first = Rc::new(Cell::new(0));
-        let after_write = Rc::new(Cell::new(0));
         {
-            let (set, version, gate, first) =
-                (set.clone(), version.clone(), gate.clone(), first.clone());
+            let (set, version, first) = (set.clone(), version.clone(), first.clone());
             pool.spawner()
                 .spawn_local(async move {
                     let v = set
                         .get(0, 10, || {
                             // The store is read now; the answer comes back after the write.
                             let seen = version.get();
-                            let rx = gate.borrow_mut().take();
                             async move {
-                                if let Some(rx) = rx {
-                                    let _ = rx.await;
-                                }
+                                let _ = gate.await;
                                 Ok(seen)
                             }
                         })
@@ -210,81 +163,53 @@ mod tests {
                 .unwrap();
         }
         pool.run_until_stalled();
-        // A write lands while the load is in flight, then a request arrives.
+        // A write lands while that load is in flight; the next request must see it.
         version.set(2);
         set.invalidate();
-        {
-            let (set, version, after_write) = (set.clone(), version.clone(), after_write.clone());
-            pool.spawner()
-                .spawn_local(async move {
-                    let v = set
-                        .get(0, 10, || {
-                            let seen = version.get();
-                            async move { Ok(seen) }
-                        })
-                        .await
-                        .unwrap();
-                    after_write.set(*v);
-                })
-                .unwrap();
-        }
-        pool.run_until_stalled();
+        let v = version.get();
+        assert_eq!(
+            *block_on(set.get(0, 10, || async move { Ok(v) })).unwrap(),
+            2
+        );
         open.send(()).unwrap();
         pool.run_until_stalled();
         assert_eq!(first.get(), 1, "the early request gets what it loaded");
-        assert_eq!(after_write.get(), 2, "the request after the write sees it");
-        // And the cache holds the new set, not the late answer of the old load.
-        let cached = futures::executor::block_on(set.get(1, 10, || async { Ok(99) })).unwrap();
-        assert_eq!(*cached, 2);
+        // The late answer of the old load did not replace the new set.
+        assert_eq!(*block_on(set.get(1, 10, || async { Ok(99) })).unwrap(), 2);
     }
 
     #[test]
-    fn a_dropped_loader_does_not_strand_its_waiters() {
+    fn a_dropped_load_is_no_longer_in_flight() {
         let set: Rc<SharedSet<u32>> = Rc::new(SharedSet::default());
+        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
         let mut pool = LocalPool::new();
-        // The leader's load never finishes; it is dropped like a cancelled request.
-        let leader = {
+        let handle = {
             let set = set.clone();
-            async move {
-                let _ = set
-                    .get(0, 10, futures::future::pending::<Result<u32>>)
-                    .await;
-            }
-        };
-        let leader = pool.spawner().spawn_local_with_handle(leader).unwrap();
-        pool.run_until_stalled();
-        let got = Rc::new(Cell::new(0));
-        {
-            let (set, got) = (set.clone(), got.clone());
             pool.spawner()
-                .spawn_local(async move {
-                    let v = set.get(0, 10, || async { Ok(5) }).await.unwrap();
-                    got.set(*v);
+                .spawn_local_with_handle(async move {
+                    let _ = set
+                        .get(20, 10, futures::future::pending::<Result<u32>>)
+                        .await;
                 })
-                .unwrap();
-        }
+                .unwrap()
+        };
         pool.run_until_stalled();
-        assert_eq!(got.get(), 0, "waiting for the leader");
-        drop(leader);
+        // While it hangs, others use the aged set...
+        assert_eq!(*block_on(set.get(20, 10, || async { Ok(5) })).unwrap(), 1);
+        drop(handle);
         pool.run_until_stalled();
-        assert_eq!(
-            got.get(),
-            5,
-            "the waiter loaded itself once the leader was gone"
-        );
+        // ...and once it is gone (a cancelled request), the next request reloads.
+        assert_eq!(*block_on(set.get(20, 10, || async { Ok(5) })).unwrap(), 5);
     }
 
     #[test]
-    fn an_aged_set_is_served_while_one_request_reloads_and_failures_are_not_cached() {
+    fn failures_are_not_cached() {
         let set: SharedSet<u32> = SharedSet::default();
-        let v = futures::executor::block_on(set.get(0, 10, || async { Ok(1) })).unwrap();
-        assert_eq!(*v, 1);
-        // Past the TTL, a failing reload reports its error and keeps nothing.
-        let e = futures::executor::block_on(set.get(20, 10, || async {
+        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
+        let e = block_on(set.get(20, 10, || async {
             Err::<u32, _>(Error::Unavailable("kv down".into()))
         }));
         assert!(matches!(e, Err(Error::Unavailable(_))));
-        let v = futures::executor::block_on(set.get(21, 10, || async { Ok(3) })).unwrap();
-        assert_eq!(*v, 3);
+        assert_eq!(*block_on(set.get(21, 10, || async { Ok(3) })).unwrap(), 3);
     }
 }

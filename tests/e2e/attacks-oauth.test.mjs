@@ -208,10 +208,10 @@ describe("attacks: redirect URI variants and open redirects", () => {
     await assertError(res, 400, "invalid_request");
   });
 
-  test("logout ignores post_logout_redirect_uri -> 303 to our logged-out page", async () => {
+  test("logout ignores post_logout_redirect_uri -> 303 to our own confirmation page", async () => {
     const res = await w.fetch("/auth/logout?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F");
     assert.equal(res.status, 303);
-    assert.equal(res.headers.get("location"), "/auth/ui/logged-out.html");
+    assert.equal(res.headers.get("location"), "/auth/ui/logout.html");
   });
 
   test("token endpoint: redirect_uri with a trailing slash -> 400 invalid_grant, code not burned", async () => {
