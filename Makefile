@@ -5,6 +5,7 @@
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes)
 #   make size       print the wasm sizes (Worker and browser package), raw and gzipped
 #   make soak       build, then the full load run in workerd (LOAD_REQUESTS, LOAD_CONCURRENCY, LOAD_SEED)
+#   make bench      build, then benchmark against the peers in benches/ (not part of make test)
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
 #   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
@@ -26,7 +27,7 @@ PORT ?= 8787
 WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: help dev test build size bootstrap deploy clean soak fuzz \
+.PHONY: help dev test build size bench bootstrap deploy clean soak fuzz \
         fmt-check clippy test-native dry-run test-e2e test-browser
 
 help:
@@ -46,6 +47,15 @@ size:
 	@scripts/size.sh
 	@wasm=build/verifier/edge_authorizer_bg.wasm; test -f $$wasm || { echo "$$wasm missing: run 'make build'"; exit 1; }; \
 	  printf '%s: %d bytes raw, %d bytes gzipped (browser package)\n' $$wasm $$(stat -c %s $$wasm) $$(gzip -9 -c $$wasm | wc -c)
+
+# One run, one Markdown table (also build/bench.md) and docs/bench.png; BENCH_ROUNDS,
+# BENCH_DURATION, BENCH_CONNECTIONS, BENCH_PARTS (see benches/run.mjs) make a quick run possible.
+bench: build
+	$(call section,bench: peers and load generator (benches/package.json))
+	@test benches/node_modules/.package-lock.json -nt benches/package-lock.json || \
+	  npm ci --prefix benches --ignore-scripts --no-audit --no-fund
+	$(call section,bench: benches/run.mjs)
+	node benches/run.mjs
 
 dev: build
 	@scripts/dev.sh

@@ -1,0 +1,540 @@
+// `make bench`: one run on this machine, one Markdown table.
+//
+//   node benches/run.mjs            (after `make build` and `npm ci --prefix benches`)
+//
+// Parts (BENCH_PARTS, comma-separated, default all): http, native, wasm, size.
+//   http    protected request through our Worker vs a @cloudflare/workers-oauth-provider Worker
+//           and a `jose` Worker (all three in workerd through Miniflare's own HTTP server, no
+//           `wrangler dev` proxy), and client_credentials issuance vs node `oidc-provider`.
+//           Interleaved: for each round, each system gets BENCH_DURATION seconds of autocannon
+//           at BENCH_CONNECTIONS connections. Medians and min-max over the rounds.
+//   native  criterion micro-benchmarks (benches/native.rs): sign/verify, matcho, 1/10/100 policies
+//   wasm    the same jwt::verify compiled to wasm32 (benches/wasm-verify) and run in node
+//   size    the Worker's wasm gzipped, compile/instantiate time in Chromium (V8), cold start in Miniflare
+//
+// Env: BENCH_ROUNDS (5), BENCH_DURATION (10 s), BENCH_CONNECTIONS (10), BENCH_WARMUP (3 s),
+// BENCH_MEASURE (criterion measurement seconds, 3), BENCH_PLOT (docs/bench.png; "0" = none).
+// The table goes to stdout and to build/bench.md, the raw numbers to build/bench.json; progress
+// goes to stderr.
+import { spawn, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import * as esbuild from "esbuild";
+import { Miniflare, Log, LogLevel } from "miniflare";
+import { startWorker, basicAuth, form, FORM } from "../tests/e2e/harness.mjs";
+import { runWasmVerify } from "./wasm-verify.mjs";
+import { renderPlot } from "./plot.mjs";
+import { launchBrowser } from "../tests/browser/helpers.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "..");
+const OUT = path.join(ROOT, "build");
+const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? path.join(ROOT, "target");
+
+const num = (name, dflt) => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const ROUNDS = num("BENCH_ROUNDS", 5);
+const DURATION = num("BENCH_DURATION", 10);
+const CONNECTIONS = num("BENCH_CONNECTIONS", 10);
+const WARMUP = num("BENCH_WARMUP", 3);
+const MEASURE = num("BENCH_MEASURE", 3);
+const PARTS = new Set((process.env.BENCH_PARTS ?? "http,native,wasm,size").split(",").map((s) => s.trim()));
+const PLOT = process.env.BENCH_PLOT ?? path.join(ROOT, "docs/bench.png");
+
+const log = (...a) => console.error("[bench]", ...a);
+const ensureOk = async (res, what) => {
+  if (!res.ok) throw new Error(`${what}: ${res.status} ${await res.text()}`);
+  return res;
+};
+
+// --- statistics -------------------------------------------------------------------------------
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+
+// --- processes --------------------------------------------------------------------------------
+/** Starts a node script that prints `listening <port>`; resolves to { url, stop }. */
+function startNode(script, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script], {
+      cwd: HERE,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`${script} did not start: ${err}`)), 20_000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({
+          url: `http://127.0.0.1:${m[1]}`,
+          stop: () => new Promise((r) => (child.exitCode !== null ? r() : (child.once("exit", r), child.kill("SIGTERM")))),
+        });
+      }
+    });
+    child.stderr.on("data", (d) => (err += d));
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited with ${code}: ${err}`));
+    });
+  });
+}
+
+/** Bundles a peer Worker (its imports from benches/node_modules) into build/bench/. */
+async function bundle(entry, define = {}) {
+  const outfile = path.join(OUT, "bench", path.basename(entry).replace(/\.mjs$/, ".js"));
+  await esbuild.build({
+    entryPoints: [path.join(HERE, "peers", entry)],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["module", "main"],
+    external: ["cloudflare:*", "node:*"],
+    outfile,
+    define,
+    logLevel: "warning",
+  });
+  return outfile;
+}
+
+const COMPAT_DATE = /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"))[1];
+
+/** A peer Worker in its own Miniflare (workerd), on Miniflare's own HTTP server. */
+async function startPeerWorker(scriptPath, { bindings = {}, kvNamespaces = [], port = 0 } = {}) {
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath,
+    compatibilityDate: COMPAT_DATE,
+    bindings,
+    kvNamespaces,
+    host: "127.0.0.1",
+    port,
+    cf: false,
+    log: new Log(process.env.BENCH_LOG ? LogLevel.DEBUG : LogLevel.WARN),
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  const fetchIt = (p, init = {}) => fetch(new URL(p, url + "/"), { redirect: "manual", ...init });
+  return { url, fetch: fetchIt, dispose: () => mf.dispose() };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// --- the systems ------------------------------------------------------------------------------
+const PROTECTED_PATH = "/Patient/pt-1";
+const CLIENT_ID = "bench";
+const CLIENT_SECRET = randomBytes(18).toString("base64url");
+
+async function setupOurs(originUrl) {
+  const w = await startWorker({ originUrl });
+  await ensureOk(await w.admin("PUT", `/Client/${CLIENT_ID}`, { secret: CLIENT_SECRET, grant_types: ["client_credentials"] }), "PUT Client");
+  await ensureOk(
+    await w.admin("PUT", `/AccessPolicy/${CLIENT_ID}`, { engine: "allow", link: [{ id: CLIENT_ID, resourceType: "Client" }] }),
+    "PUT AccessPolicy",
+  );
+  const issue = () =>
+    w.fetch("/auth/token", {
+      method: "POST",
+      headers: { ...FORM, authorization: basicAuth(CLIENT_ID, CLIENT_SECRET) },
+      body: form({ grant_type: "client_credentials" }),
+    });
+  const { access_token: token } = await (await ensureOk(await issue(), "our token")).json();
+  const discovery = await (await ensureOk(await w.fetch("/.well-known/openid-configuration"), "discovery")).json();
+  const jwks = await (await ensureOk(await w.fetch(new URL(discovery.jwks_uri).pathname), "jwks")).json();
+  const claims = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString());
+  return { w, token, jwks, claims };
+}
+
+async function setupOauthProvider(originUrl) {
+  const redirect = "http://127.0.0.1/callback";
+  // The provider wants its resource URL when the module loads, so the port is chosen first.
+  const port = await freePort();
+  const resource = `http://127.0.0.1:${port}/Patient`;
+  const script = await bundle("oauth-provider-worker.mjs", { BENCH_RESOURCE: JSON.stringify(resource) });
+  const p = await startPeerWorker(script, {
+    bindings: { ORIGIN_URL: originUrl, BENCH_REDIRECT: redirect },
+    kvNamespaces: ["OAUTH_KV"],
+    port,
+  });
+  const client = await (await ensureOk(await p.fetch("/bench/setup"), "oauth-provider setup")).json();
+  const verifier = randomBytes(32).toString("base64url");
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  const q = new URLSearchParams({
+    response_type: "code",
+    client_id: client.client_id,
+    redirect_uri: redirect,
+    scope: "read",
+    state: "bench",
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+  });
+  const auth = await p.fetch(`/authorize?${q}`);
+  const location = auth.headers.get("location");
+  if (auth.status !== 302 || !location) throw new Error(`oauth-provider authorize: ${auth.status} ${await auth.text()}`);
+  const code = new URL(location).searchParams.get("code");
+  const tokenRes = await p.fetch("/oauth/token", {
+    method: "POST",
+    headers: { ...FORM, authorization: basicAuth(client.client_id, client.client_secret) },
+    body: form({ grant_type: "authorization_code", code, redirect_uri: redirect, code_verifier: verifier }),
+  });
+  const { access_token: token } = await (await ensureOk(tokenRes, "oauth-provider token")).json();
+  return { p, token };
+}
+
+async function setupJose(originUrl, ours) {
+  const p = await startPeerWorker(await bundle("jose-worker.mjs"), {
+    bindings: {
+      JWKS: JSON.stringify(ours.jwks),
+      ISSUER: ours.claims.iss,
+      AUDIENCE: Array.isArray(ours.claims.aud) ? ours.claims.aud[0] : ours.claims.aud,
+      ALLOWED_CLIENT: CLIENT_ID,
+      ORIGIN_URL: originUrl,
+    },
+  });
+  return { p };
+}
+
+/** The request must succeed once before it is timed, and a wrong token must be refused. */
+async function checkProtected(name, fetchIt, token) {
+  const ok = await fetchIt(PROTECTED_PATH, { headers: { authorization: `Bearer ${token}` } });
+  const body = await ok.text();
+  if (ok.status !== 200 || !body.includes('"Bench"')) throw new Error(`${name}: protected request gave ${ok.status} ${body}`);
+  const bad = await fetchIt(PROTECTED_PATH, { headers: { authorization: `Bearer ${token.slice(0, -4)}AAAA` } });
+  await bad.arrayBuffer();
+  if (bad.status !== 401) throw new Error(`${name}: a tampered token gave ${bad.status}, not 401`);
+}
+
+// --- load -------------------------------------------------------------------------------------
+function load(target, seconds) {
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: target.url,
+        method: target.method ?? "GET",
+        headers: target.headers,
+        body: target.body,
+        connections: CONNECTIONS,
+        duration: seconds,
+      },
+      (err, r) => {
+        if (err) return reject(err);
+        resolve({
+          rps: r.requests.average,
+          p50: r.latency.p50,
+          p99: r.latency.p99,
+          ok: r["2xx"],
+          failed: r.non2xx + r.errors + r.timeouts,
+        });
+      },
+    );
+  });
+}
+
+async function runHttp(originUrl) {
+  log("setting up the systems");
+  const ours = await setupOurs(originUrl);
+  const [op, jose] = [await setupOauthProvider(originUrl), await setupJose(originUrl, ours)];
+  const oidc = await startNode(path.join(HERE, "peers/oidc-provider.mjs"), {
+    BENCH_CLIENT_ID: CLIENT_ID,
+    BENCH_CLIENT_SECRET: CLIENT_SECRET,
+  });
+  try {
+    await checkProtected("ours", ours.w.fetch, ours.token);
+    await checkProtected("workers-oauth-provider", op.p.fetch, op.token);
+    await checkProtected("jose", jose.p.fetch, ours.token);
+    const bearer = (t) => ({ authorization: `Bearer ${t}` });
+    const issueBody = form({ grant_type: "client_credentials" });
+    const issueHeaders = { ...FORM, authorization: basicAuth(CLIENT_ID, CLIENT_SECRET) };
+    const oidcIssue = await fetch(`${oidc.url}/token`, { method: "POST", headers: issueHeaders, body: issueBody + "&scope=read" });
+    await ensureOk(oidcIssue, "oidc-provider token");
+
+    const systems = [
+      { part: "protected", name: "edge-authorizer (ours)", ours: true, url: ours.w.url + PROTECTED_PATH, headers: bearer(ours.token) },
+      { part: "protected", name: "workers-oauth-provider", url: op.p.url + PROTECTED_PATH, headers: bearer(op.token) },
+      { part: "protected", name: "jose Worker", url: jose.p.url + PROTECTED_PATH, headers: bearer(ours.token) },
+      { part: "issuance", name: "edge-authorizer (ours)", ours: true, url: ours.w.url + "/auth/token", method: "POST", headers: issueHeaders, body: issueBody },
+      { part: "issuance", name: "oidc-provider", url: `${oidc.url}/token`, method: "POST", headers: issueHeaders, body: issueBody + "&scope=read" },
+    ];
+    for (const s of systems) {
+      log(`warm-up ${s.part} ${s.name} (${WARMUP} s)`);
+      await load(s, WARMUP);
+      s.rounds = [];
+    }
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const s of systems) {
+        const r = await load(s, DURATION);
+        s.rounds.push(r);
+        log(`round ${round}/${ROUNDS} ${s.part} ${s.name}: ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms failed ${r.failed}`);
+      }
+    }
+    return systems.map(({ part, name, ours: isOurs, rounds }) => ({
+      part,
+      name,
+      ours: !!isOurs,
+      rounds,
+      rps: spread(rounds.map((r) => r.rps)),
+      p50: spread(rounds.map((r) => r.p50)),
+      p99: spread(rounds.map((r) => r.p99)),
+      failed: rounds.reduce((a, r) => a + r.failed, 0),
+      ok: rounds.reduce((a, r) => a + r.ok, 0),
+    }));
+  } finally {
+    await Promise.allSettled([ours.w.dispose(), op.p.dispose(), jose.p.dispose(), oidc.stop()]);
+  }
+}
+
+// --- native (criterion) -----------------------------------------------------------------------
+const NATIVE_IDS = [
+  ["sign/EdDSA", "sign EdDSA (Ed25519)"],
+  ["sign/ES256", "sign ES256 (P-256)"],
+  ["verify/EdDSA", "verify EdDSA: jwt::verify, whole token"],
+  ["verify/ES256", "verify ES256: jwt::verify, whole token"],
+  ["verify/HS256", "verify HS256: jwt::verify, whole token"],
+  ["policy/matcho", "one matcho policy"],
+  ["policy/evaluate-1", "evaluate 1 policy"],
+  ["policy/evaluate-10", "evaluate 10 policies (the last allows)"],
+  ["policy/evaluate-100", "evaluate 100 policies (the last allows)"],
+];
+
+function runNative() {
+  log("cargo bench --bench native");
+  execFileSync("cargo", ["bench", "--bench", "native", "--", "--warm-up-time", "1", "--measurement-time", String(MEASURE)], {
+    cwd: ROOT,
+    stdio: ["ignore", process.stderr, process.stderr],
+  });
+  return NATIVE_IDS.map(([id, label]) => {
+    const file = path.join(TARGET_DIR, "criterion", id, "new", "estimates.json");
+    const e = JSON.parse(readFileSync(file, "utf8")).median;
+    return { id, label, ns: e.point_estimate, lo: e.confidence_interval.lower_bound, hi: e.confidence_interval.upper_bound };
+  });
+}
+
+// --- size and start ---------------------------------------------------------------------------
+async function runSize() {
+  const wasmPath = path.join(OUT, "index_bg.wasm");
+  if (!existsSync(wasmPath)) throw new Error("build/index_bg.wasm missing: run make build");
+  const bytes = readFileSync(wasmPath);
+  // The gzip tool, as `make size` counts (zlib's level 9 differs by a few KB).
+  const gz = execFileSync("gzip", ["-9", "-c", wasmPath], { maxBuffer: 64 << 20 }).length;
+  // Node 20's V8 cannot compile this wasm (it uses wasm GC and exception-handling opcodes that
+  // workerd's V8 has), so compile and instantiate are timed in the system Chromium's V8.
+  const { compile, instantiate, version } = await timeInChromium(bytes);
+
+  // Cold start as a client sees it: a new workerd (Miniflare) with the Worker, up to its first answer.
+  const cold = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const w = await startWorker({});
+    const res = await w.fetch("/.well-known/openid-configuration");
+    await res.arrayBuffer();
+    cold.push(performance.now() - t0);
+    await w.dispose();
+  }
+  return { raw: bytes.length, gz, compile, instantiate, chromium: version, cold: spread(cold) };
+}
+
+/** 15 runs each of WebAssembly.compile and compile + instantiate (stub imports) in Chromium. */
+async function timeInChromium(bytes) {
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.setContent("<!doctype html><title>wasm start</title>");
+    const times = await page.evaluate(async (b64) => {
+      const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const first = await WebAssembly.compile(bin);
+      // The Worker's imports are wasm-bindgen glue; for instantiation alone, stubs suffice.
+      const imports = {};
+      for (const imp of WebAssembly.Module.imports(first)) {
+        imports[imp.module] ??= {};
+        if (imp.kind === "function") imports[imp.module][imp.name] = () => { throw new Error("stub"); };
+        // wasm-bindgen's exception tag is the JS tag.
+        if (imp.kind === "tag") imports[imp.module][imp.name] = WebAssembly.JSTag ?? new WebAssembly.Tag({ parameters: ["externref"] });
+      }
+      const out = { compile: [], instantiate: [] };
+      for (let i = 0; i < 15; i++) {
+        let t = performance.now();
+        await WebAssembly.compile(bin);
+        out.compile.push(performance.now() - t);
+        t = performance.now();
+        await WebAssembly.instantiate(bin, imports);
+        out.instantiate.push(performance.now() - t);
+      }
+      return out;
+    }, bytes.toString("base64"));
+    return { compile: spread(times.compile), instantiate: spread(times.instantiate), version: browser.version() };
+  } finally {
+    await browser.close();
+  }
+}
+
+// --- table ------------------------------------------------------------------------------------
+const fmt = (n, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+const range = (s, d = 0) => `${fmt(s.median, d)} (${fmt(s.min, d)}-${fmt(s.max, d)})`;
+const us = (ns) => (ns >= 1e6 ? `${fmt(ns / 1e6, 2)} ms` : `${fmt(ns / 1e3, ns < 1e4 ? 2 : 1)} µs`);
+const verdict = (ok) => (ok ? "**met**" : "**not met**");
+
+function machine() {
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "?";
+  const pkg = (p) => {
+    try {
+      return JSON.parse(readFileSync(path.join(ROOT, p), "utf8")).version;
+    } catch {
+      return "?";
+    }
+  };
+  return {
+    cpus: os.availableParallelism?.() ?? os.cpus().length,
+    cpu,
+    node: process.version,
+    workerd: pkg("node_modules/workerd/package.json"),
+    miniflare: pkg("node_modules/miniflare/package.json"),
+    load: os.loadavg().map((l) => l.toFixed(2)).join(", "),
+  };
+}
+
+function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
+  const L = [];
+  L.push(`Run ${startedAt} on ${env.cpus} × ${env.cpu}; node ${env.node}, workerd ${env.workerd} (Miniflare ${env.miniflare}).`);
+  L.push(`Load average before/after: ${loadBefore} / ${env.load}.`);
+  L.push("");
+  if (http) {
+    L.push(
+      `HTTP: ${ROUNDS} interleaved rounds × ${DURATION} s per system, autocannon with ${CONNECTIONS} connections; ` +
+        "median (min-max) over the rounds. Workers run in workerd through Miniflare's own HTTP server " +
+        "(one Miniflare per Worker, no `wrangler dev` proxy); the origin is a node HTTP server answering a fixed JSON.",
+    );
+    L.push("");
+    const part = (p) => http.filter((s) => s.part === p);
+    const ours = (p) => part(p).find((s) => s.ours);
+    const goalFor = (s) => {
+      const o = ours(s.part);
+      if (s.ours) return "";
+      const rps = o.rps.median / s.rps.median;
+      if (s.name === "workers-oauth-provider") {
+        const p99 = o.p99.median / s.p99.median;
+        return `≥ 2× req/s and ≤ ½ p99: ${verdict(rps >= 2 && p99 <= 0.5)}`;
+      }
+      return `≥ 1× req/s: ${verdict(rps >= 1)}`;
+    };
+    for (const [p, title] of [
+      ["protected", `Protected request: \`GET ${PROTECTED_PATH}\` with a bearer token, verified, allowed by one rule, forwarded to the origin`],
+      ["issuance", "Token issuance: `POST /auth/token` (`client_credentials`, Basic client auth, EdDSA JWT access token)"],
+    ]) {
+      const rows = part(p);
+      L.push(`**${title}**`);
+      L.push("");
+      L.push("| system | req/s | p50 ms | p99 ms | ours ÷ this: req/s (higher is better), p99 (lower is better) | goal |");
+      L.push("|---|---|---|---|---|---|");
+      for (const s of rows) {
+        const o = ours(p);
+        const ratio = s.ours ? "" : `${fmt(o.rps.median / s.rps.median, 2)}×, ${fmt(o.p99.median / s.p99.median, 2)}×`;
+        const failed = s.failed ? ` (${fmt(s.failed)} failed!)` : "";
+        L.push(`| ${s.name}${failed} | ${range(s.rps)} | ${range(s.p50)} | ${range(s.p99)} | ${ratio} | ${goalFor(s)} |`);
+      }
+      L.push("");
+    }
+    L.push(
+      "Peers: workers-oauth-provider checks its own opaque token (a KV read, then unwrapping the grant's " +
+        "encrypted props) and applies the same rule in its apiHandler; the jose Worker verifies our EdDSA token " +
+        "against our JWKS (iss, aud, exp, typ) and applies the same rule; oidc-provider issues an EdDSA JWT " +
+        "access token (resource indicators, `accessTokenFormat: jwt`) from node's in-memory adapter.",
+    );
+    L.push("");
+  }
+  if (native) {
+    L.push("**Native micro-benchmarks** (criterion; bench profile: `opt-level = 3`, LTO; median and its 95% CI)");
+    L.push("");
+    L.push("| benchmark | median | 95% CI | per second |");
+    L.push("|---|---|---|---|");
+    for (const n of native) L.push(`| ${n.label} | ${us(n.ns)} | ${us(n.lo)}-${us(n.hi)} | ${fmt(1e9 / n.ns)} |`);
+    L.push("");
+  }
+  if (wasm) {
+    const nativeNs = native?.find((n) => n.id === "verify/EdDSA")?.ns;
+    L.push("**wasm vs native: `jwt::verify` of one EdDSA token** (the same code, `benches/wasm-verify` built for wasm32 like the Worker, \`opt-level = \"z\"\`, and run in node " + process.version + " with tinybench)");
+    L.push("");
+    L.push("| where | median | min-p99 | ÷ native | goal (within 2× of native) |");
+    L.push("|---|---|---|---|---|");
+    if (nativeNs) L.push(`| native (criterion, above) | ${us(nativeNs)} | | 1.00× | |`);
+    for (const row of wasm) {
+      const ratio = nativeNs ? row.ms * 1e6 / nativeNs : NaN;
+      const goal = row.goal && nativeNs ? verdict(ratio <= 2) : "";
+      L.push(`| ${row.label} | ${us(row.ms * 1e6)} | ${us(row.lo * 1e6)}-${us(row.hi * 1e6)} | ${nativeNs ? fmt(ratio, 2) + "×" : "?"} | ${goal} |`);
+    }
+    L.push("");
+  }
+  if (size) {
+    L.push("**Size and start** (build/index_bg.wasm)");
+    L.push("");
+    L.push("| what | number | goal |");
+    L.push("|---|---|---|");
+    L.push(`| Worker wasm, gzip -9 | ${fmt(size.gz)} bytes (${fmt(size.gz / 1024)} KiB; raw ${fmt(size.raw)}) | ≤ 300 KB: ${verdict(size.gz <= 300_000)} |`);
+    L.push(`| \`WebAssembly.compile\` in Chromium ${size.chromium} (V8), 15 runs | ${range(size.compile, 1)} ms | |`);
+    L.push(`| compile + instantiate in Chromium, 15 runs | ${range(size.instantiate, 1)} ms | |`);
+    L.push(`| cold start: new Miniflare (workerd) to first response, 3 runs (median, min-max) | ${range(size.cold)} ms | |`);
+    L.push("");
+  }
+  return L.join("\n");
+}
+
+// --- main -------------------------------------------------------------------------------------
+async function main() {
+  const startedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(", ");
+  mkdirSync(path.join(OUT, "bench"), { recursive: true });
+  if (!existsSync(path.join(OUT, "index.js"))) throw new Error("build/index.js missing: run make build");
+  const result = { startedAt, loadBefore, config: { ROUNDS, DURATION, CONNECTIONS, WARMUP, MEASURE } };
+
+  if (PARTS.has("native")) result.native = runNative();
+  if (PARTS.has("wasm")) {
+    log("wasm verify (benches/wasm-verify)");
+    result.wasm = await runWasmVerify({ root: ROOT, targetDir: TARGET_DIR, log });
+  }
+  if (PARTS.has("size")) {
+    log("size and start");
+    result.size = await runSize();
+  }
+  if (PARTS.has("http")) {
+    const origin = await startNode(path.join(HERE, "origin.mjs"));
+    try {
+      result.http = await runHttp(origin.url);
+    } finally {
+      await origin.stop();
+    }
+  }
+  result.env = machine();
+  const md = table(result);
+  writeFileSync(path.join(OUT, "bench.md"), md + "\n");
+  writeFileSync(path.join(OUT, "bench.json"), JSON.stringify(result, null, 2) + "\n");
+  if (result.http && PLOT !== "0") {
+    log(`plot -> ${path.relative(ROOT, PLOT)}`);
+    await renderPlot(result, PLOT);
+  }
+  console.log(md);
+}
+
+await main();
