@@ -168,27 +168,31 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     if token.len() > crate::jwt::MAX_TOKEN_LEN {
         return Err(Error::InvalidToken("token is too long".into()));
     }
-    if token.matches('.').count() != 2 {
-        return match crate::external::introspect_opaque(app, token).await? {
-            Some(who) => Ok(who),
-            None => Err(Error::InvalidToken("token is not a JWT".into())),
-        };
-    }
-    match crate::external::peek_issuer(token) {
-        Some(iss) if iss != issuer => {
-            return match crate::external::verify_jwt(app, token, &iss).await? {
-                Some(who) => Ok(who),
-                None => Err(Error::InvalidToken(
-                    "token is from an issuer no TokenIntrospector trusts".into(),
-                )),
-            };
-        }
-        _ => {}
-    }
+    // One of ours verified before: no issuer peek, no signature check. Revocation, the client
+    // and the user are still checked below, on every request.
     let audience = app.audience(req);
     let now = app.now();
-    let cache_key = crate::token_cache::key(token, &issuer, &audience);
-    let claims = match app.cache.tokens.get(&cache_key, now) {
+    let cached = app.cache.tokens.get(token, &issuer, &audience, now);
+    if cached.is_none() {
+        if token.matches('.').count() != 2 {
+            return match crate::external::introspect_opaque(app, token).await? {
+                Some(who) => Ok(who),
+                None => Err(Error::InvalidToken("token is not a JWT".into())),
+            };
+        }
+        match crate::external::peek_issuer(token) {
+            Some(iss) if iss != issuer => {
+                return match crate::external::verify_jwt(app, token, &iss).await? {
+                    Some(who) => Ok(who),
+                    None => Err(Error::InvalidToken(
+                        "token is from an issuer no TokenIntrospector trusts".into(),
+                    )),
+                };
+            }
+            _ => {}
+        }
+    }
+    let claims = match cached {
         Some(claims) => claims,
         None => {
             let expect = Expectations {
@@ -212,9 +216,14 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
             // `verify` requires `exp`; the entry lives exactly as long as the token would pass.
             let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
             let claims = std::rc::Rc::new(claims);
-            app.cache
-                .tokens
-                .insert(cache_key, exp + app.config.leeway, now, claims.clone());
+            app.cache.tokens.insert(
+                token,
+                &issuer,
+                &audience,
+                exp + app.config.leeway,
+                now,
+                claims.clone(),
+            );
             claims
         }
     };
