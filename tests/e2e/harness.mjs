@@ -42,7 +42,7 @@ process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
  * of the build: a way to check the tests themselves against a model of the spec.
  * E2E_LOG=1 shows Miniflare's debug log.
  */
-export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, script, captureLogs = false } = {}) {
+export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, noAssets = false, script, captureLogs = false } = {}) {
   if (!script && process.env.E2E_WORKER_SCRIPT) script = readFileSync(process.env.E2E_WORKER_SCRIPT, "utf8");
   adminSecret ??= randomSecret(18);
   signingKey ??= await generateSigningJwk();
@@ -66,8 +66,11 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
 
   /** `{ level, message }` of each console line, when `captureLogs` is set. */
   const logs = [];
+  // noAssets: without the www/ assets layer, which Miniflare runs as extra router Workers in
+  // front of ours on every request (for measuring the Worker alone; pages then 503).
+  const { assets, ...withoutAssets } = workerOptions;
   const mf = new Miniflare({
-    ...workerOptions,
+    ...(noAssets ? withoutAssets : { ...withoutAssets, assets }),
     ...code,
     name: "edge-authorizer",
     bindings,
@@ -75,6 +78,8 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
     host: "127.0.0.1",
     port: 0,
     cf: false, // do not fetch request.cf data from the network
+    // E2E_INSPECTOR_PORT=9229: workerd's DevTools endpoint, e.g. for a CPU profile of the Worker.
+    ...(process.env.E2E_INSPECTOR_PORT ? { inspectorPort: Number(process.env.E2E_INSPECTOR_PORT) } : {}),
     log: new Log(process.env.E2E_LOG ? LogLevel.DEBUG : LogLevel.WARN),
     ...(captureLogs ? { handleStructuredLogs: ({ level, message }) => void logs.push({ level, message }) } : {}),
   });
