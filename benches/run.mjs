@@ -149,8 +149,11 @@ const PROTECTED_PATH = "/Patient/pt-1";
 const CLIENT_ID = "bench";
 const CLIENT_SECRET = randomBytes(18).toString("base64url");
 
-async function setupOurs(originUrl) {
-  const w = await startWorker({ originUrl });
+// noAssets: the peers have no static files; locally Miniflare runs the www/ assets layer as
+// router Workers in front of ours on every request (on Cloudflare the router runs before any
+// Worker either way), so the compared row leaves it out and a second row shows it.
+async function setupOurs(originUrl, { noAssets = true } = {}) {
+  const w = await startWorker({ originUrl, noAssets });
   await ensureOk(await w.admin("PUT", `/Client/${CLIENT_ID}`, { secret: CLIENT_SECRET, grant_types: ["client_credentials"] }), "PUT Client");
   await ensureOk(
     await w.admin("PUT", `/AccessPolicy/${CLIENT_ID}`, { engine: "allow", link: [{ id: CLIENT_ID, resourceType: "Client" }] }),
@@ -257,6 +260,7 @@ function load(target, seconds) {
 async function runHttp(originUrl) {
   log("setting up the systems");
   const ours = await setupOurs(originUrl);
+  const oursAssets = await setupOurs(originUrl, { noAssets: false });
   const [op, jose] = [await setupOauthProvider(originUrl), await setupJose(originUrl, ours)];
   const oidc = await startNode(path.join(HERE, "peers/oidc-provider.mjs"), {
     BENCH_CLIENT_ID: CLIENT_ID,
@@ -264,6 +268,7 @@ async function runHttp(originUrl) {
   });
   try {
     await checkProtected("ours", ours.w.fetch, ours.token);
+    await checkProtected("ours with assets", oursAssets.w.fetch, oursAssets.token);
     await checkProtected("workers-oauth-provider", op.p.fetch, op.token);
     await checkProtected("jose", jose.p.fetch, ours.token);
     const bearer = (t) => ({ authorization: `Bearer ${t}` });
@@ -274,9 +279,11 @@ async function runHttp(originUrl) {
 
     const systems = [
       { part: "protected", name: "edge-authorizer (ours)", ours: true, url: ours.w.url + PROTECTED_PATH, headers: bearer(ours.token) },
+      { part: "protected", name: "ours + local assets router", info: true, url: oursAssets.w.url + PROTECTED_PATH, headers: bearer(oursAssets.token) },
       { part: "protected", name: "workers-oauth-provider", url: op.p.url + PROTECTED_PATH, headers: bearer(op.token) },
       { part: "protected", name: "jose Worker", url: jose.p.url + PROTECTED_PATH, headers: bearer(ours.token) },
       { part: "issuance", name: "edge-authorizer (ours)", ours: true, url: ours.w.url + "/auth/token", method: "POST", headers: issueHeaders, body: issueBody },
+      { part: "issuance", name: "ours + local assets router", info: true, url: oursAssets.w.url + "/auth/token", method: "POST", headers: issueHeaders, body: issueBody },
       { part: "issuance", name: "oidc-provider", url: `${oidc.url}/token`, method: "POST", headers: issueHeaders, body: issueBody + "&scope=read" },
     ];
     for (const s of systems) {
@@ -291,10 +298,11 @@ async function runHttp(originUrl) {
         log(`round ${round}/${ROUNDS} ${s.part} ${s.name}: ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms failed ${r.failed}`);
       }
     }
-    return systems.map(({ part, name, ours: isOurs, rounds }) => ({
+    return systems.map(({ part, name, ours: isOurs, info, rounds }) => ({
       part,
       name,
       ours: !!isOurs,
+      info: !!info,
       rounds,
       rps: spread(rounds.map((r) => r.rps)),
       p50: spread(rounds.map((r) => r.p50)),
@@ -303,7 +311,7 @@ async function runHttp(originUrl) {
       ok: rounds.reduce((a, r) => a + r.ok, 0),
     }));
   } finally {
-    await Promise.allSettled([ours.w.dispose(), op.p.dispose(), jose.p.dispose(), oidc.stop()]);
+    await Promise.allSettled([ours.w.dispose(), oursAssets.w.dispose(), op.p.dispose(), jose.p.dispose(), oidc.stop()]);
   }
 }
 
@@ -425,7 +433,9 @@ function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
     L.push(
       `HTTP: ${ROUNDS} interleaved rounds × ${DURATION} s per system, autocannon with ${CONNECTIONS} connections; ` +
         "median (min-max) over the rounds. Workers run in workerd through Miniflare's own HTTP server " +
-        "(one Miniflare per Worker, no `wrangler dev` proxy); the origin is a node HTTP server answering a fixed JSON.",
+        "(one Miniflare per Worker, no `wrangler dev` proxy); the origin is a node HTTP server answering a fixed JSON. " +
+        "Our compared row runs without Miniflare's local assets layer (two router Workers in front of ours on every " +
+        "request, which the peers do not have); the row below it is the same Worker with that layer.",
     );
     L.push("");
     const part = (p) => http.filter((s) => s.part === p);
@@ -433,6 +443,7 @@ function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
     const goalFor = (s) => {
       const o = ours(s.part);
       if (s.ours) return "";
+      if (s.info) return "(not compared: the same Worker with Miniflare's assets layer in front)";
       const rps = o.rps.median / s.rps.median;
       if (s.name === "workers-oauth-provider") {
         const p99 = o.p99.median / s.p99.median;
@@ -451,7 +462,7 @@ function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
       L.push("|---|---|---|---|---|---|");
       for (const s of rows) {
         const o = ours(p);
-        const ratio = s.ours ? "" : `${fmt(o.rps.median / s.rps.median, 2)}×, ${fmt(o.p99.median / s.p99.median, 2)}×`;
+        const ratio = s.ours || s.info ? "" : `${fmt(o.rps.median / s.rps.median, 2)}×, ${fmt(o.p99.median / s.p99.median, 2)}×`;
         const failed = s.failed ? ` (${fmt(s.failed)} failed!)` : "";
         L.push(`| ${s.name}${failed} | ${range(s.rps)} | ${range(s.p50)} | ${range(s.p99)} | ${ratio} | ${goalFor(s)} |`);
       }
