@@ -7,10 +7,10 @@
 //! the wasm builds keeps the Worker small.
 
 use crate::platform::{Clock, Random};
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "rust-crypto"))]
 pub use native::*;
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "rust-crypto"))]
 mod native;
 
 /// HMAC-SHA256 verification in constant time (RFC 7518 3.2). Shared by every [`Crypto`](crate::platform::Crypto): it is

@@ -47,6 +47,7 @@ fn sec1(x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
 }
 
 /// RS256/RS384 in pure Rust, natively only (the wasm builds verify RSA through WebCrypto).
+#[cfg(not(target_arch = "wasm32"))]
 fn rsa_verify(alg: SigAlg, n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
     use jwt_compact::alg::{Rsa, RsaPublicKey, RsaSignature};
     let Ok(key) = RsaPublicKey::new(
@@ -67,6 +68,7 @@ fn rsa_verify(alg: SigAlg, n: &[u8], e: &[u8], message: &[u8], signature: &[u8])
 }
 
 /// ES384 in pure Rust, natively only (the wasm builds verify it through WebCrypto).
+#[cfg(not(target_arch = "wasm32"))]
 fn es384_verify(x: &[u8; 48], y: &[u8; 48], message: &[u8], signature: &[u8]) -> bool {
     use p384::ecdsa::signature::Verifier;
     let mut sec1 = vec![4u8];
@@ -79,6 +81,17 @@ fn es384_verify(x: &[u8; 48], y: &[u8; 48], message: &[u8], signature: &[u8]) ->
         return false;
     };
     key.verify(message, &sig).is_ok()
+}
+
+// RSA and P-384 stay native only (their crates are not in a wasm build at all).
+#[cfg(target_arch = "wasm32")]
+fn rsa_verify(_: SigAlg, _: &[u8], _: &[u8], _: &[u8], _: &[u8]) -> bool {
+    false
+}
+
+#[cfg(target_arch = "wasm32")]
+fn es384_verify(_: &[u8; 48], _: &[u8; 48], _: &[u8], _: &[u8]) -> bool {
+    false
 }
 
 #[async_trait(?Send)]

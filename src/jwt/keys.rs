@@ -72,22 +72,22 @@ fn thumbprint(k: &Map<String, Value>, members: &[&str]) -> String {
 // Does a private key belong to its public key? Natively the curve maths answers at once. The wasm
 // builds do not link that maths (it was a tenth of the Worker's size): they leave the answer to
 // `KeySet::check_signing_pair`, a sign-and-verify probe through WebCrypto when an isolate starts.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "rust-crypto"))]
 fn ed25519_pair_ok(seed: &[u8; 32], x: &[u8; 32]) -> bool {
     crate::crypto::ed25519_public_from_seed(seed) == *x
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "rust-crypto"))]
 fn p256_pair_ok(d: &[u8; 32], x: &[u8; 32], y: &[u8; 32]) -> bool {
     crate::crypto::p256_public_from_scalar(d) == Some((*x, *y))
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "rust-crypto")))]
 fn ed25519_pair_ok(_seed: &[u8; 32], _x: &[u8; 32]) -> bool {
     true
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "rust-crypto")))]
 fn p256_pair_ok(_d: &[u8; 32], _x: &[u8; 32], _y: &[u8; 32]) -> bool {
     true
 }
