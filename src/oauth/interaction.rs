@@ -103,6 +103,18 @@ fn client_name(areq: &AuthzRequest) -> String {
         .to_string()
 }
 
+/// The CSRF token for a form page: a well-formed one the browser already holds is reused, so
+/// a second tab does not invalidate the first one's form; else a new one.
+pub(crate) fn csrf_token(app: &App, req: &Request) -> String {
+    cookie(req, CSRF_COOKIE)
+        .filter(|c| {
+            c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(|| random_token(app))
+}
+
 pub(crate) fn user_name(u: &User) -> String {
     let given = u.doc.pointer("/name/givenName").and_then(Value::as_str);
     let family = u.doc.pointer("/name/familyName").and_then(Value::as_str);
@@ -134,15 +146,7 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
         }
     };
     let session = current_session(app, req).await?;
-    // Reuse a well-formed token the browser already holds, so a second tab does not
-    // invalidate the first one's form.
-    let csrf = cookie(req, CSRF_COOKIE)
-        .filter(|c| {
-            c.len() == 43
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .unwrap_or_else(|| random_token(app));
+    let csrf = csrf_token(app, req);
     let scopes: Vec<Value> = areq
         .scope
         .as_deref()

@@ -12,13 +12,13 @@
 
 use super::authorize::see_other;
 use super::interaction::{
-    add_header, cookie, current_session, posted_form, set_cookie, user_name, CSRF_COOKIE,
-    SESSION_COOKIE,
+    add_header, cookie, csrf_token, current_session, posted_form, set_cookie, user_name,
+    CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::app::App;
 use crate::error::Result;
 use crate::http_util::{json_response, Request, Response};
-use crate::state::{self, random_token, session_key};
+use crate::state::{self, session_key};
 use serde_json::{json, Value};
 
 const CONFIRM_PAGE: &str = "/auth/ui/logout.html";
@@ -101,13 +101,7 @@ async fn end_session(app: &App, req: &Request) -> Result<Response> {
 /// `GET /auth/session`: who is signed in, and a CSRF token for the logout form.
 pub async fn session(app: &App, req: &Request) -> Result<Response> {
     let session = current_session(app, req).await?;
-    let csrf = cookie(req, CSRF_COOKIE)
-        .filter(|c| {
-            c.len() == 43
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .unwrap_or_else(|| random_token(app));
+    let csrf = csrf_token(app, req);
     let body = json!({
         "user": session.as_ref().map(|(u, _)| json!({"id": u.id, "name": user_name(u)})),
         "csrf": csrf,
