@@ -552,3 +552,322 @@ fn no_panics_on_garbage() {
         let _ = policy.allows(&req);
     }
 }
+
+// ---------------------------------------------------------------- the admin API (issue 11)
+
+/// The admin API's types and the names reserved for later ones.
+const SERVER_TYPES: &[&str] = &[
+    "Client",
+    "User",
+    "AccessPolicy",
+    "TokenIntrospector",
+    "Role",
+    "Grant",
+    "Session",
+    "Scope",
+];
+
+/// Requests on a server type, in every form the admin API (or an origin) could act on.
+fn admin_request_lines(ty: &str) -> Vec<String> {
+    [
+        "GET /{T}",
+        "GET /{T}?patient=123",
+        "GET /{T}/x",
+        "GET /{T}/x?patient=123",
+        "HEAD /{T}",
+        "POST /{T}",
+        "PUT /{T}/evil",
+        "PUT /{T}?name=x",
+        "PATCH /{T}/evil",
+        "DELETE /{T}/evil",
+        "DELETE /{T}?patient=123",
+        "GET /{T}/_history",
+        "GET /{T}/x/_history",
+        "GET /{T}/x/_history/1",
+        "POST /{T}/_search",
+        "GET /{T}/$export",
+        "POST /{T}/x/$op",
+        "GET /{T}/",
+        "GET //{T}",
+        "GET /fhir/{T}/x",
+        "GET /Patient/123/{T}",
+    ]
+    .iter()
+    .map(|l| l.replace("{T}", ty))
+    .collect()
+}
+
+#[test]
+fn admin_types_are_never_fhir_types_to_the_engine() {
+    let policy = engine();
+    let based =
+        CompiledPolicy::compile(&json!({"engine": "smart-on-fhir", "fhir-base-path": "/fhir"}))
+            .expect("compiles");
+    let body = r#"{"subject":{"reference":"Patient/123"},"patient":{"reference":"Patient/123"},"password":"x","engine":"allow"}"#;
+    let mut failures = Vec::new();
+    for ty in SERVER_TYPES {
+        let scopes = [
+            ("system/*.cruds".to_string(), "", C),
+            ("system/*.*".to_string(), "", C),
+            ("user/*.cruds".to_string(), "", U),
+            ("patient/*.cruds".to_string(), "123", U),
+            (format!("system/{ty}.cruds"), "", C),
+            (format!("user/{ty}.cruds"), "", U),
+            (format!("patient/{ty}.cruds"), "123", U),
+            (format!("user/{ty}.c user/*.rs system/*.*"), "", C),
+        ];
+        for line in admin_request_lines(ty) {
+            for (scope, patient, who) in &scopes {
+                for (name, p) in [("root", &policy), ("/fhir", &based)] {
+                    let req = request(Some(scope), patient, *who, &line, body);
+                    if p.allows(&req) {
+                        failures.push(format!("{name}: {scope} allowed {line}"));
+                    }
+                    // The same under the base path.
+                    let (m, path) = line.split_once(' ').unwrap();
+                    let req = request(
+                        Some(scope),
+                        patient,
+                        *who,
+                        &format!("{m} /fhir{path}"),
+                        body,
+                    );
+                    if p.allows(&req) {
+                        failures.push(format!("{name}: {scope} allowed {m} /fhir{path}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn admin_types_in_any_spelling_or_include_are_refused() {
+    let policy = engine();
+    let allows = |scope: &str, line: &str| policy.allows(&request(Some(scope), "", C, line, ""));
+    for line in [
+        "GET /%43lient",
+        "GET /%55ser/john",
+        "GET /client",
+        "GET /ACCESSPOLICY/x",
+        "GET /Patient/user",
+        "GET /Patient?_revinclude=User:patient",
+        "GET /Patient?_revinclude=AccessPolicy:subject",
+        "GET /Observation?_include=Observation:performer:Client",
+        "GET /Patient?_has:User:link:id=x",
+        "GET /Patient?_include=*",
+        "GET /Patient?_revinclude=*",
+        "GET /Observation?_include=Observation:*",
+    ] {
+        assert!(!allows("system/*.cruds", line), "{line}");
+    }
+    // Positive controls: the same token still reads FHIR types, includes of FHIR types too.
+    for line in [
+        "GET /Patient",
+        "GET /Patient/123",
+        "GET /Observation?code=1234-5",
+        "GET /Observation?_include=Observation:performer",
+        "GET /Observation?_include=Observation:subject:Patient",
+        "GET /Patient?_revinclude=Observation:subject",
+        "POST /Observation",
+        "PUT /Observation/o1",
+        "GET /metadata",
+    ] {
+        assert!(allows("system/*.cruds", line), "{line}");
+    }
+    let patient = |scope: &str, line: &str, body: &str| {
+        policy.allows(&request(Some(scope), "123", U, line, body))
+    };
+    assert!(patient("patient/*.rs", "GET /Observation?patient=123", ""));
+    assert!(!patient("patient/*.rs", "GET /User?patient=123", ""));
+    assert!(patient("patient/*.c", "POST /Observation", OBS_123));
+    assert!(!patient(
+        "patient/*.c",
+        "POST /AccessPolicy",
+        r#"{"engine":"allow","subject":{"reference":"Patient/123"}}"#
+    ));
+}
+
+#[test]
+fn scopes_naming_admin_types_are_malformed() {
+    for ty in SERVER_TYPES {
+        for level in ["patient", "user", "system"] {
+            for perms in ["cruds", "read", "*", "c"] {
+                let s = format!("{level}/{ty}.{perms}");
+                let e = smart::parse_strict(&s).expect_err(&s);
+                assert!(e.reason.contains("admin API"), "{s}: {e}");
+                assert_eq!(
+                    smart::parse(&format!("openid {s}")),
+                    vec![Scope::OpenId],
+                    "{s}"
+                );
+            }
+        }
+    }
+    // `*` never covers them, whatever the level and permissions.
+    let star = clinical("system/*.cruds");
+    for ty in SERVER_TYPES {
+        assert!(!star.covers_type(ty), "{ty}");
+        assert!(classify("get", &format!("/{ty}"), false).is_none(), "{ty}");
+        assert!(
+            classify("post", &format!("/{ty}/_search"), false).is_none(),
+            "{ty}"
+        );
+        assert!(
+            classify("get", &format!("/{ty}/x/_history"), false).is_none(),
+            "{ty}"
+        );
+    }
+    assert!(star.covers_type("Patient"));
+    assert!(star.covers_type("Observation"));
+    // FHIR types that merely contain such a name are FHIR types.
+    assert!(star.covers_type("PractitionerRole"));
+    assert!(clinical("user/PractitionerRole.rs").covers_type("PractitionerRole"));
+    assert!(star.covers_type("Consent"));
+}
+
+// ------------------------------------------------- the same through the Worker (App::handle)
+
+mod through_the_app {
+    use edge_authorizer::app::Outcome;
+    use edge_authorizer::testing::TestApp;
+    use serde_json::{json, Value};
+
+    const ORIGIN: &str = "https://origin.example";
+
+    /// A Worker with an origin, the `reader` client (client credentials) governed by a
+    /// smart-on-fhir policy linked to it, and john.
+    fn setup() -> TestApp {
+        let t = TestApp::with_config(|c| c.origin_url = Some(ORIGIN.into()));
+        for (path, body) in [
+            (
+                "/Client/reader",
+                json!({"secret": "reader-secret", "grant_types": ["client_credentials"]}),
+            ),
+            ("/User/john", json!({"password": "pass123"})),
+            (
+                "/AccessPolicy/reader",
+                json!({"engine": "smart-on-fhir", "link": [{"id": "reader", "resourceType": "Client"}]}),
+            ),
+        ] {
+            let r = t.admin_put(path, body);
+            assert!([200, 201].contains(&r.status()), "{path}: {}", r.text());
+        }
+        t
+    }
+
+    fn token(t: &TestApp, scope: &str) -> String {
+        let r = t.token(
+            Some(&TestApp::basic("reader", "reader-secret")),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        );
+        assert_eq!(r.status(), 200, "{}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// The status a request gets: the origin's (it was forwarded: 0) or ours.
+    fn send(t: &TestApp, token: &str, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let mut b = TestApp::req(method, path).header("authorization", format!("Bearer {token}"));
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b
+            .body(body.map(|v| v.to_string().into_bytes()).unwrap_or_default())
+            .unwrap();
+        match t.send(req) {
+            Outcome::Forward(_) => 0,
+            Outcome::Respond(r) => r.status().as_u16(),
+            Outcome::Asset { .. } => panic!("asset"),
+        }
+    }
+
+    #[test]
+    fn system_read_token_cannot_list_users() {
+        let t = setup();
+        let at = token(&t, "system/*.rs");
+        assert_eq!(send(&t, &at, "GET", "/User", None), 403);
+        assert_eq!(send(&t, &at, "GET", "/User/john", None), 403);
+        assert_eq!(send(&t, &at, "GET", "/Client", None), 403);
+        assert_eq!(send(&t, &at, "GET", "/AccessPolicy", None), 403);
+        assert_eq!(send(&t, &at, "GET", "/TokenIntrospector", None), 403);
+        // Positive control: FHIR reads are forwarded.
+        assert_eq!(send(&t, &at, "GET", "/Patient", None), 0);
+        assert_eq!(send(&t, &at, "GET", "/Observation?code=x", None), 0);
+    }
+
+    #[test]
+    fn system_cruds_token_cannot_write_the_admin_api() {
+        let t = setup();
+        let at = token(&t, "system/*.cruds");
+        let client = json!({"secret": "evil-secret", "grant_types": ["basic"]});
+        assert_eq!(send(&t, &at, "PUT", "/Client/evil", Some(client)), 403);
+        let policy = json!({"engine": "allow", "link": [{"id": "evil", "resourceType": "Client"}]});
+        assert_eq!(
+            send(&t, &at, "PUT", "/AccessPolicy/evil", Some(policy.clone())),
+            403
+        );
+        assert_eq!(send(&t, &at, "POST", "/AccessPolicy", Some(policy)), 403);
+        let pw = json!({"password": "taken-over"});
+        assert_eq!(send(&t, &at, "PUT", "/User/john", Some(pw)), 403);
+        assert_eq!(send(&t, &at, "DELETE", "/User/john", None), 403);
+        // Nothing was written: the evil client cannot authenticate, john's password stands.
+        let r = t.call(
+            TestApp::req("GET", "/Client/evil")
+                .header("authorization", TestApp::root())
+                .body(Vec::new())
+                .unwrap(),
+        );
+        assert_eq!(r.status(), 404);
+        let r = t.call(
+            TestApp::req("GET", "/AccessPolicy/evil")
+                .header("authorization", TestApp::root())
+                .body(Vec::new())
+                .unwrap(),
+        );
+        assert_eq!(r.status(), 404);
+        // Positive control: FHIR writes are forwarded.
+        let obs = json!({"resourceType": "Observation", "status": "final"});
+        assert_eq!(send(&t, &at, "PUT", "/Observation/o1", Some(obs)), 0);
+    }
+
+    #[test]
+    fn explicit_admin_scopes_grant_nothing() {
+        let t = setup();
+        let r = t.token(
+            Some(&TestApp::basic("reader", "reader-secret")),
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "scope",
+                    "system/Client.cruds system/User.cruds system/AccessPolicy.cruds",
+                ),
+            ],
+        );
+        // Either the token endpoint refuses the scopes, or the token grants nothing with them.
+        if r.status() == 200 {
+            let at = r.json()["access_token"].as_str().unwrap().to_string();
+            assert_eq!(send(&t, &at, "GET", "/Client", None), 403);
+            assert_eq!(send(&t, &at, "GET", "/User", None), 403);
+            let p = json!({"engine": "allow"});
+            assert_eq!(send(&t, &at, "PUT", "/AccessPolicy/evil", Some(p)), 403);
+        } else {
+            assert_eq!(r.status(), 400, "{}", r.text());
+        }
+    }
+
+    #[test]
+    fn an_admin_policy_written_for_it_still_grants_admin_access() {
+        let t = setup();
+        let r = t.admin_put(
+            "/AccessPolicy/reader-admin",
+            json!({"engine": "matcho", "link": [{"id": "reader", "resourceType": "Client"}],
+                   "matcho": {"uri": "#^/(Client|User|AccessPolicy|TokenIntrospector)(/|$)"}}),
+        );
+        assert_eq!(r.status(), 201, "{}", r.text());
+        let at = token(&t, "system/*.rs");
+        assert_eq!(send(&t, &at, "GET", "/User", None), 200);
+        let client = json!({"secret": "new-secret", "grant_types": ["basic"]});
+        assert_eq!(send(&t, &at, "PUT", "/Client/new", Some(client)), 201);
+    }
+}

@@ -44,6 +44,33 @@ impl ResourceType {
     }
 }
 
+/// Resource type names the server keeps for admin resources that later versions add (Aidbox's
+/// `Role`, `Grant`, `Session`, `Scope`), and Aidbox's own auth configuration types, which an
+/// Aidbox origin would serve (`IdentityProvider`, `AuthConfig`). Together with
+/// [`ResourceType::ALL`] this is the one list of names that are never FHIR resource types: see
+/// [`is_server_type`]. A name moves from here into [`ResourceType`] when it gets a route.
+pub const RESERVED_TYPE_NAMES: [&str; 6] = [
+    "Role",
+    "Grant",
+    "Session",
+    "Scope",
+    "IdentityProvider",
+    "AuthConfig",
+];
+
+/// True when `name` is a resource type of this server (the admin API's [`ResourceType`]s, now
+/// or later, see [`RESERVED_TYPE_NAMES`]), compared ASCII case-insensitively (a router or an
+/// origin may be lenient about case). The `smart-on-fhir` engine never treats such a type as a
+/// FHIR type: no SMART scope, `*` included, grants anything on it (DESIGN.md, "The
+/// authorization boundary").
+pub fn is_server_type(name: &str) -> bool {
+    ResourceType::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain(RESERVED_TYPE_NAMES)
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
 impl fmt::Display for ResourceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -12,6 +12,15 @@
 //! in context) and `sub_kind`. Scopes are parsed leniently: malformed ones grant nothing.
 //!
 //! Decision ([`crate::smart::classify`] gives the interaction and the permission it needs):
+//! - The engine decides only for FHIR resource types. The server's own resource types (the
+//!   admin API: `Client`, `User`, `AccessPolicy`, `TokenIntrospector`, and the names reserved
+//!   for later ones, [`crate::model::is_server_type`]) are never FHIR types to it: a request
+//!   whose path has such a name in any segment (percent-decoded, any case, before or after
+//!   `fhir-base-path`: `/Client`, `/fhir/Client/x`, `/Client/_history`, `/Client/$op`,
+//!   `/Patient/x/User`) is denied, and so is a search whose `_include`, `_revinclude` or `_has`
+//!   names one (or uses the `*` wildcard). No scope grants them, `*` and an explicit
+//!   `system/Client.cruds` included. Admin access is granted by other engines (README, "Admin
+//!   API").
 //! - `GET /metadata` is allowed without any scope (the CapabilityStatement is public).
 //! - Requests that are not type/instance interactions are denied.
 //! - Otherwise some clinical scope must cover the type (or `*`) and the permission, and:
@@ -87,6 +96,9 @@ impl Engine for Smart {
         else {
             return false;
         };
+        if names_server_type(uri) {
+            return false;
+        }
         let path = if self.base.is_empty() {
             uri
         } else {
@@ -102,11 +114,17 @@ impl Engine for Smart {
         };
         let mut has_query = false;
         let mut widening = false;
-        for k in query.keys().filter(|k| !k.starts_with("resource/")) {
+        for (k, v) in query.iter().filter(|(k, _)| !k.starts_with("resource/")) {
             has_query = true;
-            widening |= ["_include", "_revinclude", "_has"]
+            if ["_include", "_revinclude", "_has"]
                 .iter()
-                .any(|w| k.starts_with(w));
+                .any(|w| k.starts_with(w))
+            {
+                widening = true;
+                if reaches_server_type(k, v) {
+                    return false;
+                }
+            }
         }
         let Some(rest) = smart::classify(method, path, has_query) else {
             return false;
@@ -138,6 +156,39 @@ impl Engine for Smart {
             _ => false,
         })
     }
+}
+
+/// Does a path segment of `uri` name a resource type of this server (the admin API)? Segments
+/// are percent-decoded first (`/%43lient`) and compared in any case, so no spelling a router
+/// or origin might accept gets through; an id that happens to equal such a name is refused too
+/// (fail closed).
+fn names_server_type(uri: &str) -> bool {
+    uri.split('/').any(|seg| {
+        crate::model::is_server_type(seg)
+            || (seg.contains('%')
+                && crate::model::is_server_type(
+                    &percent_encoding::percent_decode_str(seg).decode_utf8_lossy(),
+                ))
+    })
+}
+
+/// Does an `_include`/`_revinclude`/`_has` parameter (name `k`, value a string or a list of
+/// strings) reach a resource type of this server, or every type (`*`)? FHIR search: the name
+/// and value parts are separated by `:` (`_revinclude=User:patient`, `_has:User:link:id=x`,
+/// `_include=Patient:*`); a list of values may also be joined by `,`.
+fn reaches_server_type(k: &str, v: &Value) -> bool {
+    let bad = |s: &str| {
+        s.split([':', ',', '.'])
+            .map(str::trim)
+            .any(|part| part == "*" || crate::model::is_server_type(part))
+    };
+    bad(k)
+        || match v {
+            Value::String(s) => bad(s),
+            Value::Array(items) => items.iter().any(|i| i.as_str().is_none_or(bad)),
+            Value::Null => false,
+            _ => true,
+        }
 }
 
 /// The string at `v[k]`, if any.

@@ -19,6 +19,11 @@
 //! | `DELETE /T/id`, `DELETE /T?…` (conditional) | delete | `d` |
 //! | `GET /metadata` | capabilities | nothing |
 //!
+//! The resource types of this server's admin API (`Client`, `User`, `AccessPolicy`,
+//! `TokenIntrospector` and the names reserved for later ones, [`crate::model::is_server_type`])
+//! are not FHIR types: [`classify`] returns `None` for every request on them, whatever the
+//! interaction (`_history`, `_search`, `$operation` included).
+//!
 //! `HEAD` is treated as `GET`. Everything else (system-level `/` and `/_history`, `$operations`,
 //! compartment searches `/Patient/id/Observation`, batches) is not covered by SMART scopes:
 //! [`classify`] returns `None`, and the engine denies it (another policy may allow it).
@@ -97,7 +102,8 @@ pub struct RestRequest<'a> {
 /// Maps a request to its FHIR interaction: `method` is case-insensitive, `path` is relative to
 /// the FHIR base (no query), `has_query` says whether the request carries query parameters
 /// (it turns `PUT`/`PATCH`/`DELETE /T` into their conditional forms). `None` when the request
-/// is not a type- or instance-level interaction SMART scopes can cover.
+/// is not a type- or instance-level interaction SMART scopes can cover, and for every request
+/// on a type of this server's admin API.
 pub fn classify<'a>(method: &str, path: &'a str, has_query: bool) -> Option<RestRequest<'a>> {
     let method = method.to_ascii_lowercase();
     let method = if method == "head" { "get" } else { &method };
@@ -112,7 +118,7 @@ pub fn classify<'a>(method: &str, path: &'a str, has_query: bool) -> Option<Rest
         });
     }
     let (&ty, rest) = segs.split_first()?;
-    if !is_resource_type(ty) {
+    if !is_resource_type(ty) || crate::model::is_server_type(ty) {
         return None;
     }
     let at = |interaction, id| {

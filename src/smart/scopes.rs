@@ -14,6 +14,10 @@
 //!
 //! Launch context and identity scopes ("Scopes for requesting context data", "Scopes for
 //! requesting identity data", "Scopes for requesting a refresh token") are recognised by name.
+//! The resource type of a clinical scope is a FHIR type: a type of this server's admin API
+//! (`Client`, `User`, `AccessPolicy`, `TokenIntrospector`, ..., see
+//! [`crate::model::is_server_type`]) makes the scope malformed, and `*` does not cover them.
+//!
 //! Any other scope is kept as [`Scope::Other`]: servers ignore scopes they do not know, except
 //! that a scope that starts like a clinical one (`patient/`, `user/`, `system/`) and does not
 //! parse is malformed.
@@ -158,11 +162,15 @@ pub struct ClinicalScope {
 }
 
 impl ClinicalScope {
-    /// True when the scope names `resource_type` or is `*`.
+    /// True when the scope names `resource_type` or is `*`. Never for a type of this server's
+    /// admin API ([`crate::model::is_server_type`]: `Client`, `User`, `AccessPolicy`, ...):
+    /// SMART scopes are about FHIR resources, and `*` means every FHIR type, not those.
     pub fn covers_type(&self, resource_type: &str) -> bool {
-        self.resource_type
-            .as_deref()
-            .is_none_or(|t| t == resource_type)
+        !crate::model::is_server_type(resource_type)
+            && self
+                .resource_type
+                .as_deref()
+                .is_none_or(|t| t == resource_type)
     }
 
     /// True when the scope grants every permission in `needed`.
@@ -196,6 +204,11 @@ impl ClinicalScope {
         };
         let resource_type = if ty == "*" {
             None
+        } else if crate::model::is_server_type(ty) {
+            return Err(err(
+                "the resource type names a resource of this server's admin API (Client, User, \
+                 AccessPolicy, ...), not a FHIR type; SMART scopes cannot grant it",
+            ));
         } else if is_resource_type(ty) {
             Some(ty.to_owned())
         } else {
