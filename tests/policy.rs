@@ -628,10 +628,6 @@ fn schema_string_keywords() {
     );
     assert!(!t(json!({"pattern": "^Pat"}), json!("/Patient/1")));
     assert!(
-        t(json!({"format": "email"}), json!("not an email")),
-        "format is ignored"
-    );
-    assert!(
         t(json!({"pattern": "^x$"}), json!(5)),
         "string keywords ignore non-strings"
     );
@@ -794,8 +790,9 @@ fn schema_ref_json_pointer_escapes_and_siblings() {
             "p": {"$ref": "#/definitions/a~1b"},
             "q": {"$ref": "#/definitions/t~0n"},
             "r": {"$ref": "#/definitions/sp%20ace"},
-            // draft-07: keywords next to $ref are ignored.
-            "s": {"$ref": "#/definitions/a~1b", "maxLength": 0}
+            // draft-07: annotations next to $ref are fine (assertions there are refused, see
+            // schema_assertions_next_to_ref_are_refused).
+            "s": {"$ref": "#/definitions/a~1b", "description": "same as p"}
         }
     }));
     assert!(p.allows(&json!({"p": "x", "q": "y", "r": "z", "s": "x"})));
@@ -881,6 +878,116 @@ fn schema_errors_inside_definitions_and_refs() {
     let e = compile_err(json!({"engine": "json-schema",
         "schema": {"definitions": {"a": {"$ref": "#/definitions/a"}}}}));
     assert!(e.message.contains("cycle"), "{e}");
+}
+
+/// Issue 11: a keyword the engine does not implement (a typo such as `requird`) used to be
+/// ignored, silently dropping the restriction. It is now a compile error naming its path.
+#[test]
+fn schema_unknown_keywords_are_refused_with_their_path() {
+    let e = compile_err(json!({"engine": "json-schema", "schema": {
+        "properties": {"user": {"requird": ["id"]}}}}));
+    assert_eq!(e.path, "schema.properties.user.requird");
+    assert!(e.message.contains("unknown JSON Schema keyword"), "{e}");
+    for (schema, path) in [
+        (json!({"requird": ["user"]}), "schema.requird"),
+        (json!({"Required": ["user"]}), "schema.Required"),
+        (
+            json!({"properties": {"uri": {"patern": "^/Patient"}}}),
+            "schema.properties.uri.patern",
+        ),
+        (
+            json!({"definitions": {"d": {"minimun": 1}}}),
+            "schema.definitions.d.minimun",
+        ),
+        (
+            json!({"$defs": {"d": {"enumm": [1]}}}),
+            "schema.$defs.d.enumm",
+        ),
+        (json!({"anyOf": [{}, {"nott": {}}]}), "schema.anyOf.1.nott"),
+        (json!({"items": [{"maxItem": 1}]}), "schema.items.0.maxItem"),
+        (
+            json!({"dependencies": {"a": {"requires": ["b"]}}}),
+            "schema.dependencies.a.requires",
+        ),
+        // Later drafts' keywords are not draft-07 and are refused, not ignored.
+        (
+            json!({"dependentRequired": {"a": ["b"]}}),
+            "schema.dependentRequired",
+        ),
+        (
+            json!({"unevaluatedProperties": false}),
+            "schema.unevaluatedProperties",
+        ),
+        (json!({"prefixItems": [{}]}), "schema.prefixItems"),
+        (
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema"}),
+            "schema.$schema",
+        ),
+        (json!({"$schema": 7}), "schema.$schema"),
+        // Unsupported assertions.
+        (
+            json!({"properties": {"user": {"properties": {"email": {"format": "email"}}}}}),
+            "schema.properties.user.properties.email.format",
+        ),
+        (
+            json!({"contentMediaType": "application/json"}),
+            "schema.contentMediaType",
+        ),
+        (
+            json!({"contentEncoding": "base64"}),
+            "schema.contentEncoding",
+        ),
+    ] {
+        let policy = json!({"engine": "json-schema", "schema": schema});
+        let e = compile_err(policy.clone());
+        assert_eq!(e.path, path, "{policy}: {e}");
+    }
+    // Inside complex, the path is prefixed.
+    let e = compile_err(json!({"engine": "complex", "or": [
+        {"engine": "json-schema", "schema": {"properties": {"user": {"requird": ["id"]}}}}]}));
+    assert_eq!(e.path, "or.0.schema.properties.user.requird");
+    let e = compile_err(json!({"engine": "json-schema", "schema": {"format": "uri"}}));
+    assert!(e.message.contains("pattern"), "{e}");
+}
+
+#[test]
+fn schema_annotations_are_accepted() {
+    let p = schema(json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://example.com/policies/read-own-patient",
+        "$comment": "read your own patient",
+        "title": "own patient", "description": "d", "default": {}, "examples": [{}],
+        "readOnly": false, "writeOnly": false,
+        "definitions": {"id": {"type": "string", "title": "an id"}},
+        "$defs": {"method": {"const": "get"}},
+        "required": ["user"],
+        "properties": {
+            "request-method": {"$ref": "#/$defs/method", "$comment": "ok beside $ref"},
+            "user": {"properties": {"id": {"$ref": "#/definitions/id"}}}
+        }
+    }));
+    assert!(p.allows(&request()));
+    assert!(!p.allows(&request_with(|r| r["request-method"] = json!("post"))));
+    assert!(!p.allows(&request_with(|r| r["user"] = Value::Null)));
+}
+
+/// draft-07 8.3 ignores every keyword beside `$ref`: a restriction written there would not
+/// apply, so it is refused; `allOf` is the way to combine them.
+#[test]
+fn schema_assertions_next_to_ref_are_refused() {
+    let e = compile_err(json!({"engine": "json-schema", "schema": {
+        "definitions": {"s": {"type": "string"}},
+        "properties": {"uri": {"$ref": "#/definitions/s", "pattern": "^/Patient/"}}}}));
+    assert_eq!(e.path, "schema.properties.uri.pattern");
+    assert!(e.message.contains("allOf"), "{e}");
+    let e = compile_err(json!({"engine": "json-schema", "schema": {
+        "definitions": {"s": {}}, "$ref": "#/definitions/s", "requird": ["user"]}}));
+    assert_eq!(e.path, "schema.requird");
+    let p = schema(json!({
+        "definitions": {"s": {"type": "string"}},
+        "properties": {"uri": {"allOf": [{"$ref": "#/definitions/s"}, {"pattern": "^/Patient/"}]}}}));
+    assert!(p.allows(&request()));
+    assert!(!p.allows(&request_with(|r| r["uri"] = json!("/User"))));
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -19,10 +19,18 @@
 //! `propertyNames`, `required`, `minProperties`, `maxProperties`, `dependencies` (array and
 //! schema forms); `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`; `definitions` and local
 //! `$ref` (`#` or a JSON pointer `#/...`, resolved at compile time; per draft-07 other keywords
-//! next to `$ref` are ignored). `format` and annotations are accepted and ignored, as are unknown
-//! keywords. Remote refs, `$id`-relative refs and plain-name fragments are compile errors; `$id`
-//! is ignored on the root schema and a compile error on subschemas (where it would change how
-//! `$ref`s resolve).
+//! next to `$ref` are ignored, so an assertion keyword beside a `$ref` is a compile error; wrap
+//! the two in `allOf`). `$defs` is compiled like `definitions`.
+//!
+//! Fail closed: every other keyword is a compile error naming its path
+//! (`schema.properties.user.requird`), unless it is a draft-07 annotation (`title`,
+//! `description`, `$comment`, `default`, `examples`, `readOnly`, `writeOnly`, `$id`,
+//! `$schema`). `format`, `contentMediaType` and `contentEncoding` are refused as unsupported
+//! (a validator may skip them per draft-07, which would silently drop the restriction they
+//! express; use `pattern`). Remote refs, `$id`-relative refs and plain-name fragments are
+//! compile errors; `$id` is ignored on the root schema and a compile error on subschemas
+//! (where it would change how `$ref`s resolve); a `$schema` naming draft 2019-09 or 2020-12
+//! (whose keywords differ) is a compile error.
 //!
 //! Limits: schemas nest at most [`MAX_DEPTH`] levels (a `$ref` hop counts as a level, at compile
 //! and at evaluation time); a `$ref` cycle with no keyword in between is a compile error. One
@@ -529,6 +537,76 @@ impl Schema {
     }
 }
 
+/// The draft-07 assertion and applicator keywords this engine implements (everything in
+/// draft-07 validation sections 6 and the core applicators, except those in
+/// [`UNSUPPORTED_KEYWORDS`]). `$ref` is handled on its own.
+const ASSERTION_KEYWORDS: &[&str] = &[
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "items",
+    "additionalItems",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "contains",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "dependencies",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+];
+
+/// draft-07 keywords that assert nothing (draft-07 core 8-9, validation 10): accepted and
+/// ignored. `$schema` (checked: not a later draft), and the schema containers `definitions`
+/// and `$defs` (compiled) are accepted too.
+const ANNOTATION_KEYWORDS: &[&str] = &[
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "readOnly",
+    "writeOnly",
+];
+
+/// draft-07 keywords that can assert but are not implemented here, and why: refused when a
+/// policy is written rather than silently ignored (draft-07 7.2 and 8 let a validator skip
+/// them, which would let a request through that the author meant to refuse).
+const UNSUPPORTED_KEYWORDS: &[(&str, &str)] = &[
+    (
+        "format",
+        "format values are not validated here; use `pattern` with a regular expression",
+    ),
+    (
+        "contentMediaType",
+        "string contents are not decoded or parsed here; use `pattern`",
+    ),
+    (
+        "contentEncoding",
+        "string contents are not decoded here; use `pattern`",
+    ),
+];
+
 struct Compiler<'s> {
     root: &'s Value,
     /// Dotted path of the root schema in the policy body.
@@ -583,6 +661,22 @@ impl Compiler<'_> {
                     return Err(self.err(at, "$id is only supported on the root schema"));
                 }
                 if let Some(r) = obj.get("$ref") {
+                    // draft-07 8.3: every other keyword next to `$ref` is ignored. A restriction
+                    // written there would silently not apply, so only annotations may stand
+                    // beside it.
+                    for (key, v) in obj.iter().filter(|(k, _)| k.as_str() != "$ref") {
+                        if ASSERTION_KEYWORDS.contains(&key.as_str()) {
+                            at.push(key.clone());
+                            return Err(self.err(
+                                at,
+                                format!(
+                                    "`{key}` next to `$ref` would be ignored (draft-07 8.3); \
+                                     combine them with allOf: [{{\"$ref\": ...}}, {{\"{key}\": ...}}]"
+                                ),
+                            ));
+                        }
+                        self.check_non_assertion(key, v, at)?;
+                    }
                     at.push("$ref".to_owned());
                     let target = self.reference(r, at, depth)?;
                     at.pop();
@@ -643,16 +737,73 @@ impl Compiler<'_> {
         self.schema(target, &mut target_at, depth + 1)
     }
 
+    /// A keyword that asserts nothing: a container of schemas (`definitions`, `$defs`,
+    /// compiled by [`Compiler::definitions`]) or a draft-07 annotation. Anything else is
+    /// refused: an unknown keyword (a typo such as `requird`) or one we do not implement would
+    /// otherwise silently drop the restriction it was meant to add (fail closed).
+    fn check_non_assertion(
+        &self,
+        key: &str,
+        v: &Value,
+        at: &mut Vec<String>,
+    ) -> Result<(), PolicyError> {
+        let refuse = |at: &mut Vec<String>, message: String| {
+            at.push(key.to_owned());
+            let e = self.err(at, message);
+            at.pop();
+            Err(e)
+        };
+        if let Some((_, why)) = UNSUPPORTED_KEYWORDS.iter().find(|(k, _)| *k == key) {
+            return refuse(at, format!("`{key}` is not supported at the edge: {why}"));
+        }
+        if key == "$schema" {
+            return match v.as_str() {
+                Some(uri) if uri.contains("2019-09") || uri.contains("2020-12") => refuse(
+                    at,
+                    format!("$schema {uri:?}: only JSON Schema draft-07 is supported"),
+                ),
+                Some(_) => Ok(()),
+                None => refuse(at, "$schema must be a string (a URI)".into()),
+            };
+        }
+        if key == "definitions" || key == "$defs" || ANNOTATION_KEYWORDS.contains(&key) {
+            return Ok(());
+        }
+        refuse(
+            at,
+            format!(
+                "unknown JSON Schema keyword `{key}`; supported (draft-07): {}; annotations: {}",
+                ASSERTION_KEYWORDS.join(", "),
+                ANNOTATION_KEYWORDS.join(", ")
+            ),
+        )
+    }
+
     fn definitions(
         &mut self,
         obj: &Map<String, Value>,
         at: &mut Vec<String>,
         depth: usize,
     ) -> Result<(), PolicyError> {
-        if let Some(defs) = obj.get("definitions") {
-            at.push("definitions".to_owned());
+        for container in ["definitions", "$defs"] {
+            self.definitions_in(obj, container, at, depth)?;
+        }
+        Ok(())
+    }
+
+    /// Compiles the schemas of one container (`definitions` or `$defs`), so errors in them
+    /// surface even when no `$ref` points at them.
+    fn definitions_in(
+        &mut self,
+        obj: &Map<String, Value>,
+        container: &str,
+        at: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<(), PolicyError> {
+        if let Some(defs) = obj.get(container) {
+            at.push(container.to_owned());
             let Some(defs) = defs.as_object() else {
-                return Err(self.err(at, "definitions must be an object of schemas"));
+                return Err(self.err(at, format!("{container} must be an object of schemas")));
             };
             for (name, sub) in defs {
                 at.push(name.clone());
@@ -915,11 +1066,8 @@ impl Compiler<'_> {
                 "if" => k.if_ = Some(self.sub(v, at, key, depth)?),
                 "then" => k.then_ = Some(self.sub(v, at, key, depth)?),
                 "else" => k.else_ = Some(self.sub(v, at, key, depth)?),
-                "definitions" => {} // below
-                // format is an annotation here (draft-07 7.2: validation is optional);
-                // $schema, $id, $comment, title, description, default, examples, readOnly,
-                // writeOnly, contentMediaType, contentEncoding and unknown keywords are ignored.
-                _ => {}
+                // Containers compiled below, and pure annotations.
+                other => self.check_non_assertion(other, v, at)?,
             }
         }
         self.definitions(obj, at, depth)?;
