@@ -4,7 +4,9 @@
 #
 # .dev.vars (gitignored) holds the dev secrets. It is created once, with a random ADMIN_SECRET
 # and a fresh SIGNING_KEY, and kept after that (tokens stay valid across restarts).
-# ADMIN_SECRET in the environment overrides the one in .dev.vars for this run.
+# ADMIN_SECRET in the environment overrides the one in .dev.vars for this run; ORIGIN_URL in
+# the environment points the dev server at your own API for this run (default: the built-in
+# demo FHIR origin).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -32,11 +34,21 @@ else
   admin_from=".dev.vars (ADMIN_SECRET=...)"
 fi
 
+if [ -n "${ORIGIN_URL:-}" ]; then
+  [[ "$ORIGIN_URL" =~ ^https?://[^[:space:]]+$ ]] ||
+    die "ORIGIN_URL must be an http(s) URL such as http://127.0.0.1:8080 (got '$ORIGIN_URL')"
+  extra_args+=(--var "ORIGIN_URL:$ORIGIN_URL")
+  origin_line="origin: $ORIGIN_URL (from the ORIGIN_URL environment variable)"
+else
+  origin_line="origin: the built-in demo FHIR origin (set ORIGIN_URL to use your own API)"
+fi
+
 base="http://127.0.0.1:$PORT"
 cat <<MSG
 
   edge-authorizer dev server: $base
   admin user: root, admin secret: from $admin_from
+  $origin_line
 
   Try the Aidbox tutorial (in another shell):
 

@@ -1,5 +1,10 @@
 //! The authorizer: every path the Worker does not own. Authenticate, build the policy request
 //! (Aidbox's shape), evaluate the AccessPolicies, then forward to the origin or refuse.
+//!
+//! What the policy sees is what the origin gets (DESIGN.md "The authorization boundary"): a
+//! request the policy and the origin could read differently is refused before anything else
+//! ([`check_request`]), and the headers a policy sees are the ones the origin will receive
+//! ([`OriginHeaders`]).
 
 use crate::app::{App, Outcome};
 use crate::authn::{authenticate, Identity};
@@ -8,21 +13,308 @@ use crate::http_util::{is_json, media_type, query_params, Request};
 use crate::model::public_view;
 use crate::policy;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// Headers we set for the origin; incoming copies are removed first so a caller cannot
 /// claim another identity. Every `x-auth-*` header is ours too.
 pub const IDENTITY_HEADERS: [&str; 2] = ["x-client-id", "x-user-id"];
 
-fn is_identity_header(name: &str) -> bool {
-    IDENTITY_HEADERS.contains(&name) || name.starts_with("x-auth-")
-}
-
 /// Headers never shown to policies (credentials).
 const HIDDEN_FROM_POLICIES: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
+/// Hop-by-hop headers (RFC 9110 7.6.1, RFC 9112 9.6 and 6.1; `proxy-connection` and
+/// `keep-alive` are their pre-standard forms): meant for one connection, never forwarded. So is
+/// `proxy-authorization` (RFC 9110 11.7.2: credentials for the proxy, consumed by it).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Routing and client-address headers an origin or a framework may act on (rewrite the path,
+/// build absolute URLs, trust a client address). Never taken from the caller: the Worker sets
+/// the ones it vouches for itself ([`forwarding_headers`]). Every `x-forwarded-*` and
+/// `x-original-*` header is in this group too.
+const ROUTING_HEADERS: [&str; 7] = [
+    "forwarded", // RFC 7239
+    "x-rewrite-url",
+    "x-real-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-host",
+    "x-http-host",
+];
+
+/// Method-override headers (Google APIs, ASP.NET, Express `method-override`, ...): an origin
+/// that honours them runs another method than the one the policy saw. Refused with 400.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Cookies we set (`edge_session`, `edge_csrf`): the caller's session with us, no business of
+/// the origin's.
+const OUR_COOKIE_PREFIX: &str = "edge_";
+
+/// A header name as an origin may read it: lower-case (`http` names already are), `_` read as
+/// `-`. CGI-style servers (PHP, WSGI, Rack) map both `X-User-Id` and `X_User_Id` to
+/// `HTTP_X_USER_ID`, and nginx passes underscores on with `underscores_in_headers on`.
+fn canonical(name: &str) -> Cow<'_, str> {
+    if name.contains('_') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase().replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+fn is_identity_header(canon: &str) -> bool {
+    IDENTITY_HEADERS.contains(&canon) || canon.starts_with("x-auth-")
+}
+
+fn is_routing_header(canon: &str) -> bool {
+    ROUTING_HEADERS.contains(&canon)
+        || canon.starts_with("x-forwarded-")
+        || canon.starts_with("x-original-")
+}
+
+/// Which of the caller's headers reach the origin (and so the policy's `headers`).
+struct OriginHeaders {
+    /// Header names listed in `Connection` (RFC 9110 7.6.1: hop-by-hop too), canonical.
+    connection_named: Vec<String>,
+}
+
+impl OriginHeaders {
+    fn of(headers: &http::HeaderMap) -> Self {
+        let mut connection_named = Vec::new();
+        for v in headers.get_all("connection") {
+            for token in String::from_utf8_lossy(v.as_bytes()).split(',') {
+                let token = canonical(token.trim());
+                if !token.is_empty() {
+                    connection_named.push(token.into_owned());
+                }
+            }
+        }
+        OriginHeaders { connection_named }
+    }
+
+    /// Is this caller header dropped before the request is forwarded?
+    fn drops(&self, name: &str) -> bool {
+        let canon = canonical(name);
+        let c = canon.as_ref();
+        is_identity_header(c)
+            || HOP_BY_HOP.contains(&c)
+            || is_routing_header(c)
+            || self.connection_named.iter().any(|n| n == c)
+    }
+}
+
+/// The forwarding headers the Worker vouches for, from the request as it reached us:
+/// `x-forwarded-host` (the host the caller used), `x-forwarded-proto` (the scheme it used) and
+/// `x-forwarded-for` (the client address Cloudflare gives in `cf-connecting-ip`, when present).
+fn forwarding_headers(req: &Request) -> Vec<(&'static str, String)> {
+    let uri = req.uri();
+    let mut out = Vec::with_capacity(3);
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| crate::http_util::header(req, "host"));
+    if let Some(h) = host {
+        out.push(("x-forwarded-host", h.to_string()));
+    }
+    out.push((
+        "x-forwarded-proto",
+        uri.scheme_str().unwrap_or("https").to_string(),
+    ));
+    if let Some(ip) = crate::http_util::header(req, "cf-connecting-ip") {
+        out.push(("x-forwarded-for", ip.to_string()));
+    }
+    out
+}
+
+/// The `Cookie` value without our own cookies, or `None` if it held none of ours. Works on
+/// bytes (a non-ASCII cookie must not hide ours). Pairs are split on `;` and on `,` (RFC 6265
+/// 4.2.1 has no comma in a cookie, and a runtime may join two `Cookie` headers with `, `).
+fn without_our_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
+    let is_ours = |pair: &[u8]| {
+        let name = pair
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
+        name.len() >= OUR_COOKIE_PREFIX.len()
+            && name[..OUR_COOKIE_PREFIX.len()]
+                .iter()
+                .map(|b| {
+                    if *b == b'-' {
+                        b'_'
+                    } else {
+                        b.to_ascii_lowercase()
+                    }
+                })
+                .eq(OUR_COOKIE_PREFIX.bytes())
+    };
+    let pairs: Vec<&[u8]> = cookie
+        .split(|b| *b == b';' || *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    if !pairs.iter().any(|p| is_ours(p)) {
+        return None;
+    }
+    Some(
+        pairs
+            .into_iter()
+            .filter(|p| !p.is_empty() && !is_ours(p))
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]),
+    )
+}
+
+/// Refuses (400) a request the policy and the origin could read differently, before any
+/// policy sees it:
+/// - a query parameter named like a route parameter (`resource/...`): route parameters come
+///   from the path alone;
+/// - method overrides: the headers of [`METHOD_OVERRIDE_HEADERS`] (any case, `_` read as `-`)
+///   and a `_method` parameter in the query or in a form body (Rails, Laravel, Symfony);
+/// - paths an origin may normalise differently ([`check_path`]);
+/// - a raw `;` in the query (some servers split parameters on it, W3C HTML 4.01 B.2.2),
+///   a NUL or a non-UTF-8 escape in a parameter.
+pub fn check_request(req: &Request) -> Result<()> {
+    check_path(req.uri().path())?;
+    for name in req.headers().keys() {
+        let canon = canonical(name.as_str());
+        if METHOD_OVERRIDE_HEADERS.contains(&canon.as_ref()) {
+            return Err(Error::InvalidRequest(format!(
+                "method-override header '{name}' is not accepted: send the method itself"
+            )));
+        }
+    }
+    let query = req.uri().query().unwrap_or("");
+    if query.contains(';') {
+        return Err(Error::InvalidRequest(
+            "';' in the query string is not accepted (servers differ on whether it separates parameters); encode it as %3B"
+                .into(),
+        ));
+    }
+    check_params(query.as_bytes(), "query")?;
+    match media_type(req).as_deref() {
+        Some("application/x-www-form-urlencoded") => check_params(req.body(), "form body")?,
+        Some("multipart/form-data") if has_multipart_method(req.body()) => {
+            return Err(method_param_error("form body"))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn method_param_error(place: &str) -> Error {
+    Error::InvalidRequest(format!(
+        "the '_method' parameter in the {place} is not accepted: send the method itself"
+    ))
+}
+
+/// The parameters of a query string or form body: no `resource/*` name in the query, no
+/// `_method`, no NUL, no escape that does not decode to UTF-8.
+fn check_params(bytes: &[u8], place: &str) -> Result<()> {
+    for raw in bytes.split(|b| *b == b'&') {
+        let (k, v) = match raw.iter().position(|b| *b == b'=') {
+            Some(i) => (&raw[..i], &raw[i + 1..]),
+            None => (raw, &raw[..0]),
+        };
+        let decode = |s: &[u8]| -> Result<String> {
+            let plus: Vec<u8> = s
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            let d = percent_encoding::percent_decode(&plus)
+                .decode_utf8()
+                .map_err(|_| {
+                    Error::InvalidRequest(format!("a parameter in the {place} is not UTF-8"))
+                })?;
+            if d.contains('\0') {
+                return Err(Error::InvalidRequest(format!(
+                    "a parameter in the {place} contains a NUL character"
+                )));
+            }
+            Ok(d.into_owned())
+        };
+        let key = decode(k)?;
+        decode(v)?;
+        if key.eq_ignore_ascii_case("_method") {
+            return Err(method_param_error(place));
+        }
+        if place == "query" && key.starts_with("resource/") {
+            return Err(Error::InvalidRequest(format!(
+                "query parameter '{key}' is reserved: route parameters (resource/type, resource/id, ...) come from the path"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A `_method` part in a multipart form body (`Content-Disposition: form-data; name="_method"`).
+fn has_multipart_method(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"name=\"_method\"";
+    body.windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+/// Refuses (400) a path the origin may read differently from the policy (RFC 3986 3.3, 5.2.4;
+/// the CVE trail of `..;` on Tomcat, `%2F` on proxies, `\` on IIS):
+/// - `;` (path parameters: Tomcat and Jetty drop `;jsessionid=...` and read `/..;/` as `/../`);
+/// - `\` (read as `/` by WHATWG URL parsers and by IIS);
+/// - escapes of `/`, `\`, `.`, `;`, `%` (double encoding), NUL and other control characters,
+///   any case, and malformed escapes;
+/// - `.` and `..` segments, and empty segments (`//`) except a trailing `/`.
+pub fn check_path(path: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::InvalidRequest(format!(
+            "path not accepted: {why} (the origin may read it differently from the policy)"
+        )))
+    };
+    let bytes = path.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b';' => return refuse("';' path parameters"),
+            b'\\' => return refuse("a backslash"),
+            b'%' => {
+                let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                    return refuse("a malformed percent escape");
+                };
+                let c = (hi * 16 + lo) as u8;
+                if matches!(c, b'/' | b'\\' | b'.' | b';' | b'%') || c < 0x20 || c == 0x7f {
+                    return refuse(&format!("an encoded '{}'", &path[i..i + 3]));
+                }
+            }
+            _ => {}
+        }
+    }
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len() - 1;
+    for (i, s) in segments.iter().enumerate() {
+        if *s == "." || *s == ".." {
+            return refuse("a '.' or '..' segment");
+        }
+        if s.is_empty() && i != last {
+            return refuse("an empty segment ('//')");
+        }
+    }
+    Ok(())
+}
+
 /// Route params of a FHIR REST path: `/{type}`, `/{type}/{id}`, `/{type}/{id}/_history/{vid}`,
-/// `/{type}/{id}/${operation}`.
+/// `/{type}/{id}/${operation}`. They come from the path alone: query parameters under
+/// `resource/` never reach `params` ([`check_request`] refuses them, [`policy_request`] drops
+/// them).
 fn route_params(path: &str, params: &mut Map<String, Value>) {
+    params.retain(|k, _| !k.starts_with("resource/"));
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let is_type = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_uppercase());
     if let Some(t) = segs.first().filter(|s| is_type(s)) {
@@ -41,21 +333,34 @@ fn route_params(path: &str, params: &mut Map<String, Value>) {
     }
 }
 
-/// The request a policy sees (AIDBOX.md "AccessPolicy").
+/// The request a policy sees (AIDBOX.md "AccessPolicy"). `params` holds every value of a
+/// repeated query parameter (an array, in order; a single value stays a string), as Aidbox's
+/// ring params do, and the route params. `headers` are the ones the origin will get (see
+/// [`forward_request`]; repeated ones joined with `, `, RFC 9110 5.3), without credentials.
 pub fn policy_request(req: &Request, who: &Identity) -> Value {
     let uri = req.uri();
     let query = uri.query().unwrap_or("");
     let mut params = query_params(query);
     route_params(uri.path(), &mut params);
     let mut headers = Map::new();
-    for (name, value) in req.headers() {
+    let keep = OriginHeaders::of(req.headers());
+    for name in req.headers().keys() {
         let n = name.as_str();
-        if HIDDEN_FROM_POLICIES.contains(&n) {
+        if HIDDEN_FROM_POLICIES.contains(&n) || keep.drops(n) {
             continue;
         }
-        if let Ok(v) = value.to_str() {
-            headers.insert(n.to_string(), json!(v));
+        let values: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !values.is_empty() {
+            headers.insert(n.to_string(), json!(values.join(", ")));
         }
+    }
+    for (name, value) in forwarding_headers(req) {
+        headers.insert(name.to_string(), json!(value));
     }
     let body = match media_type(req) {
         Some(m) if is_json(&m) && !req.body().is_empty() => {
@@ -86,8 +391,10 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
     })
 }
 
-/// Authenticates and checks policies: the identity, or 401/403. Root passes without policies.
+/// Checks the request's shape ([`check_request`], 400), authenticates and checks policies:
+/// the identity, or 401/403. Root passes without policies.
 pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
+    check_request(req)?;
     let who = authenticate(app, req)
         .await?
         .ok_or(Error::MissingCredentials)?;
@@ -119,8 +426,16 @@ pub async fn handle(app: &App, req: Request) -> Result<Outcome> {
     }
 }
 
-/// The request the origin receives: same method, path, query and body; identity headers set
-/// by us; Basic credentials removed (they carry a secret the origin has no use for).
+/// The request the origin receives: same method, path, query and body, and the caller's
+/// headers except:
+/// - identity headers (`x-client-id`, `x-user-id`, `x-auth-*`, any case, `_` read as `-`):
+///   removed, then set by us;
+/// - hop-by-hop headers, those named in `Connection`, and `Proxy-Authorization`: removed;
+/// - routing headers (`Forwarded`, `X-Forwarded-*`, `X-Original-*`, `X-Rewrite-URL`,
+///   `X-Real-IP`, ...): removed, then `x-forwarded-host`, `x-forwarded-proto` and (with
+///   `cf-connecting-ip`) `x-forwarded-for` set by us;
+/// - our cookies (`edge_*`) are taken out of `Cookie`;
+/// - Basic credentials are removed (they carry a secret the origin has no use for).
 pub fn forward_request(req: Request, origin: &str, who: &Identity) -> Result<Request> {
     let path_and_query = req
         .uri()
@@ -128,18 +443,34 @@ pub fn forward_request(req: Request, origin: &str, who: &Identity) -> Result<Req
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let target = format!("{origin}{path_and_query}");
+    let forwarding = forwarding_headers(&req);
     let (mut parts, body) = req.into_parts();
     parts.uri = target
         .parse()
         .map_err(|_| Error::Internal(format!("cannot build origin URL {target}")))?;
+    let keep = OriginHeaders::of(&parts.headers);
     let drop: Vec<http::HeaderName> = parts
         .headers
         .keys()
-        .filter(|n| is_identity_header(n.as_str()))
+        .filter(|n| keep.drops(n.as_str()))
         .cloned()
         .collect();
     for n in drop {
         parts.headers.remove(&n);
+    }
+    let cookies: Vec<&[u8]> = parts
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Some(rest) = without_our_cookies(&cookies.join(&b"; "[..])) {
+        parts.headers.remove("cookie");
+        if let Ok(v) = http::HeaderValue::from_bytes(&rest) {
+            if !rest.is_empty() {
+                parts.headers.insert("cookie", v);
+            }
+        }
     }
     let basic = parts
         .headers
@@ -154,6 +485,9 @@ pub fn forward_request(req: Request, origin: &str, who: &Identity) -> Result<Req
             parts.headers.insert(name, v);
         }
     };
+    for (name, value) in &forwarding {
+        set(name, Some(value));
+    }
     set("x-client-id", who.client_id());
     set("x-user-id", who.user_id());
     set("x-auth-scope", who.scope());

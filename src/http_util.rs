@@ -84,11 +84,21 @@ pub fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<
         .ok_or_else(|| Error::InvalidRequest(format!("{name} is required")))
 }
 
-/// Query parameters for the policy request: repeated names keep the last value, as Aidbox does.
+/// Query parameters for the policy request. A name given once maps to its value (a string); a
+/// repeated name maps to all its values in order (an array), as Aidbox's ring params give a
+/// vector: FHIR repeats parameters legitimately (`date=ge2020&date=le2021` is an AND), and a
+/// policy must see every value the origin may act on, never only the last one.
 pub fn query_params(query: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        out.insert(k.to_string(), Value::String(v.to_string()));
+        let v = Value::String(v.into_owned());
+        match out.get_mut(k.as_ref()) {
+            None => {
+                out.insert(k.into_owned(), v);
+            }
+            Some(Value::Array(values)) => values.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+        }
     }
     out
 }

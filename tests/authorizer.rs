@@ -576,3 +576,372 @@ fn a_secret_with_a_nul_appended_is_not_the_secret() {
     assert_eq!(r.status(), 422, "{}", r.text());
     assert_eq!(r.json()["field"], "secret");
 }
+
+// --- issue 11 section 3: what the policy sees is what the origin gets ----------------------------
+
+/// John (a User whose `data.patient` is pt-1) with a password token, and the "read only your own
+/// patient" matcho policy: `GET /Patient/{id}` where the route param `resource/id` is his.
+fn own_patient_app(origin: Option<&str>) -> (TestApp, String) {
+    let origin = origin.map(str::to_string);
+    let t = TestApp::with_config(move |c| c.origin_url = origin.clone());
+    t.admin_put(
+        "/Client/myapp",
+        json!({"secret": "appsecret", "grant_types": ["password"]}),
+    );
+    t.admin_put(
+        "/User/john",
+        json!({"password": "pass123", "data": {"patient": "pt-1"}}),
+    );
+    t.admin_put(
+        "/AccessPolicy/own-patient",
+        json!({"engine": "matcho", "matcho": {
+            "request-method": "get",
+            "uri": "#^/Patient",
+            "params": {"resource/id": ".user.data.patient"},
+        }, "link": [{"id": "john", "resourceType": "User"}]}),
+    );
+    let r = t.token(
+        Some(&TestApp::basic("myapp", "appsecret")),
+        &[
+            ("grant_type", "password"),
+            ("username", "john"),
+            ("password", "pass123"),
+        ],
+    );
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    (t, bearer)
+}
+
+fn get_headers(path: &str, auth: &str, headers: &[(&str, &str)]) -> http::Request<Vec<u8>> {
+    let mut b = TestApp::req("GET", path).header("authorization", auth);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(vec![]).unwrap()
+}
+
+#[test]
+fn query_params_named_like_route_params_are_refused() {
+    let (t, bearer) = own_patient_app(None);
+    assert_eq!(respond(t.get_with("/Patient/pt-1", &bearer)).status(), 200);
+    assert_eq!(respond(t.get_with("/Patient/pt-2", &bearer)).status(), 403);
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 403);
+    for q in [
+        "/Patient?resource/id=pt-1",
+        "/Patient?resource%2Fid=pt-1",
+        "/Patient?resource%2fid=pt-1&x=1",
+        "/Patient/pt-2?resource/id=pt-1",
+        "/Patient?resource/type=Patient",
+        "/Patient?resource/version=1",
+        "/Patient?resource/anything=x",
+    ] {
+        let r = respond(t.get_with(q, &bearer));
+        assert_eq!(r.status(), 400, "{q}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request", "{q}");
+        assert!(r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("come from the path"));
+    }
+    // The admin API goes through the same check.
+    let r = respond(t.get_with("/User?resource/id=john", &bearer));
+    assert_eq!(r.status(), 400, "{}", r.text());
+    // A policy request built for any other caller never takes them either.
+    let req = TestApp::req("GET", "/Patient?resource/id=pt-1&resource/x=1")
+        .body(vec![])
+        .unwrap();
+    let pr = edge_authorizer::authz::policy_request(&req, &Default::default());
+    assert_eq!(pr["params"], json!({"resource/type": "Patient"}));
+}
+
+#[test]
+fn repeated_query_params_reach_policies_as_arrays_of_every_value() {
+    let req = TestApp::req(
+        "GET",
+        "/Observation?date=ge2020&code=x&date=le2021&date=ne2020-06",
+    )
+    .body(vec![])
+    .unwrap();
+    let pr = edge_authorizer::authz::policy_request(&req, &Default::default());
+    assert_eq!(
+        pr["params"],
+        json!({"date": ["ge2020", "le2021", "ne2020-06"], "code": "x", "resource/type": "Observation"})
+    );
+    // matcho: a string pattern never matches an array value, so a repeated parameter cannot
+    // pass a check written for one value.
+    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "matcho", "matcho": {"params": {"patient": "pt-1"}},
+               "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let basic = TestApp::basic("basic", "s3cret");
+    for q in [
+        "/Observation?patient=pt-1",
+        "/Observation?patient=pt-1&date=ge2020&date=le2021",
+    ] {
+        match t.get_with(q, &basic) {
+            Outcome::Forward(f) => {
+                assert_eq!(f.uri().to_string(), format!("https://origin.internal{q}"))
+            }
+            other => panic!("{q} not forwarded: {other:?}"),
+        }
+    }
+    for q in [
+        "/Observation?patient=pt-1&patient=pt-2",
+        "/Observation?patient=pt-2&patient=pt-1",
+        "/Observation?patient=pt-1&patient=pt-1",
+    ] {
+        assert_eq!(respond(t.get_with(q, &basic)).status(), 403, "{q}");
+    }
+}
+
+#[test]
+fn smart_checks_hold_for_every_value_of_a_repeated_parameter() {
+    use edge_authorizer::policy::CompiledPolicy;
+    let p = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir"})).unwrap();
+    let ask = |scope: &str, query: &str| {
+        let req = TestApp::req("GET", &format!("/Observation?{query}"))
+            .body(vec![])
+            .unwrap();
+        let mut pr = edge_authorizer::authz::policy_request(&req, &Default::default());
+        pr["jwt"] = json!({"scope": scope, "patient": "pt-1"});
+        p.allows(&pr)
+    };
+    let compartment = "patient/Observation.rs";
+    assert!(ask(compartment, "patient=pt-1"));
+    assert!(ask(compartment, "patient=pt-1&date=ge2020&date=le2021"));
+    assert!(!ask(compartment, "patient=pt-1&patient=Patient%2Fpt-1"));
+    assert!(!ask(compartment, "patient=pt-1&patient=pt-2"));
+    assert!(!ask(compartment, "patient=pt-2&patient=pt-1"));
+    assert!(ask(compartment, "patient=pt-1&patient=pt-1"));
+    assert!(!ask(
+        compartment,
+        "subject=Patient%2Fpt-1&subject=Patient%2Fpt-2"
+    ));
+    let restricted = "patient/Observation.rs?category=laboratory";
+    assert!(ask(restricted, "patient=pt-1&category=laboratory"));
+    assert!(!ask(
+        restricted,
+        "patient=pt-1&category=laboratory&category=x"
+    ));
+    assert!(!ask(
+        restricted,
+        "patient=pt-1&category=x&category=laboratory"
+    ));
+    let system = "system/Observation.rs?category=laboratory";
+    assert!(ask(system, "category=laboratory&date=ge2020&date=le2021"));
+    assert!(!ask(system, "category=laboratory&category=social-history"));
+}
+
+#[test]
+fn method_overrides_are_refused_before_the_policy() {
+    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "matcho", "matcho": {"request-method": "get"},
+               "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let basic = TestApp::basic("basic", "s3cret");
+    assert!(matches!(
+        t.get_with("/Patient?name=x", &basic),
+        Outcome::Forward(_)
+    ));
+    for h in [
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "x-method-override",
+        "x_http_method_override",
+        "X_Http-Method",
+    ] {
+        let r = respond(t.send(get_headers("/Patient", &basic, &[(h, "DELETE")])));
+        assert_eq!(r.status(), 400, "{h}");
+        assert!(r.text().contains("method-override"), "{h}: {}", r.text());
+    }
+    for q in ["/Patient?_method=DELETE", "/Patient?x=1&_METHOD=delete"] {
+        let r = respond(t.get_with(q, &basic));
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(r.text().contains("_method"), "{q}: {}", r.text());
+    }
+    let form = t.send(
+        TestApp::req("POST", "/Patient/_search")
+            .header("authorization", &basic)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(b"name=x&_method=DELETE".to_vec())
+            .unwrap(),
+    );
+    assert_eq!(respond(form).status(), 400);
+}
+
+#[test]
+fn paths_an_origin_may_read_differently_are_refused() {
+    use edge_authorizer::authz::check_path;
+    for ok in [
+        "/",
+        "/Patient",
+        "/Patient/",
+        "/Patient/pt-1",
+        "/Patient/a.b-c",
+        "/Patient/pt-1/_history/2",
+        "/Patient/$everything",
+        "/fhir/Patient%20x",
+        "/caf%C3%A9",
+    ] {
+        assert!(check_path(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "/Patient/..;/Admin",
+        "/Patient;x",
+        "/x;jsessionid=1",
+        "/Patient/%2F..",
+        "/Patient/a%2fb",
+        "/Patient/a%5Cb",
+        "/Patient/a%5cb",
+        "/Patient/%2E%2E/Admin",
+        "/Patient/%2e",
+        "/Patient/pt-1%00.json",
+        "/Patient/a%0Ab",
+        "/Patient/a%7f",
+        "/Patient/a%252Fb",
+        "/Patient/a%3Bb",
+        "/Patient/a%zz",
+        "/Patient/a%2",
+        "/Patient/../Admin",
+        "/Patient/./pt-1",
+        "/Patient/..",
+        "/Patient//pt-1",
+        "//Patient",
+        "/Patient\\..\\Admin",
+    ] {
+        let e = check_path(bad).expect_err(bad);
+        assert_eq!(e.status(), 400, "{bad}");
+    }
+    let t = tutorial();
+    let basic = TestApp::basic("basic", "s3cret");
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    for p in ["/Patient/..;/Admin", "/x;jsessionid=1", "/Patient/a%2Fb"] {
+        let r = respond(t.get_with(p, &basic));
+        assert_eq!(r.status(), 400, "{p}");
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
+    let r = respond(t.get_with("/Patient?a=1;b=2", &basic));
+    assert_eq!(r.status(), 400);
+    let r = respond(t.get_with("/Patient?a=%00", &basic));
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn forwarded_headers_are_the_ones_we_vouch_for() {
+    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    let spoofed = [
+        ("x_user_id", "admin"),
+        ("X_Client_Id", "root"),
+        ("x-auth_roles", "admin"),
+        ("x_auth_scope", "system/*.*"),
+        ("proxy-authorization", "Basic cm9vdDpy"),
+        ("connection", "keep-alive, X-Secret-Hop, x_other_hop"),
+        ("x-secret-hop", "1"),
+        ("x-other-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("trailer", "x-t"),
+        ("upgrade", "h2c"),
+        ("proxy-connection", "keep-alive"),
+        ("proxy-authenticate", "Basic"),
+        ("x-original-url", "/Admin"),
+        ("x-rewrite-url", "/Admin"),
+        ("x-forwarded-host", "evil.example"),
+        ("x_forwarded_host", "evil.example"),
+        ("x-forwarded-prefix", "/evil"),
+        ("x-forwarded-proto", "gopher"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-real-ip", "10.0.0.1"),
+        ("forwarded", "for=10.0.0.1;host=evil.example"),
+        (
+            "cookie",
+            "theme=dark; edge_session=s3ss10n; EDGE_csrf=c; edge-session=x; lang=en",
+        ),
+        ("x-custom", "kept"),
+    ];
+    let req = get_headers(
+        "/Patient",
+        &TestApp::basic("basic", "s3cret"),
+        &[spoofed.as_slice(), &[("cf-connecting-ip", "203.0.113.9")]].concat(),
+    );
+    let pr = edge_authorizer::authz::policy_request(&req, &Default::default());
+    let f = match t.send(req) {
+        Outcome::Forward(f) => f,
+        other => panic!("not forwarded: {other:?}"),
+    };
+    let h = f.headers();
+    let got = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string());
+    let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cf-connecting-ip",
+            "cookie",
+            "x-client-id",
+            "x-custom",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+        ],
+        "{h:?}"
+    );
+    assert_eq!(got("x-client-id").as_deref(), Some("basic"));
+    assert_eq!(got("cookie").as_deref(), Some("theme=dark; lang=en"));
+    assert_eq!(
+        got("x-forwarded-host").as_deref(),
+        Some("auth.example.test")
+    );
+    assert_eq!(got("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(got("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    // The policy saw the same forwarding headers, none of the caller's.
+    let ph = pr["headers"].as_object().unwrap();
+    let mut pnames: Vec<&str> = ph.keys().map(String::as_str).collect();
+    pnames.sort();
+    assert_eq!(
+        pnames,
+        [
+            "cf-connecting-ip",
+            "x-custom",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto"
+        ]
+    );
+    assert_eq!(ph["x-forwarded-host"], "auth.example.test");
+    // Only our cookies in Cookie: the header goes; without cf-connecting-ip, no x-forwarded-for.
+    let req = get_headers(
+        "/Patient",
+        &TestApp::basic("basic", "s3cret"),
+        &[("cookie", "edge_session=a"), ("cookie", "edge_csrf=b")],
+    );
+    let f = match t.send(req) {
+        Outcome::Forward(f) => f,
+        other => panic!("not forwarded: {other:?}"),
+    };
+    assert!(f.headers().get("cookie").is_none());
+    assert!(f.headers().get("x-forwarded-for").is_none());
+}

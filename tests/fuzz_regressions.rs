@@ -239,8 +239,12 @@ fn percent_encoding_edge_cases() {
     assert!(!form.contains_key(""));
     // An encoded name equal to a plain one is a repeat (RFC 6749 3.1).
     assert!(http_util::parse_form(b"scope=a&%73cope=b").is_err());
-    // Query params keep the last value instead.
-    assert_eq!(http_util::query_params("a=1&a=2")["a"], json!("2"));
+    // Query params keep every value of a repeated name, in order, an encoded name included
+    // (issue 11: never last-wins for the policy while the origin may take the first).
+    assert_eq!(
+        http_util::query_params("a=1&%61=2&b=3&a=4"),
+        *json!({"a": ["1", "2", "4"], "b": "3"}).as_object().unwrap()
+    );
     // RFC 6749 2.3.1 form decoding of Basic credentials.
     assert_eq!(http_util::form_decoded("a%3Ab+c").as_deref(), Some("a:b c"));
     assert_eq!(http_util::form_decoded("plain"), None);

@@ -205,9 +205,12 @@ pub fn form(data: &[u8]) {
     }
     let query = String::from_utf8_lossy(body);
     let params = http_util::query_params(&query);
+    // A single value is a string, a repeated name an array of two or more strings.
     assert!(
-        params.values().all(Value::is_string),
-        "query param not a string"
+        params.values().all(|v| v.is_string()
+            || v.as_array()
+                .is_some_and(|a| a.len() >= 2 && a.iter().all(Value::is_string))),
+        "query param neither a string nor an array of its values"
     );
     if let Ok(map) = http_util::parse_form(query.as_bytes()) {
         // Without repeats, the two parsers agree on every (non-empty) name and value.

@@ -85,8 +85,24 @@ struct Req<'a> {
 }
 
 impl Req<'_> {
+    /// The value of a query parameter. A repeated parameter (an array of its values in
+    /// `params`) must satisfy a restriction or compartment check with EVERY value, since the
+    /// origin may act on any of them (FHIR ANDs them; other servers take the first or the
+    /// last): its value here is the one string all its values equal, or none when they differ,
+    /// so the check fails (fail closed; two spellings of one code, `laboratory` and
+    /// `system|laboratory`, are refused together too).
     fn param(&self, name: &str) -> Option<&str> {
-        self.query.get(name).and_then(Value::as_str)
+        match self.query.get(name)? {
+            Value::String(s) => Some(s),
+            Value::Array(values) => {
+                let first = values.first()?.as_str()?;
+                values
+                    .iter()
+                    .all(|v| v.as_str() == Some(first))
+                    .then_some(first)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -142,7 +142,12 @@ async fn to_http(
 ///
 /// The outbound headers start as a native copy of the incoming ones (one call, instead of one
 /// call and one string crossing per header; a bearer token alone is ~700 bytes), and only what
-/// the core changed is deleted or set: identity headers, Basic credentials, hop-by-hop ones.
+/// the core changed is deleted or set (`authz::forward_request`): every incoming header the
+/// core dropped (identity headers in any spelling, hop-by-hop ones and those named in
+/// `Connection`, `Proxy-Authorization`, routing headers, Basic credentials) is deleted from the
+/// copy, and every header the core set or rewrote (`Cookie` without our cookies, our identity
+/// and forwarding headers) replaces the caller's. `tests/e2e/attacks-request.test.mjs` checks
+/// what the origin receives.
 /// The request goes to the global `fetch` directly: `worker::Fetch` would convert it into a
 /// `worker::Request`, which reads `request.cf` again.
 async fn forward(
