@@ -175,14 +175,14 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     let cached = app.cache.tokens.get(token, &issuer, &audience, now);
     if cached.is_none() {
         if token.matches('.').count() != 2 {
-            return match crate::external::introspect_opaque(app, token).await? {
+            return match crate::external::introspect_opaque(app, token, &audience).await? {
                 Some(who) => Ok(who),
                 None => Err(Error::InvalidToken("token is not a JWT".into())),
             };
         }
         match crate::external::peek_issuer(token) {
             Some(iss) if iss != issuer => {
-                return match crate::external::verify_jwt(app, token, &iss).await? {
+                return match crate::external::verify_jwt(app, token, &iss, &audience).await? {
                     Some(who) => Ok(who),
                     None => Err(Error::InvalidToken(
                         "token is from an issuer no TokenIntrospector trusts".into(),
@@ -227,6 +227,43 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
             claims
         }
     };
+    own_identity(app, &claims).await
+}
+
+/// Verifies one of our access tokens whatever audience it was issued for (the token endpoint's
+/// `audience`/`resource`): for introspection (RFC 7662) and revocation (RFC 7009), which answer
+/// for every token we issue, not only those for our own API. Revocation, the client and the user
+/// are checked as for the API.
+pub async fn authenticate_own_any_audience(
+    app: &App,
+    req: &Request,
+    token: &str,
+) -> Result<Identity> {
+    let issuer = app.issuer(req);
+    let expect = Expectations {
+        issuer: &issuer,
+        audience: None,
+        typ: Some(ACCESS_TOKEN_TYP),
+        leeway: app.config.leeway,
+        now: app.now(),
+    };
+    let claims = jwt::verify(
+        app.platform.crypto.as_ref(),
+        &app.config.keys,
+        token,
+        &expect,
+    )
+    .await
+    .map_err(|e| match e {
+        VerifyError::Backend(b) => Error::Unavailable(b.0),
+        other => Error::InvalidToken(other.to_string()),
+    })?;
+    own_identity(app, &claims).await
+}
+
+/// The caller behind verified claims of one of our access tokens: not revoked, its client and
+/// (for `sub_kind: user`) its user still there.
+async fn own_identity(app: &App, claims: &Map<String, Value>) -> Result<Identity> {
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         if crate::state::is_revoked(app, jti).await? {
             return Err(Error::InvalidToken("token has been revoked".into()));
@@ -259,6 +296,6 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
         root: false,
         client: Some(client),
         user,
-        jwt: Some((*claims).clone()),
+        jwt: Some(claims.clone()),
     })
 }

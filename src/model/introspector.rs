@@ -5,9 +5,14 @@
 //!   (at least 32 bytes, RFC 7518 3.2).
 //! - `{"type": "jwt", "jwt": {"iss": "..."}, "jwks_uri": "https://..."}` (or `jwt.jwks_uri`):
 //!   asymmetric keys fetched from the issuer; or an inline `jwks` (or `jwt.jwks`).
-//! - `jwt.aud` (or `audience`): when set, tokens must carry it in `aud`.
+//! - `jwt.aud` (or `audience`; a string or a list): the audiences accepted in a token's `aud`.
+//!   Unset: our own `AUDIENCE` (default the issuer). A token meant for someone else is refused.
 //! - `{"type": "opaque", "introspection_endpoint": {"url": "...", "authorization": "..."}}`:
-//!   RFC 7662 introspection for tokens that are not JWTs.
+//!   RFC 7662 introspection for tokens that are not JWTs (`audience` applies to an answer's `aud`).
+//! - `map_user: {"claims": ["box_user", "sub"], "match": {...}}`: opt-in mapping of a claim to a
+//!   local User id (the first listed claim present wins, Aidbox reads `box_user` then `sub`);
+//!   `match` (optional) is what the User must contain for this issuer to speak for it. Without
+//!   `map_user` an external token never brings in a local User.
 
 use super::{opt_object, opt_str};
 use crate::error::{Error, Result};
@@ -38,11 +43,136 @@ pub fn inline_jwks(doc: &Value) -> Option<&Value> {
     doc.get("jwks").or_else(|| doc.pointer("/jwt/jwks"))
 }
 
-/// The required audience: `jwt.aud` or `audience`.
-pub fn audience(doc: &Value) -> Option<&str> {
-    doc.pointer("/jwt/aud")
-        .or_else(|| doc.get("audience"))
-        .and_then(Value::as_str)
+/// The audiences this introspector accepts: `jwt.aud` or `audience`, a string or a list.
+/// None: not configured (the caller then requires our own `AUDIENCE`).
+pub fn audiences(doc: &Value) -> Option<Vec<&str>> {
+    let v = doc.pointer("/jwt/aud").or_else(|| doc.get("audience"))?;
+    match v {
+        Value::String(s) => Some(vec![s.as_str()]),
+        Value::Array(list) => Some(list.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    }
+}
+
+/// Claims that may name a local User in `map_user.claims`, per introspector type.
+pub const JWT_USER_CLAIMS: [&str; 2] = ["box_user", "sub"];
+/// RFC 7662 2.2 answers also carry `username`.
+pub const OPAQUE_USER_CLAIMS: [&str; 3] = ["box_user", "sub", "username"];
+
+/// How an introspector maps its tokens to local Users (`map_user`), if it opted in.
+#[derive(Debug)]
+pub struct UserMapping<'a> {
+    /// Claims read in order; the first present names the User id.
+    pub claims: Vec<&'a str>,
+    /// What the User document must contain (objects by inclusion, everything else equal).
+    pub required: Option<&'a Value>,
+}
+
+pub fn user_mapping(doc: &Value) -> Option<UserMapping<'_>> {
+    let m = doc.get("map_user")?.as_object()?;
+    let claims = m
+        .get("claims")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    Some(UserMapping {
+        claims,
+        required: m.get("match"),
+    })
+}
+
+/// Does `doc` contain `want`? Objects by inclusion (recursively), everything else by equality.
+pub fn contains(doc: &Value, want: &Value) -> bool {
+    match (doc, want) {
+        (Value::Object(d), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| d.get(k).is_some_and(|dv| contains(dv, wv))),
+        _ => doc == want,
+    }
+}
+
+/// `jwt.aud` / `audience`: a non-empty string or a non-empty list of them, given once.
+fn validate_audience(m: &Map<String, Value>) -> Result<()> {
+    let jwt_aud = m.get("jwt").and_then(|j| j.get("aud"));
+    let (path, v) = match (jwt_aud, m.get("audience")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::validation(
+                "audience",
+                "give the audience once: jwt.aud or audience",
+            ))
+        }
+        (Some(v), None) => ("jwt.aud", v),
+        (None, Some(v)) => ("audience", v),
+        (None, None) => return Ok(()),
+    };
+    let ok = match v {
+        Value::String(s) => !s.is_empty(),
+        Value::Array(list) => {
+            !list.is_empty()
+                && list
+                    .iter()
+                    .all(|a| a.as_str().is_some_and(|s| !s.is_empty()))
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            path,
+            "must be a non-empty string or a non-empty list of strings",
+        ))
+    }
+}
+
+/// `map_user`: `{"claims": [...], "match": {...}}`; nothing else, fail closed.
+fn validate_mapping(m: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
+    let Some(mu) = opt_object(m, "map_user", "")? else {
+        return Ok(());
+    };
+    for k in mu.keys() {
+        if k != "claims" && k != "match" {
+            return Err(Error::validation(
+                format!("map_user.{k}"),
+                "is not a map_user field (claims, match)",
+            ));
+        }
+    }
+    let one_of = allowed
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let claims = match mu.get("claims") {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        _ => {
+            return Err(Error::validation(
+                "map_user.claims",
+                format!("is required: a non-empty list of {one_of}"),
+            ))
+        }
+    };
+    let mut seen = Vec::new();
+    for (i, c) in claims.iter().enumerate() {
+        match c.as_str() {
+            Some(name) if allowed.contains(&name) && !seen.contains(&name) => seen.push(name),
+            _ => {
+                return Err(Error::validation(
+                    format!("map_user.claims.{i}"),
+                    format!("must be one of {one_of}, each once"),
+                ))
+            }
+        }
+    }
+    match mu.get("match") {
+        None => Ok(()),
+        Some(Value::Object(o)) if !o.is_empty() => Ok(()),
+        Some(_) => Err(Error::validation(
+            "map_user.match",
+            "must be a non-empty object of User fields",
+        )),
+    }
 }
 
 pub fn validate(m: &Map<String, Value>) -> Result<()> {
@@ -55,8 +185,8 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 Some(iss) if !iss.is_empty() => {}
                 _ => return Err(Error::validation("jwt.iss", "is required")),
             }
-            opt_str(jwt, "aud", "jwt")?;
-            opt_str(m, "audience", "")?;
+            validate_audience(m)?;
+            validate_mapping(m, &JWT_USER_CLAIMS)?;
             let secret = opt_str(jwt, "secret", "jwt")?;
             let uri = match (m.get("jwks_uri"), jwt.get("jwks_uri")) {
                 (Some(_), Some(_)) => {
@@ -132,6 +262,8 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 }
             }
             opt_str(ep, "authorization", "introspection_endpoint")?;
+            validate_audience(m)?;
+            validate_mapping(m, &OPAQUE_USER_CLAIMS)?;
             Ok(())
         }
         Some(_) => Err(Error::validation("type", "must be \"jwt\" or \"opaque\"")),

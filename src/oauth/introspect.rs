@@ -1,43 +1,61 @@
 //! RFC 7662: token introspection, for authenticated confidential clients (resource servers).
-//! Access tokens: any authenticated client may ask. Refresh tokens: only their own client.
-//! Anything not live answers `{"active": false}` and nothing else.
+//! Access tokens: any authenticated client may ask, for every audience we issue tokens for (the
+//! token endpoint's `audience`/`resource`), not only our own API. Refresh tokens: only their own
+//! client. Only tokens we issued are introspected: another issuer's token (TokenIntrospector) or
+//! an ID token is `{"active": false}`, as is anything not live, and nothing else is said.
 
-use super::{client_auth, refresh};
+use super::{client_auth, has_scope, refresh};
 use crate::app::App;
-use crate::authn::authenticate_bearer;
+use crate::authn::authenticate_own_any_audience;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, parse_params, Request, Response};
 use serde_json::{json, Value};
+
+/// Claims of an access token repeated in the answer (RFC 7662 2.2; `patient` and `encounter`
+/// as SMART App Launch 2 "Token Introspection" asks).
+const ANSWERED_CLAIMS: [&str; 11] = [
+    "scope",
+    "client_id",
+    "sub",
+    "exp",
+    "iat",
+    "nbf",
+    "iss",
+    "aud",
+    "jti",
+    "patient",
+    "encounter",
+];
 
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let params = parse_params(req)?;
     let client = client_auth::authenticate(app, req, &params, true).await?;
     let token = crate::http_util::required(&params, "token")?;
     let inactive = || Ok(no_store(json_response(200, &json!({"active": false}))));
-    if params.get("token_type_hint").map(String::as_str) != Some("refresh_token")
-        && token.matches('.').count() == 2
-    {
-        return match authenticate_bearer(app, req, token).await {
+    // Our refresh tokens never have three parts, so the shape decides and `token_type_hint` is
+    // only a hint (RFC 7662 2.1: a wrong hint must not make a live token inactive).
+    if token.matches('.').count() == 2 {
+        return match authenticate_own_any_audience(app, req, token).await {
             Ok(who) => {
                 let mut body = json!({"active": true, "token_type": "Bearer"});
-                if let Some(claims) = who.jwt {
-                    for k in [
-                        "scope",
-                        "client_id",
-                        "sub",
-                        "exp",
-                        "iat",
-                        "nbf",
-                        "iss",
-                        "aud",
-                        "jti",
-                    ] {
-                        if let Some(v) = claims.get(k) {
-                            body[k] = v.clone();
-                        }
+                let claims = who.jwt.unwrap_or_default();
+                for k in ANSWERED_CLAIMS {
+                    if let Some(v) = claims.get(k) {
+                        body[k] = v.clone();
                     }
                 }
                 if let Some(u) = who.user {
+                    // SMART: `fhirUser` when that scope was granted.
+                    let scope = claims.get("scope").and_then(Value::as_str);
+                    if has_scope(scope, "fhirUser") {
+                        if let Some(r) = super::launch::fhir_user(&u) {
+                            let base = who.client.as_ref().and_then(|c| c.fhir_base_url());
+                            body["fhirUser"] = json!(match base {
+                                Some(b) => format!("{}/{r}", b.trim_end_matches('/')),
+                                None => r,
+                            });
+                        }
+                    }
                     body["username"] = u.doc.get("email").cloned().unwrap_or(Value::String(u.id));
                 }
                 Ok(no_store(json_response(200, &body)))
@@ -48,13 +66,19 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     }
     match refresh::live_family(app, token, &client.id).await? {
         Some((_, fam)) => {
-            let mut body =
-                json!({"active": true, "token_type": "refresh_token", "client_id": fam.client_id});
+            let mut body = json!({"active": true, "token_type": "refresh_token",
+                                  "client_id": fam.client_id, "aud": fam.audience});
             if let Some(s) = fam.scope {
                 body["scope"] = json!(s);
             }
             if let Some(u) = fam.user_id {
                 body["sub"] = json!(u);
+            }
+            if let Some(p) = fam.launch.patient {
+                body["patient"] = json!(p);
+            }
+            if let Some(e) = fam.launch.encounter {
+                body["encounter"] = json!(e);
             }
             Ok(no_store(json_response(200, &body)))
         }

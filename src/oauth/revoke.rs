@@ -1,10 +1,11 @@
 //! RFC 7009: token revocation. A refresh token revokes its whole family (and the access tokens
-//! it issued) at once; an access token is refused by the authorizer from then on. Tokens of
-//! other clients, unknown or malformed tokens: 200 and nothing happens (RFC 7009 2.2).
+//! it issued) at once; an access token, of whatever audience we issued it for, is refused by the
+//! authorizer and introspected as inactive from then on. Tokens of other clients or issuers,
+//! unknown or malformed tokens: 200 and nothing happens (RFC 7009 2.2).
 
 use super::refresh;
 use crate::app::App;
-use crate::authn::authenticate_bearer;
+use crate::authn::authenticate_own_any_audience;
 use crate::error::{Error, Result};
 use crate::http_util::{no_store, parse_params, Request, Response};
 use crate::state;
@@ -17,7 +18,7 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     if let Some((family_id, _)) = refresh::live_family(app, token, &client.id).await? {
         state::revoke_family(app, &family_id).await?;
     } else if token.matches('.').count() == 2 {
-        match authenticate_bearer(app, req, token).await {
+        match authenticate_own_any_audience(app, req, token).await {
             Ok(who) => {
                 let claims = who.jwt.unwrap_or_default();
                 let owner = claims.get("client_id").and_then(Value::as_str);

@@ -232,7 +232,8 @@ describe("attacks: tokens of an external issuer (TokenIntrospector with an RSA J
     await put(w, "/AccessPolicy/idp", { engine: "matcho", matcho: { jwt: { iss: IDP } } });
   });
 
-  const idpClaims = (over = {}) => ({ iss: IDP, sub: "someone", exp: nowSecs() + 600, iat: nowSecs(), ...over });
+  // `aud`: our audience, which an introspector without `jwt.aud` requires (issue 11).
+  const idpClaims = (over = {}) => ({ iss: IDP, sub: "someone", aud: iss, exp: nowSecs() + 600, iat: nowSecs(), ...over });
   const rs256 = (header, payload, privateKey) => {
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
     return `${input}.${b64url(cryptoSign("sha256", Buffer.from(input), privateKey))}`;

@@ -27,7 +27,8 @@ before(async () => {
   jwksUrl = `http://127.0.0.1:${server.address().port}/jwks`;
   w = await startWorker();
   const put = async (p, b) => assert.ok([200, 201].includes((await w.admin("PUT", p, b)).status), p);
-  await put("/TokenIntrospector/idp", { type: "jwt", jwt: { iss: IDP, aud: "my-api" }, jwks_uri: jwksUrl });
+  // The policy names the local user john: the introspector must opt in to mapping `sub`.
+  await put("/TokenIntrospector/idp", { type: "jwt", jwt: { iss: IDP, aud: "my-api" }, jwks_uri: jwksUrl, map_user: { claims: ["sub"] } });
   await put("/User/john", { email: "john@example.com" });
   await put("/AccessPolicy/idp", { engine: "matcho", matcho: { jwt: { iss: IDP }, user: { id: "john" } } });
 });
