@@ -31,6 +31,41 @@ pub struct Config {
     pub outbound_timeout_ms: u32,
     /// `STORE_TIMEOUT_MS`: how long a KV or Durable Object call may take (default 10,000).
     pub store_timeout_ms: u32,
+    /// `SMART_USER_SCOPE_TYPES`: the `fhirUser` resource types whose users may be granted SMART
+    /// `user/` scopes (comma-separated; default [`DEFAULT_USER_SCOPE_TYPES`]). `Patient` may
+    /// never be listed: a patient user gets `patient/` scopes for their own patient only.
+    pub user_scope_types: Vec<String>,
+}
+
+/// The default of `SMART_USER_SCOPE_TYPES`.
+pub const DEFAULT_USER_SCOPE_TYPES: [&str; 4] = [
+    "Practitioner",
+    "PractitionerRole",
+    "RelatedPerson",
+    "Person",
+];
+
+/// Reads `SMART_USER_SCOPE_TYPES`: FHIR resource type names, comma-separated, never `Patient`.
+fn user_scope_types(v: Option<String>) -> Result<Vec<String>, String> {
+    let Some(v) = v else {
+        return Ok(DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec());
+    };
+    let mut out = Vec::new();
+    for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !crate::smart::is_resource_type(t) {
+            return Err(format!(
+                "SMART_USER_SCOPE_TYPES must list FHIR resource types, got {t:?}"
+            ));
+        }
+        if t == "Patient" {
+            return Err(
+                "SMART_USER_SCOPE_TYPES may not list Patient: a patient user gets patient/ scopes only"
+                    .into(),
+            );
+        }
+        out.push(t.to_string());
+    }
+    Ok(out)
 }
 
 /// Limits of the login throttle (see [`crate::state::throttle`]).
@@ -75,6 +110,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             outbound_timeout_ms: 10_000,
             store_timeout_ms: 10_000,
+            user_scope_types: DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec(),
         }
     }
 }
@@ -104,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl", &self.cache_ttl)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("leeway", &self.leeway)
+            .field("user_scope_types", &self.user_scope_types)
             .finish()
     }
 }
@@ -191,6 +228,7 @@ impl Config {
             throttle,
             outbound_timeout_ms: timeout("OUTBOUND_TIMEOUT_MS")?,
             store_timeout_ms: timeout("STORE_TIMEOUT_MS")?,
+            user_scope_types: user_scope_types(get("SMART_USER_SCOPE_TYPES"))?,
         })
     }
 }

@@ -412,7 +412,7 @@ fn session_cookie_attributes() {
 #[test]
 fn implicit_only_for_clients_that_list_it() {
     let t = setup(
-        json!({"grant_types": ["implicit"], "first_party": true, "auth": {"implicit": {"redirect_uri": CB, "access_token_expiration": 300}}}),
+        json!({"grant_types": ["implicit"], "first_party": true, "scope": ["read"], "auth": {"implicit": {"redirect_uri": CB, "access_token_expiration": 300}}}),
     );
     let q = form_urlencoded::Serializer::new(String::new())
         .extend_pairs([

@@ -183,7 +183,8 @@ fn rs384_assertion_with_jwks_uri() {
     assert_eq!(
         t.admin_put(
             "/Client/bulk-export",
-            json!({"grant_types": ["client_credentials"], "jwks_uri": url})
+            // Issue 11: registered for what it asks (no list: no clinical scope).
+            json!({"grant_types": ["client_credentials"], "jwks_uri": url, "scope": ["system/Patient.rs"]})
         )
         .status(),
         201
@@ -208,4 +209,64 @@ fn rs384_assertion_with_jwks_uri() {
             .json()["field"],
         "jwks_uri"
     );
+}
+
+#[test]
+fn system_scopes_only_through_client_credentials() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/svc",
+        json!({"secret": "s", "grant_types": ["client_credentials", "password"],
+        "scope": ["system/*.rs", "patient/*.rs", "user/*.rs"]}),
+    );
+    t.admin_put(
+        "/Client/bare",
+        json!({"secret": "b", "grant_types": ["client_credentials"]}),
+    );
+    t.admin_put(
+        "/User/dr",
+        json!({"password": "pass123", "fhirUser": "Practitioner/p1"}),
+    );
+    let svc = TestApp::basic("svc", "s");
+    let cc = |auth: &str, scope: &str| {
+        t.token(
+            Some(auth),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        )
+    };
+    assert_eq!(cc(&svc, "system/*.rs").status(), 200);
+    assert_eq!(cc(&svc, "system/Patient.read").status(), 200);
+    for scope in ["user/*.rs", "patient/*.rs", "system/*.cruds"] {
+        let r = cc(&svc, scope);
+        assert_eq!(r.json()["error"], "invalid_scope", "{scope}: {}", r.text());
+    }
+    // Without a registered list: no clinical scope at all.
+    let r = cc(&TestApp::basic("bare", "b"), "system/*.rs");
+    assert_eq!(r.json()["error"], "invalid_scope", "{}", r.text());
+    // system/ through the password grant.
+    let r = t.token(
+        Some(&svc),
+        &[
+            ("grant_type", "password"),
+            ("username", "dr"),
+            ("password", "pass123"),
+            ("scope", "system/*.rs"),
+        ],
+    );
+    assert_eq!(r.json()["error"], "invalid_scope", "{}", r.text());
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("client_credentials"));
+    // The same user gets user/ through the password grant.
+    let r = t.token(
+        Some(&svc),
+        &[
+            ("grant_type", "password"),
+            ("username", "dr"),
+            ("password", "pass123"),
+            ("scope", "user/*.rs"),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
 }

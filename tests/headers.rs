@@ -35,6 +35,13 @@ fn setup() -> TestApp {
         json!({"secret": SVC_SECRET, "grant_types": ["client_credentials"]}),
     );
     assert_eq!(r.status(), 201, "{}", r.text());
+    // A launch is made for a SMART app (issue 11).
+    let r = t.admin_put(
+        "/Client/smart",
+        json!({"type": "smart-app", "fhir-base-url": "https://fhir.example/r4",
+               "grant_types": ["authorization_code"]}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
     let r = t.admin_put(
         "/User/john",
         json!({"email": "john@example.com", "password": PASSWORD}),
@@ -248,7 +255,11 @@ fn every_auth_and_admin_response_is_never_cached() {
         ),
         (
             "launch",
-            root_json("POST", "/auth/launch", json!({"patient": "pt-1"})),
+            root_json(
+                "POST",
+                "/auth/launch",
+                json!({"client_id": "smart", "patient": "pt-1"}),
+            ),
             Some(201),
         ),
         (

@@ -9,7 +9,9 @@ fn setup(auth: serde_json::Value) -> TestApp {
     let t = TestApp::new();
     t.admin_put(
         "/Client/app",
-        json!({"secret": "s", "grant_types": ["password"], "auth": {"password": auth}}),
+        // Registered scopes (issue 11: an unregistered custom scope is no longer granted).
+        json!({"secret": "s", "grant_types": ["password"], "auth": {"password": auth},
+               "scope": ["read", "write", "offline_access"]}),
     );
     t.admin_put(
         "/Client/other",
@@ -273,4 +275,40 @@ fn state_outage_is_503_not_500() {
         200,
         "nothing was consumed by the failed attempt"
     );
+}
+
+/// Issue 11: a refresh re-checks the client's registration as it is now.
+#[test]
+fn refresh_never_widens_past_the_current_registration() {
+    let t = setup(json!({"refresh_token": true}));
+    let rt = s(&login(&t, "read write"), "refresh_token");
+    // The client is narrowed to `read`: the family's `read write` is refused, not burned.
+    t.admin_put(
+        "/Client/app",
+        json!({"grant_types": ["password"], "auth": {"password": {"refresh_token": true}}, "scope": ["read"]}),
+    );
+    let r = refresh(&t, &rt);
+    assert_eq!(r.json()["error"], "invalid_scope", "{}", r.text());
+    let r = t.token(
+        Some(&TestApp::basic("app", "s")),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "read"),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let rt = s(&r, "refresh_token");
+    // The client loses the password grant: the family is done (invalid_grant).
+    t.admin_put(
+        "/Client/app",
+        json!({"grant_types": ["client_credentials"], "auth": {"password": {"refresh_token": true}}, "scope": ["read"]}),
+    );
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    // ... and refresh tokens turned off for the flow end it too.
+    t.admin_put(
+        "/Client/app",
+        json!({"grant_types": ["password"], "scope": ["read"]}),
+    );
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
 }

@@ -17,6 +17,8 @@ fn setup() -> TestApp {
     let t = TestApp::new();
     let r = t.admin_put("/Client/growth-chart", json!({
         "type": "smart-app", "fhir-base-url": FHIR, "first_party": true,
+        // Issue 11: the scopes the app is registered for (none: no clinical scope at all).
+        "scope": ["launch", "launch/patient", "openid", "fhirUser", "patient/*.rs", "user/*.rs"],
         "grant_types": ["authorization_code"], "smart": {"launch_uri": "https://smart.example/launch"},
         "auth": {"authorization_code": {"redirect_uri": CB}}}));
     assert_eq!(r.status(), 201, "{}", r.text());
@@ -124,7 +126,7 @@ fn ehr_launch_context_reaches_the_token_response_and_claims() {
         TestApp::req("POST", "/auth/launch")
             .header("authorization", TestApp::root())
             .header("content-type", "application/json")
-            .body(br#"{"patient":"pt-1","encounter":"enc-9"}"#.to_vec())
+            .body(br#"{"client_id":"growth-chart","patient":"pt-1","encounter":"enc-9"}"#.to_vec())
             .unwrap(),
     );
     assert_eq!(r.status(), 201, "{}", r.text());
@@ -157,7 +159,7 @@ fn unknown_launch_and_unauthorised_launch_creation_are_refused() {
         TestApp::req("POST", "/auth/launch")
             .header("authorization", TestApp::root())
             .header("content-type", "application/json")
-            .body(br#"{"patient":"../x"}"#.to_vec())
+            .body(br#"{"client_id":"growth-chart","patient":"../x"}"#.to_vec())
             .unwrap(),
     );
     assert_eq!(r.status(), 422);
@@ -242,4 +244,190 @@ fn standalone_launch_offers_the_patients_the_user_may_see() {
     // A pick serves one launch: the next launch asks again.
     let again = redirect(b.get(&format!("/auth/authorize?{q}")));
     assert_eq!(again, format!("/auth/ui/patient.html?{q}"));
+}
+
+/// `POST /auth/launch` as root; the launch id.
+fn launch(t: &TestApp, body: Value) -> String {
+    let r = t.call(
+        TestApp::req("POST", "/auth/launch")
+            .header("authorization", TestApp::root())
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    r.json()["launch"].as_str().unwrap().to_string()
+}
+
+/// The error redirect (or the login page) of a signed-in user's authorization request.
+fn authorize_as(t: &TestApp, q: &str, user: &str) -> std::collections::HashMap<String, String> {
+    let mut b = Browser::new(t);
+    let first = redirect(b.get(&format!("/auth/authorize?{q}")));
+    if !first.starts_with("/auth/ui/login.html") {
+        return params(&first);
+    }
+    params(&redirect(b.login(q, user, "pass123")))
+}
+
+#[test]
+fn client_without_registered_scopes_gets_no_clinical_scope() {
+    let t = setup();
+    t.admin_put("/Client/bare", json!({
+        "type": "smart-app", "fhir-base-url": FHIR, "first_party": true,
+        "grant_types": ["authorization_code"], "auth": {"authorization_code": {"redirect_uri": CB}}}));
+    let q = query(&[("client_id", "bare")]);
+    let p = authorize_as(&t, &q, "dr-smith");
+    assert_eq!(p["error"], "invalid_scope", "{p:?}");
+    assert!(p["error_description"].contains("patient/*.rs"), "{p:?}");
+    // OpenID and launch scopes stay grantable without registration.
+    let q = query(&[
+        ("client_id", "bare"),
+        ("scope", "launch/patient openid fhirUser"),
+    ]);
+    assert!(authorize_as(&t, &q, "anna").contains_key("code"));
+}
+
+#[test]
+fn registered_scope_covers_narrower_requests_only() {
+    let t = setup();
+    for (scope, ok) in [
+        ("openid patient/Observation.rs", true),
+        ("openid patient/Observation.read", true),
+        ("openid patient/Observation.rs?category=laboratory", true),
+        ("openid patient/*.cruds", false),
+        ("openid patient/Observation.write", false),
+        ("openid system/*.rs", false),
+        ("openid email", false),
+    ] {
+        let p = authorize_as(&t, &query(&[("scope", scope)]), "anna");
+        assert_eq!(p.contains_key("code"), ok, "{scope}: {p:?}");
+        if !ok {
+            assert_eq!(p["error"], "invalid_scope", "{scope}");
+        }
+    }
+}
+
+#[test]
+fn patient_user_cannot_get_user_scopes() {
+    let t = setup();
+    let q = query(&[("scope", "launch/patient openid user/*.rs")]);
+    let p = authorize_as(&t, &q, "anna");
+    assert_eq!(p["error"], "invalid_scope", "{p:?}");
+    assert!(p["error_description"].contains("user/"), "{p:?}");
+    // A practitioner may; a user without fhirUser may not.
+    t.admin_put("/User/nobody", json!({"password": "pass123"}));
+    let q = query(&[("scope", "openid user/*.rs")]);
+    assert!(authorize_as(&t, &q, "dr-smith").contains_key("code"));
+    assert_eq!(authorize_as(&t, &q, "nobody")["error"], "invalid_scope");
+    // Aidbox's {"resourceType", "id"} form of fhirUser is read too.
+    t.admin_put(
+        "/User/pat2",
+        json!({"password": "pass123", "fhirUser": {"resourceType": "Patient", "id": "pt-3"}}),
+    );
+    assert_eq!(authorize_as(&t, &q, "pat2")["error"], "invalid_scope");
+}
+
+#[test]
+fn user_scope_types_are_configurable() {
+    let t = TestApp::with_config(|c| c.user_scope_types = vec!["RelatedPerson".into()]);
+    let r = t.admin_put("/Client/growth-chart", json!({
+        "type": "smart-app", "fhir-base-url": FHIR, "first_party": true, "scope": ["openid", "user/*.rs"],
+        "grant_types": ["authorization_code"], "auth": {"authorization_code": {"redirect_uri": CB}}}));
+    assert_eq!(r.status(), 201);
+    t.admin_put(
+        "/User/dr-smith",
+        json!({"password": "pass123", "fhirUser": "Practitioner/pr-1"}),
+    );
+    t.admin_put(
+        "/User/mum",
+        json!({"password": "pass123", "fhirUser": "RelatedPerson/rp-1"}),
+    );
+    let q = query(&[("scope", "openid user/*.rs")]);
+    assert_eq!(authorize_as(&t, &q, "dr-smith")["error"], "invalid_scope");
+    assert!(authorize_as(&t, &q, "mum").contains_key("code"));
+}
+
+#[test]
+fn patient_user_context_is_their_own_patient() {
+    let t = setup();
+    // An EHR launch naming another patient is refused for a patient user.
+    let id = launch(&t, json!({"client_id": "growth-chart", "patient": "pt-1"}));
+    let p = authorize_as(&t, &query(&[("launch", &id)]), "anna");
+    assert_eq!(p["error"], "access_denied", "{p:?}");
+    // patient/ scopes without a launch scope still carry the patient user's own patient.
+    let body = tokens(&t, &query(&[("scope", "openid patient/*.rs")]), "anna");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["patient"],
+        "pt-2"
+    );
+}
+
+#[test]
+fn launch_is_bound_to_its_client_single_use_and_needs_the_launch_scope() {
+    let t = setup();
+    t.admin_put("/Client/other-app", json!({
+        "type": "smart-app", "fhir-base-url": FHIR, "first_party": true,
+        "scope": ["launch", "openid", "patient/*.rs"],
+        "grant_types": ["authorization_code"], "auth": {"authorization_code": {"redirect_uri": CB}}}));
+    let id = launch(&t, json!({"client_id": "growth-chart", "patient": "pt-1"}));
+    // Another app presenting the launch gets nothing.
+    let p = authorize_as(
+        &t,
+        &query(&[
+            ("client_id", "other-app"),
+            ("scope", "launch openid patient/*.rs"),
+            ("launch", &id),
+        ]),
+        "dr-smith",
+    );
+    assert_eq!(p["error"], "invalid_request", "{p:?}");
+    // Without the launch scope.
+    let p = authorize_as(
+        &t,
+        &query(&[("scope", "openid patient/*.rs"), ("launch", &id)]),
+        "dr-smith",
+    );
+    assert_eq!(p["error"], "invalid_scope", "{p:?}");
+    // Its own app, once.
+    let body = tokens(&t, &query(&[("launch", &id)]), "dr-smith");
+    assert_eq!(body["patient"], "pt-1");
+    let p = authorize_as(&t, &query(&[("launch", &id)]), "dr-smith");
+    assert_eq!(p["error"], "invalid_request", "{p:?}");
+    // A launch must name its client, a smart-app.
+    for (body, field) in [
+        (json!({"patient": "pt-1"}), "client_id"),
+        (json!({"client_id": "nope", "patient": "pt-1"}), "client_id"),
+        (
+            json!({"client_id": "growth-chart", "patient": "pt-1", "user": "x"}),
+            "user",
+        ),
+    ] {
+        let r = t.call(
+            TestApp::req("POST", "/auth/launch")
+                .header("authorization", TestApp::root())
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .unwrap(),
+        );
+        assert_eq!(r.status(), 422, "{body}: {}", r.text());
+        assert_eq!(r.json()["field"], field);
+    }
+}
+
+#[test]
+fn client_scope_lists_are_validated() {
+    let t = TestApp::new();
+    for (body, field) in [
+        (json!({"scope": "openid patient/*.rs"}), "scope"),
+        (json!({"scope": ["openid patient/*.rs"]}), "scope.0"),
+        (json!({"scope": ["patient/*.rcs"]}), "scope.0"),
+        (
+            json!({"allowed-scopes": [{"id": "s", "resourceType": "Scope"}]}),
+            "allowed-scopes.0",
+        ),
+    ] {
+        let r = t.admin_put("/Client/x", body.clone());
+        assert_eq!(r.status(), 422, "{body}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{body}");
+    }
 }

@@ -35,7 +35,8 @@ fn setup() -> TestApp {
     assert_eq!(
         t.admin_put(
             "/User/john",
-            json!({"email": "john@example.com", "password": "pass123"})
+            json!({"email": "john@example.com", "password": "pass123",
+                "name": {"givenName": "John"}, "data": {"ssn": "123-45-6789"}})
         )
         .status(),
         201
@@ -174,14 +175,51 @@ fn password_grant_by_id_and_by_email_returns_userinfo() {
         );
         assert_eq!(r.status(), 200, "{username}: {}", r.text());
         let b = r.json();
-        assert_eq!(b["userinfo"]["id"], "john");
-        assert_eq!(b["userinfo"]["email"], "john@example.com");
+        // Without scopes: only who the user is (the full User was the hole of issue 11).
+        assert_eq!(
+            b["userinfo"],
+            json!({"resourceType": "User", "id": "john"}),
+            "{username}"
+        );
         assert!(b["userinfo"].get("password_hash").is_none() && !r.text().contains("pbkdf2"));
         let c = part(b["access_token"].as_str().unwrap(), 1);
         assert_eq!(c["sub"], "john");
         assert_eq!(c["client_id"], "myapp");
         assert_eq!(c["sub_kind"], "user");
     }
+}
+
+#[test]
+fn password_grant_userinfo_follows_the_granted_scopes() {
+    let t = setup();
+    let app = TestApp::basic("myapp", "appsecret");
+    let grant = |scope: &str| {
+        let r = t.token(
+            Some(&app),
+            &[
+                ("grant_type", "password"),
+                ("username", "john"),
+                ("password", "pass123"),
+                ("scope", scope),
+            ],
+        );
+        assert_eq!(r.status(), 200, "{scope}: {}", r.text());
+        r.json()["userinfo"].clone()
+    };
+    assert_eq!(
+        grant("openid"),
+        json!({"resourceType": "User", "id": "john"})
+    );
+    assert_eq!(
+        grant("openid email"),
+        json!({"resourceType": "User", "id": "john", "email": "john@example.com"})
+    );
+    let all = grant("openid profile email");
+    assert_eq!(all["name"]["givenName"], "John");
+    assert!(
+        all.get("data").is_none(),
+        "data is never in userinfo: {all}"
+    );
 }
 
 #[test]

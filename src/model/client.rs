@@ -44,7 +44,9 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
     opt_bool(m, "first_party", "")?;
     opt_bool(m, "active", "")?;
     opt_str(m, "type", "")?;
-    opt_str_list(m, "allowed-scopes", "")?;
+    for key in SCOPE_LISTS {
+        validate_scope_list(m, key)?;
+    }
     let base = opt_str(m, "fhir-base-url", "")?;
     if let Some(b) = base {
         if !b.starts_with("https://") && !b.starts_with("http://") {
@@ -130,6 +132,48 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 validate_redirect_uri(uri)
                     .map_err(|m| Error::validation(join(&path, "redirect_uri"), m))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The fields that register a client's scopes: Aidbox's `scope` (a list of strings) and our
+/// older `allowed-scopes`; the client may be granted the union of both.
+pub const SCOPE_LISTS: [&str; 2] = ["scope", "allowed-scopes"];
+
+/// `scope` / `allowed-scopes`: a list of scope strings (RFC 6749 3.3 `scope-token`s; SMART
+/// clinical scopes must parse). A space-separated string and references to Scope resources
+/// (`{"id": ..., "resourceType": "Scope"}`) are refused.
+fn validate_scope_list(m: &Map<String, Value>, key: &str) -> Result<()> {
+    match m.get(key) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                let path = format!("{key}.{i}");
+                let Some(s) = v.as_str() else {
+                    let why = if v.get("resourceType").is_some() {
+                        "must be a scope string; references to Scope resources are not supported"
+                    } else {
+                        "must be a scope string"
+                    };
+                    return Err(Error::validation(path, why));
+                };
+                if !crate::oauth::valid_scope_token(s) {
+                    return Err(Error::validation(
+                        path,
+                        "must be one scope: no spaces, quotes or backslashes (RFC 6749 3.3)",
+                    ));
+                }
+                if let Err(e) = s.parse::<crate::smart::Scope>() {
+                    return Err(Error::validation(path, e.to_string()));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(Error::validation(
+                key,
+                "must be an array of scope strings (one scope per string)",
+            ))
         }
     }
     Ok(())
@@ -224,12 +268,17 @@ impl Client {
             .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME)
     }
 
-    /// `allowed-scopes`, when the client restricts them.
-    pub fn allowed_scopes(&self) -> Option<Vec<&str>> {
-        self.doc
-            .get("allowed-scopes")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
+    /// The scopes the client is registered for: `scope` (Aidbox) and `allowed-scopes`
+    /// together; `None` when it has neither list (then it is registered for none).
+    pub fn registered_scopes(&self) -> Option<Vec<&str>> {
+        let mut out: Option<Vec<&str>> = None;
+        for key in SCOPE_LISTS {
+            if let Some(a) = self.doc.get(key).and_then(Value::as_array) {
+                let list = out.get_or_insert_with(Vec::new);
+                list.extend(a.iter().filter_map(Value::as_str));
+            }
+        }
+        out
     }
 
     /// A SMART app (`type: smart-app`)?

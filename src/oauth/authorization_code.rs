@@ -3,7 +3,7 @@
 //! is a compare-and-swap on the code's record in the Durable Object, so of N parallel
 //! redemptions exactly one wins. A second redemption revokes what the first issued (10.5).
 
-use super::{issue, pkce, refresh, token_audience, GrantType, Issue};
+use super::{client_ceiling, issue, pkce, refresh, token_audience, user_ceiling, GrantType, Issue};
 use crate::app::App;
 use crate::authn::load_user;
 use crate::error::{Error, Result};
@@ -71,6 +71,19 @@ pub async fn grant(
     let user = load_user(app, &rec.user_id)
         .await?
         .ok_or_else(|| invalid("the user no longer exists"))?;
+    // The scope ceiling again, against the client's and the user's standing now.
+    client_ceiling(client, GrantType::AuthorizationCode, rec.scope.as_deref())?;
+    user_ceiling(app, &user, rec.scope.as_deref())?;
+    if let (Some(own), Some(p)) = (
+        super::launch::standalone_patient(&user),
+        rec.launch.patient.as_ref(),
+    ) {
+        if *p != own {
+            return Err(invalid(
+                "the launch context is another patient than the user's own",
+            ));
+        }
+    }
     let audience = token_audience(app, req, client, params)?;
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(GrantType::AuthorizationCode.flow());

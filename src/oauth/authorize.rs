@@ -5,7 +5,7 @@
 //! The request is re-validated at every step of the interaction (login, consent) from its query
 //! string, so nothing about a pending request is stored.
 
-use super::{granted_scope, pkce, GrantType, Issue};
+use super::{client_ceiling, pkce, GrantType, Issue};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http_util::{parse_form, Request, Response};
@@ -33,6 +33,8 @@ pub struct AuthzRequest {
     pub code_challenge: Option<String>,
     /// SMART EHR launch: the context of the `launch` parameter.
     pub launch: Option<super::launch::LaunchContext>,
+    /// The `launch` parameter that gave [`Self::launch`]; used up when a code is issued.
+    pub launch_id: Option<String>,
     /// The query string it came from, to carry through the login and consent pages.
     pub query: String,
 }
@@ -130,7 +132,12 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
             format!("this client may not use the {grant} flow"),
         ));
     }
-    let scope = granted_scope(&client, &p).map_err(|e| refuse("invalid_scope", e.to_string()))?;
+    let grant_type = match response_type {
+        ResponseType::Code => GrantType::AuthorizationCode,
+        ResponseType::Token => GrantType::Implicit,
+    };
+    let scope = client_ceiling(&client, grant_type, p.get("scope").map(String::as_str))
+        .map_err(|e| refuse("invalid_scope", scope_error(e)))?;
     let mut code_challenge = None;
     if response_type == ResponseType::Code {
         let method = p.get("code_challenge_method").map(String::as_str);
@@ -192,7 +199,14 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
             }
         }
         if let Some(id) = p.get("launch") {
-            match super::launch::lookup(app, id)
+            // SMART App Launch: an EHR launch is asked for with the `launch` scope.
+            if !super::has_scope(scope.as_deref(), "launch") {
+                return Err(refuse(
+                    "invalid_scope",
+                    "the launch parameter needs the launch scope".into(),
+                ));
+            }
+            match super::launch::lookup(app, id, &client.id)
                 .await
                 .map_err(Refusal::Local)?
             {
@@ -215,9 +229,18 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
         state,
         nonce: p.get("nonce").cloned(),
         code_challenge,
+        launch_id: launch.as_ref().and(p.get("launch").cloned()),
         launch,
         query: query.to_string(),
     })
+}
+
+/// The `error_description` of a refused scope.
+fn scope_error(e: Error) -> String {
+    match e {
+        Error::InvalidScope(d) => d,
+        other => other.to_string(),
+    }
 }
 
 /// `uri` with `params` added to its query (code flow) or fragment (implicit).
@@ -305,6 +328,32 @@ pub async fn proceed(
         return Ok(see_other(&format!("/auth/ui/login.html?{}", areq.query)));
     };
     let auth_time = session.auth_time;
+    let refused = |error: &'static str, description: String| {
+        refuse(
+            app,
+            req,
+            Refusal::Redirect {
+                to: areq.redirect_uri.clone(),
+                fragment: areq.response_type == ResponseType::Token,
+                error,
+                description,
+                state: areq.state.clone(),
+            },
+        )
+    };
+    // The user's side of the scope ceiling (`user/` scopes), once we know who signed in.
+    if let Err(e) = super::user_ceiling(app, user, areq.scope.as_deref()) {
+        return Ok(refused("invalid_scope", scope_error(e)));
+    }
+    // A patient user's context is their own patient; a launch made for another is refused.
+    if let (Some(own), Some(ctx)) = (super::launch::standalone_patient(user), &areq.launch) {
+        if ctx.patient.as_ref().is_some_and(|p| *p != own) {
+            return Ok(refused(
+                "access_denied",
+                "this launch is for another patient than the signed-in patient user".into(),
+            ));
+        }
+    }
     if needs_patient_picker(areq, user, session) {
         return Ok(see_other(&format!("/auth/ui/patient.html?{}", areq.query)));
     }
@@ -318,6 +367,15 @@ pub async fn proceed(
         return Ok(see_other(&format!("/auth/ui/consent.html?{}", areq.query)));
     }
     let iss = app.issuer(req);
+    // SMART: a launch serves one authorization; the first code (or token) issued uses it up.
+    if let Some(id) = &areq.launch_id {
+        if !super::launch::consume(app, id, &areq.client.id).await? {
+            return Ok(refused(
+                "invalid_request",
+                "launch is unknown, expired or already used".into(),
+            ));
+        }
+    }
     match areq.response_type {
         ResponseType::Code => {
             let code = random_token(app);
@@ -357,6 +415,7 @@ pub async fn proceed(
                 GrantType::Implicit,
             );
             what.auth_time = Some(auth_time);
+            what.launch = launch_context(areq, user, session);
             let jti = state::random_id(app);
             let (token, exp) = super::sign_access_token(app, req, &what, &jti).await?;
             let expires_in = (exp - app.now()).to_string();
@@ -419,22 +478,31 @@ async fn forget_pick(app: &App, req: &Request, session: &crate::state::Session) 
 }
 
 /// The SMART launch context of a request: the EHR launch's; for a standalone `launch/patient`
-/// request, the patient a patient-user is, or the one the user picked.
+/// request, the patient a patient-user is, or the one the user picked. A patient user's
+/// context is always their own patient, and is set whenever `patient/` scopes are granted, so
+/// those scopes reach that patient only.
 fn launch_context(
     areq: &AuthzRequest,
     user: &User,
     session: &crate::state::Session,
 ) -> super::launch::LaunchContext {
-    if let Some(ctx) = &areq.launch {
-        return ctx.clone();
-    }
-    if super::has_scope(areq.scope.as_deref(), "launch/patient") {
-        return super::launch::LaunchContext {
-            patient: super::launch::standalone_patient(user).or_else(|| picked(areq, session)),
+    let own = super::launch::standalone_patient(user);
+    let mut ctx = if let Some(ctx) = &areq.launch {
+        ctx.clone()
+    } else if super::has_scope(areq.scope.as_deref(), "launch/patient") {
+        super::launch::LaunchContext {
+            patient: own.clone().or_else(|| picked(areq, session)),
             encounter: None,
-        };
+        }
+    } else {
+        Default::default()
+    };
+    if let Some(p) = own {
+        if ctx.patient.is_some() || super::ceiling::has_patient_scope(areq.scope.as_deref()) {
+            ctx.patient = Some(p);
+        }
     }
-    Default::default()
+    ctx
 }
 
 /// `GET /auth/authorize`.

@@ -1,7 +1,7 @@
 //! RFC 6749 section 4.4: the client credentials grant. The client acts on its own behalf;
 //! `sub` is the client.
 
-use super::{granted_scope, issue, token_audience, GrantType, Issue};
+use super::{client_ceiling, issue, token_audience, GrantType, Issue};
 use crate::app::App;
 use crate::error::Result;
 use crate::http_util::{Request, Response};
@@ -14,7 +14,11 @@ pub async fn grant(
     client: &Client,
     params: &BTreeMap<String, String>,
 ) -> Result<Response> {
-    let scope = granted_scope(client, params)?;
+    let scope = client_ceiling(
+        client,
+        GrantType::ClientCredentials,
+        params.get("scope").map(String::as_str),
+    )?;
     let audience = token_audience(app, req, client, params)?;
     issue(
         app,

@@ -2,6 +2,7 @@
 
 pub mod authorization_code;
 pub mod authorize;
+pub mod ceiling;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod discovery;
@@ -84,38 +85,7 @@ impl GrantType {
     }
 }
 
-/// RFC 6749 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn valid_scope_token(t: &str) -> bool {
-    !t.is_empty()
-        && t.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-}
-
-/// The scope to grant: what was asked for, within the client's `allowed-scopes` if it has any.
-pub fn granted_scope(client: &Client, params: &BTreeMap<String, String>) -> Result<Option<String>> {
-    let Some(requested) = params.get("scope") else {
-        return Ok(None);
-    };
-    let mut out: Vec<&str> = Vec::new();
-    for t in requested.split(' ').filter(|t| !t.is_empty()) {
-        if !valid_scope_token(t) {
-            return Err(Error::InvalidScope(format!(
-                "scope \"{t}\" has invalid characters"
-            )));
-        }
-        if let Some(allowed) = client.allowed_scopes() {
-            if !allowed.contains(&t) {
-                return Err(Error::InvalidScope(format!(
-                    "scope \"{t}\" is not allowed for this client"
-                )));
-            }
-        }
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    Ok((!out.is_empty()).then(|| out.join(" ")))
-}
+pub use ceiling::{client_ceiling, user_ceiling, valid_scope_token};
 
 /// A scope asked for on refresh: each token must be in the original grant (RFC 6749 6).
 pub fn granted_scope_within(
@@ -172,6 +142,8 @@ pub struct Issue<'a> {
     pub auth_time: Option<i64>,
     /// SMART launch context: returned beside the token and carried in its claims.
     pub launch: launch::LaunchContext,
+    /// Aidbox's `userinfo` beside the token: only the password grant sets it.
+    pub userinfo: bool,
 }
 
 impl<'a> Issue<'a> {
@@ -193,6 +165,7 @@ impl<'a> Issue<'a> {
             nonce: None,
             auth_time: None,
             launch: launch::LaunchContext::default(),
+            userinfo: false,
         }
     }
 }
@@ -250,6 +223,26 @@ pub async fn sign_access_token(
     Ok((token, now + lifetime))
 }
 
+/// Aidbox's `userinfo` of the password grant, cut to what the granted scopes allow (as the
+/// ID token's claims, OIDC Core 5.4): `id` and `resourceType` always; the User's `name` with
+/// `profile`, `email` with `email`, `fhirUser` with `fhirUser`. Never `data` nor anything
+/// else of the stored User.
+pub fn userinfo_view(user: &User, scope: Option<&str>) -> Value {
+    let mut v = json!({"resourceType": "User", "id": user.id});
+    for (needs, field) in [
+        ("profile", "name"),
+        ("email", "email"),
+        ("fhirUser", "fhirUser"),
+    ] {
+        if has_scope(scope, needs) {
+            if let Some(x) = user.doc.get(field) {
+                v[field] = x.clone();
+            }
+        }
+    }
+    v
+}
+
 /// Signs the access token (and the ID token when asked) and builds the RFC 6749 5.1 response.
 pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response> {
     let jti = match &what.jti {
@@ -278,9 +271,8 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
     if let (Some(u), true) = (what.user, has_scope(what.scope.as_deref(), "openid")) {
         body["id_token"] = json!(id_token::sign(app, req, &what, u, &token, exp).await?);
     }
-    if let Some(u) = what.user {
-        // Aidbox returns the User with user grants; without its hash.
-        body["userinfo"] = crate::model::public_view(&u.doc);
+    if let (Some(u), true) = (what.user, what.userinfo) {
+        body["userinfo"] = userinfo_view(u, what.scope.as_deref());
     }
     Ok(no_store(json_response(200, &body)))
 }

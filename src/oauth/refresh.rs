@@ -2,7 +2,10 @@
 //! rotated token revokes the whole family (RFC 9700 4.14.2). Two refreshes racing with one token
 //! are a reuse too: exactly one wins, and the family is then revoked.
 
-use super::{client_auth, granted_scope_within, has_scope, issue, GrantType, Issue};
+use super::{
+    client_auth, client_ceiling, granted_scope_within, has_scope, issue, user_ceiling, GrantType,
+    Issue,
+};
 use crate::app::App;
 use crate::authn::load_user;
 use crate::error::{Error, Result};
@@ -114,7 +117,33 @@ pub async fn grant(
         Some(id) => Some(load_user(app, id).await?.ok_or_else(invalid)?),
         None => None,
     };
-    let grant = GrantType::parse(&fam.grant).unwrap_or(GrantType::AuthorizationCode);
+    let grant = GrantType::parse(&fam.grant).map_err(|_| invalid())?;
+    // A refresh never widens: the client's registration and the user's standing as they are
+    // now. A lost grant type or refresh setting ends the family's use (invalid_grant); a scope
+    // no longer allowed is invalid_scope, and the token stays usable for a narrower scope.
+    if !client.allows_grant(grant.name()) {
+        return Err(Error::InvalidGrant(format!(
+            "this client may no longer use the {} grant (see its grant_types)",
+            grant.name()
+        )));
+    }
+    if !wanted(client, grant.flow(), fam.scope.as_deref()) {
+        return Err(Error::InvalidGrant(
+            "this client no longer gets refresh tokens for this flow".into(),
+        ));
+    }
+    client_ceiling(client, grant, scope.as_deref())?;
+    if let Some(u) = &user {
+        user_ceiling(app, u, scope.as_deref())?;
+        if let (Some(own), Some(p)) = (
+            super::launch::standalone_patient(u),
+            fam.launch.patient.as_ref(),
+        ) {
+            if *p != own {
+                return Err(invalid());
+            }
+        }
+    }
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(grant.flow());
     let new_secret = random_token(app);

@@ -178,6 +178,23 @@ impl ClinicalScope {
         self.permissions.contains(needed)
     }
 
+    /// True when this (registered) scope covers `requested`: the same level, this type or
+    /// `*`, every requested permission, and each of this scope's query restrictions also in
+    /// the request (a restricted scope never covers an unrestricted one). v1 and v2 spellings
+    /// compare by their permissions: `patient/*.read` covers `patient/Observation.rs`.
+    pub fn covers(&self, requested: &ClinicalScope) -> bool {
+        self.level == requested.level
+            && match &requested.resource_type {
+                Some(t) => self.covers_type(t),
+                None => self.resource_type.is_none(),
+            }
+            && self.permissions.contains(requested.permissions)
+            && self
+                .restrictions
+                .iter()
+                .all(|r| requested.restrictions.contains(r))
+    }
+
     /// Parses one clinical scope (without surrounding whitespace).
     pub fn parse(s: &str) -> Result<ClinicalScope, ScopeError> {
         let err = |reason: &'static str| ScopeError {

@@ -19,6 +19,8 @@ before(async () => {
   };
   await put("/Client/growth-chart", {
     type: "smart-app", "fhir-base-url": FHIR, name: "Growth Chart", grant_types: ["authorization_code"],
+    // The scopes it is registered for (a client without a list gets no clinical scope).
+    scope: ["launch/patient", "openid", "fhirUser", "patient/*.rs"],
     auth: { authorization_code: { redirect_uri: callback.redirectUri } },
   });
   await put("/User/dr-smith", { password: "pass123", fhirUser: "Practitioner/pr-1", name: { givenName: "Jane", familyName: "Smith" } });

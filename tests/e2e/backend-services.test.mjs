@@ -66,7 +66,7 @@ test("an assertion signed by another key, or too long-lived, is refused", async 
 
 test("the smart-on-fhir engine enforces a system scope on FHIR requests", async () => {
   const jwk = { ...ec.publicKey.export({ format: "jwk" }), kid: "ec-1", alg: "ES384" };
-  assert.equal((await w.admin("PUT", "/Client/reader", { grant_types: ["client_credentials"], jwks: { keys: [jwk] } })).status, 201);
+  assert.equal((await w.admin("PUT", "/Client/reader", { grant_types: ["client_credentials"], scope: ["system/Patient.rs"], jwks: { keys: [jwk] } })).status, 201);
   assert.equal((await w.admin("PUT", "/AccessPolicy/smart", { engine: "smart-on-fhir", link: [{ id: "reader", resourceType: "Client" }] })).status, 201);
   const now = Math.floor(Date.now() / 1000);
   const claims = { iss: "reader", sub: "reader", aud: `${w.url}/auth/token`, exp: now + 240, jti: randomUUID() };
