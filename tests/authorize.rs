@@ -342,7 +342,7 @@ fn wrong_password_and_csrf_go_back_to_the_login_page() {
         redirect(forged),
         format!("/auth/ui/login.html?{q}#error=csrf")
     );
-    assert!(!b.cookies.contains_key("edge_session"));
+    assert!(!b.cookies.contains_key(common::SESSION_COOKIE));
     // A cross-site post with the right token is refused too.
     let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
     let body = common::login_body("john", "pass123", &csrf, &q);
@@ -383,7 +383,7 @@ fn sessions_skip_login_first_party_skips_consent_and_logout_ends_it() {
     let again = redirect(b.get(&format!("/auth/authorize?{q}")));
     assert!(again.starts_with(CB), "the session signs in without a form");
     assert_eq!(redirect(b.logout()), "/auth/ui/logged-out.html");
-    assert!(!b.cookies.contains_key("edge_session"));
+    assert!(!b.cookies.contains_key(common::SESSION_COOKIE));
     assert!(redirect(b.get(&format!("/auth/authorize?{q}"))).starts_with("/auth/ui/login.html"));
 }
 
@@ -397,6 +397,80 @@ fn session_cookie_attributes() {
     let r = t.send(
         TestApp::req("POST", "/auth/login")
             .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("{}={csrf}", common::CSRF_COOKIE))
+            .body(body)
+            .unwrap(),
+    );
+    let Outcome::Respond(r) = r else { panic!() };
+    let c = r.headers()["set-cookie"].to_str().unwrap();
+    // Over https: the `__Host-` prefix, which browsers accept only with Secure, Path=/ and no
+    // Domain (RFC 6265bis 4.1.3.2).
+    assert!(c.starts_with("__Host-edge_session="), "{c}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/;"] {
+        assert!(c.contains(attr), "{attr} missing in {c}");
+    }
+    assert!(!c.contains("Domain"), "{c}");
+}
+
+#[test]
+fn over_https_a_cookie_without_the_host_prefix_is_ignored() {
+    let t = web_app();
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    redirect(b.login(&q, "john", "pass123"));
+    let session = b.cookies[common::SESSION_COOKIE].clone();
+    // A sibling subdomain can plant `edge_session` (no prefix) for our host: it is not ours.
+    let mut tossed = Browser::new(&t);
+    tossed
+        .cookies
+        .insert("edge_session".into(), session.clone());
+    assert!(
+        redirect(tossed.get(&format!("/auth/authorize?{q}"))).starts_with("/auth/ui/login.html"),
+        "a plain-named session cookie signed the browser in over https"
+    );
+    // The same id under the prefixed name is a session (the control).
+    let mut real = Browser::new(&t);
+    real.cookies.insert(common::SESSION_COOKIE.into(), session);
+    assert!(!redirect(real.get(&format!("/auth/authorize?{q}"))).starts_with("/auth/ui/login.html"));
+    // A CSRF token under the plain name does not pass the double-submit check over https.
+    let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
+    let body = common::login_body("john", "pass123", &csrf, &q);
+    let r = t.send(
+        TestApp::req("POST", "/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("edge_csrf={csrf}"))
+            .body(body)
+            .unwrap(),
+    );
+    let Outcome::Respond(r) = r else { panic!() };
+    let l = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(l.ends_with("#error=csrf"), "{l}");
+}
+
+#[test]
+fn on_plain_http_loopback_cookies_have_plain_names_scoped_to_auth() {
+    let t = web_app();
+    let q = query(&[]);
+    let ctx = t.send(
+        http::Request::builder()
+            .method("GET")
+            .uri(format!("http://127.0.0.1:8787/auth/interaction?{q}"))
+            .body(vec![])
+            .unwrap(),
+    );
+    let Outcome::Respond(r) = ctx else { panic!() };
+    let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(c.starts_with("edge_csrf="), "{c}");
+    assert!(c.contains("Path=/auth;") && !c.contains("Secure"), "{c}");
+    let csrf: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    let csrf = csrf["csrf"].as_str().unwrap();
+    let body = common::login_body("john", "pass123", csrf, &q);
+    let r = t.send(
+        http::Request::builder()
+            .method("POST")
+            .uri("http://127.0.0.1:8787/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
             .header("cookie", format!("edge_csrf={csrf}"))
             .body(body)
             .unwrap(),
@@ -404,8 +478,38 @@ fn session_cookie_attributes() {
     let Outcome::Respond(r) = r else { panic!() };
     let c = r.headers()["set-cookie"].to_str().unwrap();
     assert!(c.starts_with("edge_session="), "{c}");
-    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
-        assert!(c.contains(attr), "{attr} missing in {c}");
+    assert!(c.contains("Path=/auth;") && !c.contains("Secure"), "{c}");
+}
+
+#[test]
+fn origin_null_form_posts_are_refused_when_fetch_metadata_says_another_site() {
+    let t = web_app();
+    let q = query(&[]);
+    let mut b = Browser::new(&t);
+    let csrf = b.context(&q)["csrf"].as_str().unwrap().to_string();
+    let post = |site: Option<&str>| {
+        let mut r = TestApp::req("POST", "/auth/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "null")
+            .header("cookie", format!("{}={csrf}", common::CSRF_COOKIE));
+        if let Some(s) = site {
+            r = r.header("sec-fetch-site", s);
+        }
+        let Outcome::Respond(r) = t.send(
+            r.body(common::login_body("john", "pass123", &csrf, &q))
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    for site in ["cross-site", "same-site", "Cross-Site"] {
+        assert!(post(Some(site)).ends_with("#error=csrf"), "{site}");
+    }
+    // `Origin: null` from our own page (no-referrer) or a browser without Fetch Metadata: the
+    // double-submit token decides.
+    for site in [Some("same-origin"), None] {
+        assert!(!post(site).contains("#error="), "{site:?}");
     }
 }
 

@@ -193,7 +193,11 @@ fn prepare(t: &TestApp) -> Prep {
         access_token: r.json()["access_token"].as_str().unwrap().into(),
         refresh_token: r.json()["refresh_token"].as_str().unwrap().into(),
         code,
-        session_cookie: format!("edge_session={}", b.cookies["edge_session"]),
+        session_cookie: format!(
+            "{}={}",
+            common::SESSION_COOKIE,
+            b.cookies[common::SESSION_COOKIE]
+        ),
         csrf,
     }
 }
@@ -298,7 +302,7 @@ fn cases() -> Vec<Case> {
                 TestApp::req("POST", "/auth/login")
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("origin", ISSUER)
-                    .header("cookie", format!("edge_csrf={}", p.csrf))
+                    .header("cookie", format!("{}={}", common::CSRF_COOKIE, p.csrf))
                     .body(body)
                     .unwrap(),
             )
@@ -310,7 +314,7 @@ fn cases() -> Vec<Case> {
                     .header("origin", ISSUER)
                     .header(
                         "cookie",
-                        format!("{}; edge_csrf={}", p.session_cookie, p.csrf),
+                        format!("{}; {}={}", p.session_cookie, common::CSRF_COOKIE, p.csrf),
                     )
                     .body(format!("csrf={}", p.csrf).into_bytes())
                     .unwrap(),
@@ -560,7 +564,7 @@ fn a_login_cut_short_leaves_no_session_and_can_be_retried() {
             t.call(
                 TestApp::req("POST", "/auth/login")
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .header("cookie", format!("edge_csrf={csrf}"))
+                    .header("cookie", format!("{}={csrf}", common::CSRF_COOKIE))
                     .body(common::login_body("john", "pass123", &csrf, &q))
                     .unwrap(),
             )

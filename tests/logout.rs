@@ -62,7 +62,7 @@ fn a_bare_get_only_asks() {
     let t = setup();
     let mut b = signed_in(&t);
     assert_eq!(redirect(b.get("/auth/logout")), CONFIRM);
-    assert!(b.cookies.contains_key("edge_session"));
+    assert!(b.cookies.contains_key(common::SESSION_COOKIE));
     assert!(still_signed_in(&mut b), "a GET ended the session");
     // The confirmation page's context names the user and brings a CSRF token.
     let Page::Response(r) = b.get("/auth/session") else {
@@ -106,7 +106,7 @@ fn a_post_with_the_csrf_token_ends_the_session() {
     let t = setup();
     let mut b = signed_in(&t);
     assert_eq!(redirect(b.logout()), SIGNED_OUT);
-    assert!(!b.cookies.contains_key("edge_session"));
+    assert!(!b.cookies.contains_key(common::SESSION_COOKIE));
     assert!(!still_signed_in(&mut b));
 }
 

@@ -226,14 +226,14 @@ fn the_login_form_is_throttled_and_says_so() {
     let r = t.call(
         TestApp::req("POST", "/auth/login")
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", format!("edge_csrf={csrf}"))
+            .header("cookie", format!("{}={csrf}", common::CSRF_COOKIE))
             .body(body)
             .unwrap(),
     );
     assert_eq!(r.status(), 303);
     assert!(r.header("location").unwrap().ends_with("#error=throttled"));
     assert_eq!(r.header("retry-after"), Some("30"));
-    assert!(!b.cookies.contains_key("edge_session"));
+    assert!(!b.cookies.contains_key(common::SESSION_COOKIE));
     // The password grant shares the account's lock.
     assert_eq!(retry_after(&grant(&t, "192.0.2.9", "john", "pass123")), 30);
     t.clock.advance(30);

@@ -461,7 +461,7 @@ fn picked(areq: &AuthzRequest, session: &crate::state::Session) -> Option<String
 
 /// A picked patient serves one launch: the next launch asks again.
 async fn forget_pick(app: &App, req: &Request, session: &crate::state::Session) -> Result<()> {
-    let Some(id) = super::interaction::cookie(req, super::interaction::SESSION_COOKIE) else {
+    let Some(id) = super::interaction::our_cookie(req, super::interaction::SESSION_COOKIE) else {
         return Ok(());
     };
     let key = crate::state::session_key(&id);

@@ -4,7 +4,16 @@
 //!
 //! CSRF: a double-submit token. `GET /auth/interaction` sets the `edge_csrf` cookie
 //! (`SameSite=Strict`, `HttpOnly`) and returns the same value; the forms send it back as `csrf`.
-//! A POST whose `csrf` differs from the cookie, or whose `Origin` is another site, is refused.
+//! A POST whose `csrf` differs from the cookie, or whose `Origin` is another site, is refused;
+//! so is one with `Origin: null` that the browser marks `Sec-Fetch-Site: cross-site|same-site`.
+//!
+//! Cookie names ([`cookie_name`]): over https both cookies carry the `__Host-` prefix
+//! (RFC 6265bis 4.1.3.2: `Secure`, no `Domain`, `Path=/`), so a sibling subdomain cannot plant
+//! or overwrite them (cookie tossing, session fixation); a cookie of the plain name is then
+//! ignored. On plain-http loopback (`make dev`) browsers refuse `Secure` cookies, so the plain
+//! names are used, scoped to `Path=/auth`. The prefix forces `Path=/`, so over https the session
+//! cookie is sent to every path of the host; the authorizer removes our cookies from every
+//! request it forwards, so the origin never sees them.
 
 use super::authorize::{self, proceed, refuse, see_other, AuthzRequest};
 use crate::app::App;
@@ -23,6 +32,22 @@ pub const SESSION_COOKIE: &str = "edge_session";
 pub const CSRF_COOKIE: &str = "edge_csrf";
 /// How long a login session lasts (seconds).
 pub const SESSION_TTL: i64 = 8 * 3600;
+
+/// The name of one of our cookies for this request: `__Host-{base}` over https, `base` on
+/// plain-http loopback (see the module docs).
+pub fn cookie_name(req: &Request, base: &str) -> String {
+    if is_loopback(req) {
+        base.to_string()
+    } else {
+        format!("__Host-{base}")
+    }
+}
+
+/// The value of one of our cookies (`base`: [`SESSION_COOKIE`], [`CSRF_COOKIE`]) under the name
+/// this request must use ([`cookie_name`]); a cookie under the other name is ignored.
+pub fn our_cookie(req: &Request, base: &str) -> Option<String> {
+    cookie(req, &cookie_name(req, base))
+}
 
 /// A cookie's value from the `Cookie` header.
 pub fn cookie(req: &Request, name: &str) -> Option<String> {
@@ -49,15 +74,22 @@ fn is_loopback(req: &Request) -> bool {
     matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1")
 }
 
+/// `Set-Cookie` for one of our cookies (`base`: [`SESSION_COOKIE`], [`CSRF_COOKIE`]): the
+/// `__Host-` name with `Secure` and `Path=/` over https, the plain name with `Path=/auth` on
+/// plain-http loopback; always `HttpOnly`.
 pub(crate) fn set_cookie(
     req: &Request,
-    name: &str,
+    base: &str,
     value: &str,
     max_age: i64,
-    path: &str,
     same_site: &str,
 ) -> String {
-    let secure = if is_loopback(req) { "" } else { "; Secure" };
+    let name = cookie_name(req, base);
+    let (path, secure) = if is_loopback(req) {
+        ("/auth", "")
+    } else {
+        ("/", "; Secure")
+    };
     format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
     )
@@ -71,7 +103,7 @@ pub(crate) fn add_header(resp: &mut Response, name: &'static str, value: &str) {
 
 /// The signed-in user of this browser, if the session cookie names a live session.
 pub async fn current_session(app: &App, req: &Request) -> Result<Option<(User, Session)>> {
-    let Some(id) = cookie(req, SESSION_COOKIE) else {
+    let Some(id) = our_cookie(req, SESSION_COOKIE) else {
         return Ok(None);
     };
     if id.len() > 128 {
@@ -106,7 +138,7 @@ fn client_name(areq: &AuthzRequest) -> String {
 /// The CSRF token for a form page: a well-formed one the browser already holds is reused, so
 /// a second tab does not invalidate the first one's form; else a new one.
 pub(crate) fn csrf_token(app: &App, req: &Request) -> String {
-    cookie(req, CSRF_COOKIE)
+    our_cookie(req, CSRF_COOKIE)
         .filter(|c| {
             c.len() == 43
                 && c.bytes()
@@ -174,7 +206,7 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
     add_header(
         &mut resp,
         "set-cookie",
-        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "/auth", "Strict"),
+        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "Strict"),
     );
     Ok(resp)
 }
@@ -185,15 +217,24 @@ pub(crate) fn posted_form(req: &Request) -> Result<(BTreeMap<String, String>, bo
         return Err(Error::InvalidRequest("expected a form post".into()));
     }
     let form = parse_form(req.body())?;
-    let cookie_token = cookie(req, CSRF_COOKIE);
+    let cookie_token = our_cookie(req, CSRF_COOKIE);
     let token_ok = match (form.get("csrf"), cookie_token) {
         (Some(f), Some(c)) => !f.is_empty() && ct_eq(f.as_bytes(), c.as_bytes()),
         _ => false,
     };
     // Browsers send `Origin: null` for form posts from a `Referrer-Policy: no-referrer` page;
-    // the token is the defence then. A real origin must be ours.
+    // the token is the defence then, unless the browser says the post came from another site
+    // (Fetch Metadata, `Sec-Fetch-Site`: a sandboxed frame or a data: page elsewhere also
+    // posts with `Origin: null`). A real origin must be ours.
+    let from_elsewhere = matches!(
+        header(req, "sec-fetch-site")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("cross-site" | "same-site")
+    );
     let origin_ok = match header(req, "origin") {
-        None | Some("null") => true,
+        None => true,
+        Some("null") => !from_elsewhere,
         Some(o) => {
             let uri = req.uri();
             let own = match (uri.scheme_str(), uri.authority()) {
@@ -255,7 +296,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
     add_header(
         &mut resp,
         "set-cookie",
-        &set_cookie(req, SESSION_COOKIE, &session_id, SESSION_TTL, "/", "Lax"),
+        &set_cookie(req, SESSION_COOKIE, &session_id, SESSION_TTL, "Lax"),
     );
     Ok(resp)
 }
@@ -300,7 +341,7 @@ pub async fn pick_patient(app: &App, req: &Request) -> Result<Response> {
         Ok(a) => a,
         Err(r) => return Ok(refuse(app, req, r)),
     };
-    let Some(id) = cookie(req, SESSION_COOKIE) else {
+    let Some(id) = our_cookie(req, SESSION_COOKIE) else {
         return Ok(see_other(&format!("/auth/ui/login.html?{query}")));
     };
     let key = session_key(&id);

@@ -12,7 +12,7 @@
 
 use super::authorize::see_other;
 use super::interaction::{
-    add_header, cookie, csrf_token, current_session, posted_form, set_cookie, user_name,
+    add_header, csrf_token, current_session, our_cookie, posted_form, set_cookie, user_name,
     CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::app::App;
@@ -83,7 +83,7 @@ async fn hint_matches_session(app: &App, req: &Request) -> Result<bool> {
 }
 
 async fn end_session(app: &App, req: &Request) -> Result<Response> {
-    if let Some(id) = cookie(req, SESSION_COOKIE) {
+    if let Some(id) = our_cookie(req, SESSION_COOKIE) {
         let key = session_key(&id);
         if let Some(raw) = app.platform.state.get(&key).await? {
             state::remove(app, &key, &raw).await?;
@@ -93,7 +93,7 @@ async fn end_session(app: &App, req: &Request) -> Result<Response> {
     add_header(
         &mut resp,
         "set-cookie",
-        &set_cookie(req, SESSION_COOKIE, "", 0, "/", "Lax"),
+        &set_cookie(req, SESSION_COOKIE, "", 0, "Lax"),
     );
     Ok(resp)
 }
@@ -110,7 +110,7 @@ pub async fn session(app: &App, req: &Request) -> Result<Response> {
     add_header(
         &mut resp,
         "set-cookie",
-        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "/auth", "Strict"),
+        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "Strict"),
     );
     Ok(resp)
 }

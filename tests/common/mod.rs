@@ -7,6 +7,10 @@ use edge_authorizer::testing::{TestApp, TestResponse, ISSUER};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// Our cookies' names over https (the native tests' issuer): `__Host-` prefixed.
+pub const SESSION_COOKIE: &str = "__Host-edge_session";
+pub const CSRF_COOKIE: &str = "__Host-edge_csrf";
+
 /// A minimal browser: a cookie jar and manual redirects.
 pub struct Browser<'a> {
     pub t: &'a TestApp,
