@@ -294,7 +294,14 @@ fn fhir_base_path() {
     assert!(!at("GET /Observation"));
     assert!(!at("GET /fhirx/Observation"));
     assert!(!at("GET /fhir"));
-    for bad in [json!("fhir"), json!(1), json!("/fhir?x"), json!(["/fhir"])] {
+    for bad in [
+        json!("fhir"),
+        json!(1),
+        json!("/fhir?x"),
+        json!(["/fhir"]),
+        json!("/Client"),
+        json!("/api/User/"),
+    ] {
         let e = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir", "fhir-base-path": bad}))
             .expect_err("bad base path");
         assert_eq!(e.path, "fhir-base-path");
@@ -869,5 +876,19 @@ mod through_the_app {
         assert_eq!(send(&t, &at, "GET", "/User", None), 200);
         let client = json!({"secret": "new-secret", "grant_types": ["basic"]});
         assert_eq!(send(&t, &at, "PUT", "/Client/new", Some(client)), 201);
+        // ...and an allow policy linked to a client makes it an administrator too.
+        let ops = json!({"secret": "ops-secret", "grant_types": ["basic"]});
+        assert_eq!(t.admin_put("/Client/ops", ops).status(), 201);
+        let allow = json!({"engine": "allow", "link": [{"id": "ops", "resourceType": "Client"}]});
+        assert_eq!(t.admin_put("/AccessPolicy/ops", allow).status(), 201);
+        let basic = TestApp::basic("ops", "ops-secret");
+        let r = t.call(
+            TestApp::req("PUT", "/User/made-by-ops")
+                .header("authorization", basic)
+                .header("content-type", "application/json")
+                .body(json!({"password": "made-pass"}).to_string().into_bytes())
+                .unwrap(),
+        );
+        assert_eq!(r.status(), 201, "{}", r.text());
     }
 }

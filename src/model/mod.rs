@@ -44,9 +44,9 @@ impl ResourceType {
     }
 }
 
-/// Resource type names the server keeps for admin resources that later versions add (Aidbox's
-/// `Role`, `Grant`, `Session`, `Scope`), and Aidbox's own auth configuration types, which an
-/// Aidbox origin would serve (`IdentityProvider`, `AuthConfig`). Together with
+/// Resource type names the server keeps for admin resources that later versions add (`Role`,
+/// `Grant`, `Session`, `Scope`), and Aidbox's auth configuration types, which an Aidbox origin
+/// would serve (`IdentityProvider`, `AuthConfig`). None of them is a FHIR R4/R5 resource type. Together with
 /// [`ResourceType::ALL`] this is the one list of names that are never FHIR resource types: see
 /// [`is_server_type`]. A name moves from here into [`ResourceType`] when it gets a route.
 pub const RESERVED_TYPE_NAMES: [&str; 6] = [

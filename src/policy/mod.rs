@@ -22,10 +22,13 @@
 //! - `allow` (`allow.rs`): always allows.
 //! - `matcho` (`matcho.rs`): Aidbox's Matcho DSL pattern in field `matcho` (a map).
 //! - `json-schema` (`json_schema.rs`): a JSON Schema draft-07 in field `schema`, applied to the
-//!   request after empty values are stripped.
+//!   request after empty values are stripped; a keyword it does not implement is a compile
+//!   error, never ignored.
 //! - `complex` (`complex.rs`): `and` or `or` lists of sub-policies.
 //! - `smart-on-fhir` (`smart.rs`): SMART App Launch scopes in `jwt.scope` checked against the
-//!   FHIR REST interaction (see [`crate::smart`]); optional field `fhir-base-path`.
+//!   FHIR REST interaction (see [`crate::smart`]); optional field `fhir-base-path`. It decides
+//!   only for FHIR types, never for the admin API's ([`crate::model::is_server_type`]): admin
+//!   access comes from the other engines (README, "Admin API").
 //!
 //! `sql` (Aidbox evaluates SQL against its database) cannot run at the edge and is rejected.
 //! Adding an engine is one new file exposing a

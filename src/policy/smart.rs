@@ -59,6 +59,14 @@ pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, P
     let base = match body.get("fhir-base-path") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) if s.starts_with('/') && !s.contains(['?', '#']) => {
+            if names_server_type(s) {
+                // Every request under it would be denied: say so when the policy is written.
+                return Err(PolicyError::new(
+                    ctx.path("fhir-base-path"),
+                    "fhir-base-path must not name a resource type of the admin API (Client, \
+                     User, AccessPolicy, ...): those are never FHIR types",
+                ));
+            }
             s.trim_end_matches('/').to_owned()
         }
         Some(_) => {
