@@ -431,3 +431,28 @@ fn client_scope_lists_are_validated() {
         assert_eq!(r.json()["field"], field, "{body}");
     }
 }
+
+#[test]
+fn smart_user_scope_types_var() {
+    use edge_authorizer::config::Config;
+    let read = |v: Option<&str>| {
+        Config::from_vars(|n| (n == "SMART_USER_SCOPE_TYPES").then(|| v.map(str::to_string))?)
+    };
+    assert_eq!(
+        read(None).unwrap().user_scope_types,
+        [
+            "Practitioner",
+            "PractitionerRole",
+            "RelatedPerson",
+            "Person"
+        ]
+    );
+    assert_eq!(
+        read(Some(" Practitioner , Device "))
+            .unwrap()
+            .user_scope_types,
+        ["Practitioner", "Device"]
+    );
+    assert!(read(Some("Practitioner,Patient")).is_err());
+    assert!(read(Some("practitioner")).is_err());
+}
