@@ -59,8 +59,8 @@ const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Cookies we set (`edge_session`, `edge_csrf`): the caller's session with us, no business of
-/// the origin's.
+/// Cookies we set (`edge_session`, `edge_csrf`, over https `__Host-edge_session`, ...): the
+/// caller's session with us, no business of the origin's.
 const OUR_COOKIE_PREFIX: &str = "edge_";
 
 /// A header name as an origin may read it: lower-case (`http` names already are), `_` read as
@@ -143,11 +143,18 @@ fn forwarding_headers(req: &Request) -> Vec<(&'static str, String)> {
 /// 4.2.1 has no comma in a cookie, and a runtime may join two `Cookie` headers with `, `).
 fn without_our_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
     let is_ours = |pair: &[u8]| {
-        let name = pair
+        let mut name = pair
             .split(|b| *b == b'=')
             .next()
             .unwrap_or(b"")
             .trim_ascii();
+        // Over https our cookies carry the `__Host-` prefix (src/oauth/interaction.rs); a
+        // `__Secure-` copy is ours too.
+        for prefix in [&b"__host-"[..], &b"__secure-"[..]] {
+            if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                name = &name[prefix.len()..];
+            }
+        }
         name.len() >= OUR_COOKIE_PREFIX.len()
             && name[..OUR_COOKIE_PREFIX.len()]
                 .iter()

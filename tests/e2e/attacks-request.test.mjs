@@ -411,8 +411,11 @@ describe("attacks: identity and hop-by-hop headers from the caller", () => {
     assert.equal(origin.last().headers["x-custom"], "kept");
   });
 
-  test("our cookies (edge_session, edge_csrf) are taken out of Cookie; others are kept", async () => {
-    const res = await call("/Patient", { authorization: GATE, cookie: "theme=dark; edge_session=stolen; edge_csrf=c; EDGE_SESSION=x; lang=en" });
+  test("our cookies (edge_session, edge_csrf, their __Host- forms over https) are taken out of Cookie; others are kept", async () => {
+    const res = await call("/Patient", {
+      authorization: GATE,
+      cookie: "theme=dark; edge_session=stolen; edge_csrf=c; EDGE_SESSION=x; __Host-edge_session=h; __host-edge_csrf=h2; __Secure-edge_session=s; lang=en",
+    });
     const seen = await assertForwarded(res);
     assert.equal(seen.headers.cookie, "theme=dark; lang=en");
   });
