@@ -750,7 +750,9 @@ mod through_the_app {
         for (path, body) in [
             (
                 "/Client/reader",
-                json!({"secret": "reader-secret", "grant_types": ["client_credentials"]}),
+                // Registered for what the tests ask (the scope ceiling of issue 11).
+                json!({"secret": "reader-secret", "grant_types": ["client_credentials"],
+                       "scope": ["system/*.rs", "system/*.cruds"]}),
             ),
             ("/User/john", json!({"password": "pass123"})),
             (
