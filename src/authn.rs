@@ -269,6 +269,15 @@ async fn own_identity(app: &App, claims: &Map<String, Value>) -> Result<Identity
             return Err(Error::InvalidToken("token has been revoked".into()));
         }
     }
+    // Issued from a refresh-token family: revoked with the family.
+    if let Some(f) = claims
+        .get(crate::state::FAMILY_CLAIM)
+        .and_then(Value::as_str)
+    {
+        if crate::state::is_revoked(app, &crate::state::family_revocation(f)).await? {
+            return Err(Error::InvalidToken("token has been revoked".into()));
+        }
+    }
     let client_id = claims
         .get("client_id")
         .and_then(Value::as_str)

@@ -3,7 +3,8 @@
 //! here, in the pure core, on top of one atomic primitive: compare-and-swap per key.
 //!
 //! Keys (README "Storage"): `code/{sha256(code)}`, `rt/{family id}`, `session/{sha256(id)}`.
-//! Codes, refresh secrets and session ids are stored only as SHA-256 hashes.
+//! Codes, refresh secrets and session ids are stored only as SHA-256 hashes (refresh families
+//! also keep a tag key that can only recognise earlier tokens, see [`Family`]).
 
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -128,8 +129,17 @@ pub const CODE_TTL: i64 = 60;
 
 // ---- refresh-token families ----
 
-/// A refresh-token family: every token rotated from one grant. The newest secret's hash is
-/// `current`; earlier ones are kept to detect reuse, which revokes the family (RFC 9700 4.14.2).
+/// A refresh-token family: every token rotated from one grant (RFC 6749 6, RFC 9700 4.14.2).
+///
+/// A token is `{family}.{generation}.{secret}.{tag}`: `secret` is 256 random bits, new on every
+/// rotation, and `tag = HMAC-SHA256(key, family|generation|secret)` with `key`, 256 random bits
+/// of this family. The record holds only `current` = SHA-256 of the newest secret, the newest
+/// `generation` and `key`. The newest token is the one whose secret hashes to `current`; any
+/// token with a valid tag and an older generation is an earlier secret of this family, however
+/// old, and revokes the family; a valid tag with a newer generation cannot have been issued
+/// (only a holder of `key` can make one) and is refused without revoking. A leak of the store
+/// gives `key` and hashes only: enough to forge OLD generations, which can only revoke the
+/// family, never to mint a token that refreshes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Family {
     pub client_id: String,
@@ -138,16 +148,36 @@ pub struct Family {
     pub audience: String,
     pub grant: String,
     pub auth_time: Option<i64>,
+    /// SHA-256 of the newest secret.
     pub current: String,
+    /// Generation of the newest token (0 for the first).
+    #[serde(default)]
+    pub generation: u64,
+    /// The family's tag key (base64url, 256 bits). None: a family issued before generations,
+    /// whose tokens are `{family}.{secret}`; its next rotation gives it a key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Hashes of secrets of the old `{family}.{secret}` format (families issued before
+    /// generations; at most 33, no longer growing): their reuse revokes the family too.
     #[serde(default)]
     pub previous: Vec<String>,
     #[serde(default)]
     pub revoked: bool,
-    /// Access tokens issued from this family, so that revoking it revokes them.
+    /// Access tokens issued before access tokens carried their family (at most 16, no longer
+    /// growing); revoking the family revokes them one by one.
     #[serde(default)]
     pub issued: Vec<(String, i64)>,
+    /// The latest `exp` of any access token issued from this family: the family's revocation
+    /// mark lasts until then (plus leeway).
+    #[serde(default)]
+    pub max_exp: i64,
     /// Sliding lifetime in seconds (`auth.<flow>.refresh_token_expiration`); None: no expiry.
     pub lifetime: Option<i64>,
+    /// Absolute end of the family (`auth.<flow>.refresh_token_absolute_expiration`, 30 days by
+    /// default), however often it is refreshed. None: a family issued before absolute lifetimes;
+    /// its next rotation sets it.
+    #[serde(default)]
+    pub not_after: Option<i64>,
     /// SMART launch context, kept across refreshes.
     #[serde(default)]
     pub launch: crate::oauth::launch::LaunchContext,
@@ -156,11 +186,6 @@ pub struct Family {
     pub session: Option<String>,
 }
 
-/// Most rotated secrets remembered per family (reuse of older ones still fails, just without
-/// revoking the family).
-const MAX_PREVIOUS: usize = 32;
-/// Most access tokens remembered per family for revocation.
-const MAX_ISSUED: usize = 16;
 /// A family without a lifetime is kept this long after its last use (ten years).
 pub const NO_EXPIRY: i64 = 315_360_000;
 
@@ -168,57 +193,205 @@ pub fn family_key(id: &str) -> String {
     format!("rt/{id}")
 }
 
-impl Family {
-    pub fn expires_at(&self, now: i64) -> i64 {
-        now + self.lifetime.unwrap_or(NO_EXPIRY)
-    }
+/// The private claim of access tokens issued from a refresh-token family: a hash of the family
+/// id (the id itself is part of the refresh token and stays out of access tokens).
+pub const FAMILY_CLAIM: &str = "rt_family";
 
-    pub fn rotated(&self, new_hash: String, jti: &str, exp: i64) -> Family {
-        let mut f = self.clone();
-        let old = std::mem::replace(&mut f.current, new_hash);
-        f.previous.push(old);
-        if f.previous.len() > MAX_PREVIOUS {
-            f.previous.remove(0);
-        }
-        f.issued.push((jti.to_string(), exp));
-        if f.issued.len() > MAX_ISSUED {
-            f.issued.remove(0);
-        }
-        f
-    }
+/// The value of [`FAMILY_CLAIM`] for a family.
+pub fn family_claim(family_id: &str) -> String {
+    hash(&format!("refresh-family|{family_id}"))
 }
 
-/// A refresh token is `{family id}.{secret}`.
-pub fn split_refresh_token(token: &str) -> Option<(&str, &str)> {
-    let (f, s) = token.split_once('.')?;
+/// The entry in the access-token revocation list that revokes every access token carrying
+/// [`FAMILY_CLAIM`] = `claim` (never a `jti`: those have no `:`).
+pub fn family_revocation(claim: &str) -> String {
+    format!("family:{claim}")
+}
+
+/// HMAC-SHA256 tag of one generation's secret (RFC 2104).
+pub fn refresh_tag(key: &str, family_id: &str, generation: u64, secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(format!("edge-authorizer refresh v1|{family_id}|{generation}|{secret}").as_bytes());
+    b64url(&mac.finalize().into_bytes())
+}
+
+/// Formats a refresh token of generation `generation`.
+pub fn refresh_token(key: &str, family_id: &str, generation: u64, secret: &str) -> String {
+    let tag = refresh_tag(key, family_id, generation, secret);
+    format!("{family_id}.{generation}.{secret}.{tag}")
+}
+
+/// The parts of a refresh token after its family id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshSecret<'a> {
+    /// `{family}.{secret}`: issued before generations; accepted for one rotation.
+    Legacy(&'a str),
+    /// `{family}.{generation}.{secret}.{tag}`.
+    Generation {
+        generation: u64,
+        secret: &'a str,
+        tag: &'a str,
+    },
+}
+
+/// What a presented refresh token is to its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// The newest token: may refresh.
+    Current,
+    /// A genuine earlier token of this family: a reuse, which revokes the family.
+    Earlier,
+    /// Not a token this family issued (a wrong secret, a bad tag, a generation not reached yet).
+    Unknown,
+}
+
+/// Splits a refresh token into its family id and the rest; None when malformed (then the
+/// store is not asked). Both formats: `{family}.{secret}` and `{family}.{gen}.{secret}.{tag}`.
+pub fn split_refresh_token(token: &str) -> Option<(&str, RefreshSecret<'_>)> {
     let ok = |x: &str| {
         !x.is_empty()
             && x.len() <= 64
             && x.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    (ok(f) && ok(s)).then_some((f, s))
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.as_slice() {
+        [f, s] if ok(f) && ok(s) => Some((f, RefreshSecret::Legacy(s))),
+        [f, g, s, t] if ok(f) && ok(s) && ok(t) => {
+            // Canonical decimal only: one spelling per generation.
+            let canonical = !g.is_empty()
+                && g.len() <= 19
+                && g.bytes().all(|b| b.is_ascii_digit())
+                && (g.len() == 1 || !g.starts_with('0'));
+            let generation = g.parse().ok().filter(|_| canonical)?;
+            Some((
+                f,
+                RefreshSecret::Generation {
+                    generation,
+                    secret: s,
+                    tag: t,
+                },
+            ))
+        }
+        _ => None,
+    }
 }
 
-/// Marks a family revoked and revokes the access tokens it issued. Idempotent; retries when a
-/// concurrent rotation got there first.
+impl Family {
+    /// When the store may forget the record: after the sliding lifetime, and never past the
+    /// absolute end.
+    pub fn expires_at(&self, now: i64) -> i64 {
+        let sliding = now + self.lifetime.unwrap_or(NO_EXPIRY);
+        self.not_after.map_or(sliding, |n| sliding.min(n))
+    }
+
+    /// Has the family reached its absolute end?
+    pub fn ended(&self, now: i64) -> bool {
+        self.not_after.is_some_and(|n| now >= n)
+    }
+
+    /// Classifies a presented token (of this family's id `family_id`).
+    pub fn presented(&self, family_id: &str, secret: RefreshSecret<'_>) -> Presented {
+        let eq = |a: &str, b: &str| crate::secret::ct_eq(a.as_bytes(), b.as_bytes());
+        match secret {
+            RefreshSecret::Legacy(s) => {
+                let h = hash(s);
+                if self.key.is_none() && eq(&h, &self.current) {
+                    Presented::Current
+                } else if self.previous.iter().any(|p| eq(p, &h)) {
+                    Presented::Earlier
+                } else {
+                    Presented::Unknown
+                }
+            }
+            RefreshSecret::Generation {
+                generation,
+                secret,
+                tag,
+            } => {
+                let Some(key) = &self.key else {
+                    return Presented::Unknown;
+                };
+                if !eq(&refresh_tag(key, family_id, generation, secret), tag) {
+                    return Presented::Unknown;
+                }
+                match generation.cmp(&self.generation) {
+                    std::cmp::Ordering::Less => Presented::Earlier,
+                    std::cmp::Ordering::Equal if eq(&hash(secret), &self.current) => {
+                        Presented::Current
+                    }
+                    // Same generation, other secret, or a generation not reached yet: only a
+                    // holder of the key can make these; they never revoke.
+                    _ => Presented::Unknown,
+                }
+            }
+        }
+    }
+
+    /// The family after one rotation to a secret hashing to `new_hash`, which issued an access
+    /// token expiring at `exp`. A family of the old format gets `new_key` and keeps its last old
+    /// secret's hash in `previous`.
+    pub fn rotated(&self, new_hash: String, exp: i64, new_key: String) -> Family {
+        let mut f = self.clone();
+        let old = std::mem::replace(&mut f.current, new_hash);
+        if f.key.is_none() {
+            f.previous.push(old);
+            f.key = Some(new_key);
+            f.generation = 1;
+        } else {
+            f.generation += 1;
+        }
+        f.max_exp = f.max_exp.max(exp);
+        f
+    }
+
+    /// Until when the family's revocation mark must last: the latest `exp` of its access tokens.
+    fn access_until(&self) -> i64 {
+        self.issued
+            .iter()
+            .map(|(_, e)| *e)
+            .fold(self.max_exp, i64::max)
+    }
+}
+
+/// Revokes a family and every access token issued from it: first the family's mark in the
+/// revocation list (which refuses every access token carrying [`FAMILY_CLAIM`] for it, however
+/// many) and the listed tokens of old families, then the family record. Idempotent; retries
+/// when a concurrent rotation got there first. A family already marked revoked is checked
+/// again: if a first attempt was cut off after marking it (records of earlier versions were
+/// marked first), its access tokens are still live here, and are revoked now.
 pub async fn revoke_family(app: &App, family_id: &str) -> Result<()> {
     let key = family_key(family_id);
+    let mark = family_revocation(&family_claim(family_id));
     for _ in 0..8 {
         let Some((fam, raw)) = read::<Family>(app, &key).await? else {
             return Ok(());
         };
+        let now = app.now();
+        let until = fam.access_until() + app.config.leeway;
         if fam.revoked {
+            if until > now && !is_revoked(app, &mark).await? {
+                revoke_access_token(app, &mark, until).await?;
+            }
+            for (jti, exp) in &fam.issued {
+                if *exp > now && !is_revoked(app, jti).await? {
+                    revoke_access_token(app, jti, *exp).await?;
+                }
+            }
             return Ok(());
+        }
+        if until > now {
+            revoke_access_token(app, &mark, until).await?;
+        }
+        for (jti, exp) in &fam.issued {
+            revoke_access_token(app, jti, *exp).await?;
         }
         let mut revoked = fam.clone();
         revoked.revoked = true;
-        let now = app.now();
         // Keep the revoked record as long as its tokens could be presented.
         if swap(app, &key, &raw, &revoked, fam.expires_at(now)).await? {
-            for (jti, exp) in &fam.issued {
-                revoke_access_token(app, jti, *exp).await?;
-            }
             return Ok(());
         }
     }

@@ -312,3 +312,215 @@ fn refresh_never_widens_past_the_current_registration() {
     );
     assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
 }
+
+// ---- issue 12: reuse detection that never forgets, family-wide revocation, lifetimes ----
+
+use edge_authorizer::platform::StateStore;
+use futures::executor::block_on;
+
+/// Writes a state record as an earlier version (or a cut-off request) would have left it.
+fn overwrite(t: &TestApp, key: &str, value: &serde_json::Value) {
+    let old = t.state.dump().get(key).cloned();
+    let r = block_on(
+        t.state
+            .cas(key, old.as_deref(), Some(&value.to_string()), i64::MAX / 2),
+    )
+    .unwrap();
+    assert!(matches!(r, edge_authorizer::platform::Cas::Swapped));
+}
+
+fn family_record(t: &TestApp, rt: &str) -> (String, serde_json::Value) {
+    let key = format!("rt/{}", rt.split('.').next().unwrap());
+    let raw = t.state.dump().get(&key).cloned().expect("family record");
+    (key, serde_json::from_str(&raw).unwrap())
+}
+
+#[test]
+fn any_earlier_token_revokes_the_family_however_old() {
+    let t = setup(json!({"refresh_token": true}));
+    let first = login(&t, "read");
+    let stolen = s(&first, "refresh_token");
+    let mut rt = stolen.clone();
+    let mut ats = vec![s(&first, "access_token")];
+    for _ in 0..40 {
+        let r = refresh(&t, &rt);
+        assert_eq!(r.status(), 200, "{}", r.text());
+        rt = s(&r, "refresh_token");
+        ats.push(s(&r, "access_token"));
+    }
+    assert_eq!(api(&t, &ats[40]), 200);
+    let (_, rec) = family_record(&t, &rt);
+    assert_eq!(rec["generation"], 40);
+    // The store holds no usable secret: no token text, only the hash of the newest secret.
+    let raw = t
+        .state
+        .dump()
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(!raw.contains(rt.split('.').nth(2).unwrap()));
+    let reuse = refresh(&t, &stolen);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    for (i, at) in ats.iter().enumerate() {
+        assert_eq!(api(&t, at), 401, "access token #{i}");
+    }
+}
+
+#[test]
+fn forged_generations_and_malformed_tokens_never_revoke() {
+    let t = setup(json!({"refresh_token": true}));
+    let rt0 = s(&login(&t, "read"), "refresh_token");
+    let rt1 = s(&refresh(&t, &rt0), "refresh_token");
+    let p: Vec<&str> = rt1.split('.').collect();
+    let calls = t.state.calls.get();
+    for bad in [
+        format!("{}.01.{}.{}", p[0], p[2], p[3]),
+        format!("{}.1.{}", p[0], p[2]),
+        format!("{}.{}.{}.{}.x", p[0], p[1], p[2], p[3]),
+        format!("{}.99999999999999999999.{}.{}", p[0], p[2], p[3]),
+    ] {
+        assert_eq!(refresh(&t, &bad).json()["error"], "invalid_grant", "{bad}");
+    }
+    assert_eq!(
+        t.state.calls.get(),
+        calls,
+        "malformed tokens never reach the store"
+    );
+    for bad in [
+        format!("{}.2.{}.{}", p[0], p[2], p[3]),
+        format!("{}.0.{}.{}", p[0], p[2], p[3]),
+        format!("{}.1.{}.{}", p[0], p[2], "A".repeat(43)),
+        format!("{}.{}", p[0], p[2]),
+    ] {
+        assert_eq!(refresh(&t, &bad).json()["error"], "invalid_grant", "{bad}");
+    }
+    let (_, rec) = family_record(&t, &rt1);
+    assert_eq!(rec["revoked"], false);
+    assert_eq!(refresh(&t, &rt1).status(), 200);
+}
+
+#[test]
+fn a_family_of_the_old_format_rotates_once_into_generations() {
+    let t = setup(json!({"refresh_token": true}));
+    let first = login(&t, "read");
+    let (key, mut rec) = family_record(&t, &s(&first, "refresh_token"));
+    let fam = key.trim_start_matches("rt/").to_string();
+    // As issued before generations: `{family}.{secret}`, no key, the last hashes kept.
+    let (old1, old2) = ("oldsecretone", "oldsecrettwo");
+    let obj = rec.as_object_mut().unwrap();
+    for k in ["generation", "key", "max_exp", "not_after"] {
+        obj.remove(k);
+    }
+    obj.insert("current".into(), json!(edge_authorizer::state::hash(old2)));
+    obj.insert(
+        "previous".into(),
+        json!([edge_authorizer::state::hash(old1)]),
+    );
+    obj.insert(
+        "issued".into(),
+        json!([[
+            "legacy-jti",
+            first.json()["expires_in"].as_i64().unwrap() + 1_700_000_000
+        ]]),
+    );
+    overwrite(&t, &key, &rec);
+    let r = refresh(&t, &format!("{fam}.{old2}"));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let rt = s(&r, "refresh_token");
+    assert_eq!(rt.split('.').count(), 4);
+    assert_eq!(rt.split('.').nth(1), Some("1"));
+    let (_, up) = family_record(&t, &rt);
+    assert!(up["not_after"].is_i64(), "the absolute lifetime starts now");
+    // The old-format token it replaced, and an older one, are reuses now.
+    assert_eq!(refresh(&t, &format!("{fam}.{old1}")).status(), 400);
+    assert_eq!(family_record(&t, &rt).1["revoked"], true);
+    assert_eq!(api(&t, &s(&r, "access_token")), 401);
+}
+
+#[test]
+fn family_revocation_reaches_every_access_token() {
+    let t = setup(json!({"refresh_token": true}));
+    let first = login(&t, "read");
+    let mut rt = s(&first, "refresh_token");
+    let mut ats = vec![s(&first, "access_token")];
+    for _ in 0..20 {
+        let r = refresh(&t, &rt);
+        rt = s(&r, "refresh_token");
+        ats.push(s(&r, "access_token"));
+    }
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("token", rt.as_str())])
+        .finish();
+    let rv = t.call(
+        TestApp::req("POST", "/auth/revoke")
+            .header("authorization", TestApp::basic("app", "s"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.into_bytes())
+            .unwrap(),
+    );
+    assert_eq!(rv.status(), 200);
+    for (i, at) in ats.iter().enumerate() {
+        assert_eq!(api(&t, at), 401, "access token #{i}");
+    }
+}
+
+#[test]
+fn a_cut_off_family_revocation_is_finished_by_a_retry() {
+    let t = setup(json!({"refresh_token": true}));
+    let first = login(&t, "read");
+    let rt1 = s(&first, "refresh_token");
+    let r = refresh(&t, &rt1);
+    let at2 = s(&r, "access_token");
+    // A first revocation marked the family revoked and was cut off before its access tokens.
+    let (key, mut rec) = family_record(&t, &rt1);
+    rec["revoked"] = json!(true);
+    overwrite(&t, &key, &rec);
+    assert_eq!(api(&t, &at2), 200, "still live after the cut-off attempt");
+    // The retry (here: the reuse that caused it) finds them live and revokes them.
+    assert_eq!(refresh(&t, &rt1).json()["error"], "invalid_grant");
+    assert_eq!(api(&t, &at2), 401);
+    assert_eq!(api(&t, &s(&first, "access_token")), 401);
+}
+
+#[test]
+fn families_end_at_their_absolute_lifetime() {
+    // Default: 30 days, however often the family is refreshed.
+    let t = setup(json!({"refresh_token": true, "refresh_token_expiration": 86400}));
+    let mut rt = s(&login(&t, "read"), "refresh_token");
+    for _ in 0..29 {
+        t.clock.advance(86_000);
+        let r = refresh(&t, &rt);
+        assert_eq!(r.status(), 200, "{}", r.text());
+        rt = s(&r, "refresh_token");
+    }
+    t.clock.advance(86_000 * 2);
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    // Per client.
+    let t = setup(json!({"refresh_token": true, "refresh_token_absolute_expiration": 100}));
+    let rt = s(&login(&t, "read"), "refresh_token");
+    t.clock.advance(50);
+    let rt = s(&refresh(&t, &rt), "refresh_token");
+    t.clock.advance(51);
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    // Validated.
+    for bad in [json!(0), json!("30d"), json!(-1)] {
+        let r = t.admin_put(
+            "/Client/x",
+            json!({"grant_types": ["password"], "auth": {"password": {"refresh_token_absolute_expiration": bad}}}),
+        );
+        assert_eq!(r.status(), 422, "{bad}: {}", r.text());
+    }
+}
+
+#[test]
+fn refresh_after_the_user_was_deactivated_is_refused() {
+    let t = setup(json!({"refresh_token": true}));
+    let rt = s(&login(&t, "read"), "refresh_token");
+    t.admin_put(
+        "/User/john",
+        json!({"email": "john@example.com", "password": "pass123", "active": false}),
+    );
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+}

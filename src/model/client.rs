@@ -117,6 +117,8 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             };
             opt_positive_int(s, "access_token_expiration", &path)?;
             opt_positive_int(s, "refresh_token_expiration", &path)?;
+            // Absolute family lifetime (seconds; default 30 days), beside Aidbox's sliding one.
+            opt_positive_int(s, "refresh_token_absolute_expiration", &path)?;
             opt_bool(s, "refresh_token", &path)?;
             opt_bool(s, "secret_required", &path)?;
             opt_bool(s, "pkce", &path)?;

@@ -213,6 +213,18 @@ pub async fn sign_access_token(
     if let Some(e) = &what.launch.encounter {
         claims.insert("encounter".into(), json!(e));
     }
+    // Issued with a refresh token: the family, so that revoking the family revokes this token
+    // however many the family issued (checked by the authorizer with the revocation list).
+    if let Some((family, _)) = what
+        .refresh_token
+        .as_deref()
+        .and_then(crate::state::split_refresh_token)
+    {
+        claims.insert(
+            crate::state::FAMILY_CLAIM.into(),
+            json!(crate::state::family_claim(family)),
+        );
+    }
     let token = jwt::sign(
         app.platform.crypto.as_ref(),
         key,

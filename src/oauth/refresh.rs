@@ -1,6 +1,9 @@
-//! Refresh tokens (RFC 6749 section 6): opaque, stored hashed, rotated on every use; reuse of a
-//! rotated token revokes the whole family (RFC 9700 4.14.2). Two refreshes racing with one token
-//! are a reuse too: exactly one wins, and the family is then revoked.
+//! Refresh tokens (RFC 6749 section 6): opaque, stored hashed, rotated on every use; reuse of
+//! any earlier token of a family, however old, revokes the whole family and every access token
+//! issued from it (RFC 9700 4.14.2; the token format is in [`crate::state::Family`]). Two
+//! refreshes racing with one token are a reuse too: exactly one wins, and the family is then
+//! revoked. A family ends at its absolute lifetime however often it is used, and each refresh
+//! re-checks the client and the user as they are now.
 
 use super::{
     client_auth, client_ceiling, granted_scope_within, has_scope, issue, user_ceiling, GrantType,
@@ -11,7 +14,9 @@ use crate::authn::load_user;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;
-use crate::state::{self, family_key, hash, random_id, random_token, split_refresh_token, Family};
+use crate::state::{
+    self, family_key, hash, random_id, random_token, split_refresh_token, Family, Presented,
+};
 use std::collections::BTreeMap;
 
 /// Does this grant come with a refresh token? When the client enables them for the flow
@@ -44,14 +49,30 @@ pub struct NewFamily<'a> {
     pub session: Option<String>,
 }
 
+/// A family's absolute lifetime when the client sets none: 30 days.
+pub const DEFAULT_ABSOLUTE_LIFETIME: i64 = 30 * 24 * 3600;
+
+/// The absolute lifetime of the client's families of `flow`
+/// (`auth.<flow>.refresh_token_absolute_expiration`, seconds; default 30 days).
+pub fn absolute_lifetime(client: &Client, flow: &str) -> i64 {
+    client
+        .flow_setting(flow, "refresh_token_absolute_expiration")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(DEFAULT_ABSOLUTE_LIFETIME)
+}
+
 /// Starts a family for the access token `jti` (expiring at `exp`); returns the refresh token.
-pub async fn start_family(app: &App, f: NewFamily<'_>, jti: &str, exp: i64) -> Result<String> {
+/// That access token carries the family's claim (see [`super::sign_access_token`]), so `_jti`
+/// needs no record here.
+pub async fn start_family(app: &App, f: NewFamily<'_>, _jti: &str, exp: i64) -> Result<String> {
     let id = random_id(app);
     let secret = random_token(app);
+    let key = random_token(app);
     let lifetime = f
         .client
         .flow_setting(f.grant.flow(), "refresh_token_expiration")
         .and_then(serde_json::Value::as_i64);
+    let not_after = app.now() + absolute_lifetime(f.client, f.grant.flow());
     let family = Family {
         client_id: f.client.id.clone(),
         user_id: f.user_id.map(str::to_string),
@@ -60,15 +81,19 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, jti: &str, exp: i64) -> R
         grant: f.grant.name().to_string(),
         auth_time: f.auth_time,
         current: hash(&secret),
+        generation: 0,
+        key: Some(key.clone()),
         previous: Vec::new(),
         revoked: false,
-        issued: vec![(jti.to_string(), exp)],
+        issued: Vec::new(),
+        max_exp: exp,
         lifetime,
+        not_after: Some(not_after),
         launch: f.launch,
         session: f.session.filter(|_| online_only(f.scope)),
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
-    Ok(format!("{id}.{secret}"))
+    Ok(state::refresh_token(&key, &id, 0, &secret))
 }
 
 fn invalid() -> Error {
@@ -83,13 +108,36 @@ pub async fn grant(
     params: &BTreeMap<String, String>,
 ) -> Result<Response> {
     let token = crate::http_util::required(params, "refresh_token")?;
+    // A malformed token is refused before the store is asked.
     let (family_id, secret) = split_refresh_token(token).ok_or_else(invalid)?;
     let key = family_key(family_id);
     let Some((fam, raw)) = state::read::<Family>(app, &key).await? else {
         return Err(invalid());
     };
-    if fam.client_id != client.id || fam.revoked {
+    if fam.client_id != client.id {
         return Err(invalid());
+    }
+    match fam.presented(family_id, secret) {
+        Presented::Current if !fam.revoked => {}
+        Presented::Current | Presented::Earlier => {
+            // Any earlier token of the family, however old (RFC 9700 4.14.2). On a family
+            // already revoked this only makes sure its access tokens are (a cut-off revocation).
+            if !fam.revoked {
+                app.log(&format!(
+                    "refresh token reuse in family {family_id}: family revoked"
+                ));
+            }
+            state::revoke_family(app, family_id).await?;
+            return Err(invalid());
+        }
+        // Not issued by this family (wrong secret, bad tag, a generation not reached yet):
+        // refused without touching the family.
+        Presented::Unknown => return Err(invalid()),
+    }
+    if fam.ended(app.now()) {
+        return Err(Error::InvalidGrant(
+            "refresh token has reached its absolute lifetime; sign in again".into(),
+        ));
     }
     if let Some(session) = &fam.session {
         if app.platform.state.get(session).await?.is_none() {
@@ -97,16 +145,6 @@ pub async fn grant(
                 "the user's session has ended (online_access)".into(),
             ));
         }
-    }
-    let presented = hash(secret);
-    if !crate::secret::ct_eq(presented.as_bytes(), fam.current.as_bytes()) {
-        if fam.previous.contains(&presented) {
-            app.log(&format!(
-                "refresh token reuse in family {family_id}: family revoked"
-            ));
-            state::revoke_family(app, family_id).await?;
-        }
-        return Err(invalid());
     }
     // A narrower scope may be asked for, never a wider one (RFC 6749 6).
     let scope = match params.get("scope") {
@@ -147,7 +185,11 @@ pub async fn grant(
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(grant.flow());
     let new_secret = random_token(app);
-    let rotated = fam.rotated(hash(&new_secret), &jti, exp);
+    let mut rotated = fam.rotated(hash(&new_secret), exp, random_token(app));
+    if rotated.not_after.is_none() {
+        // A family from before absolute lifetimes: its lifetime starts now.
+        rotated.not_after = Some(app.now() + absolute_lifetime(client, grant.flow()));
+    }
     if !state::swap(app, &key, &raw, &rotated, rotated.expires_at(app.now())).await? {
         // Another request rotated this very token first: a reuse.
         app.log(&format!(
@@ -158,32 +200,51 @@ pub async fn grant(
     }
     let mut what = Issue::new(client, user.as_ref(), scope, fam.audience.clone(), grant);
     what.jti = Some(jti);
-    what.refresh_token = Some(format!("{family_id}.{new_secret}"));
+    let tag_key = rotated.key.as_deref().unwrap_or_default();
+    what.refresh_token = Some(state::refresh_token(
+        tag_key,
+        family_id,
+        rotated.generation,
+        &new_secret,
+    ));
     what.auth_time = fam.auth_time;
     what.launch = fam.launch.clone();
     issue(app, req, what).await
 }
 
-/// Used by introspection and revocation: the family of a refresh token, if it is live and
-/// belongs to `client_id`.
+/// Used by introspection: the family of a refresh token, if the token is the family's newest,
+/// the family is live and belongs to `client_id`.
 pub async fn live_family(
     app: &App,
     token: &str,
     client_id: &str,
 ) -> Result<Option<(String, Family)>> {
+    Ok(genuine_family(app, token, client_id)
+        .await?
+        .filter(|(_, fam, p)| *p == Presented::Current && !fam.revoked && !fam.ended(app.now()))
+        .map(|(id, fam, _)| (id, fam)))
+}
+
+/// Used by revocation (RFC 7009): the family of `client_id` that issued this token, the newest
+/// or an earlier one, revoked or not.
+pub async fn genuine_family(
+    app: &App,
+    token: &str,
+    client_id: &str,
+) -> Result<Option<(String, Family, Presented)>> {
     let Some((family_id, secret)) = split_refresh_token(token) else {
         return Ok(None);
     };
     let Some((fam, _)) = state::read::<Family>(app, &family_key(family_id)).await? else {
         return Ok(None);
     };
-    if fam.client_id != client_id
-        || fam.revoked
-        || !crate::secret::ct_eq(fam.current.as_bytes(), hash(secret).as_bytes())
-    {
+    if fam.client_id != client_id {
         return Ok(None);
     }
-    Ok(Some((family_id.to_string(), fam)))
+    match fam.presented(family_id, secret) {
+        Presented::Unknown => Ok(None),
+        p => Ok(Some((family_id.to_string(), fam, p))),
+    }
 }
 
 /// Client authentication for endpoints that public clients may also call (revoke).

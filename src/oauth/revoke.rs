@@ -15,7 +15,8 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let params = parse_params(req)?;
     let client = refresh::any_client(app, req, &params).await?;
     let token = crate::http_util::required(&params, "token")?;
-    if let Some((family_id, _)) = refresh::live_family(app, token, &client.id).await? {
+    // Any token of the family, the newest or an earlier one, revokes it all.
+    if let Some((family_id, _, _)) = refresh::genuine_family(app, token, &client.id).await? {
         state::revoke_family(app, &family_id).await?;
     } else if token.matches('.').count() == 2 {
         match authenticate_own_any_audience(app, req, token).await {
