@@ -208,7 +208,8 @@ type Case = (
 fn cases() -> Vec<Case> {
     use Backend::*;
     vec![
-        ("client_credentials", &[Kv], |t, _| {
+        // Client secrets are throttled in the Durable Object (issue 12).
+        ("client_credentials", &[Kv, State], |t, _| {
             t.token(
                 Some(&TestApp::basic("cc", "ccs")),
                 &[("grant_type", "client_credentials")],
@@ -256,7 +257,8 @@ fn cases() -> Vec<Case> {
         ("API with an opaque token", &[Kv, Http], |t, _| {
             api(t, "Bearer some-opaque-token")
         }),
-        ("API with Basic", &[Kv], |t, _| {
+        // A client secret not verified in this isolate yet is throttled in the Durable Object.
+        ("API with Basic", &[Kv, State], |t, _| {
             api(t, &TestApp::basic("cc", "ccs"))
         }),
         ("admin PUT", &[Kv], |t, _| {
