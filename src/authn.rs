@@ -118,7 +118,7 @@ pub async fn check_client_secret(
         return Ok(true);
     }
     let keys = crate::state::throttle::client_keys(req, &client.id);
-    crate::state::throttle::checked(app, &keys, || async {
+    crate::state::throttle::checked(app, &keys, &secrets.join("\n"), || async {
         for s in secrets {
             if check_secret(app, "Client", &client.id, s, stored).await? {
                 return Ok(true);
@@ -151,8 +151,10 @@ async fn check_root(app: &App, req: &Request, creds: &BasicCredentials) -> Resul
         return Ok(true);
     }
     let keys = crate::state::throttle::client_keys(req, ROOT_CLIENT_ID);
-    let ok =
-        crate::state::throttle::checked(app, &keys, || async { Ok(is_root(app, creds)) }).await?;
+    let ok = crate::state::throttle::checked(app, &keys, creds.secret.expose(), || async {
+        Ok(is_root(app, creds))
+    })
+    .await?;
     if ok {
         app.cache.remember_verified(key, now + VERIFIED_TTL);
     }

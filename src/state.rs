@@ -420,9 +420,10 @@ pub mod throttle {
         pub locked_until: i64,
         /// Lockouts so far; the next one lasts `lockout * 2^lockouts`.
         pub lockouts: u32,
-        /// Checks in flight: (reservation id, when it counts as a failure if still unsettled).
+        /// Checks in flight: (reservation id, when it counts as a failure if still unsettled,
+        /// fingerprint of the secret tried).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub pending: Vec<(String, i64)>,
+        pub pending: Vec<(String, i64, Option<String>)>,
     }
 
     /// The keys one attempt counts against.
@@ -515,6 +516,11 @@ pub mod throttle {
         pub action: Action,
         /// The reservation's id.
         pub id: String,
+        /// A keyed hash of (account, secret tried): concurrent attempts with the same secret are
+        /// one guess (a client's burst of requests on a cold isolate), counted and limited once.
+        /// Keyed with a Worker secret, so the store never holds a fast hash of a secret.
+        #[serde(default)]
+        pub fingerprint: Option<String>,
         pub keys: Vec<KeyLimit>,
         pub window: i64,
         pub lockout: i64,
@@ -571,10 +577,32 @@ pub mod throttle {
         r
     }
 
-    /// Counts reservations that were never settled as failures, and ends an old window.
+    /// Distinct guesses among `pending`: entries with one fingerprint count once.
+    fn guesses(pending: &[(String, i64, Option<String>)]) -> usize {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut n = 0;
+        for (_, _, fp) in pending {
+            match fp {
+                Some(f) if seen.contains(&f.as_str()) => {}
+                Some(f) => {
+                    seen.push(f);
+                    n += 1;
+                }
+                None => n += 1,
+            }
+        }
+        n
+    }
+
+    /// Counts reservations that were never settled as failures (one per distinct guess), and
+    /// ends an old window.
     fn settle_dead(mut r: Record, limits: &crate::config::Throttle, max: u32, now: i64) -> Record {
-        let (dead, live): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|(_, at)| *at <= now);
-        for _ in dead {
+        let (dead, live): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|(_, at, _)| *at <= now);
+        let dead: Vec<_> = dead
+            .into_iter()
+            .filter(|(_, _, fp)| fp.is_none() || !live.iter().any(|(_, _, f)| f == fp))
+            .collect();
+        for _ in 0..guesses(&dead) {
             r = after_failure(Some(r), limits, max, now);
         }
         r.pending = live;
@@ -591,7 +619,7 @@ pub mod throttle {
         if r == &Record::default() {
             return None;
         }
-        let pending = r.pending.iter().map(|(_, at)| *at).max().unwrap_or(0);
+        let pending = r.pending.iter().map(|(_, at, _)| *at).max().unwrap_or(0);
         Some(
             (r.window_start + limits.window)
                 .max(r.locked_until)
@@ -614,11 +642,14 @@ pub mod throttle {
         let answer = match op.action {
             Action::Reserve => {
                 let locked = recs.iter().map(|r| r.locked_until - now).max().unwrap_or(0);
-                let full = op
-                    .keys
-                    .iter()
-                    .zip(&recs)
-                    .any(|(k, r)| r.failures as usize + r.pending.len() >= k.max as usize);
+                // The same secret as a check in flight is the same guess: not one more.
+                let same_guess = |r: &Record| {
+                    op.fingerprint.is_some()
+                        && r.pending.iter().any(|(_, _, f)| *f == op.fingerprint)
+                };
+                let full = op.keys.iter().zip(&recs).any(|(k, r)| {
+                    !same_guess(r) && r.failures as usize + guesses(&r.pending) >= k.max as usize
+                });
                 if locked > 0 {
                     Answer::Refused(locked)
                 } else if full {
@@ -626,7 +657,11 @@ pub mod throttle {
                     Answer::Refused(1)
                 } else {
                     for r in &mut recs {
-                        r.pending.push((op.id.clone(), now + RESERVATION_TTL));
+                        r.pending.push((
+                            op.id.clone(),
+                            now + RESERVATION_TTL,
+                            op.fingerprint.clone(),
+                        ));
                     }
                     Answer::Reserved
                 }
@@ -634,11 +669,14 @@ pub mod throttle {
             Action::Fail | Action::Succeed | Action::Cancel => {
                 for (k, r) in op.keys.iter().zip(recs.iter_mut()) {
                     let before = r.pending.len();
-                    r.pending.retain(|(id, _)| *id != op.id);
+                    r.pending.retain(|(id, _, _)| *id != op.id);
                     // Not found: it was counted as a failure when it went stale.
                     let mine = r.pending.len() < before;
+                    // The same guess still in flight: the last of them counts it.
+                    let again = op.fingerprint.is_some()
+                        && r.pending.iter().any(|(_, _, f)| *f == op.fingerprint);
                     match op.action {
-                        Action::Fail if mine => {
+                        Action::Fail if mine && !again => {
                             *r = after_failure(Some(std::mem::take(r)), &limits, k.max, now);
                         }
                         Action::Succeed if k.clear_on_success => {
@@ -693,7 +731,32 @@ pub mod throttle {
         op: Op,
     }
 
-    fn op(app: &App, keys: &Keys, id: String) -> Op {
+    /// The fingerprint of `secret` tried for `account`: HMAC-SHA256 keyed with a Worker secret
+    /// (the signing key, else `ADMIN_SECRET`); None when there is neither.
+    pub fn fingerprint(app: &App, account: &str, secret: &str) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        let key: Vec<u8> = match &app.config.keys.signing {
+            Some(k) => match &k.private {
+                crate::platform::PrivateKey::Ed25519 { seed, .. } => seed.to_vec(),
+                crate::platform::PrivateKey::P256 { d, .. } => d.to_vec(),
+            },
+            None => app
+                .config
+                .admin_secret
+                .as_ref()?
+                .expose()
+                .as_bytes()
+                .to_vec(),
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+        for part in ["throttle-fingerprint", account, secret] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        Some(crate::http_util::b64url(&mac.finalize().into_bytes()))
+    }
+
+    fn op(app: &App, keys: &Keys, id: String, fingerprint: Option<String>) -> Op {
         let l = &app.config.throttle;
         let mut ks = vec![KeyLimit {
             key: keys.user.clone(),
@@ -710,6 +773,7 @@ pub mod throttle {
         Op {
             action: Action::Reserve,
             id,
+            fingerprint,
             keys: ks,
             window: l.window,
             lockout: l.lockout,
@@ -718,8 +782,9 @@ pub mod throttle {
     }
 
     /// Reserves one check against the account and the address, or refuses it with 429.
-    pub async fn reserve(app: &App, keys: &Keys) -> Result<Reservation> {
-        let op = op(app, keys, super::random_id(app));
+    pub async fn reserve(app: &App, keys: &Keys, secret: &str) -> Result<Reservation> {
+        let fp = fingerprint(app, &keys.user, secret);
+        let op = op(app, keys, super::random_id(app), fp);
         match app.platform.state.throttle(&op).await? {
             Answer::Reserved => Ok(Reservation { op }),
             Answer::Refused(wait) => Err(Error::TooManyRequests {
@@ -761,12 +826,12 @@ pub mod throttle {
 
     /// Runs `check` (a secret comparison) under a reservation: 429 while the account or the
     /// address is locked or has as many checks in flight as failures left; a `false` counts.
-    pub async fn checked<F, Fut>(app: &App, keys: &Keys, check: F) -> Result<bool>
+    pub async fn checked<F, Fut>(app: &App, keys: &Keys, secret: &str, check: F) -> Result<bool>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<bool>>,
     {
-        let r = reserve(app, keys).await?;
+        let r = reserve(app, keys, secret).await?;
         match check().await {
             Ok(true) => {
                 r.succeeded(app).await;

@@ -287,6 +287,7 @@ fn op(action: Action, id: &str) -> Op {
     Op {
         action,
         id: id.into(),
+        fingerprint: Some(id.into()),
         keys: vec![
             KeyLimit {
                 key: "throttle/user/x".into(),
@@ -338,6 +339,39 @@ fn three_hundred_reservations_before_any_answer_let_at_most_max_through() {
         5,
         "the address counted all five"
     );
+}
+
+#[test]
+fn concurrent_attempts_with_one_secret_are_one_guess() {
+    // A client's burst on a cold isolate: 50 requests with the same (wrong) secret in flight.
+    let same = |action, id: &str| {
+        let mut o = op(action, id);
+        o.fingerprint = Some("same-secret".into());
+        o
+    };
+    let mut recs = vec![None, None];
+    for i in 0..50 {
+        let (a, out) = throttle::apply(&same(Action::Reserve, &format!("s{i}")), recs, 1000);
+        recs = out;
+        assert_eq!(a, Answer::Reserved, "{i}");
+    }
+    // Four distinct guesses still fit, the fifth distinct one waits.
+    for i in 0..4 {
+        assert_eq!(
+            run(&mut recs, Action::Reserve, &format!("d{i}"), 1000),
+            Answer::Reserved
+        );
+    }
+    assert_eq!(
+        run(&mut recs, Action::Reserve, "d4", 1000),
+        Answer::Refused(1)
+    );
+    // All 50 fail: one failure.
+    for i in 0..50 {
+        let (_, out) = throttle::apply(&same(Action::Fail, &format!("s{i}")), recs, 1001);
+        recs = out;
+    }
+    assert_eq!(recs[0].as_ref().unwrap().failures, 1);
 }
 
 #[test]
@@ -396,7 +430,8 @@ fn a_wrong_password_is_counted_even_when_the_count_cannot_be_written_at_once() {
     assert_eq!(r.status(), 400, "{}", r.text());
     t.state.heal();
     for i in 0..4 {
-        assert_eq!(grant(&t, "192.0.2.9", "john", "wrong").status(), 400, "{i}");
+        let guess = format!("wrong-{i}");
+        assert_eq!(grant(&t, "192.0.2.9", "john", &guess).status(), 400, "{i}");
     }
     // 1 + 4 = 5 failures: the right password is refused.
     retry_after(&grant(&t, "192.0.2.9", "john", "pass123"));

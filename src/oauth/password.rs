@@ -59,7 +59,7 @@ pub async fn authenticate_user(
     };
     let keys = throttle::keys(req, &who);
     // Reserved atomically before the KDF: parallel guesses cannot all pass a check first.
-    let ok = throttle::checked(app, &keys, || async {
+    let ok = throttle::checked(app, &keys, password, || async {
         match &user {
             Some(u) => match &u.password_hash {
                 Some(h) => check_secret(app, "User", &u.id, password, h).await,
