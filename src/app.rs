@@ -79,6 +79,7 @@ impl App {
             cache: self.cache.as_ref(),
             clock: self.platform.clock.as_ref(),
             ttl: self.config.cache_ttl,
+            stale_after: self.config.store_timeout_secs(),
         }
     }
 

@@ -48,7 +48,7 @@ impl Identity {
 pub async fn authenticate(app: &App, req: &Request) -> Result<Option<Identity>> {
     match authorization(req) {
         Ok(Authorization::None) => Ok(None),
-        Ok(Authorization::Basic(creds)) => authenticate_basic(app, &creds).await.map(Some),
+        Ok(Authorization::Basic(creds)) => authenticate_basic(app, req, &creds).await.map(Some),
         Ok(Authorization::Bearer(token)) => authenticate_bearer(app, req, &token).await.map(Some),
         Err(reason) => {
             // The scheme decides the challenge, also for `Basic` with nothing (or non-ASCII
@@ -68,6 +68,15 @@ pub async fn authenticate(app: &App, req: &Request) -> Result<Option<Identity>> 
     }
 }
 
+fn verified_key(kind: &str, id: &str, secret: &str, stored: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [kind, id, secret, stored] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Checks a secret against a stored hash, remembering successes for a few minutes so that
 /// Basic auth on every request does not pay the slow KDF every time.
 pub async fn check_secret(
@@ -77,12 +86,7 @@ pub async fn check_secret(
     secret: &str,
     stored: &str,
 ) -> Result<bool> {
-    let mut h = Sha256::new();
-    for part in [kind, id, secret, stored] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let key: [u8; 32] = h.finalize().into();
+    let key = verified_key(kind, id, secret, stored);
     let now = app.now();
     if app.cache.was_verified(&key, now) {
         return Ok(true);
@@ -94,6 +98,37 @@ pub async fn check_secret(
     Ok(ok)
 }
 
+/// Checks a client's secret (each of its candidate spellings) against its stored hash,
+/// throttled per client id and per address like user sign-ins (README "Login throttling"): the
+/// attempt is reserved before the KDF runs, so parallel guesses get at most
+/// `LOGIN_MAX_FAILURES` checked answers and the rest 429. A secret this isolate verified in the
+/// last few minutes is known good and skips the throttle (no guess, no store call).
+pub async fn check_client_secret(
+    app: &App,
+    req: &Request,
+    client: &Client,
+    stored: &str,
+    secrets: &[String],
+) -> Result<bool> {
+    let now = app.now();
+    if secrets.iter().any(|s| {
+        app.cache
+            .was_verified(&verified_key("Client", &client.id, s, stored), now)
+    }) {
+        return Ok(true);
+    }
+    let keys = crate::state::throttle::client_keys(req, &client.id);
+    crate::state::throttle::checked(app, &keys, &secrets.join("\n"), || async {
+        for s in secrets {
+            if check_secret(app, "Client", &client.id, s, stored).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+}
+
 /// Is this `root:ADMIN_SECRET`?
 pub fn is_root(app: &App, creds: &BasicCredentials) -> bool {
     creds.id == ROOT_CLIENT_ID
@@ -102,6 +137,28 @@ pub fn is_root(app: &App, creds: &BasicCredentials) -> bool {
             .admin_secret
             .as_ref()
             .is_some_and(|s| ct_eq(s.expose().as_bytes(), creds.secret.expose().as_bytes()))
+}
+
+/// `root:secret`, throttled like a client secret (per the id `root` and per address), when
+/// root exists; a secret verified in the last few minutes skips the throttle.
+async fn check_root(app: &App, req: &Request, creds: &BasicCredentials) -> Result<bool> {
+    let Some(admin) = &app.config.admin_secret else {
+        return Ok(false);
+    };
+    let key = verified_key(ROOT_CLIENT_ID, "", creds.secret.expose(), admin.expose());
+    let now = app.now();
+    if app.cache.was_verified(&key, now) {
+        return Ok(true);
+    }
+    let keys = crate::state::throttle::client_keys(req, ROOT_CLIENT_ID);
+    let ok = crate::state::throttle::checked(app, &keys, creds.secret.expose(), || async {
+        Ok(is_root(app, creds))
+    })
+    .await?;
+    if ok {
+        app.cache.remember_verified(key, now + VERIFIED_TTL);
+    }
+    Ok(ok)
 }
 
 /// Loads a Client by id, if it exists and is active.
@@ -127,27 +184,32 @@ pub async fn load_user(app: &App, id: &str) -> Result<Option<User>> {
 }
 
 /// Basic auth on the API: a Client whose `grant_types` include `basic` (Aidbox), or root.
-async fn authenticate_basic(app: &App, creds: &BasicCredentials) -> Result<Identity> {
-    if is_root(app, creds) {
-        return Ok(Identity {
-            root: true,
-            ..Identity::default()
-        });
+/// Secret checks are throttled per client id and per address ([`check_client_secret`]). An
+/// unknown client id is refused at once, without a KDF: client ids are not secrets (RFC 6749
+/// 2.2), so answering it faster gives nothing away, and it costs a guesser's requests no hashing.
+async fn authenticate_basic(
+    app: &App,
+    req: &Request,
+    creds: &BasicCredentials,
+) -> Result<Identity> {
+    if creds.id == ROOT_CLIENT_ID && app.config.admin_secret.is_some() {
+        if check_root(app, req, creds).await? {
+            return Ok(Identity {
+                root: true,
+                ..Identity::default()
+            });
+        }
+        return Err(Error::InvalidBasic("invalid client id or secret".into()));
     }
     let bad = || Error::InvalidBasic("invalid client id or secret".into());
     let Some(client) = load_client(app, &creds.id).await? else {
-        crate::secret::burn_check(
-            app.platform.crypto.as_ref(),
-            creds.secret.expose(),
-            app.config.pbkdf2_iterations,
-        )
-        .await;
         return Err(bad());
     };
     let Some(hash) = client.secret_hash.clone() else {
         return Err(bad());
     };
-    if !check_secret(app, "Client", &client.id, creds.secret.expose(), &hash).await? {
+    let secrets = [creds.secret.expose().to_string()];
+    if !check_client_secret(app, req, &client, &hash, &secrets).await? {
         return Err(bad());
     }
     if !client.allows_grant("basic") {

@@ -156,6 +156,12 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, default: T) ->
 }
 
 impl Config {
+    /// `STORE_TIMEOUT_MS` in whole seconds (rounded up): how old an isolate-wide "load in
+    /// flight" mark may get before it counts as dead (its request never resumed).
+    pub fn store_timeout_secs(&self) -> i64 {
+        (i64::from(self.store_timeout_ms) + 999) / 1000
+    }
+
     /// Reads the configuration through `var` (a Worker var or secret by name). Empty values
     /// count as unset.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {

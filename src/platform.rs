@@ -182,16 +182,31 @@ pub trait StateStore {
         expires_at: i64,
     ) -> Result<Cas, BackendError>;
 
-    /// Records that the access token `jti` is revoked until `until` (its `exp`).
+    /// Records that the access token `jti` is revoked until `until` (its `exp` plus the clock
+    /// leeway). O(log n) in the number of live revocations.
     async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError>;
 
-    /// The revocations newer than `since` (a cursor from an earlier call; 0 for all) as
-    /// `(jti, until)`, and the cursor to pass next time. Lets each isolate keep a copy and poll
-    /// it, instead of asking on every request. Revocations past their `until` may be left out.
+    /// At most `limit` revocations newer than `since` (a cursor from an earlier call; 0 for
+    /// all), oldest first, as `(jti, until)`, and the cursor to pass next time (the position of
+    /// the last one returned). Lets each isolate keep a copy and poll it, page by page, instead
+    /// of asking on every request. Revocations past their `until` may be left out.
     async fn revocations_since(
         &self,
         since: u64,
+        limit: u32,
     ) -> Result<(u64, Vec<(String, i64)>), BackendError>;
+
+    /// Until when `jti` is revoked, if it is (a point lookup, for an isolate whose copy of the
+    /// list has not caught up yet).
+    async fn revoked_until(&self, jti: &str) -> Result<Option<i64>, BackendError>;
+
+    /// One atomic throttle operation (see [`crate::state::throttle`]): reads the records of
+    /// the op's keys, decides with [`crate::state::throttle::apply`] and writes them back,
+    /// with nothing in between, so that concurrent attempts are counted one by one.
+    async fn throttle(
+        &self,
+        op: &crate::state::throttle::Op,
+    ) -> Result<crate::state::throttle::Answer, BackendError>;
 }
 
 /// Outbound HTTP for fetching JWKS and calling introspection endpoints.

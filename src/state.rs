@@ -424,86 +424,165 @@ pub fn session_key(id: &str) -> String {
 /// How often (seconds) an isolate refreshes its copy of the revocation list.
 pub const REVOCATION_POLL_SECS: i64 = 1;
 
+/// Most revocations one poll reads. A new isolate reads the feed one page per request (one
+/// request at a time) and meanwhile asks the store about each token it sees, so its first
+/// bearer request costs the same with 100,000 live revocations as with none.
+pub const REVOCATION_PAGE: u32 = 5_000;
+
 /// The isolate's copy of the revoked `jti`s, refreshed from the store at most once per
 /// [`REVOCATION_POLL_SECS`]. Revocations made through this isolate apply at once.
 #[derive(Debug, Default)]
 pub struct Revocations {
     cursor: Cell<u64>,
     polled_at: Cell<i64>,
-    polled: Cell<bool>,
-    /// A poll is on its way: concurrent requests use the current list rather than each
-    /// asking the store (which, under load, was one Durable Object call per request each second).
-    in_flight: Cell<bool>,
+    /// The copy holds the whole feed as of `polled_at` (false until a poll reached its end).
+    caught_up: Cell<bool>,
+    /// A poll is on its way (its number and when it began): concurrent requests use the current
+    /// list rather than each asking the store. A request that never resumes leaves the mark
+    /// set, so a mark older than the store timeout counts as dead.
+    in_flight: Cell<Option<(u64, i64)>>,
+    polls: Cell<u64>,
     jtis: RefCell<HashMap<String, i64>>,
+    /// Size past which expired entries are dropped (doubles with the live set: amortised O(1)).
+    prune_at: Cell<usize>,
 }
 
 impl Revocations {
     fn insert(&self, jti: String, until: i64, now: i64) {
         let mut m = self.jtis.borrow_mut();
-        if m.len() > 10_000 {
+        if m.len() >= self.prune_at.get().max(10_000) {
             m.retain(|_, u| *u > now);
+            self.prune_at.set(m.len() * 2);
         }
-        m.insert(jti, until);
+        let e = m.entry(jti).or_insert(until);
+        *e = (*e).max(until);
     }
 
     pub fn contains(&self, jti: &str, now: i64) -> bool {
         self.jtis.borrow().get(jti).is_some_and(|u| *u > now)
     }
+
+    /// Number of entries held (live or not yet pruned).
+    pub fn len(&self) -> usize {
+        self.jtis.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is a poll in flight that is younger than `stale_after` seconds?
+    fn polling(&self, now: i64, stale_after: i64) -> bool {
+        self.in_flight
+            .get()
+            .is_some_and(|(_, since)| now - since <= stale_after)
+    }
 }
 
-/// Revokes one access token until its expiry.
+/// Clears the poll mark when the poll ends or its future is dropped, if the mark is still its own.
+struct PollMark<'a>(&'a Revocations, u64);
+
+impl Drop for PollMark<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.get().is_some_and(|(n, _)| n == self.1) {
+            self.0.in_flight.set(None);
+        }
+    }
+}
+
+/// Revokes one access token for as long as any verifier of ours would accept it: until its
+/// `exp` plus the clock leeway (the verifier and the token cache accept it up to and at that
+/// second).
 pub async fn revoke_access_token(app: &App, jti: &str, exp: i64) -> Result<()> {
-    app.platform.state.revoke_jti(jti, exp).await?;
+    let until = exp
+        .saturating_add(app.config.leeway.max(0))
+        .saturating_add(1);
+    app.platform.state.revoke_jti(jti, until).await?;
     app.cache
         .revocations
-        .insert(jti.to_string(), exp, app.now());
+        .insert(jti.to_string(), until, app.now());
     Ok(())
 }
 
-/// Is this access token revoked? Polls the store when the isolate's copy is stale.
+/// Is this access token revoked? Polls the store when the isolate's copy is stale; until the
+/// copy has caught up with the whole feed, asks the store about this token directly.
 pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
     let r = &app.cache.revocations;
     let now = app.now();
-    let due = !r.polled.get() || now - r.polled_at.get() >= REVOCATION_POLL_SECS;
-    // Before the first poll every request must wait for the list; after it, one poll at a time.
-    if due && !(r.polled.get() && r.in_flight.get()) {
-        r.in_flight.set(true);
-        let polled = app.platform.state.revocations_since(r.cursor.get()).await;
-        r.in_flight.set(false);
-        let (cursor, list) = polled?;
-        for (j, until) in list {
-            r.insert(j, until, now);
-        }
-        r.cursor.set(cursor);
-        r.polled_at.set(now);
-        r.polled.set(true);
+    if r.contains(jti, now) {
+        return Ok(true);
     }
-    Ok(r.contains(jti, now))
+    let due = !r.caught_up.get() || now - r.polled_at.get() >= REVOCATION_POLL_SECS;
+    if due && !r.polling(now, app.config.store_timeout_secs()) {
+        let n = r.polls.get() + 1;
+        r.polls.set(n);
+        r.in_flight.set(Some((n, now)));
+        let mark = PollMark(r, n);
+        let polled = app
+            .platform
+            .state
+            .revocations_since(r.cursor.get(), REVOCATION_PAGE)
+            .await;
+        drop(mark);
+        let (cursor, list) = polled?;
+        let full = list.len() >= REVOCATION_PAGE as usize;
+        for (j, until) in list {
+            if until > now {
+                r.insert(j, until, now);
+            }
+        }
+        r.cursor.set(r.cursor.get().max(cursor));
+        r.polled_at.set(now);
+        r.caught_up.set(!full);
+        if r.contains(jti, now) {
+            return Ok(true);
+        }
+    }
+    if r.caught_up.get() {
+        return Ok(false);
+    }
+    Ok(app
+        .platform
+        .state
+        .revoked_until(jti)
+        .await?
+        .is_some_and(|u| u > now))
 }
 
 // ---- login throttling ----
 
-/// Login throttling: failed password checks counted per user and per client address in the
-/// Durable Object, so the count holds across isolates. Every password check (the login form and
-/// the password grant) asks [`throttle::check`] first, before the slow KDF, so a locked guesser
-/// costs us two reads and no hashing; a wrong password is [`throttle::failed`], a right one
-/// [`throttle::succeeded`].
+/// Throttling of password and secret checks: attempts counted per account (a User, a Client,
+/// `root`) and per client address in the Durable Object, so the count holds across isolates.
 ///
-/// Per key: after `max_failures` failures within `window` seconds, the key is locked for
-/// `lockout` seconds, doubling with each further lockout up to `lockout_max`. While locked, every
-/// attempt is refused with 429 and `Retry-After`, the right password too. A success clears the
-/// user's record. The address record counts failures only and is never cleared by a success, so
-/// one known account cannot be used to reset the count while guessing others, and many
-/// successful logins from one address (a load test, a NAT) are never throttled.
+/// Every check first makes a **reservation** ([`throttle::reserve`]): one atomic store operation
+/// ([`StateStore::throttle`](crate::platform::StateStore::throttle)) that reads the records of
+/// the account and the address, decides, and counts the attempt as pending, with nothing awaited
+/// in between. Only then is the slow KDF run. So N parallel guesses get at most `max` checked
+/// answers (failures counted plus checks in flight never exceed the limit) and the rest 429,
+/// and no lost compare-and-swap round can skip a count. A wrong secret turns the reservation
+/// into a counted failure; a right one releases it (and clears the account's failures); a
+/// reservation that is never settled (the request died) counts as a failure once it is
+/// [`RESERVATION_TTL`](throttle::RESERVATION_TTL) old.
+///
+/// Per key: after `max` failures within `window` seconds, the key is locked for `lockout`
+/// seconds, doubling with each further lockout up to `lockout_max`. While locked, every attempt
+/// is refused with 429 and `Retry-After`, the right secret too. The address record is never
+/// cleared by a success, so one known account cannot be used to reset the count while guessing
+/// others, and successful sign-ins from one address in sequence are never throttled (at most
+/// `address_max` of them can be in flight at once). IPv6 addresses count per /64: one host
+/// usually holds a whole /64.
 pub mod throttle {
-    use super::{hash, read, swap};
+    use super::hash;
     use crate::app::App;
     use crate::error::{Error, Result};
     use crate::http_util::Request;
-    use crate::platform::Cas;
     use serde::{Deserialize, Serialize};
 
-    /// One throttled key's record (`throttle/user/{sha256}` or `throttle/addr/{sha256}`).
+    /// Seconds after which an unsettled reservation counts as a failure.
+    pub const RESERVATION_TTL: i64 = 60;
+
+    /// One throttled key's record (`throttle/user/{sha256}`, `throttle/client/{sha256}` or
+    /// `throttle/addr/{sha256}`).
     #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
     pub struct Record {
         /// Failures counted in the current window.
@@ -514,26 +593,60 @@ pub mod throttle {
         pub locked_until: i64,
         /// Lockouts so far; the next one lasts `lockout * 2^lockouts`.
         pub lockouts: u32,
+        /// Checks in flight: (reservation id, when it counts as a failure if still unsettled,
+        /// fingerprint of the secret tried).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub pending: Vec<(String, i64, Option<String>)>,
     }
 
-    /// The keys one login attempt counts against, with their failure limits.
+    /// The keys one attempt counts against.
     #[derive(Debug, Clone)]
     pub struct Keys {
+        /// The account: a User (or an unknown username), a Client or `root`.
         pub user: String,
         pub address: Option<String>,
+    }
+
+    /// The client address as it is bucketed: IPv4 as is, IPv6 by its /64 prefix (an IPv4-mapped
+    /// IPv6 address as its IPv4 address), anything else lowercased.
+    pub fn address_bucket(raw: &str) -> String {
+        let raw = raw.trim();
+        match raw.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => a.to_string(),
+            Ok(std::net::IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = a.segments();
+                    let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    format!("{net}/64")
+                }
+            },
+            Err(_) => raw.to_ascii_lowercase(),
+        }
+    }
+
+    fn address_key(req: &Request) -> Option<String> {
+        crate::http_util::header(req, "cf-connecting-ip")
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| format!("throttle/addr/{}", hash(&address_bucket(a))))
     }
 
     /// `who` names the account: the User's id when the username found one, else the normalised
     /// (trimmed, lowercased) username as typed, so unknown names are throttled like real ones.
     /// The address is `CF-Connecting-IP`, which Cloudflare sets and clients cannot forge.
     pub fn keys(req: &Request, who: &str) -> Keys {
-        let address = crate::http_util::header(req, "cf-connecting-ip")
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(|a| format!("throttle/addr/{}", hash(&a.to_ascii_lowercase())));
         Keys {
             user: format!("throttle/user/{}", hash(who)),
-            address,
+            address: address_key(req),
+        }
+    }
+
+    /// The keys of a client secret (or the root secret) check: the client id and the address.
+    pub fn client_keys(req: &Request, client_id: &str) -> Keys {
+        Keys {
+            user: format!("throttle/client/{}", hash(client_id)),
+            address: address_key(req),
         }
     }
 
@@ -547,41 +660,68 @@ pub mod throttle {
         format!("id:{id}")
     }
 
-    impl Keys {
-        fn each(&self) -> impl Iterator<Item = (&str, bool)> {
-            std::iter::once((self.user.as_str(), true))
-                .chain(self.address.as_deref().map(|a| (a, false)))
-        }
+    /// What an [`Op`] does.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Action {
+        /// Count an attempt as pending, or refuse it.
+        Reserve,
+        /// The secret was wrong: the reservation becomes a failure.
+        Fail,
+        /// The secret was right: the reservation is released and the account cleared.
+        Succeed,
+        /// The check could not be made (a backend failed): the reservation is released.
+        Cancel,
     }
 
-    /// What [`check`] saw of the user's record, so that [`succeeded`] needs no second read.
-    #[derive(Debug)]
-    pub struct Checked {
-        user_raw: Option<String>,
+    /// One key of an [`Op`] with its limit.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct KeyLimit {
+        pub key: String,
+        pub max: u32,
+        /// A success clears this key's failures (the account, not the address).
+        pub clear_on_success: bool,
     }
 
-    /// Refuses with 429 while the user or the address is locked. Both records are read at once.
-    pub async fn check(app: &App, keys: &Keys) -> Result<Checked> {
-        let now = app.now();
-        let reads = keys.each().map(|(k, _)| read::<Record>(app, k));
-        let mut wait = 0;
-        let mut user_raw = None;
-        for (i, r) in futures::future::join_all(reads)
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            if let Some((rec, raw)) = r? {
-                wait = wait.max(rec.locked_until - now);
-                if i == 0 {
-                    user_raw = Some(raw);
-                }
+    /// One atomic throttle operation, executed by the store with [`apply`].
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct Op {
+        pub action: Action,
+        /// The reservation's id.
+        pub id: String,
+        /// A keyed hash of (account, secret tried): concurrent attempts with the same secret are
+        /// one guess (a client's burst of requests on a cold isolate), counted and limited once.
+        /// Keyed with a Worker secret, so the store never holds a fast hash of a secret.
+        #[serde(default)]
+        pub fingerprint: Option<String>,
+        pub keys: Vec<KeyLimit>,
+        pub window: i64,
+        pub lockout: i64,
+        pub lockout_max: i64,
+    }
+
+    /// What the store answers to an [`Op`].
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Answer {
+        /// The attempt may be checked.
+        Reserved,
+        /// Refused: locked, or as many checks in flight as failures are left; retry after so
+        /// many seconds.
+        Refused(i64),
+        /// A fail, succeed or cancel was recorded.
+        Done,
+    }
+
+    impl Op {
+        fn limits(&self) -> crate::config::Throttle {
+            crate::config::Throttle {
+                window: self.window,
+                lockout: self.lockout,
+                lockout_max: self.lockout_max,
+                ..Default::default()
             }
         }
-        if wait > 0 {
-            return Err(Error::TooManyRequests { retry_after: wait });
-        }
-        Ok(Checked { user_raw })
     }
 
     /// The record after one more failure at `now`.
@@ -610,57 +750,274 @@ pub mod throttle {
         r
     }
 
-    /// How long a record is kept: while its window or lock lasts, and then `lockout_max` more,
-    /// so that lockouts in quick succession keep growing.
-    fn keep_until(r: &Record, limits: &crate::config::Throttle) -> i64 {
-        (r.window_start + limits.window).max(r.locked_until) + limits.lockout_max
+    /// Distinct guesses among `pending`: entries with one fingerprint count once.
+    fn guesses(pending: &[(String, i64, Option<String>)]) -> usize {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut n = 0;
+        for (_, _, fp) in pending {
+            match fp {
+                Some(f) if seen.contains(&f.as_str()) => {}
+                Some(f) => {
+                    seen.push(f);
+                    n += 1;
+                }
+                None => n += 1,
+            }
+        }
+        n
     }
 
-    /// Counts a failed password check against the user and the address.
-    pub async fn failed(app: &App, keys: &Keys) -> Result<()> {
-        let limits = &app.config.throttle;
-        for (key, is_user) in keys.each() {
-            let max = if is_user {
-                limits.max_failures
-            } else {
-                limits.address_max_failures
-            };
-            let mut done = false;
-            for _ in 0..8 {
-                let now = app.now();
-                let cur = read::<Record>(app, key).await?;
-                let next = after_failure(cur.as_ref().map(|(r, _)| r.clone()), limits, max, now);
-                let until = keep_until(&next, limits);
-                let swapped = match &cur {
-                    Some((_, raw)) => swap(app, key, raw, &next, until).await?,
-                    None => matches!(
-                        app.platform
-                            .state
-                            .cas(key, None, Some(&super::to_json(&next)?), until)
-                            .await?,
-                        Cas::Swapped
-                    ),
+    /// Counts reservations that were never settled as failures (one per distinct guess), and
+    /// ends an old window.
+    fn settle_dead(mut r: Record, limits: &crate::config::Throttle, max: u32, now: i64) -> Record {
+        let (dead, live): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|(_, at, _)| *at <= now);
+        let dead: Vec<_> = dead
+            .into_iter()
+            .filter(|(_, _, fp)| fp.is_none() || !live.iter().any(|(_, _, f)| f == fp))
+            .collect();
+        for _ in 0..guesses(&dead) {
+            r = after_failure(Some(r), limits, max, now);
+        }
+        r.pending = live;
+        if r.failures > 0 && now - r.window_start >= limits.window {
+            r.failures = 0;
+        }
+        r
+    }
+
+    /// How long a record is kept: while its window, lock or reservations last, and then
+    /// `lockout_max` more, so that lockouts in quick succession keep growing. None: nothing to
+    /// keep (the record is deleted).
+    pub fn keep_until(r: &Record, limits: &crate::config::Throttle) -> Option<i64> {
+        if r == &Record::default() {
+            return None;
+        }
+        let pending = r.pending.iter().map(|(_, at, _)| *at).max().unwrap_or(0);
+        Some(
+            (r.window_start + limits.window)
+                .max(r.locked_until)
+                .max(pending)
+                + limits.lockout_max,
+        )
+    }
+
+    /// The whole decision of one [`Op`] over the current records of its keys (index for index),
+    /// at `now`: the answer and the records to write back (None: delete). Pure, so that the
+    /// Durable Object and the memory store run the same code between one read and one write.
+    pub fn apply(op: &Op, records: Vec<Option<Record>>, now: i64) -> (Answer, Vec<Option<Record>>) {
+        let limits = op.limits();
+        let mut recs: Vec<Record> = op
+            .keys
+            .iter()
+            .zip(records)
+            .map(|(k, r)| settle_dead(r.unwrap_or_default(), &limits, k.max, now))
+            .collect();
+        let answer = match op.action {
+            Action::Reserve => {
+                let locked = recs.iter().map(|r| r.locked_until - now).max().unwrap_or(0);
+                // The same secret as a check in flight is the same guess: not one more.
+                let same_guess = |r: &Record| {
+                    op.fingerprint.is_some()
+                        && r.pending.iter().any(|(_, _, f)| *f == op.fingerprint)
                 };
-                if swapped {
-                    done = true;
-                    break;
+                let full = op.keys.iter().zip(&recs).any(|(k, r)| {
+                    !same_guess(r) && r.failures as usize + guesses(&r.pending) >= k.max as usize
+                });
+                if locked > 0 {
+                    Answer::Refused(locked)
+                } else if full {
+                    // As many checks in flight as failures are left: wait for them.
+                    Answer::Refused(1)
+                } else {
+                    for r in &mut recs {
+                        r.pending.push((
+                            op.id.clone(),
+                            now + RESERVATION_TTL,
+                            op.fingerprint.clone(),
+                        ));
+                    }
+                    Answer::Reserved
                 }
             }
-            if !done {
-                return Err(Error::Unavailable(format!(
-                    "login throttle {key}: too much contention"
-                )));
+            Action::Fail | Action::Succeed | Action::Cancel => {
+                for (k, r) in op.keys.iter().zip(recs.iter_mut()) {
+                    let before = r.pending.len();
+                    r.pending.retain(|(id, _, _)| *id != op.id);
+                    // Not found: it was counted as a failure when it went stale.
+                    let mine = r.pending.len() < before;
+                    // The same guess still in flight: the last of them counts it.
+                    let again = op.fingerprint.is_some()
+                        && r.pending.iter().any(|(_, _, f)| *f == op.fingerprint);
+                    match op.action {
+                        Action::Fail if mine && !again => {
+                            *r = after_failure(Some(std::mem::take(r)), &limits, k.max, now);
+                        }
+                        Action::Succeed if k.clear_on_success => {
+                            r.failures = 0;
+                            r.window_start = 0;
+                            r.locked_until = 0;
+                            r.lockouts = 0;
+                        }
+                        _ => {}
+                    }
+                }
+                Answer::Done
             }
-        }
-        Ok(())
+        };
+        let out = recs
+            .into_iter()
+            .map(|r| keep_until(&r, &limits).map(|_| r))
+            .collect();
+        (answer, out)
     }
 
-    /// A right password: clears the user's failures (not the address's).
-    pub async fn succeeded(app: &App, keys: &Keys, checked: Checked) -> Result<()> {
-        if let Some(raw) = checked.user_raw {
-            // Losing a race here only means another attempt changed the record; keep that.
-            super::remove(app, &keys.user, &raw).await?;
+    /// [`apply`] over stored text: the records as read (raw JSON; unreadable counts as
+    /// absent), and what to write back per key: `Some((value, expires_at))` or None to delete.
+    pub fn apply_raw(
+        op: &Op,
+        raw: Vec<Option<String>>,
+        now: i64,
+    ) -> (Answer, Vec<Option<(String, i64)>>) {
+        let records = raw
+            .into_iter()
+            .map(|r| r.and_then(|s| serde_json::from_str::<Record>(&s).ok()))
+            .collect();
+        let (answer, records) = apply(op, records, now);
+        let limits = op.limits();
+        let writes = records
+            .into_iter()
+            .map(|r| {
+                let r = r?;
+                let until = keep_until(&r, &limits)?;
+                Some((serde_json::to_string(&r).ok()?, until))
+            })
+            .collect();
+        (answer, writes)
+    }
+
+    /// A reserved attempt: settle it with [`Reservation::failed`], [`Reservation::succeeded`]
+    /// or [`Reservation::cancel`]. One that is never settled counts as a failure after
+    /// [`RESERVATION_TTL`].
+    #[derive(Debug)]
+    #[must_use = "a reservation must be settled"]
+    pub struct Reservation {
+        op: Op,
+    }
+
+    /// The fingerprint of `secret` tried for `account`: HMAC-SHA256 keyed with a Worker secret
+    /// (the signing key, else `ADMIN_SECRET`); None when there is neither.
+    pub fn fingerprint(app: &App, account: &str, secret: &str) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        let key: Vec<u8> = match &app.config.keys.signing {
+            Some(k) => match &k.private {
+                crate::platform::PrivateKey::Ed25519 { seed, .. } => seed.to_vec(),
+                crate::platform::PrivateKey::P256 { d, .. } => d.to_vec(),
+            },
+            None => app
+                .config
+                .admin_secret
+                .as_ref()?
+                .expose()
+                .as_bytes()
+                .to_vec(),
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+        for part in ["throttle-fingerprint", account, secret] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
         }
-        Ok(())
+        Some(crate::http_util::b64url(&mac.finalize().into_bytes()))
+    }
+
+    fn op(app: &App, keys: &Keys, id: String, fingerprint: Option<String>) -> Op {
+        let l = &app.config.throttle;
+        let mut ks = vec![KeyLimit {
+            key: keys.user.clone(),
+            max: l.max_failures,
+            clear_on_success: true,
+        }];
+        if let Some(a) = &keys.address {
+            ks.push(KeyLimit {
+                key: a.clone(),
+                max: l.address_max_failures,
+                clear_on_success: false,
+            });
+        }
+        Op {
+            action: Action::Reserve,
+            id,
+            fingerprint,
+            keys: ks,
+            window: l.window,
+            lockout: l.lockout,
+            lockout_max: l.lockout_max,
+        }
+    }
+
+    /// Reserves one check against the account and the address, or refuses it with 429.
+    pub async fn reserve(app: &App, keys: &Keys, secret: &str) -> Result<Reservation> {
+        let fp = fingerprint(app, &keys.user, secret);
+        let op = op(app, keys, super::random_id(app), fp);
+        match app.platform.state.throttle(&op).await? {
+            Answer::Reserved => Ok(Reservation { op }),
+            Answer::Refused(wait) => Err(Error::TooManyRequests {
+                retry_after: wait.max(1),
+            }),
+            Answer::Done => Err(Error::Internal("throttle: unexpected answer".into())),
+        }
+    }
+
+    impl Reservation {
+        /// Best effort: if the store cannot be reached now, the reservation stays pending and
+        /// counts as a failure once it is stale, so a wrong secret is counted either way (the
+        /// answer to the client stays the truth: a wrong secret is a 400, not a 503).
+        async fn settle(mut self, app: &App, action: Action) {
+            self.op.action = action;
+            if let Err(e) = app.platform.state.throttle(&self.op).await {
+                app.platform
+                    .log
+                    .log(&format!("throttle: could not settle a reservation: {e}"));
+            }
+        }
+
+        /// A wrong secret: the attempt stays counted, as a failure.
+        pub async fn failed(self, app: &App) {
+            self.settle(app, Action::Fail).await
+        }
+
+        /// A right secret: releases the attempt and clears the account's failures (not the
+        /// address's).
+        pub async fn succeeded(self, app: &App) {
+            self.settle(app, Action::Succeed).await
+        }
+
+        /// The check could not be made: releases the attempt.
+        pub async fn cancel(self, app: &App) {
+            self.settle(app, Action::Cancel).await
+        }
+    }
+
+    /// Runs `check` (a secret comparison) under a reservation: 429 while the account or the
+    /// address is locked or has as many checks in flight as failures left; a `false` counts.
+    pub async fn checked<F, Fut>(app: &App, keys: &Keys, secret: &str, check: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let r = reserve(app, keys, secret).await?;
+        match check().await {
+            Ok(true) => {
+                r.succeeded(app).await;
+                Ok(true)
+            }
+            Ok(false) => {
+                r.failed(app).await;
+                Ok(false)
+            }
+            Err(e) => {
+                r.cancel(app).await;
+                Err(e)
+            }
+        }
     }
 }

@@ -212,7 +212,8 @@ type Case = (
 fn cases() -> Vec<Case> {
     use Backend::*;
     vec![
-        ("client_credentials", &[Kv], |t, _| {
+        // Client secrets are throttled in the Durable Object (issue 12).
+        ("client_credentials", &[Kv, State], |t, _| {
             t.token(
                 Some(&TestApp::basic("cc", "ccs")),
                 &[("grant_type", "client_credentials")],
@@ -260,7 +261,8 @@ fn cases() -> Vec<Case> {
         ("API with an opaque token", &[Kv, Http], |t, _| {
             api(t, "Bearer some-opaque-token")
         }),
-        ("API with Basic", &[Kv], |t, _| {
+        // A client secret not verified in this isolate yet is throttled in the Durable Object.
+        ("API with Basic", &[Kv, State], |t, _| {
             api(t, &TestApp::basic("cc", "ccs"))
         }),
         ("admin PUT", &[Kv], |t, _| {
@@ -623,4 +625,162 @@ fn timeouts_come_from_vars_within_bounds() {
         let r = Config::from_vars(|n| (n == name).then(|| bad.into()));
         assert!(r.is_err(), "{name}={bad} accepted");
     }
+}
+
+// ---- issue 12: isolate caches that cannot get stuck; revocations at scale ----
+
+use edge_authorizer::app::Outcome;
+use edge_authorizer::platform::StateStore;
+
+fn cc_token(t: &TestApp) -> (String, String, i64) {
+    let r = t.token(
+        Some(&TestApp::basic("cc", "ccs")),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&edge_authorizer::http_util::b64url_decode(payload).unwrap())
+            .unwrap();
+    let jti = claims["jti"].as_str().unwrap().to_string();
+    (token, jti, claims["exp"].as_i64().unwrap())
+}
+
+/// Was the API request allowed (forwarded, or answered by the built-in demo origin)?
+fn forwarded(t: &TestApp, auth: &str) -> bool {
+    match t.get_with("/Patient", auth) {
+        Outcome::Forward(_) => true,
+        Outcome::Respond(r) => {
+            let r = TestResponse(r);
+            assert!(r.status() < 500, "{} {}", r.status(), r.text());
+            r.status() == 200
+        }
+        Outcome::Asset { .. } => panic!("asset"),
+    }
+}
+
+/// Starts a request, lets it run until it waits on the store, and abandons it there: never
+/// polled again, never dropped (what workerd does to a request whose client went away).
+fn abandon(t: &TestApp, auth: &str) {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let req = TestApp::req("GET", "/Patient")
+        .header("authorization", auth)
+        .body(Vec::new())
+        .unwrap();
+    let mut fut = Box::pin(t.app.handle(req));
+    let waker = futures::task::noop_waker();
+    assert!(matches!(
+        fut.as_mut().poll(&mut Context::from_waker(&waker)),
+        Poll::Pending
+    ));
+    std::mem::forget(fut);
+}
+
+#[test]
+fn an_abandoned_policy_reload_does_not_stop_the_isolate_reloading() {
+    let t = setup();
+    let (token, _, _) = cc_token(&t);
+    let bearer = format!("Bearer {token}");
+    assert!(forwarded(&t, &bearer), "positive control");
+    // The policies have aged; a request starts their reload and is abandoned in the KV list.
+    t.clock.advance(11);
+    t.kv.hang_lists.set(true);
+    abandon(&t, &bearer);
+    t.kv.hang_lists.set(false);
+    // Another isolate deletes the only policy.
+    futures::executor::block_on(edge_authorizer::platform::KvStore::delete(
+        t.kv.as_ref(),
+        "AccessPolicy/all",
+    ))
+    .unwrap();
+    // Within the store timeout the aged set is still used...
+    assert!(forwarded(&t, &bearer));
+    // ...after it the abandoned reload counts as dead: the next request reloads, and is refused.
+    t.clock.advance(t.app.config.store_timeout_secs() + 1);
+    assert!(!forwarded(&t, &bearer), "the deleted policy kept working");
+}
+
+#[test]
+fn an_abandoned_revocation_poll_does_not_stop_the_isolate_polling() {
+    let t = setup();
+    let (token, jti, exp) = cc_token(&t);
+    let bearer = format!("Bearer {token}");
+    assert!(forwarded(&t, &bearer), "positive control");
+    t.clock.advance(2);
+    t.state.hang_polls.set(true);
+    abandon(&t, &bearer);
+    t.state.hang_polls.set(false);
+    // Another isolate revokes the token.
+    futures::executor::block_on(t.state.revoke_jti(&jti, exp + 60)).unwrap();
+    t.clock.advance(t.app.config.store_timeout_secs() + 1);
+    let r = api(&t, &bearer);
+    assert_eq!(r.status(), 401, "the revoked token kept working");
+    assert!(r.text().contains("revoked"), "{}", r.text());
+}
+
+#[test]
+fn a_revoked_token_stays_refused_until_exp_plus_leeway() {
+    let t = setup();
+    let (token, _, exp) = cc_token(&t);
+    let r = form(
+        &t,
+        "/auth/revoke",
+        Some(&TestApp::basic("cc", "ccs")),
+        &[("token", &token)],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let bearer = format!("Bearer {token}");
+    let leeway = t.app.config.leeway;
+    // Up to and at exp + leeway the verifier accepts the token's claims: the revocation holds.
+    for at in [exp - 1, exp, exp + 1, exp + leeway] {
+        t.clock.0.set(at);
+        let r = api(&t, &bearer);
+        assert_eq!(r.status(), 401, "at exp{:+}: {}", at - exp, r.text());
+        assert!(
+            r.text().contains("revoked"),
+            "at exp{:+}: {}",
+            at - exp,
+            r.text()
+        );
+    }
+    // A new isolate sees it too.
+    let fresh = t.state.revoked();
+    assert_eq!(fresh.len(), 1);
+}
+
+#[test]
+fn one_hundred_thousand_revocations_do_not_stall_a_new_isolates_first_bearer_request() {
+    let t = setup();
+    let (live, _, _) = cc_token(&t);
+    let (dead, dead_jti, exp) = cc_token(&t);
+    // Seeded straight into the store, the revoked token in the middle of the feed.
+    let started = std::time::Instant::now();
+    for i in 0..100_000u32 {
+        let jti = if i == 50_000 {
+            dead_jti.clone()
+        } else {
+            format!("seed-{i}")
+        };
+        futures::executor::block_on(t.state.revoke_jti(&jti, exp + 60)).unwrap();
+    }
+    let seeded = started.elapsed();
+    let started = std::time::Instant::now();
+    assert!(forwarded(&t, &format!("Bearer {live}")));
+    let first = started.elapsed();
+    assert!(!forwarded(&t, &format!("Bearer {dead}")));
+    // The feed is read a page per request until the copy has caught up.
+    let started = std::time::Instant::now();
+    let pages = 100_000 / edge_authorizer::state::REVOCATION_PAGE as usize + 1;
+    for _ in 0..pages {
+        assert!(forwarded(&t, &format!("Bearer {live}")));
+    }
+    let rest = started.elapsed();
+    assert!(t.app.cache.revocations.len() >= 100_000);
+    let calls = t.state.calls.get();
+    assert!(!forwarded(&t, &format!("Bearer {dead}")));
+    assert_eq!(t.state.calls.get(), calls, "caught up: checked locally");
+    eprintln!("100,000 revocations: seeded in {seeded:?}, first bearer request {first:?}, catching up {rest:?}");
+    assert!(first < std::time::Duration::from_secs(1), "{first:?}");
 }

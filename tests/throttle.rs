@@ -278,3 +278,330 @@ fn throttle_limits_come_from_vars() {
         assert!(r.is_err(), "{name}={bad} accepted");
     }
 }
+
+// ---- issue 12: throttling that holds under concurrency ----
+
+use edge_authorizer::state::throttle::{self, Action, Answer, KeyLimit, Op};
+
+fn op(action: Action, id: &str) -> Op {
+    Op {
+        action,
+        id: id.into(),
+        fingerprint: Some(id.into()),
+        keys: vec![
+            KeyLimit {
+                key: "throttle/user/x".into(),
+                max: 5,
+                clear_on_success: true,
+            },
+            KeyLimit {
+                key: "throttle/addr/y".into(),
+                max: 20,
+                clear_on_success: false,
+            },
+        ],
+        window: 600,
+        lockout: 30,
+        lockout_max: 300,
+    }
+}
+
+/// Runs ops one after another on the records, as the Durable Object does.
+fn run(recs: &mut Vec<Option<throttle::Record>>, action: Action, id: &str, now: i64) -> Answer {
+    let (a, out) = throttle::apply(&op(action, id), std::mem::take(recs), now);
+    *recs = out;
+    a
+}
+
+#[test]
+fn three_hundred_reservations_before_any_answer_let_at_most_max_through() {
+    // 300 parallel guesses: every one reserves before any KDF finishes.
+    let mut recs = vec![None, None];
+    let answers: Vec<Answer> = (0..300)
+        .map(|i| run(&mut recs, Action::Reserve, &format!("r{i}"), 1000))
+        .collect();
+    let reserved = answers.iter().filter(|a| **a == Answer::Reserved).count();
+    assert_eq!(reserved, 5, "at most LOGIN_MAX_FAILURES checks");
+    assert!(answers[5..].iter().all(|a| *a == Answer::Refused(1)));
+    // All five were wrong: counted, and the account is locked.
+    for i in 0..5 {
+        assert_eq!(
+            run(&mut recs, Action::Fail, &format!("r{i}"), 1001),
+            Answer::Done
+        );
+    }
+    assert_eq!(
+        run(&mut recs, Action::Reserve, "late", 1001),
+        Answer::Refused(30)
+    );
+    assert_eq!(
+        recs[1].as_ref().unwrap().failures,
+        5,
+        "the address counted all five"
+    );
+}
+
+#[test]
+fn concurrent_attempts_with_one_secret_are_one_guess() {
+    // A client's burst on a cold isolate: 50 requests with the same (wrong) secret in flight.
+    let same = |action, id: &str| {
+        let mut o = op(action, id);
+        o.fingerprint = Some("same-secret".into());
+        o
+    };
+    let mut recs = vec![None, None];
+    for i in 0..50 {
+        let (a, out) = throttle::apply(&same(Action::Reserve, &format!("s{i}")), recs, 1000);
+        recs = out;
+        assert_eq!(a, Answer::Reserved, "{i}");
+    }
+    // Four distinct guesses still fit, the fifth distinct one waits.
+    for i in 0..4 {
+        assert_eq!(
+            run(&mut recs, Action::Reserve, &format!("d{i}"), 1000),
+            Answer::Reserved
+        );
+    }
+    assert_eq!(
+        run(&mut recs, Action::Reserve, "d4", 1000),
+        Answer::Refused(1)
+    );
+    // All 50 fail: one failure.
+    for i in 0..50 {
+        let (_, out) = throttle::apply(&same(Action::Fail, &format!("s{i}")), recs, 1001);
+        recs = out;
+    }
+    assert_eq!(recs[0].as_ref().unwrap().failures, 1);
+}
+
+#[test]
+fn a_success_releases_its_reservation_and_clears_the_account_only() {
+    let mut recs = vec![None, None];
+    for i in 0..3 {
+        run(&mut recs, Action::Reserve, &format!("w{i}"), 1000);
+        run(&mut recs, Action::Fail, &format!("w{i}"), 1000);
+    }
+    assert_eq!(
+        run(&mut recs, Action::Reserve, "ok", 1000),
+        Answer::Reserved
+    );
+    assert_eq!(run(&mut recs, Action::Succeed, "ok", 1000), Answer::Done);
+    assert!(recs[0].is_none(), "the account is clear: {:?}", recs[0]);
+    let addr = recs[1].as_ref().unwrap();
+    assert_eq!((addr.failures, addr.pending.len()), (3, 0));
+    // A check that could not be made releases its reservation without counting it.
+    run(&mut recs, Action::Reserve, "c", 1000);
+    run(&mut recs, Action::Cancel, "c", 1000);
+    assert_eq!(recs[1].as_ref().unwrap().failures, 3);
+}
+
+#[test]
+fn a_reservation_never_settled_counts_as_a_failure() {
+    let mut recs = vec![None, None];
+    for i in 0..5 {
+        assert_eq!(
+            run(&mut recs, Action::Reserve, &format!("lost{i}"), 1000),
+            Answer::Reserved
+        );
+    }
+    // Requests that died: their reservations hold the account until they are stale...
+    assert_eq!(
+        run(&mut recs, Action::Reserve, "next", 1030),
+        Answer::Refused(1)
+    );
+    // ...and then they are failures: the account is locked.
+    let later = 1000 + throttle::RESERVATION_TTL;
+    assert!(matches!(
+        run(&mut recs, Action::Reserve, "next", later),
+        Answer::Refused(w) if w == 30
+    ));
+    // A late settle of a reservation already counted is not counted twice.
+    run(&mut recs, Action::Fail, "lost0", later);
+    assert_eq!(recs[1].as_ref().unwrap().failures, 5);
+}
+
+#[test]
+fn a_wrong_password_is_counted_even_when_the_count_cannot_be_written_at_once() {
+    // The Durable Object fails right after the reservation (client: 2 calls, user: 1): the
+    // answer is still the truth (400), and the guess still counts.
+    let t = setup();
+    t.state.fail_after(3);
+    let r = grant(&t, "192.0.2.9", "john", "wrong");
+    assert_eq!(r.status(), 400, "{}", r.text());
+    t.state.heal();
+    for i in 0..4 {
+        let guess = format!("wrong-{i}");
+        assert_eq!(grant(&t, "192.0.2.9", "john", &guess).status(), 400, "{i}");
+    }
+    // 1 + 4 = 5 failures: the right password is refused.
+    retry_after(&grant(&t, "192.0.2.9", "john", "pass123"));
+    // Once the lost reservation is stale it is the fifth failure: a lockout starts.
+    t.clock.advance(throttle::RESERVATION_TTL);
+    assert_eq!(retry_after(&grant(&t, "192.0.2.9", "john", "pass123")), 30);
+    t.clock.advance(31);
+    assert_eq!(grant(&t, "192.0.2.9", "john", "pass123").status(), 200);
+}
+
+#[test]
+fn ipv6_addresses_are_throttled_per_64() {
+    assert_eq!(
+        throttle::address_bucket("2001:DB8:1:2:aaaa::1"),
+        "2001:db8:1:2::/64"
+    );
+    assert_eq!(throttle::address_bucket("::ffff:192.0.2.1"), "192.0.2.1");
+    assert_eq!(throttle::address_bucket(" 192.0.2.1 "), "192.0.2.1");
+    let t = setup();
+    // 12 failures (LOGIN_ADDRESS_MAX_FAILURES here) from 12 addresses of one /64.
+    for i in 0..12 {
+        let ip = format!("2001:db8:1:2:{:x}::{}", i * 997, i + 1);
+        let r = grant(&t, &ip, &format!("nobody{i}"), "guess");
+        assert_eq!(r.status(), 400, "{ip}: {}", r.text());
+    }
+    retry_after(&grant(
+        &t,
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "jane",
+        "pass123",
+    ));
+    // The next /64 is someone else.
+    assert_eq!(
+        grant(&t, "2001:db8:1:3::1", "jane", "pass123").status(),
+        200
+    );
+}
+
+fn token_with(t: &TestApp, auth: Option<&str>, form: &[(&str, &str)], ip: &str) -> TestResponse {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut b = TestApp::req("POST", "/auth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cf-connecting-ip", ip);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    t.call(b.body(body.into_bytes()).unwrap())
+}
+
+fn api_basic(t: &TestApp, auth: &str, ip: &str) -> TestResponse {
+    let req = TestApp::req("GET", "/User")
+        .header("authorization", auth)
+        .header("cf-connecting-ip", ip)
+        .body(Vec::new())
+        .unwrap();
+    match t.send(req) {
+        edge_authorizer::app::Outcome::Respond(r) => TestResponse(r),
+        _ => panic!("expected a response"),
+    }
+}
+
+#[test]
+fn client_secret_guessing_is_throttled_per_client_at_the_token_endpoint() {
+    let t = setup();
+    assert_eq!(
+        t.admin_put(
+            "/Client/svc",
+            json!({"secret": "svcsecret", "grant_types": ["client_credentials", "basic"]})
+        )
+        .status(),
+        201
+    );
+    let cc = [("grant_type", "client_credentials")];
+    // Basic and client_secret_post guesses count against the same client, from any address.
+    for i in 0..3 {
+        let r = token_with(
+            &t,
+            Some(&TestApp::basic("svc", &format!("g{i}"))),
+            &cc,
+            "192.0.2.1",
+        );
+        assert_eq!(r.status(), 401, "{}", r.text());
+    }
+    for i in 0..2 {
+        let g = format!("p{i}");
+        let post = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "svc"),
+            ("client_secret", g.as_str()),
+        ];
+        assert_eq!(
+            token_with(&t, None, &post, &format!("198.51.100.{i}")).status(),
+            401
+        );
+    }
+    // Locked: the right secret waits too, on the token endpoint and on the API.
+    retry_after(&token_with(
+        &t,
+        Some(&TestApp::basic("svc", "svcsecret")),
+        &cc,
+        "203.0.113.1",
+    ));
+    assert_eq!(
+        api_basic(&t, &TestApp::basic("svc", "svcsecret"), "203.0.113.1").status(),
+        429
+    );
+    t.clock.advance(31);
+    let ok = token_with(
+        &t,
+        Some(&TestApp::basic("svc", "svcsecret")),
+        &cc,
+        "203.0.113.1",
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+}
+
+#[test]
+fn root_secret_guessing_on_the_api_is_throttled() {
+    let t = setup();
+    for i in 0..5 {
+        let r = api_basic(
+            &t,
+            &TestApp::basic("root", &format!("guess{i}")),
+            "192.0.2.44",
+        );
+        assert_eq!(r.status(), 401, "{}", r.text());
+    }
+    let r = api_basic(&t, &TestApp::basic("root", "guess-more"), "192.0.2.45");
+    assert_eq!(r.status(), 429, "{}", r.text());
+    // The operator's own isolate already verified the right secret: it keeps working.
+    assert_eq!(api_basic(&t, &TestApp::root(), "192.0.2.46").status(), 200);
+}
+
+#[test]
+fn an_unknown_client_id_costs_no_store_call_and_no_hash() {
+    let t = setup();
+    let before = t.state.calls.get();
+    for i in 0..50 {
+        let r = token_with(
+            &t,
+            Some(&TestApp::basic(&format!("nobody{i}"), "x")),
+            &[("grant_type", "client_credentials")],
+            "192.0.2.1",
+        );
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            api_basic(&t, &TestApp::basic(&format!("nobody{i}"), "x"), "192.0.2.1").status(),
+            401
+        );
+    }
+    assert_eq!(
+        t.state.calls.get(),
+        before,
+        "refused without a throttle round trip"
+    );
+}
+
+#[test]
+fn a_verified_client_secret_skips_the_throttle() {
+    let t = setup();
+    let cc = [
+        ("grant_type", "password"),
+        ("username", "jane"),
+        ("password", "pass123"),
+    ];
+    assert_eq!(token_with(&t, Some(APP), &cc, "192.0.2.1").status(), 200);
+    let before = t.state.calls.get();
+    assert_eq!(token_with(&t, Some(APP), &cc, "192.0.2.1").status(), 200);
+    // The user's password is still reserved and settled (2 calls); the client's is not.
+    assert_eq!(t.state.calls.get() - before, 2);
+}

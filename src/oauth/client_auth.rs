@@ -3,7 +3,7 @@
 //! with `client_id` only and may not use `client_credentials`.
 
 use crate::app::App;
-use crate::authn::{check_secret, load_client};
+use crate::authn::{check_client_secret, load_client};
 use crate::error::{Error, Result};
 use crate::http_util::{authorization, form_decoded, Authorization, Request};
 use crate::model::client::Client;
@@ -164,15 +164,9 @@ pub async fn authenticate(
             )),
         },
     };
+    // An unknown client id costs no KDF: client ids are not secrets (RFC 6749 2.2), so the
+    // faster answer tells nothing, and a guesser cannot make us hash for free.
     let Some(client) = load_client(app, &id).await? else {
-        if let Some(s) = secrets.first() {
-            crate::secret::burn_check(
-                app.platform.crypto.as_ref(),
-                s,
-                app.config.pbkdf2_iterations,
-            )
-            .await;
-        }
         return Err(invalid());
     };
     match (&client.secret_hash, secrets.is_empty()) {
@@ -180,13 +174,13 @@ pub async fn authenticate(
         (None, true) if !confidential_only => Ok(client),
         (None, _) => Err(invalid()),
         (Some(_), true) => Err(invalid()),
+        // Throttled per client id and per address, reserved before the KDF.
         (Some(hash), false) => {
-            for s in &secrets {
-                if check_secret(app, "Client", &client.id, s, hash).await? {
-                    return Ok(client);
-                }
+            if check_client_secret(app, req, &client, hash, &secrets).await? {
+                Ok(client)
+            } else {
+                Err(invalid())
             }
-            Err(invalid())
         }
     }
 }

@@ -42,8 +42,9 @@ pub async fn find_user(app: &App, username: &str) -> Result<Option<User>> {
 
 /// Checks a username and password, throttled (see [`crate::state::throttle`]): `Ok(Some)` for
 /// the right password, `Ok(None)` for a wrong one or an unknown user (counted as a failure),
-/// 429 while the user or the client address is locked. The throttle is asked before the KDF
-/// runs, so a locked guesser costs no hashing.
+/// 429 while the user or the client address is locked or has as many checks in flight as
+/// failures left. The attempt is reserved before the KDF runs, so a locked guesser costs no
+/// hashing.
 pub async fn authenticate_user(
     app: &App,
     req: &Request,
@@ -57,29 +58,26 @@ pub async fn authenticate_user(
         None => throttle::unknown_user(username),
     };
     let keys = throttle::keys(req, &who);
-    let checked = throttle::check(app, &keys).await?;
-    let ok = match &user {
-        Some(u) => match &u.password_hash {
-            Some(h) => check_secret(app, "User", &u.id, password, h).await?,
-            None => false,
-        },
-        None => {
-            crate::secret::burn_check(
-                app.platform.crypto.as_ref(),
-                password,
-                app.config.pbkdf2_iterations,
-            )
-            .await;
-            false
+    // Reserved atomically before the KDF: parallel guesses cannot all pass a check first.
+    let ok = throttle::checked(app, &keys, password, || async {
+        match &user {
+            Some(u) => match &u.password_hash {
+                Some(h) => check_secret(app, "User", &u.id, password, h).await,
+                None => Ok(false),
+            },
+            None => {
+                crate::secret::burn_check(
+                    app.platform.crypto.as_ref(),
+                    password,
+                    app.config.pbkdf2_iterations,
+                )
+                .await;
+                Ok(false)
+            }
         }
-    };
-    if ok {
-        throttle::succeeded(app, &keys, checked).await?;
-        Ok(user)
-    } else {
-        throttle::failed(app, &keys).await?;
-        Ok(None)
-    }
+    })
+    .await?;
+    Ok(if ok { user } else { None })
 }
 
 pub async fn grant(

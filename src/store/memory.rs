@@ -40,6 +40,8 @@ pub struct MemoryKv {
     pub calls: Cell<u64>,
     /// Calls still let through before every later one fails (see the module docs).
     pub countdown: Countdown,
+    /// While set, `list` never answers (a request that never resumes; tests of stuck marks).
+    pub hang_lists: Cell<bool>,
 }
 
 impl MemoryKv {
@@ -94,6 +96,9 @@ impl KvStore for MemoryKv {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         self.enter()?;
+        if self.hang_lists.get() {
+            futures::future::pending::<()>().await;
+        }
         Ok(self
             .data
             .borrow()
@@ -109,7 +114,13 @@ impl KvStore for MemoryKv {
 pub struct MemoryState {
     clock: std::rc::Rc<dyn crate::platform::Clock>,
     data: RefCell<BTreeMap<String, (String, i64)>>,
-    revoked: RefCell<Vec<(String, i64)>>,
+    /// The revocation feed by sequence number, and the same by `jti` for point lookups: both
+    /// O(log n) per insert.
+    revoked: RefCell<BTreeMap<u64, (String, i64)>>,
+    revoked_by_jti: RefCell<BTreeMap<String, i64>>,
+    /// While set, `revocations_since` and `list`-like loads never answer (a request that
+    /// never resumes; tests of stuck marks).
+    pub hang_polls: Cell<bool>,
     pub failing: Cell<bool>,
     /// Calls still let through before every later one fails (see the module docs).
     pub countdown: Countdown,
@@ -122,7 +133,9 @@ impl MemoryState {
         MemoryState {
             clock,
             data: RefCell::new(BTreeMap::new()),
-            revoked: RefCell::new(Vec::new()),
+            revoked: RefCell::new(BTreeMap::new()),
+            revoked_by_jti: RefCell::new(BTreeMap::new()),
+            hang_polls: Cell::new(false),
             failing: Cell::new(false),
             countdown: Countdown::default(),
             calls: Cell::new(0),
@@ -155,7 +168,7 @@ impl MemoryState {
     pub fn revoked(&self) -> Vec<String> {
         self.revoked
             .borrow()
-            .iter()
+            .values()
             .map(|(j, _)| j.clone())
             .collect()
     }
@@ -226,18 +239,60 @@ impl crate::platform::StateStore for MemoryState {
 
     async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError> {
         self.enter()?;
-        self.revoked.borrow_mut().push((jti.to_string(), until));
+        let mut r = self.revoked.borrow_mut();
+        let seq = r.last_key_value().map_or(1, |(k, _)| k + 1);
+        r.insert(seq, (jti.to_string(), until));
+        let mut by = self.revoked_by_jti.borrow_mut();
+        let e = by.entry(jti.to_string()).or_insert(until);
+        *e = (*e).max(until);
         Ok(())
     }
 
     async fn revocations_since(
         &self,
         since: u64,
+        limit: u32,
     ) -> Result<(u64, Vec<(String, i64)>), BackendError> {
         self.enter()?;
+        if self.hang_polls.get() {
+            futures::future::pending::<()>().await;
+        }
         let r = self.revoked.borrow();
-        let list = r.iter().skip(since as usize).cloned().collect();
-        Ok((r.len() as u64, list))
+        let page: Vec<(u64, (String, i64))> = r
+            .range(since + 1..)
+            .take(limit as usize)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let cursor = page.last().map_or(since, |(k, _)| *k);
+        Ok((cursor, page.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    async fn revoked_until(&self, jti: &str) -> Result<Option<i64>, BackendError> {
+        self.enter()?;
+        Ok(self.revoked_by_jti.borrow().get(jti).copied())
+    }
+
+    async fn throttle(
+        &self,
+        op: &crate::state::throttle::Op,
+    ) -> Result<crate::state::throttle::Answer, BackendError> {
+        self.enter()?;
+        // No await from here on: atomic, like the Durable Object.
+        let now = self.clock.now();
+        let raw = op.keys.iter().map(|k| self.current(&k.key)).collect();
+        let (answer, writes) = crate::state::throttle::apply_raw(op, raw, now);
+        let mut d = self.data.borrow_mut();
+        for (k, w) in op.keys.iter().zip(writes) {
+            match w {
+                Some(v) => {
+                    d.insert(k.key.clone(), v);
+                }
+                None => {
+                    d.remove(&k.key);
+                }
+            }
+        }
+        Ok(answer)
     }
 }
 

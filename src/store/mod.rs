@@ -106,6 +106,9 @@ pub struct Repo<'a> {
     pub cache: &'a Cache,
     pub clock: &'a dyn Clock,
     pub ttl: i64,
+    /// Seconds after which a policy or introspector load in flight counts as dead (the store
+    /// timeout; see `shared::SharedSet`).
+    pub stale_after: i64,
 }
 
 impl Repo<'_> {
@@ -199,7 +202,7 @@ impl Repo<'_> {
         };
         self.cache
             .policies
-            .get(self.clock.now(), self.ttl, load)
+            .get(self.clock.now(), self.ttl, self.stale_after, load)
             .await
     }
 
@@ -209,7 +212,7 @@ impl Repo<'_> {
         let load = || self.list(ResourceType::TokenIntrospector);
         self.cache
             .introspectors
-            .get(self.clock.now(), self.ttl, load)
+            .get(self.clock.now(), self.ttl, self.stale_after, load)
             .await
     }
 

@@ -23,8 +23,12 @@ use std::rc::Rc;
 pub struct SharedSet<T> {
     value: RefCell<Option<(i64, Rc<T>)>>,
     generation: Cell<u64>,
-    /// Loads in flight.
-    loading: Cell<u32>,
+    /// The newest load in flight: its number and when it began. Cleared when that load ends or
+    /// its future is dropped. In workerd a request whose client went away can be neither polled
+    /// nor dropped again, so the mark can also stay set forever: one older than `stale_after`
+    /// seconds (the store timeout: no load can legitimately wait longer on one call) is dead.
+    loading: Cell<Option<(u64, i64)>>,
+    loads: Cell<u64>,
 }
 
 impl<T> Default for SharedSet<T> {
@@ -32,7 +36,8 @@ impl<T> Default for SharedSet<T> {
         SharedSet {
             value: RefCell::new(None),
             generation: Cell::new(0),
-            loading: Cell::new(0),
+            loading: Cell::new(None),
+            loads: Cell::new(0),
         }
     }
 }
@@ -54,22 +59,29 @@ impl<T> SharedSet<T> {
         self.generation.set(self.generation.get() + 1);
     }
 
-    /// The set, fresh within `ttl` seconds of `now`, loading it with `load` if need be.
-    pub async fn get<F, Fut>(&self, now: i64, ttl: i64, load: F) -> Result<Rc<T>>
+    /// The set, fresh within `ttl` seconds of `now`, loading it with `load` if need be. A load
+    /// in flight that began more than `stale_after` seconds ago no longer holds others back.
+    pub async fn get<F, Fut>(&self, now: i64, ttl: i64, stale_after: i64, load: F) -> Result<Rc<T>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let cached = self.value.borrow().clone();
         if let Some((at, v)) = cached {
-            if now - at < ttl || self.loading.get() > 0 {
+            let loading = self
+                .loading
+                .get()
+                .is_some_and(|(_, since)| now - since <= stale_after);
+            if now - at < ttl || loading {
                 return Ok(v);
             }
         }
         let generation = self.generation.get();
-        self.loading.set(self.loading.get() + 1);
+        let n = self.loads.get() + 1;
+        self.loads.set(n);
+        self.loading.set(Some((n, now)));
         // However the load ends (also when the request is dropped), it is no longer in flight.
-        let _guard = Loading(&self.loading);
+        let _guard = Loading(&self.loading, n);
         let loaded = Rc::new(load().await?);
         if self.generation.get() == generation {
             *self.value.borrow_mut() = Some((now, loaded.clone()));
@@ -78,11 +90,14 @@ impl<T> SharedSet<T> {
     }
 }
 
-struct Loading<'a>(&'a Cell<u32>);
+/// Clears the mark of load `.1` when it ends, unless a newer load has taken the mark over.
+struct Loading<'a>(&'a Cell<Option<(u64, i64)>>, u64);
 
 impl Drop for Loading<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        if self.0.get().is_some_and(|(n, _)| n == self.1) {
+            self.0.set(None);
+        }
     }
 }
 
@@ -97,7 +112,7 @@ mod tests {
     #[test]
     fn an_aged_set_is_reloaded_by_one_request_while_the_others_use_it() {
         let set: Rc<SharedSet<u32>> = Rc::new(SharedSet::default());
-        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
+        assert_eq!(*block_on(set.get(0, 10, 5, || async { Ok(1) })).unwrap(), 1);
         let (open, gate) = oneshot::channel::<()>();
         let runs = Rc::new(Cell::new(0));
         let seen = Rc::new(RefCell::new(Vec::new()));
@@ -109,7 +124,7 @@ mod tests {
             pool.spawner()
                 .spawn_local(async move {
                     let v = set
-                        .get(20, 10, || async move {
+                        .get(20, 10, 5, || async move {
                             runs.set(runs.get() + 1);
                             if let Some(g) = gate {
                                 let _ = g.await;
@@ -133,7 +148,10 @@ mod tests {
         open.send(()).unwrap();
         pool.run_until_stalled();
         assert_eq!(seen.borrow().last(), Some(&2));
-        assert_eq!(*block_on(set.get(21, 10, || async { Ok(99) })).unwrap(), 2);
+        assert_eq!(
+            *block_on(set.get(21, 10, 5, || async { Ok(99) })).unwrap(),
+            2
+        );
     }
 
     #[test]
@@ -148,7 +166,7 @@ mod tests {
             pool.spawner()
                 .spawn_local(async move {
                     let v = set
-                        .get(0, 10, || {
+                        .get(0, 10, 5, || {
                             // The store is read now; the answer comes back after the write.
                             let seen = version.get();
                             async move {
@@ -168,48 +186,92 @@ mod tests {
         set.invalidate();
         let v = version.get();
         assert_eq!(
-            *block_on(set.get(0, 10, || async move { Ok(v) })).unwrap(),
+            *block_on(set.get(0, 10, 5, || async move { Ok(v) })).unwrap(),
             2
         );
         open.send(()).unwrap();
         pool.run_until_stalled();
         assert_eq!(first.get(), 1, "the early request gets what it loaded");
         // The late answer of the old load did not replace the new set.
-        assert_eq!(*block_on(set.get(1, 10, || async { Ok(99) })).unwrap(), 2);
+        assert_eq!(
+            *block_on(set.get(1, 10, 5, || async { Ok(99) })).unwrap(),
+            2
+        );
     }
 
     #[test]
     fn a_dropped_load_is_no_longer_in_flight() {
         let set: Rc<SharedSet<u32>> = Rc::new(SharedSet::default());
-        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
+        assert_eq!(*block_on(set.get(0, 10, 5, || async { Ok(1) })).unwrap(), 1);
         let mut pool = LocalPool::new();
         let handle = {
             let set = set.clone();
             pool.spawner()
                 .spawn_local_with_handle(async move {
                     let _ = set
-                        .get(20, 10, futures::future::pending::<Result<u32>>)
+                        .get(20, 10, 5, futures::future::pending::<Result<u32>>)
                         .await;
                 })
                 .unwrap()
         };
         pool.run_until_stalled();
         // While it hangs, others use the aged set...
-        assert_eq!(*block_on(set.get(20, 10, || async { Ok(5) })).unwrap(), 1);
+        assert_eq!(
+            *block_on(set.get(20, 10, 5, || async { Ok(5) })).unwrap(),
+            1
+        );
         drop(handle);
         pool.run_until_stalled();
         // ...and once it is gone (a cancelled request), the next request reloads.
-        assert_eq!(*block_on(set.get(20, 10, || async { Ok(5) })).unwrap(), 5);
+        assert_eq!(
+            *block_on(set.get(20, 10, 5, || async { Ok(5) })).unwrap(),
+            5
+        );
+    }
+
+    /// A request that never resumes (workerd: the client went away; its future is neither
+    /// polled nor dropped again) must not hold the reload back for the isolate's whole life.
+    #[test]
+    fn an_abandoned_load_stops_holding_others_back_after_the_store_timeout() {
+        use std::task::{Context, Poll};
+        let set: SharedSet<u32> = SharedSet::default();
+        assert_eq!(*block_on(set.get(0, 10, 5, || async { Ok(1) })).unwrap(), 1);
+        // At t=20 (aged) a request starts the reload and hangs in it...
+        let mut stuck = Box::pin(set.get(20, 10, 5, futures::future::pending::<Result<u32>>));
+        let waker = futures::task::noop_waker();
+        assert!(matches!(
+            stuck.as_mut().poll(&mut Context::from_waker(&waker)),
+            Poll::Pending
+        ));
+        // ...and is abandoned: never polled again, never dropped.
+        std::mem::forget(stuck);
+        // Within the store timeout the others still use the aged set...
+        assert_eq!(
+            *block_on(set.get(25, 10, 5, || async { Ok(7) })).unwrap(),
+            1
+        );
+        // ...after it, the mark is dead and the next request reloads.
+        assert_eq!(
+            *block_on(set.get(26, 10, 5, || async { Ok(7) })).unwrap(),
+            7
+        );
+        assert_eq!(
+            *block_on(set.get(27, 10, 5, || async { Ok(8) })).unwrap(),
+            7
+        );
     }
 
     #[test]
     fn failures_are_not_cached() {
         let set: SharedSet<u32> = SharedSet::default();
-        assert_eq!(*block_on(set.get(0, 10, || async { Ok(1) })).unwrap(), 1);
-        let e = block_on(set.get(20, 10, || async {
+        assert_eq!(*block_on(set.get(0, 10, 5, || async { Ok(1) })).unwrap(), 1);
+        let e = block_on(set.get(20, 10, 5, || async {
             Err::<u32, _>(Error::Unavailable("kv down".into()))
         }));
         assert!(matches!(e, Err(Error::Unavailable(_))));
-        assert_eq!(*block_on(set.get(21, 10, || async { Ok(3) })).unwrap(), 3);
+        assert_eq!(
+            *block_on(set.get(21, 10, 5, || async { Ok(3) })).unwrap(),
+            3
+        );
     }
 }

@@ -33,9 +33,24 @@ enum Op {
         jti: String,
         until: i64,
     },
+    RevokeMany {
+        items: Vec<(String, i64)>,
+    },
     Since {
         since: u64,
+        #[serde(default = "default_page")]
+        limit: u32,
     },
+    Revoked {
+        jti: String,
+    },
+    Throttle {
+        throttle: crate::state::throttle::Op,
+    },
+}
+
+fn default_page() -> u32 {
+    crate::state::REVOCATION_PAGE
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +63,10 @@ struct Reply {
     cursor: u64,
     #[serde(default)]
     items: Vec<(String, i64)>,
+    #[serde(default)]
+    until: Option<i64>,
+    #[serde(default)]
+    throttle: Option<crate::state::throttle::Answer>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +79,11 @@ struct RevokedRow {
     seq: f64,
     jti: String,
     until: f64,
+}
+
+#[derive(Deserialize)]
+struct UntilRow {
+    until: Option<f64>,
 }
 
 #[durable_object]
@@ -90,6 +114,36 @@ impl AuthState {
         Ok(rows.into_iter().next().map(|r| r.value))
     }
 
+    fn put(&self, key: &str, value: &str, expires_at: i64) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            vec![
+                key.to_string().into(),
+                value.to_string().into(),
+                SqlStorageValue::Integer(expires_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn revoke(&self, jti: &str, until: i64) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO revoked (jti, until) VALUES (?, ?)",
+            vec![jti.to_string().into(), SqlStorageValue::Integer(until)],
+        )?;
+        Ok(())
+    }
+
+    /// Drops revocations past their `until` (through the `revoked_until` index).
+    fn sweep_revoked(&self, now: i64) -> Result<()> {
+        self.sql().exec(
+            "DELETE FROM revoked WHERE until <= ?",
+            vec![SqlStorageValue::Integer(now)],
+        )?;
+        Ok(())
+    }
+
     fn apply(&self, op: Op) -> Result<Reply> {
         let now = now();
         let sql = self.sql();
@@ -98,6 +152,8 @@ impl AuthState {
             swapped: false,
             cursor: 0,
             items: Vec::new(),
+            until: None,
+            throttle: None,
         };
         match op {
             Op::Get { key } => reply.value = self.current(&key, now)?,
@@ -132,34 +188,64 @@ impl AuthState {
                 }
             }
             Op::Revoke { jti, until } => {
-                sql.exec(
-                    "INSERT INTO revoked (jti, until) VALUES (?, ?)",
-                    vec![jti.into(), SqlStorageValue::Integer(until)],
-                )?;
-                sql.exec(
-                    "DELETE FROM revoked WHERE until <= ?",
-                    vec![SqlStorageValue::Integer(now)],
-                )?;
+                // O(log n): the insert and the expiry sweep both go through an index.
+                self.revoke(&jti, until)?;
+                self.sweep_revoked(now)?;
             }
-            Op::Since { since } => {
+            Op::RevokeMany { items } => {
+                for (jti, until) in items {
+                    self.revoke(&jti, until)?;
+                }
+                self.sweep_revoked(now)?;
+            }
+            Op::Since { since, limit } => {
+                // One page, in feed order; the cursor is the last row read.
                 let rows: Vec<RevokedRow> = sql
                     .exec(
-                        "SELECT seq, jti, until FROM revoked WHERE seq > ? AND until > ? ORDER BY seq",
-                        vec![SqlStorageValue::Integer(since as i64), SqlStorageValue::Integer(now)],
+                        "SELECT seq, jti, until FROM revoked WHERE seq > ? ORDER BY seq LIMIT ?",
+                        vec![
+                            SqlStorageValue::Integer(since as i64),
+                            SqlStorageValue::Integer(i64::from(limit.clamp(1, 10_000))),
+                        ],
                     )?
                     .to_array()?;
-                let max: Vec<RevokedRow> = sql
+                reply.cursor = rows.last().map_or(since, |r| r.seq as u64).max(since);
+                reply.items = rows
+                    .into_iter()
+                    .filter(|r| r.until as i64 > now)
+                    .map(|r| (r.jti, r.until as i64))
+                    .collect();
+            }
+            Op::Revoked { jti } => {
+                let rows: Vec<UntilRow> = sql
                     .exec(
-                        "SELECT COALESCE(MAX(seq), 0) AS seq, '' AS jti, 0 AS until FROM revoked",
-                        None,
+                        "SELECT MAX(until) AS until FROM revoked WHERE jti = ?",
+                        vec![jti.into()],
                     )?
                     .to_array()?;
-                reply.cursor = max
-                    .first()
-                    .map(|r| r.seq as u64)
-                    .unwrap_or(since)
-                    .max(since);
-                reply.items = rows.into_iter().map(|r| (r.jti, r.until as i64)).collect();
+                reply.until = rows
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.until)
+                    .map(|u| u as i64);
+            }
+            Op::Throttle { throttle: op } => {
+                // Reads, the decision and the writes with nothing awaited in between: atomic.
+                let raw = op
+                    .keys
+                    .iter()
+                    .map(|k| self.current(&k.key, now))
+                    .collect::<Result<Vec<_>>>()?;
+                let (answer, writes) = crate::state::throttle::apply_raw(&op, raw, now);
+                for (k, w) in op.keys.iter().zip(writes) {
+                    match w {
+                        Some((v, until)) => self.put(&k.key, &v, until)?,
+                        None => {
+                            sql.exec("DELETE FROM kv WHERE key = ?", vec![k.key.clone().into()])?;
+                        }
+                    }
+                }
+                reply.throttle = Some(answer);
             }
         }
         Ok(reply)
@@ -173,6 +259,10 @@ impl worker::DurableObject for AuthState {
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at)",
             "CREATE TABLE IF NOT EXISTS revoked (seq INTEGER PRIMARY KEY AUTOINCREMENT, jti TEXT NOT NULL, until INTEGER NOT NULL)",
+            // The expiry sweep on every revocation and the point lookup of a not yet caught-up
+            // isolate, both O(log n) (without them the sweep read the whole table each time).
+            "CREATE INDEX IF NOT EXISTS revoked_until ON revoked (until)",
+            "CREATE INDEX IF NOT EXISTS revoked_jti ON revoked (jti)",
         ];
         for s in setup {
             if let Err(e) = sql.exec(s, None) {
@@ -286,8 +376,25 @@ impl StateStore for DurableState {
     async fn revocations_since(
         &self,
         since: u64,
+        limit: u32,
     ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
-        let r = self.call(&Op::Since { since }).await?;
+        let r = self.call(&Op::Since { since, limit }).await?;
         Ok((r.cursor, r.items))
+    }
+
+    async fn revoked_until(&self, jti: &str) -> std::result::Result<Option<i64>, BackendError> {
+        Ok(self.call(&Op::Revoked { jti: jti.into() }).await?.until)
+    }
+
+    async fn throttle(
+        &self,
+        op: &crate::state::throttle::Op,
+    ) -> std::result::Result<crate::state::throttle::Answer, BackendError> {
+        self.call(&Op::Throttle {
+            throttle: op.clone(),
+        })
+        .await?
+        .throttle
+        .ok_or_else(|| BackendError("durable object: no throttle answer".into()))
     }
 }
