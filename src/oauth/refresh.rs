@@ -42,6 +42,8 @@ pub struct NewFamily<'a> {
     pub launch: crate::oauth::launch::LaunchContext,
     /// The login session to bind the family to (`online_access`).
     pub session: Option<String>,
+    /// Credential-generation tag of the client and user ([`Issue::generation_tag`]).
+    pub generation: Option<String>,
 }
 
 /// Starts a family for the access token `jti` (expiring at `exp`); returns the refresh token.
@@ -66,6 +68,7 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, jti: &str, exp: i64) -> R
         lifetime,
         launch: f.launch,
         session: f.session.filter(|_| online_only(f.scope)),
+        generation: f.generation,
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(format!("{id}.{secret}"))
@@ -117,6 +120,13 @@ pub async fn grant(
         Some(id) => Some(load_user(app, id).await?.ok_or_else(invalid)?),
         None => None,
     };
+    // The family ends with the credentials it was issued under (a password or secret change,
+    // a deactivation, a delete and re-create: src/admin.rs renews the generation).
+    if fam.generation
+        != crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc))
+    {
+        return Err(invalid());
+    }
     let grant = GrantType::parse(&fam.grant).map_err(|_| invalid())?;
     // A refresh never widens: the client's registration and the user's standing as they are
     // now. A lost grant type or refresh setting ends the family's use (invalid_grant); a scope
