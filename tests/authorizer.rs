@@ -508,10 +508,13 @@ fn sign_with_test_key(header: Value, claims: Value) -> String {
 fn key_carrying_headers_are_refused_even_when_signed_by_our_key() {
     let t = TestApp::new();
     cc_token(&t);
+    // The client's credential-generation tag, as the token endpoint would put it (issue 12).
+    let client: Value = serde_json::from_str(&t.kv.dump()["Client/api-client"]).unwrap();
     let claims = json!({
         "iss": edge_authorizer::testing::ISSUER, "aud": edge_authorizer::testing::ISSUER,
         "sub": "api-client", "client_id": "api-client", "sub_kind": "client",
         "exp": edge_authorizer::testing::T0 + 600, "iat": edge_authorizer::testing::T0, "jti": "j1",
+        "edge_gen": edge_authorizer::model::generation_tag(Some(&client), None),
     });
     let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "test-key-1"});
     let ok = sign_with_test_key(header.clone(), claims.clone());
