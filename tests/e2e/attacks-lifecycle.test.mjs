@@ -85,6 +85,18 @@ async function apiRefused(token) {
   assert.equal(origin.requests.length, 0, "the refused request reached the origin");
 }
 
+/** `/auth/introspect` as client app: is the token active? */
+async function introspectActive(token) {
+  const res = await w.fetch("/auth/introspect", {
+    method: "POST",
+    headers: { authorization: APP, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token }).toString(),
+  });
+  const body = await json(res);
+  assert.equal(res.status, 200, JSON.stringify(body));
+  return body.active;
+}
+
 async function refreshRefused(rt, auth = APP) {
   await assertError(await tokenPost(w, { grant_type: "refresh_token", refresh_token: rt }, { auth }), 400, "invalid_grant");
 }
@@ -103,9 +115,13 @@ describe("changes that must end what depended on them", () => {
     const browser = await browserSession("alice@example.com", "old-pass-1");
     await apiOk(t.access_token);
     assert.equal(await sessionUser(browser), "alice");
+    assert.equal(await introspectActive(t.access_token), true);
+    assert.equal(await introspectActive(t.refresh_token), true);
 
     await put(w, "/User/alice", userBody("alice@example.com", "new-pass-2"));
 
+    assert.equal(await introspectActive(t.access_token), false);
+    assert.equal(await introspectActive(t.refresh_token), false);
     await apiRefused(t.access_token);
     await refreshRefused(t.refresh_token);
     assert.equal(await sessionUser(browser), null, "the old session still signs the user in");
