@@ -131,6 +131,25 @@ describe("changes that must end what depended on them", () => {
     await refreshOk(fresh.refresh_token);
   });
 
+  test("an authorization code issued before a password change is refused", async () => {
+    await put(w, "/User/erin", userBody("erin@example.com", "erin-pass-1"));
+    const signInCode = async () => {
+      const query = authorizeQuery({ response_type: "code", client_id: "app", redirect_uri: CB, state: "s" });
+      const { csrf, jar } = await interaction(w, query);
+      const res = await postLogin(w, { query, csrf, jar, username: "erin@example.com", password: "erin-pass-1" });
+      const code = new URL(res.headers.get("location")).searchParams.get("code");
+      assert.ok(code, res.headers.get("location"));
+      return code;
+    };
+    const redeem = (code) => tokenPost(w, { grant_type: "authorization_code", code, redirect_uri: CB }, { auth: APP });
+    // Control: redeemed at once, it works.
+    const ok = await redeem(await signInCode());
+    assert.equal(ok.status, 200, await ok.text());
+    const code = await signInCode();
+    await put(w, "/User/erin", userBody("erin@example.com", "erin-pass-2"));
+    await assertError(await redeem(code), 400, "invalid_grant");
+  });
+
   test("inactive user's access token is refused, and reactivation does not revive it", async () => {
     await put(w, "/User/ina", userBody("ina@example.com", "ina-pass-1"));
     const t = await signIn("ina@example.com", "ina-pass-1");
