@@ -10,8 +10,8 @@ use crate::authz::authorize;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, Request, Response};
 use crate::model::{
-    check_envelope, client, introspector, public_view, take_secret, user, valid_id, ResourceType,
-    KEPT_SECRETS, ROOT_CLIENT_ID,
+    check_envelope, client, introspector, new_generation, public_view, take_secret, user, valid_id,
+    ResourceType, GENERATION_FIELD, KEPT_SECRETS, ROOT_CLIENT_ID,
 };
 use crate::policy::CompiledPolicy;
 use crate::secret::hash_secret;
@@ -132,10 +132,18 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
     let existing_field = |f: &str| existing.as_ref().and_then(|e| e.get(f)).cloned();
     let mut old_email = None;
     let mut new_email = None;
+    // Does this write end what the resource's old credentials vouched for (sessions, refresh
+    // families, access tokens)? See [`GENERATION_FIELD`].
+    let mut credential_change = existing.is_none();
     match rt {
         ResourceType::Client => {
             let secret = take_secret(&mut map, "secret")?;
             client::validate(&map)?;
+            let active = map.get("active").and_then(Value::as_bool) != Some(false);
+            let keys_changed = ["jwks", "jwks_uri"]
+                .iter()
+                .any(|k| map.get(*k) != existing.as_ref().and_then(|e| e.get(*k)));
+            credential_change |= secret.is_some() || !active || keys_changed;
             set_hash(
                 app,
                 &mut map,
@@ -148,6 +156,8 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
         ResourceType::User => {
             let password = take_secret(&mut map, "password")?;
             user::validate(&map)?;
+            credential_change |=
+                password.is_some() || !user::is_active(&Value::Object(map.clone()));
             new_email = map
                 .get("email")
                 .and_then(Value::as_str)
@@ -184,10 +194,16 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
             .await?;
         }
         ResourceType::TokenIntrospector => {
-            // GET never shows these secrets; a PUT without them keeps the stored ones.
+            // GET never shows these secrets; a PUT without them keeps the stored ones, unless
+            // it changes where they go (type, issuer, URLs): then they are dropped.
+            let same_place = existing.as_ref().is_some_and(|e| {
+                introspector::secret_binding(e)
+                    == introspector::secret_binding(&Value::Object(map.clone()))
+            });
             for (outer, inner) in KEPT_SECRETS {
                 let kept = existing
                     .as_ref()
+                    .filter(|_| same_place)
                     .and_then(|e| e.get(outer)?.get(inner))
                     .cloned();
                 if let (Some(Value::Object(o)), Some(k)) = (map.get_mut(outer), kept) {
@@ -195,10 +211,22 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
                 }
             }
             introspector::validate(&map)?;
+            let others = repo.list(rt).await?;
+            introspector::check_unique_prefix(id, &Value::Object(map.clone()), &others)?;
         }
         ResourceType::AccessPolicy => {
             CompiledPolicy::compile(&Value::Object(map.clone()))
                 .map_err(|e| Error::validation(e.path.clone(), e.message.clone()))?;
+        }
+    }
+    if matches!(rt, ResourceType::Client | ResourceType::User) {
+        let generation = if credential_change {
+            Some(Value::String(new_generation(app.platform.random.as_ref())))
+        } else {
+            existing_field(GENERATION_FIELD)
+        };
+        if let Some(g) = generation {
+            map.insert(GENERATION_FIELD.into(), g);
         }
     }
     let version = existing_field("meta")

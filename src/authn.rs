@@ -7,7 +7,7 @@ use crate::http_util::{authorization, Authorization, BasicCredentials, Request};
 use crate::jwt::{self, Expectations, VerifyError, ACCESS_TOKEN_TYP};
 use crate::model::client::Client;
 use crate::model::user::User;
-use crate::model::{ResourceType, ROOT_CLIENT_ID};
+use crate::model::{ResourceType, GENERATION_CLAIM, ROOT_CLIENT_ID};
 use crate::secret::{ct_eq, verify_secret};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -363,10 +363,23 @@ async fn own_identity(app: &App, claims: &Map<String, Value>) -> Result<Identity
             }
             _ => None,
         };
+    // The token ends with the credentials it was issued under: a password or secret change,
+    // a deactivation, or a delete and re-create renews the generation (src/admin.rs), and a
+    // token without the claim (issued before generations existed) passes only while neither
+    // its client nor its user has one. Checked on every request, the token cache included.
+    let expected = crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc));
+    let carried = claims.get(GENERATION_CLAIM).and_then(Value::as_str);
+    if carried != expected.as_deref() {
+        return Err(Error::InvalidToken(
+            "the token's client or user credentials have changed since it was issued".into(),
+        ));
+    }
+    let mut claims = claims.clone();
+    claims.remove(GENERATION_CLAIM);
     Ok(Identity {
         root: false,
         client: Some(client),
         user,
-        jwt: Some(claims.clone()),
+        jwt: Some(claims),
     })
 }

@@ -334,13 +334,12 @@ pub async fn introspect_opaque(
     our_audience: &str,
 ) -> Result<Option<Identity>> {
     let all = introspectors(app).await?;
-    let endpoints: Vec<&Value> = all
-        .iter()
-        .filter(|d| d.get("type").and_then(Value::as_str) == Some("opaque"))
-        .collect();
-    if endpoints.is_empty() {
+    // One endpoint, chosen by configuration: a token meant for one issuer is never shown to
+    // another (src/model/introspector.rs `choose_opaque`).
+    let Some(ep) = crate::model::introspector::choose_opaque(&all, token) else {
         return Ok(None);
-    }
+    };
+    let endpoints = [ep];
     let key = crate::state::hash(token);
     let now = app.now();
     let cached = app.cache.external.introspected.borrow().get(&key).cloned();

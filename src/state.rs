@@ -184,6 +184,10 @@ pub struct Family {
     /// `online_access`: the login session the family lives with; refresh fails once it ended.
     #[serde(default)]
     pub session: Option<String>,
+    /// Credential-generation tag of the client and user ([`crate::model::generation_tag`]);
+    /// a refresh is refused once it differs. None: both were legacy when the family started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 /// A family without a lifetime is kept this long after its last use (ten years).
@@ -413,6 +417,10 @@ pub struct Session {
     /// This session's own store key, so that grants can be bound to it (`online_access`).
     #[serde(default)]
     pub key: String,
+    /// Credential-generation tag of the user ([`crate::model::generation_tag`]); the session
+    /// ends once it differs (src/oauth/interaction.rs `current_session`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 pub fn session_key(id: &str) -> String {

@@ -6,8 +6,9 @@
 //! for one audience is never taken as verified for another. An entry lives until
 //! the token's `exp` (plus the clock leeway the verifier allows): an expired token misses and is
 //! refused by the full check. Only the signature and claim checks are skipped: revocation, the
-//! client and the user are checked on every request (they are cached separately, and a
-//! revocation through this isolate applies at once). Failures are never cached.
+//! client and the user (with their credential generation, `edge_gen`) are checked on every
+//! request (they are cached separately, and a revocation or admin change through this isolate
+//! applies at once). Failures are never cached.
 
 use serde_json::{Map, Value};
 use std::cell::RefCell;

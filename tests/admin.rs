@@ -442,3 +442,109 @@ fn wrong_methods_are_405_with_allow() {
     let r = call(&t, "DELETE", "/Client", Some(&TestApp::root()), None, "");
     assert_eq!(r.status(), 405);
 }
+
+/// The stored `credential_generation` of a resource (never shown by the API).
+fn stored_generation(t: &TestApp, key: &str) -> Option<String> {
+    let doc: Value = serde_json::from_str(&t.kv.dump()[key]).unwrap();
+    doc["credential_generation"].as_str().map(str::to_string)
+}
+
+#[test]
+fn credential_changes_renew_the_generation_and_profile_changes_keep_it() {
+    let t = TestApp::new();
+    let put = |body: Value| {
+        let r = t.admin_put("/User/u1", body);
+        assert!([200, 201].contains(&r.status()), "{}", r.text());
+        assert!(r.json().get("credential_generation").is_none());
+    };
+    put(json!({"email": "u1@example.com", "password": "pw-one"}));
+    let g1 = stored_generation(&t, "User/u1").expect("new on create");
+    put(json!({"email": "u1@example.com", "name": {"givenName": "U"}}));
+    assert_eq!(
+        stored_generation(&t, "User/u1").as_ref(),
+        Some(&g1),
+        "profile change"
+    );
+    put(json!({"email": "u1@example.com", "password": "pw-two"}));
+    let g2 = stored_generation(&t, "User/u1").unwrap();
+    assert_ne!(g1, g2, "password change");
+    put(json!({"email": "u1@example.com", "inactive": true}));
+    let g3 = stored_generation(&t, "User/u1").unwrap();
+    assert_ne!(g2, g3, "inactive: true");
+    put(json!({"email": "u1@example.com", "active": false}));
+    assert_ne!(
+        stored_generation(&t, "User/u1").unwrap(),
+        g3,
+        "active: false"
+    );
+    assert!(!root_get(&t, "/User/u1")
+        .text()
+        .contains("credential_generation"));
+    // Delete and create again: a new generation.
+    let before = stored_generation(&t, "User/u1").unwrap();
+    assert_eq!(
+        call(&t, "DELETE", "/User/u1", Some(&TestApp::root()), None, "").status(),
+        200
+    );
+    put(json!({"email": "u1@example.com", "password": "pw-two"}));
+    assert_ne!(
+        stored_generation(&t, "User/u1").unwrap(),
+        before,
+        "re-created"
+    );
+    // Nobody sets it.
+    let r = t.admin_put(
+        "/User/u1",
+        json!({"email": "u1@example.com", "credential_generation": before}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+    assert_eq!(r.json()["field"], "credential_generation");
+    let r = t.admin_put("/User/u2", json!({"inactive": "yes"}));
+    assert_eq!(r.status(), 422, "{}", r.text());
+
+    // Clients: secret, keys and deactivation renew; grant types do not.
+    t.admin_put(
+        "/Client/c",
+        json!({"secret": "s1", "grant_types": ["basic"]}),
+    );
+    let c1 = stored_generation(&t, "Client/c").unwrap();
+    t.admin_put(
+        "/Client/c",
+        json!({"grant_types": ["basic", "client_credentials"]}),
+    );
+    assert_eq!(stored_generation(&t, "Client/c").unwrap(), c1);
+    t.admin_put(
+        "/Client/c",
+        json!({"secret": "s2", "grant_types": ["basic"]}),
+    );
+    let c2 = stored_generation(&t, "Client/c").unwrap();
+    assert_ne!(c1, c2);
+    t.admin_put(
+        "/Client/c",
+        json!({"grant_types": ["basic"], "active": false}),
+    );
+    assert_ne!(stored_generation(&t, "Client/c").unwrap(), c2);
+}
+
+#[test]
+fn inactive_user_cannot_sign_in() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/app",
+        json!({"secret": "app", "grant_types": ["password"]}),
+    );
+    t.admin_put(
+        "/User/u",
+        json!({"email": "u@example.com", "password": "pw", "inactive": true}),
+    );
+    let r = t.token(
+        Some(&TestApp::basic("app", "app")),
+        &[
+            ("grant_type", "password"),
+            ("username", "u@example.com"),
+            ("password", "pw"),
+        ],
+    );
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_grant");
+}

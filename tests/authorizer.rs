@@ -508,10 +508,13 @@ fn sign_with_test_key(header: Value, claims: Value) -> String {
 fn key_carrying_headers_are_refused_even_when_signed_by_our_key() {
     let t = TestApp::new();
     cc_token(&t);
+    // The client's credential-generation tag, as the token endpoint would put it (issue 12).
+    let client: Value = serde_json::from_str(&t.kv.dump()["Client/api-client"]).unwrap();
     let claims = json!({
         "iss": edge_authorizer::testing::ISSUER, "aud": edge_authorizer::testing::ISSUER,
         "sub": "api-client", "client_id": "api-client", "sub_kind": "client",
         "exp": edge_authorizer::testing::T0 + 600, "iat": edge_authorizer::testing::T0, "jti": "j1",
+        "edge_gen": edge_authorizer::model::generation_tag(Some(&client), None),
     });
     let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "test-key-1"});
     let ok = sign_with_test_key(header.clone(), claims.clone());
@@ -944,4 +947,50 @@ fn forwarded_headers_are_the_ones_we_vouch_for() {
     };
     assert!(f.headers().get("cookie").is_none());
     assert!(f.headers().get("x-forwarded-for").is_none());
+}
+
+/// Issue 12: a Client stored before credential generations existed (no `credential_generation`)
+/// gets tokens without `edge_gen`; they pass while the client has none, a profile change keeps
+/// it so, and the first credential change ends them.
+#[test]
+fn legacy_tokens_live_until_the_first_credential_change() {
+    use edge_authorizer::platform::KvStore;
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/api-client",
+        json!({"secret": "verysecret", "grant_types": ["client_credentials"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/api",
+        json!({"engine": "allow", "link": [{"id": "api-client", "resourceType": "Client"}]}),
+    );
+    // Make it a pre-upgrade record.
+    let mut doc: Value = serde_json::from_str(&t.kv.dump()["Client/api-client"]).unwrap();
+    doc.as_object_mut().unwrap().remove("credential_generation");
+    futures::executor::block_on(t.kv.put("Client/api-client", &doc.to_string())).unwrap();
+    let r = t.token(
+        Some(&TestApp::basic("api-client", "verysecret")),
+        &[("grant_type", "client_credentials")],
+    );
+    let tok = r.json()["access_token"].as_str().unwrap().to_string();
+    let payload = tok.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(claims.get("edge_gen").is_none(), "{claims}");
+    let bearer = format!("Bearer {tok}");
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 200);
+    t.admin_put(
+        "/Client/api-client",
+        json!({"grant_types": ["client_credentials"], "name": "renamed"}),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 200);
+    t.admin_put(
+        "/Client/api-client",
+        json!({"secret": "rotated", "grant_types": ["client_credentials"]}),
+    );
+    assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 401);
 }

@@ -897,3 +897,143 @@ fn smart_launch_tokens_introspect_with_their_context() {
     );
     assert_eq!(introspect(&t, &at), json!({"active": false}));
 }
+
+// ---- issue 12: one opaque introspector per token; a moved introspector loses its secrets ----
+
+#[test]
+fn an_opaque_token_goes_to_the_one_introspector_configuration_names() {
+    let (a, b, d) = (
+        "https://gh.example/i",
+        "https://gl.example/i",
+        "https://default.example/i",
+    );
+    let t = setup(json!({"type": "opaque", "token_prefix": "ghp_",
+                         "introspection_endpoint": {"url": a}, "map_user": {"claims": ["sub"]}}));
+    let r = t.admin_put(
+        "/TokenIntrospector/gl",
+        json!({"type": "opaque", "token_prefix": "glpat-", "introspection_endpoint": {"url": b}}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let active = json!({"active": true, "sub": "john", "exp": T0 + 600}).to_string();
+    for u in [a, b, d] {
+        t.http.route(u, 200, &active);
+    }
+    t.admin_put(
+        "/AccessPolicy/idp-users",
+        json!({"engine": "matcho", "matcho": {"user": {"id": "john"}}}),
+    );
+    assert_eq!(api(&t, "ghp_one").status(), 200);
+    assert_eq!((t.http.count(a), t.http.count(b)), (1, 0));
+    // Accepted (403: no policy for a token without a local user), not 401.
+    assert_eq!(api(&t, "glpat-two").status(), 403);
+    assert_eq!((t.http.count(a), t.http.count(b)), (1, 1));
+    // No prefix matches and there is no default: refused, sent nowhere.
+    assert_eq!(api(&t, "plain-three").status(), 401);
+    assert_eq!(t.http.calls.borrow().len(), 2);
+    // One default (no prefix) takes the rest; a second default or a shared prefix is refused.
+    let r = t.admin_put(
+        "/TokenIntrospector/default",
+        json!({"type": "opaque", "introspection_endpoint": {"url": d}}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert_eq!(api(&t, "plain-four").status(), 403);
+    assert_eq!(
+        (t.http.count(a), t.http.count(b), t.http.count(d)),
+        (1, 1, 1)
+    );
+    let r = t.admin_put(
+        "/TokenIntrospector/default2",
+        json!({"type": "opaque", "introspection_endpoint": {"url": d}}),
+    );
+    assert_eq!(r.status(), 409, "{}", r.text());
+    let r = t.admin_put(
+        "/TokenIntrospector/gh2",
+        json!({"type": "opaque", "token_prefix": "ghp_", "introspection_endpoint": {"url": d}}),
+    );
+    assert_eq!(r.status(), 409, "{}", r.text());
+    // Re-writing an introspector does not clash with itself.
+    let r = t.admin_put(
+        "/TokenIntrospector/default",
+        json!({"type": "opaque", "introspection_endpoint": {"url": d}, "audience": "x"}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    for bad in [json!(""), json!("has space"), json!(7)] {
+        let r = t.admin_put(
+            "/TokenIntrospector/x",
+            json!({"type": "opaque", "token_prefix": bad, "introspection_endpoint": {"url": d}}),
+        );
+        assert_eq!(r.status(), 422, "{}", r.text());
+        assert_eq!(r.json()["field"], "token_prefix");
+    }
+    let r = t.admin_put(
+        "/TokenIntrospector/x",
+        json!({"type": "jwt", "token_prefix": "a", "jwt": {"iss": "https://x.example", "secret": SECRET_STR}}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+}
+
+const SECRET_STR: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn a_put_that_moves_an_introspector_drops_its_stored_secrets() {
+    let (a, b) = ("https://real.example/i", "https://elsewhere.example/i");
+    let t = setup(json!({"type": "opaque",
+                         "introspection_endpoint": {"url": a, "authorization": "Bearer real"}}));
+    let stored = |t: &TestApp| -> Value {
+        serde_json::from_str(&t.kv.dump()["TokenIntrospector/idp"]).unwrap()
+    };
+    // Same place: kept.
+    t.admin_put(
+        "/TokenIntrospector/idp",
+        json!({"type": "opaque", "introspection_endpoint": {"url": a}, "audience": "x"}),
+    );
+    assert_eq!(
+        stored(&t)["introspection_endpoint"]["authorization"],
+        "Bearer real"
+    );
+    // Another URL: dropped, and moving back does not bring it back.
+    t.admin_put(
+        "/TokenIntrospector/idp",
+        json!({"type": "opaque", "introspection_endpoint": {"url": b}}),
+    );
+    assert!(stored(&t)["introspection_endpoint"]
+        .get("authorization")
+        .is_none());
+    t.admin_put(
+        "/TokenIntrospector/idp",
+        json!({"type": "opaque", "introspection_endpoint": {"url": a}}),
+    );
+    assert!(stored(&t)["introspection_endpoint"]
+        .get("authorization")
+        .is_none());
+    // A new secret in the body is taken with the move.
+    t.admin_put(
+        "/TokenIntrospector/idp",
+        json!({"type": "opaque", "introspection_endpoint": {"url": b, "authorization": "Bearer new"}}),
+    );
+    assert_eq!(
+        stored(&t)["introspection_endpoint"]["authorization"],
+        "Bearer new"
+    );
+    // HS256: another issuer without the secret has no key source left.
+    let r = t.admin_put(
+        "/TokenIntrospector/hs",
+        json!({"type": "jwt", "jwt": {"iss": "https://a.example", "secret": SECRET_STR}}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let r = t.admin_put(
+        "/TokenIntrospector/hs",
+        json!({"type": "jwt", "jwt": {"iss": "https://a.example"}}),
+    );
+    assert_eq!(
+        r.status(),
+        200,
+        "same issuer keeps the secret: {}",
+        r.text()
+    );
+    let r = t.admin_put(
+        "/TokenIntrospector/hs",
+        json!({"type": "jwt", "jwt": {"iss": "https://b.example"}}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+}

@@ -9,6 +9,10 @@
 //!   Unset: our own `AUDIENCE` (default the issuer). A token meant for someone else is refused.
 //! - `{"type": "opaque", "introspection_endpoint": {"url": "...", "authorization": "..."}}`:
 //!   RFC 7662 introspection for tokens that are not JWTs (`audience` applies to an answer's `aud`).
+//!   An opaque token goes to ONE endpoint, never to each in turn ([`choose_opaque`]): the one
+//!   whose `token_prefix` (e.g. `"ghp_"`) is the longest prefix of the token, else the one
+//!   opaque introspector without `token_prefix` (the default). At most one opaque introspector
+//!   may omit it and no two may share one (checked on write, src/admin.rs).
 //! - `map_user: {"claims": ["box_user", "sub"], "match": {...}}`: opt-in mapping of a claim to a
 //!   local User id (the first listed claim present wins, Aidbox reads `box_user` then `sub`);
 //!   `match` (optional) is what the User must contain for this issuer to speak for it. Without
@@ -246,6 +250,12 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 }
             }
             let _ = doc;
+            if m.contains_key("token_prefix") {
+                return Err(Error::validation(
+                    "token_prefix",
+                    "is for type opaque only (a JWT is matched by its iss)",
+                ));
+            }
             Ok(())
         }
         Some("opaque") => {
@@ -262,6 +272,14 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 }
             }
             opt_str(ep, "authorization", "introspection_endpoint")?;
+            if let Some(p) = opt_str(m, "token_prefix", "")? {
+                if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(Error::validation(
+                        "token_prefix",
+                        "must be 1-64 visible ASCII characters",
+                    ));
+                }
+            }
             validate_audience(m)?;
             validate_mapping(m, &OPAQUE_USER_CLAIMS)?;
             Ok(())
@@ -272,4 +290,86 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             "is required (\"jwt\" or \"opaque\")",
         )),
     }
+}
+
+/// The `token_prefix` of an opaque introspector; None: it is the default.
+pub fn token_prefix(doc: &Value) -> Option<&str> {
+    doc.get("token_prefix").and_then(Value::as_str)
+}
+
+fn is_opaque(doc: &Value) -> bool {
+    doc.get("type").and_then(Value::as_str) == Some("opaque")
+}
+
+/// The one opaque introspector an opaque `token` may be sent to: the longest `token_prefix`
+/// that begins the token, else the single opaque introspector without a prefix. None when no
+/// rule names one, or when two stored introspectors tie (the write check makes that impossible
+/// unless two writes raced): the token is then refused, never sent to a guess.
+pub fn choose_opaque<'a>(all: &'a [Value], token: &str) -> Option<&'a Value> {
+    let opaque: Vec<&Value> = all.iter().filter(|d| is_opaque(d)).collect();
+    let best = opaque
+        .iter()
+        .filter_map(|d| {
+            token_prefix(d)
+                .filter(|p| token.starts_with(p))
+                .map(|p| (p.len(), *d))
+        })
+        .max_by_key(|(n, _)| *n);
+    let pick = |cands: Vec<&'a Value>| match cands.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    };
+    match best {
+        Some((n, _)) => pick(
+            opaque
+                .iter()
+                .filter(|d| token_prefix(d).is_some_and(|p| p.len() == n && token.starts_with(p)))
+                .copied()
+                .collect(),
+        ),
+        None => pick(
+            opaque
+                .iter()
+                .filter(|d| token_prefix(d).is_none())
+                .copied()
+                .collect(),
+        ),
+    }
+}
+
+/// The write check behind [`choose_opaque`]: `doc` (stored as `id`) must not share its
+/// `token_prefix`, or the lack of one, with another opaque introspector of `others`.
+pub fn check_unique_prefix(id: &str, doc: &Value, others: &[Value]) -> Result<()> {
+    if !is_opaque(doc) {
+        return Ok(());
+    }
+    let mine = token_prefix(doc);
+    let clash = others.iter().find(|o| {
+        o.get("id").and_then(Value::as_str) != Some(id) && is_opaque(o) && token_prefix(o) == mine
+    });
+    match (clash, mine) {
+        (None, _) => Ok(()),
+        (Some(o), Some(p)) => Err(Error::Conflict(format!(
+            "TokenIntrospector/{} already has token_prefix \"{p}\"",
+            o.get("id").and_then(Value::as_str).unwrap_or("?")
+        ))),
+        (Some(o), None) => Err(Error::Conflict(format!(
+            "TokenIntrospector/{} is already the opaque introspector without token_prefix; \
+             give this one a token_prefix",
+            o.get("id").and_then(Value::as_str).unwrap_or("?")
+        ))),
+    }
+}
+
+/// Where a TokenIntrospector's kept secrets are sent or belong: its type, issuer, introspection
+/// URL and key URL. A PUT that changes any of these drops the stored secrets unless the body
+/// carries them again (src/admin.rs), so a secret never follows a resource to a new place.
+pub fn secret_binding(doc: &Value) -> [Option<&Value>; 5] {
+    [
+        doc.get("type"),
+        doc.pointer("/jwt/iss"),
+        doc.pointer("/introspection_endpoint/url"),
+        doc.get("jwks_uri"),
+        doc.pointer("/jwt/jwks_uri"),
+    ]
 }

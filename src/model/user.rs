@@ -12,6 +12,7 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
         }
     }
     opt_bool(m, "active", "")?;
+    opt_bool(m, "inactive", "")?;
     Ok(())
 }
 
@@ -27,6 +28,13 @@ pub fn normalize_email(email: &str) -> Option<String> {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/');
     ok.then_some(e)
+}
+
+/// Aidbox's `inactive: true` (and the deprecated `active: false`) blocks the User: no sign-in,
+/// and its sessions and tokens are refused.
+pub fn is_active(doc: &Value) -> bool {
+    doc.get("active").and_then(Value::as_bool) != Some(false)
+        && doc.get("inactive").and_then(Value::as_bool) != Some(true)
 }
 
 /// A stored User, read for the password grant and the policy request. Debug shows neither the
@@ -64,7 +72,7 @@ impl User {
                 .get("password_hash")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+            active: is_active(&doc),
             doc,
         }
     }

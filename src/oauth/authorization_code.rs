@@ -71,6 +71,18 @@ pub async fn grant(
     let user = load_user(app, &rec.user_id)
         .await?
         .ok_or_else(|| invalid("the user no longer exists"))?;
+    // A code is worth no more than the sign-in it came from: once the user's credentials
+    // changed (password, deactivation, delete and re-create), the session's generation tag no
+    // longer matches and neither does the code (README "Admin API").
+    if let Some(key) = &rec.session {
+        if let Some((s, _)) = crate::state::read::<crate::state::Session>(app, key).await? {
+            if s.generation != crate::model::generation_tag(None, Some(&user.doc)) {
+                return Err(invalid(
+                    "the user's credentials changed since the code was issued",
+                ));
+            }
+        }
+    }
     // The scope ceiling again, against the client's and the user's standing now.
     client_ceiling(client, GrantType::AuthorizationCode, rec.scope.as_deref())?;
     user_ceiling(app, &user, rec.scope.as_deref())?;
@@ -93,6 +105,7 @@ pub async fn grant(
                 app,
                 refresh::NewFamily {
                     client,
+                    generation: crate::model::generation_tag(Some(&client.doc), Some(&user.doc)),
                     user_id: Some(&user.id),
                     scope: rec.scope.as_deref(),
                     audience: &audience,

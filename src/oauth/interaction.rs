@@ -112,7 +112,12 @@ pub async fn current_session(app: &App, req: &Request) -> Result<Option<(User, S
     let Some((s, _)) = state::read::<Session>(app, &session_key(&id)).await? else {
         return Ok(None);
     };
-    Ok(load_user(app, &s.user_id).await?.map(|u| (u, s)))
+    // The session ends with the credentials it was signed in with: a password change, a
+    // deactivation, or a delete and re-create renews the User's generation (src/admin.rs).
+    Ok(load_user(app, &s.user_id)
+        .await?
+        .filter(|u| crate::model::generation_tag(None, Some(&u.doc)) == s.generation)
+        .map(|u| (u, s)))
 }
 
 /// Human words for a scope on the consent page.
@@ -290,6 +295,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
         auth_time: now,
         patient: None,
         key: session_key(&session_id),
+        generation: crate::model::generation_tag(None, Some(&user.doc)),
     };
     state::create(app, &session_key(&session_id), &session, now + SESSION_TTL).await?;
     let mut resp = proceed(app, req, &areq, Some((&user, &session)), false).await?;

@@ -64,7 +64,11 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
             Err(_) => inactive(),
         };
     }
-    match refresh::live_family(app, token, &client.id).await? {
+    let family = match refresh::live_family(app, token, &client.id).await? {
+        Some((id, fam)) if still_bound(app, &client, &fam).await? => Some((id, fam)),
+        _ => None,
+    };
+    match family {
         Some((_, fam)) => {
             let mut body = json!({"active": true, "token_type": "refresh_token",
                                   "client_id": fam.client_id, "aud": fam.audience});
@@ -84,4 +88,25 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
         }
         None => inactive(),
     }
+}
+
+/// A refresh family is answered active only while its user is still active and its client's and
+/// user's credential generations are those it was issued under (a refresh would fail otherwise:
+/// src/oauth/refresh.rs).
+async fn still_bound(
+    app: &App,
+    client: &crate::model::client::Client,
+    fam: &crate::state::Family,
+) -> Result<bool> {
+    let user = match &fam.user_id {
+        Some(id) => match crate::authn::load_user(app, id).await? {
+            Some(u) => Some(u),
+            None => return Ok(false),
+        },
+        None => None,
+    };
+    Ok(
+        crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc))
+            == fam.generation,
+    )
 }

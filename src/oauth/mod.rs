@@ -147,6 +147,12 @@ pub struct Issue<'a> {
 }
 
 impl<'a> Issue<'a> {
+    /// The credential-generation tag of this grant's client and user
+    /// ([`crate::model::generation_tag`]).
+    pub fn generation_tag(&self) -> Option<String> {
+        crate::model::generation_tag(Some(&self.client.doc), self.user.map(|u| &u.doc))
+    }
+
     pub fn new(
         client: &'a Client,
         user: Option<&'a User>,
@@ -201,6 +207,10 @@ pub async fn sign_access_token(
     claims.insert("client_id".into(), json!(what.client.id));
     claims.insert("jti".into(), json!(jti));
     claims.insert(SUB_KIND_CLAIM.into(), json!(kind));
+    // Bound to the credential generations of its client and user (src/authn.rs checks it).
+    if let Some(tag) = what.generation_tag() {
+        claims.insert(crate::model::GENERATION_CLAIM.into(), json!(tag));
+    }
     if let Some(s) = &what.scope {
         claims.insert("scope".into(), json!(s));
     }

@@ -47,6 +47,8 @@ pub struct NewFamily<'a> {
     pub launch: crate::oauth::launch::LaunchContext,
     /// The login session to bind the family to (`online_access`).
     pub session: Option<String>,
+    /// Credential-generation tag of the client and user ([`Issue::generation_tag`]).
+    pub generation: Option<String>,
 }
 
 /// A family's absolute lifetime when the client sets none: 30 days.
@@ -91,6 +93,7 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, _jti: &str, exp: i64) -> 
         not_after: Some(not_after),
         launch: f.launch,
         session: f.session.filter(|_| online_only(f.scope)),
+        generation: f.generation,
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(state::refresh_token(&key, &id, 0, &secret))
@@ -155,6 +158,13 @@ pub async fn grant(
         Some(id) => Some(load_user(app, id).await?.ok_or_else(invalid)?),
         None => None,
     };
+    // The family ends with the credentials it was issued under (a password or secret change,
+    // a deactivation, a delete and re-create: src/admin.rs renews the generation).
+    if fam.generation
+        != crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc))
+    {
+        return Err(invalid());
+    }
     let grant = GrantType::parse(&fam.grant).map_err(|_| invalid())?;
     // A refresh never widens: the client's registration and the user's standing as they are
     // now. A lost grant type or refresh setting ends the family's use (invalid_grant); a scope

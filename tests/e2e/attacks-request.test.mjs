@@ -10,11 +10,13 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomUUID, sign as nodeSign } from "node:crypto";
-import { startWorker, startOrigin, basicAuth, form, json, FORM } from "./harness.mjs";
+import { startWorker, startOrigin, basicAuth, form, json, FORM, decodeJwt } from "./harness.mjs";
 import net from "node:net";
-import { forge, nowSecs, assertError, put, tokenPost } from "./attacks-lib.mjs";
+import { forge, nowSecs, assertError, put, tokenPost, pkce, authorizeQuery, interaction, postLogin } from "./attacks-lib.mjs";
 
 let w;
+/** The `edge_gen` claim of user clin's tokens from client smart-app. */
+let clinGen;
 let origin;
 /** `host:port` the caller uses for the Worker. */
 let host;
@@ -69,6 +71,23 @@ before(async () => {
   await put(w, "/Client/smart-app", { grant_types: ["authorization_code"], first_party: true, auth: { authorization_code: { redirect_uri: "https://app.example/cb" } } });
   await put(w, "/User/clin", { password: "clin-pass-e2e" });
   await put(w, "/AccessPolicy/smart-app", { engine: "smart-on-fhir", link: link("smart-app") });
+  // The `edge_gen` claim of clin's tokens from smart-app (issue 12: a server-kept credential
+  // generation the forged tokens below must carry), from one real sign-in.
+  const { verifier, challenge } = pkce();
+  const query = authorizeQuery({
+    response_type: "code", client_id: "smart-app", redirect_uri: "https://app.example/cb", state: "s",
+    code_challenge: challenge, code_challenge_method: "S256",
+  });
+  const { csrf, jar } = await interaction(w, query);
+  const login = await postLogin(w, { query, csrf, jar, username: "clin", password: "clin-pass-e2e" });
+  const code = new URL(login.headers.get("location")).searchParams.get("code");
+  assert.ok(code, `no code: ${login.headers.get("location")}`);
+  const t = await tokenPost(w, {
+    grant_type: "authorization_code", code, redirect_uri: "https://app.example/cb", client_id: "smart-app", code_verifier: verifier,
+  });
+  const body = await json(t);
+  assert.equal(t.status, 200, JSON.stringify(body));
+  clinGen = decodeJwt(body.access_token).payload.edge_gen;
 });
 after(async () => {
   await w?.dispose();
@@ -166,7 +185,7 @@ function patientToken(scope) {
   const now = nowSecs();
   const claims = {
     iss: w.url, aud: w.url, sub: "clin", sub_kind: "user", client_id: "smart-app", scope, patient: "pt-1",
-    exp: now + 600, iat: now, jti: randomUUID(),
+    exp: now + 600, iat: now, jti: randomUUID(), edge_gen: clinGen,
   };
   return { authorization: `Bearer ${forge({ alg: "EdDSA", typ: "at+jwt", kid: w.signingKey.kid }, claims, { ed25519: w.signingKey })}` };
 }

@@ -11,7 +11,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomUUID, sign as cryptoSign } from "node:crypto";
-import { startWorker, startOrigin, basicAuth, form, json, FORM, JSON_CT } from "./harness.mjs";
+import { startWorker, startOrigin, basicAuth, form, json, FORM, JSON_CT, decodeJwt } from "./harness.mjs";
 import {
   forge,
   otherEd25519Jwk,
@@ -30,6 +30,8 @@ let origin;
 /** The Worker's own signing key (private JWK) and our issuer (= audience: ISSUER is unset). */
 let key;
 let iss;
+/** The `edge_gen` claim the Worker puts in tokens of client `api` (issue 12). */
+let gen;
 
 const CLIENT = "api";
 const SECRET = "api-secret-1";
@@ -42,6 +44,13 @@ before(async () => {
   key = w.signingKey;
   iss = w.url;
   await put(w, `/Client/${CLIENT}`, { secret: SECRET, grant_types: ["client_credentials", "basic"] });
+  // The client's credential-generation tag (issue 12): server-kept, so taken from a real token.
+  const cc = await w.fetch("/auth/token", {
+    method: "POST",
+    headers: { ...FORM, authorization: basicAuth(CLIENT, SECRET) },
+    body: form({ grant_type: "client_credentials" }),
+  });
+  gen = decodeJwt((await json(cc)).access_token).payload.edge_gen;
   await put(w, "/Client/nobasic", { secret: "nobasic-secret", grant_types: ["client_credentials"] });
   await put(w, "/AccessPolicy/api", { engine: "allow", link: [{ id: CLIENT, resourceType: "Client" }] });
   await put(w, "/AccessPolicy/nobasic", { engine: "allow", link: [{ id: "nobasic", resourceType: "Client" }] });
@@ -73,6 +82,7 @@ function claims(over = {}) {
     iat: now,
     jti: randomUUID(),
     sub_kind: "client",
+    edge_gen: gen,
     ...over,
   };
   for (const k of Object.keys(c)) if (c[k] === undefined) delete c[k];
