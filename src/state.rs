@@ -186,8 +186,9 @@ pub struct Family {
     pub session: Option<String>,
     /// Credential-generation tag of the client and user ([`crate::model::generation_tag`]);
     /// a refresh is refused once it differs. None: both were legacy when the family started.
+    /// (Not [`Family::generation`], which counts rotations.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<String>,
+    pub credentials: Option<String>,
 }
 
 /// A family without a lifetime is kept this long after its last use (ten years).

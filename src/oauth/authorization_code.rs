@@ -105,7 +105,7 @@ pub async fn grant(
                 app,
                 refresh::NewFamily {
                     client,
-                    generation: crate::model::generation_tag(Some(&client.doc), Some(&user.doc)),
+                    credentials: crate::model::generation_tag(Some(&client.doc), Some(&user.doc)),
                     user_id: Some(&user.id),
                     scope: rec.scope.as_deref(),
                     audience: &audience,

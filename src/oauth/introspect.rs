@@ -107,6 +107,6 @@ async fn still_bound(
     };
     Ok(
         crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc))
-            == fam.generation,
+            == fam.credentials,
     )
 }

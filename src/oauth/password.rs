@@ -115,7 +115,7 @@ pub async fn grant(
                 app,
                 refresh::NewFamily {
                     client,
-                    generation: crate::model::generation_tag(Some(&client.doc), Some(&user.doc)),
+                    credentials: crate::model::generation_tag(Some(&client.doc), Some(&user.doc)),
                     user_id: Some(&user.id),
                     scope: what.scope.as_deref(),
                     audience: &what.audience,

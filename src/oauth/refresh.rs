@@ -48,7 +48,7 @@ pub struct NewFamily<'a> {
     /// The login session to bind the family to (`online_access`).
     pub session: Option<String>,
     /// Credential-generation tag of the client and user ([`Issue::generation_tag`]).
-    pub generation: Option<String>,
+    pub credentials: Option<String>,
 }
 
 /// A family's absolute lifetime when the client sets none: 30 days.
@@ -93,7 +93,7 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, _jti: &str, exp: i64) -> 
         not_after: Some(not_after),
         launch: f.launch,
         session: f.session.filter(|_| online_only(f.scope)),
-        generation: f.generation,
+        credentials: f.credentials,
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(state::refresh_token(&key, &id, 0, &secret))
@@ -160,7 +160,7 @@ pub async fn grant(
     };
     // The family ends with the credentials it was issued under (a password or secret change,
     // a deactivation, a delete and re-create: src/admin.rs renews the generation).
-    if fam.generation
+    if fam.credentials
         != crate::model::generation_tag(Some(&client.doc), user.as_ref().map(|u| &u.doc))
     {
         return Err(invalid());
