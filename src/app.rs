@@ -255,7 +255,7 @@ impl App {
             }
             ["ui", file] if is_asset_name(file) => {
                 only(req, get, "GET, HEAD")?;
-                return Ok(asset(req, file));
+                return Ok(asset(self, req, file).await);
             }
             _ => {
                 return Err(Error::NotFound(format!(
@@ -288,25 +288,34 @@ fn is_asset_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A static UI file with the security headers of our pages. The login and consent pages post
-/// forms that end in a redirect to the client, which CSP `form-action` must allow.
-fn asset(req: &Request, file: &str) -> Outcome {
-    let redirect_origin = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "redirect_uri")
-                .map(|(_, v)| v.to_string())
-        })
-        .and_then(|r| r.parse::<http::Uri>().ok())
-        .and_then(|u| match (u.scheme_str(), u.authority()) {
-            (Some(s @ ("http" | "https")), Some(a)) => Some(format!("{s}://{a}")),
-            _ => None,
-        });
+/// A static UI file with the security headers of our pages. The login, consent and patient
+/// pages post forms that end in a redirect to the client, which CSP `form-action` must allow:
+/// exactly the origin of the redirect URI the server will use, resolved from the authorization
+/// request in the page's query as `/auth/authorize` resolves it (the registered URI when the
+/// request names none, RFC 6749 3.1.2.3). A request that does not check out gets `'self'`
+/// only; its page shows the error.
+async fn asset(app: &App, req: &Request, file: &str) -> Outcome {
+    let redirect_origin = match file {
+        "login.html" | "consent.html" | "patient.html" => {
+            match crate::oauth::authorize::parse(app, req.uri().query().unwrap_or("")).await {
+                Ok(areq) => web_origin(&areq.redirect_uri),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     Outcome::Asset {
         path: format!("/auth/ui/{file}"),
         headers: crate::html::security_headers(crate::html::page_csp(redirect_origin.as_deref())),
+    }
+}
+
+/// `scheme://authority` of an http(s) URI, for a CSP source expression.
+fn web_origin(uri: &str) -> Option<String> {
+    let u = uri.parse::<http::Uri>().ok()?;
+    match (u.scheme_str(), u.authority()) {
+        (Some(s @ ("http" | "https")), Some(a)) => Some(format!("{s}://{a}")),
+        _ => None,
     }
 }
 

@@ -539,6 +539,29 @@ fn implicit_only_for_clients_that_list_it() {
     assert_eq!(api_status(&t, &p["access_token"]), 200);
 }
 
+/// The tutorial's `/auth/authorize?client_id=web-app&response_type=code` names no redirect URI:
+/// the login page's `form-action` allows the registered one (the redirect the server will make),
+/// and a redirect URI in the page's query that the client never registered allows nothing.
+#[test]
+fn login_page_form_action_is_the_redirect_the_server_will_make() {
+    let t = web_app();
+    let csp = |q: &str| match Browser::new(&t).get(&format!("/auth/ui/login.html?{q}")) {
+        Page::Asset(_, headers) => headers
+            .into_iter()
+            .find(|(k, _)| *k == "content-security-policy")
+            .map(|(_, v)| v)
+            .unwrap(),
+        _ => panic!("not an asset"),
+    };
+    assert!(csp("client_id=web-app&response_type=code")
+        .contains("form-action 'self' https://app.example;"));
+    assert!(csp(
+        "client_id=web-app&response_type=code&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+    )
+    .contains("form-action 'self';"));
+    assert!(csp("client_id=nobody&response_type=code").contains("form-action 'self';"));
+}
+
 #[test]
 fn ui_assets_carry_security_headers() {
     let t = web_app();
