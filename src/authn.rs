@@ -257,24 +257,7 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     let claims = match cached {
         Some(claims) => claims,
         None => {
-            let expect = Expectations {
-                issuer: &issuer,
-                audience: Some(&audience),
-                typ: Some(ACCESS_TOKEN_TYP),
-                leeway: app.config.leeway,
-                now,
-            };
-            let claims = jwt::verify(
-                app.platform.crypto.as_ref(),
-                &app.config.keys,
-                token,
-                &expect,
-            )
-            .await
-            .map_err(|e| match e {
-                VerifyError::Backend(b) => Error::Unavailable(b.0),
-                other => Error::InvalidToken(other.to_string()),
-            })?;
+            let claims = verify_own(app, token, &issuer, Some(&audience)).await?;
             // `verify` requires `exp`; the entry lives exactly as long as the token would pass.
             let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
             let claims = std::rc::Rc::new(claims);
@@ -301,15 +284,26 @@ pub async fn authenticate_own_any_audience(
     req: &Request,
     token: &str,
 ) -> Result<Identity> {
-    let issuer = app.issuer(req);
+    let claims = verify_own(app, token, &app.issuer(req), None).await?;
+    own_identity(app, &claims).await
+}
+
+/// Verifies one of our access tokens (signature by our keys, `typ`, `iss`, `exp`, and `aud`
+/// when `audience` is given): its claims, or `invalid_token` (503 when WebCrypto fails).
+async fn verify_own(
+    app: &App,
+    token: &str,
+    issuer: &str,
+    audience: Option<&str>,
+) -> Result<Map<String, Value>> {
     let expect = Expectations {
-        issuer: &issuer,
-        audience: None,
+        issuer,
+        audience,
         typ: Some(ACCESS_TOKEN_TYP),
         leeway: app.config.leeway,
         now: app.now(),
     };
-    let claims = jwt::verify(
+    jwt::verify(
         app.platform.crypto.as_ref(),
         &app.config.keys,
         token,
@@ -319,8 +313,7 @@ pub async fn authenticate_own_any_audience(
     .map_err(|e| match e {
         VerifyError::Backend(b) => Error::Unavailable(b.0),
         other => Error::InvalidToken(other.to_string()),
-    })?;
-    own_identity(app, &claims).await
+    })
 }
 
 /// The caller behind verified claims of one of our access tokens: not revoked, its client and
