@@ -743,14 +743,16 @@ mod through_the_app {
 
     const ORIGIN: &str = "https://origin.example";
 
-    /// A Worker with an origin, the `reader` client (client credentials) governed by a
-    /// smart-on-fhir policy linked to it, and john.
+    /// A Worker with an origin, the `reader` client (client credentials, registered for the
+    /// `system/` scopes the tests ask for) governed by a smart-on-fhir policy linked to it, and
+    /// john.
     fn setup() -> TestApp {
         let t = TestApp::with_config(|c| c.origin_url = Some(ORIGIN.into()));
         for (path, body) in [
             (
                 "/Client/reader",
-                json!({"secret": "reader-secret", "grant_types": ["client_credentials"]}),
+                json!({"secret": "reader-secret", "grant_types": ["client_credentials"],
+                       "scope": ["system/*.cruds"]}),
             ),
             ("/User/john", json!({"password": "pass123"})),
             (

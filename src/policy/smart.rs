@@ -18,8 +18,9 @@
 //!   whose path has such a name in any segment (percent-decoded, any case, before or after
 //!   `fhir-base-path`: `/Client`, `/fhir/Client/x`, `/Client/_history`, `/Client/$op`,
 //!   `/Patient/x/User`) is denied, and so is a search whose `_include`, `_revinclude`, `_has`
-//!   or Aidbox's `_with` names one (or uses the `*` wildcard), in the query or in a form body
-//!   (the policy request's `params` hold both). No scope grants them, `*` and an explicit
+//!   or Aidbox's `_with` names one (or uses the `*` wildcard), or whose chained parameter goes
+//!   through one (`subject:User.email`), in the query or in a form body (the policy
+//!   request's `params` hold both). No scope grants them, `*` and an explicit
 //!   `system/Client.cruds` included. Admin access is granted by other engines (README, "Admin
 //!   API").
 //! - `GET /metadata` is allowed without any scope (the CapabilityStatement is public).
@@ -142,6 +143,9 @@ impl Engine for Smart {
         let mut widening = false;
         for (k, v) in query.iter().filter(|(k, _)| !k.starts_with("resource/")) {
             has_query = true;
+            if chains_through_server_type(k) {
+                return false;
+            }
             if ["_include", "_revinclude", "_has", "_with"]
                 .iter()
                 .any(|w| k.starts_with(w))
@@ -216,6 +220,18 @@ fn reaches_server_type(k: &str, v: &Value) -> bool {
             Value::Null => false,
             _ => true,
         }
+}
+
+/// Does a search parameter name chain through a resource type of this server? FHIR search,
+/// "Chained parameters": `subject:User.email=x` searches by a field of the referenced User (an
+/// origin that holds the admin resources, Aidbox, answers it: an oracle on users' fields). The
+/// type modifier is a type name, so it is compared exactly; the parameter name before it
+/// (`role`, `scope`, ...) is not a type.
+fn chains_through_server_type(k: &str) -> bool {
+    k.split([':', '.']).skip(1).any(|part| {
+        crate::model::RESERVED_TYPE_NAMES.contains(&part)
+            || crate::model::ResourceType::parse(part).is_some()
+    })
 }
 
 /// The string at `v[k]`, if any.

@@ -137,3 +137,25 @@ test("a second Content-Type cannot hide a form body's _revinclude from the polic
   assert.equal(ok.status, 200, ok.body);
   assert.equal(origin.requests.length, 1);
 });
+
+// --- chained search through an admin type ------------------------------------------------------------
+
+test("system/*.rs token cannot search by a chained field of a User (subject:User.email)", async () => {
+  const bearer = "Bearer " + (await readerToken("system/*.rs"));
+  const get = async (path, status) => {
+    origin.reset();
+    const res = await w.fetch(w.url + path, { headers: { authorization: bearer } });
+    const text = await res.text();
+    assert.equal(res.status, status, `GET ${path}: ${res.status} ${text}`);
+    assert.equal(origin.requests.length, status === 200 ? 1 : 0, `GET ${path} origin`);
+  };
+  // Positive controls: chains through FHIR types, and parameters named like admin types.
+  await get("/Observation?subject:Patient.name=smith", 200);
+  await get("/PractitionerRole?role=doctor", 200);
+  await get("/Consent?scope=patient-privacy", 200);
+  // An oracle on the admin resources an Aidbox origin holds.
+  await get("/AuditEvent?agent:User.email=john@example.com", 403);
+  await get("/Observation?subject:Client.secret=x", 403);
+  await get("/Provenance?agent:AccessPolicy.engine=allow", 403);
+  await postForm("/AuditEvent/_search", "agent:User.email=john@example.com", bearer, 403);
+});
