@@ -190,8 +190,8 @@ fn without_our_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
 /// - method overrides: the headers of [`METHOD_OVERRIDE_HEADERS`] (any case, `_` read as `-`)
 ///   and a `_method` parameter in the query or in a form body (Rails, Laravel, Symfony);
 /// - paths an origin may normalise differently ([`check_path`]);
-/// - a raw `;` in the query (some servers split parameters on it, W3C HTML 4.01 B.2.2),
-///   a NUL or a non-UTF-8 escape in a parameter;
+/// - a raw `;` in the query or a form body (some servers split parameters on it, W3C HTML
+///   4.01 B.2.2), a NUL or a non-UTF-8 escape in a parameter;
 /// - more than one `Content-Type` (the policy and the origin could disagree on a form body).
 pub fn check_request(req: &Request) -> Result<()> {
     check_path(req.uri().path())?;
@@ -228,7 +228,16 @@ pub fn check_request(req: &Request) -> Result<()> {
         }
     }
     match media_type(req).as_deref() {
-        Some("application/x-www-form-urlencoded") => check_params(req.body(), "form body")?,
+        Some("application/x-www-form-urlencoded") => {
+            // The policy sees a POST's form parameters ([`policy_request`]): the same rule.
+            if req.body().contains(&b';') {
+                return Err(Error::InvalidRequest(
+                    "';' in a form body is not accepted (servers differ on whether it separates parameters); encode it as %3B"
+                        .into(),
+                ));
+            }
+            check_params(req.body(), "form body")?
+        }
         Some("multipart/form-data") if has_multipart_method(req.body()) => {
             return Err(method_param_error("form body"))
         }

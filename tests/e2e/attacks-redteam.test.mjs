@@ -87,6 +87,21 @@ test("matcho params.patient policy cannot be passed with patient=pt-1 in the que
   await postForm("/Observation/_search?patient=pt-1", "patient%3Amissing=true&patient=pt-2", MATCHO, 403);
 });
 
+test("a raw ';' in a form body cannot hide patient=pt-2 from a matcho params.patient policy", async () => {
+  // WHATWG form parsing (ours) reads `x` = `1;patient=pt-2`; servers that also split on `;`
+  // (Python's parse_qs before 3.9.2, W3C HTML 4.01 B.2.2) read patient = [pt-2, pt-1].
+  origin.reset();
+  const res = await w.fetch(w.url + "/Observation/_search", {
+    method: "POST",
+    headers: { ...FORM, authorization: MATCHO },
+    body: "x=1;patient=pt-2&patient=pt-1",
+  });
+  await assertError(res, 400, "invalid_request");
+  assert.equal(origin.requests.length, 0, "reached the origin");
+  // Positive control: an encoded `;` is a character of a value.
+  await postForm("/Observation/_search", "patient=pt-1&note=a%3Bb", MATCHO, 200);
+});
+
 test("system/*.rs token cannot reach admin types through Aidbox's _with include", async () => {
   const bearer = "Bearer " + (await readerToken("system/*.rs"));
   const get = async (path, status) => {
