@@ -9,7 +9,7 @@
 use crate::app::{App, Outcome};
 use crate::authn::{authenticate, Identity};
 use crate::error::{Error, Result};
-use crate::http_util::{is_json, media_type, query_params, Request};
+use crate::http_util::{add_params, is_json, media_type, query_params, Request};
 use crate::model::public_view;
 use crate::policy;
 use serde_json::{json, Map, Value};
@@ -190,8 +190,9 @@ fn without_our_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
 /// - method overrides: the headers of [`METHOD_OVERRIDE_HEADERS`] (any case, `_` read as `-`)
 ///   and a `_method` parameter in the query or in a form body (Rails, Laravel, Symfony);
 /// - paths an origin may normalise differently ([`check_path`]);
-/// - a raw `;` in the query (some servers split parameters on it, W3C HTML 4.01 B.2.2),
-///   a NUL or a non-UTF-8 escape in a parameter.
+/// - a raw `;` in the query or a form body (some servers split parameters on it, W3C HTML
+///   4.01 B.2.2), a NUL or a non-UTF-8 escape in a parameter;
+/// - more than one `Content-Type` (the policy and the origin could disagree on a form body).
 pub fn check_request(req: &Request) -> Result<()> {
     check_path(req.uri().path())?;
     for name in req.headers().keys() {
@@ -210,8 +211,33 @@ pub fn check_request(req: &Request) -> Result<()> {
         ));
     }
     check_params(query.as_bytes(), "query")?;
+    // RFC 9110 8.3: one media type. Two `Content-Type` headers (a runtime joins them with
+    // `, `) or a list are read differently: we would see no form body where Rack, which
+    // splits on `,` and takes the first, reads one.
+    let mut types = req.headers().get_all("content-type").iter();
+    if let Some(ct) = types.next() {
+        let media = ct
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
+        if types.next().is_some() || media.contains(&b',') {
+            return Err(Error::InvalidRequest(
+                "more than one Content-Type is not accepted: send one media type".into(),
+            ));
+        }
+    }
     match media_type(req).as_deref() {
-        Some("application/x-www-form-urlencoded") => check_params(req.body(), "form body")?,
+        Some("application/x-www-form-urlencoded") => {
+            // The policy sees a POST's form parameters ([`policy_request`]): the same rule.
+            if req.body().contains(&b';') {
+                return Err(Error::InvalidRequest(
+                    "';' in a form body is not accepted (servers differ on whether it separates parameters); encode it as %3B"
+                        .into(),
+                ));
+            }
+            check_params(req.body(), "form body")?
+        }
         Some("multipart/form-data") if has_multipart_method(req.body()) => {
             return Err(method_param_error("form body"))
         }
@@ -342,12 +368,21 @@ fn route_params(path: &str, params: &mut Map<String, Value>) {
 
 /// The request a policy sees (AIDBOX.md "AccessPolicy"). `params` holds every value of a
 /// repeated query parameter (an array, in order; a single value stays a string), as Aidbox's
-/// ring params do, and the route params. `headers` are the ones the origin will get (see
+/// ring params do, the parameters of a POST's form body, and the route params. `headers` are the ones the origin will get (see
 /// [`forward_request`]; repeated ones joined with `, `, RFC 9110 5.3), without credentials.
 pub fn policy_request(req: &Request, who: &Identity) -> Value {
     let uri = req.uri();
     let query = uri.query().unwrap_or("");
     let mut params = query_params(query);
+    // A POST's form body parameters are parameters too (Aidbox: "body params on POST"): a FHIR
+    // server runs `POST /T/_search` with them, so `_revinclude`, `_has` or `patient` hidden
+    // there must be seen by the policy (a name in both becomes an array of every value). Only
+    // on POST: conditional PUT/PATCH/DELETE take their criteria from the URL alone.
+    if req.method() == http::Method::POST
+        && media_type(req).as_deref() == Some("application/x-www-form-urlencoded")
+    {
+        add_params(&mut params, req.body());
+    }
     route_params(uri.path(), &mut params);
     let mut headers = Map::new();
     let keep = OriginHeaders::of(req.headers());

@@ -90,7 +90,16 @@ pub fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<
 /// policy must see every value the origin may act on, never only the last one.
 pub fn query_params(query: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+    add_params(&mut out, query.as_bytes());
+    out
+}
+
+/// Adds the parameters of a query string or `application/x-www-form-urlencoded` body to
+/// `out`, a name already there (from the query) becoming an array of all its values, in order:
+/// Aidbox's `params` hold the form body's parameters too (ring `wrap-params`), and a FHIR
+/// server reads `POST /T/_search` parameters from both (FHIR R4 3.1.1.3.1).
+pub fn add_params(out: &mut serde_json::Map<String, Value>, input: &[u8]) {
+    for (k, v) in form_urlencoded::parse(input) {
         let v = Value::String(v.into_owned());
         match out.get_mut(k.as_ref()) {
             None => {
@@ -100,7 +109,6 @@ pub fn query_params(query: &str) -> serde_json::Map<String, Value> {
             Some(first) => *first = Value::Array(vec![first.take(), v]),
         }
     }
-    out
 }
 
 /// Reads OAuth endpoint parameters from a form or a JSON object body (Aidbox accepts both).

@@ -17,8 +17,10 @@
 //!   for later ones, [`crate::model::is_server_type`]) are never FHIR types to it: a request
 //!   whose path has such a name in any segment (percent-decoded, any case, before or after
 //!   `fhir-base-path`: `/Client`, `/fhir/Client/x`, `/Client/_history`, `/Client/$op`,
-//!   `/Patient/x/User`) is denied, and so is a search whose `_include`, `_revinclude` or `_has`
-//!   names one (or uses the `*` wildcard). No scope grants them, `*` and an explicit
+//!   `/Patient/x/User`) is denied, and so is a search whose `_include`, `_revinclude`, `_has`
+//!   or Aidbox's `_with` names one (or uses the `*` wildcard), or whose chained parameter goes
+//!   through one (`subject:User.email`), in the query or in a form body (the policy
+//!   request's `params` hold both). No scope grants them, `*` and an explicit
 //!   `system/Client.cruds` included. Admin access is granted by other engines (README, "Admin
 //!   API").
 //! - `GET /metadata` is allowed without any scope (the CapabilityStatement is public).
@@ -29,8 +31,9 @@
 //!     the code part of a `system|code` value in the request. This applies to every interaction
 //!     (the engine cannot see response or stored bodies), so a restricted scope in practice
 //!     grants searches and conditional interactions carrying the restriction.
-//!   - `_include`, `_revinclude` and `_has` parameters (and `POST /T/_search`, whose body
-//!     parameters cannot be seen) reach resources of other types: only an unrestricted
+//!   - `_include`, `_revinclude`, `_has` and `_with` parameters (and `POST /T/_search`: its
+//!     form body is in `params`, but a body of another type is not) reach resources of other
+//!     types: only an unrestricted
 //!     `user/*` or `system/*` scope allows them.
 //!   - `patient/` scopes need `jwt.patient` and confine the request to that patient's
 //!     compartment (see [`in_compartment`]).
@@ -140,7 +143,10 @@ impl Engine for Smart {
         let mut widening = false;
         for (k, v) in query.iter().filter(|(k, _)| !k.starts_with("resource/")) {
             has_query = true;
-            if ["_include", "_revinclude", "_has"]
+            if chains_through_server_type(k) {
+                return false;
+            }
+            if ["_include", "_revinclude", "_has", "_with"]
                 .iter()
                 .any(|w| k.starts_with(w))
             {
@@ -196,13 +202,14 @@ fn names_server_type(uri: &str) -> bool {
     })
 }
 
-/// Does an `_include`/`_revinclude`/`_has` parameter (name `k`, value a string or a list of
-/// strings) reach a resource type of this server, or every type (`*`)? FHIR search: the name
-/// and value parts are separated by `:` (`_revinclude=User:patient`, `_has:User:link:id=x`,
-/// `_include=Patient:*`); a list of values may also be joined by `,`.
+/// Does an `_include`/`_revinclude`/`_has`/`_with` parameter (name `k`, value a string or a
+/// list of strings) reach a resource type of this server, or every type (`*`)? FHIR search:
+/// the name and value parts are separated by `:` (`_revinclude=User:patient`,
+/// `_has:User:link:id=x`, `_include=Patient:*`); a list of values may also be joined by `,`.
+/// Aidbox's `_with` is an include too, written `Encounter.subject` or `subject{Patient}`.
 fn reaches_server_type(k: &str, v: &Value) -> bool {
     let bad = |s: &str| {
-        s.split([':', ',', '.'])
+        s.split([':', ',', '.', '{', '}'])
             .map(str::trim)
             .any(|part| part == "*" || crate::model::is_server_type(part))
     };
@@ -213,6 +220,18 @@ fn reaches_server_type(k: &str, v: &Value) -> bool {
             Value::Null => false,
             _ => true,
         }
+}
+
+/// Does a search parameter name chain through a resource type of this server? FHIR search,
+/// "Chained parameters": `subject:User.email=x` searches by a field of the referenced User (an
+/// origin that holds the admin resources, Aidbox, answers it: an oracle on users' fields). The
+/// type modifier is a type name, so it is compared exactly; the parameter name before it
+/// (`role`, `scope`, ...) is not a type.
+fn chains_through_server_type(k: &str) -> bool {
+    k.split([':', '.']).skip(1).any(|part| {
+        crate::model::RESERVED_TYPE_NAMES.contains(&part)
+            || crate::model::ResourceType::parse(part).is_some()
+    })
 }
 
 /// The string at `v[k]`, if any.
