@@ -1560,3 +1560,114 @@ fn public_types_are_shareable() {
     assert_traits::<Link>();
     assert_traits::<LinkKind>();
 }
+
+// Every example of Aidbox's docs/reference/matcho-dsl-reference.md, verbatim (YAML-ish keys
+// quoted as JSON), with the answer the page gives.
+#[test]
+fn matcho_aidbox_reference_page_examples() {
+    // "Pattern: {x: 1} matches: {x: 1}, {x: 1, y: 2, ...} doesn't match: {z: 1}"
+    assert!(m(json!({"x": 1}), &json!({"x": 1})));
+    assert!(m(json!({"x": 1}), &json!({"x": 1, "y": 2})));
+    assert!(!m(json!({"x": 1}), &json!({"z": 1})));
+    // "Pattern {a: {b: 5}} matches: {a: {b: 5, c: 6, ...}, d: 7} doesn't match: {a: {c: 5}},
+    // {b: {a: 5}}"
+    assert!(m(
+        json!({"a": {"b": 5}}),
+        &json!({"a": {"b": 5, "c": 6}, "d": 7})
+    ));
+    assert!(!m(json!({"a": {"b": 5}}), &json!({"a": {"c": 5}})));
+    assert!(!m(json!({"a": {"b": 5}}), &json!({"b": {"a": 5}})));
+    // "Pattern [1, 2] matches [1, 2], [1, 2, 3, …] doesn't match: [2, 1]"
+    assert!(m(json!({"v": [1, 2]}), &json!({"v": [1, 2]})));
+    assert!(m(json!({"v": [1, 2]}), &json!({"v": [1, 2, 3]})));
+    assert!(!m(json!({"v": [1, 2]}), &json!({"v": [2, 1]})));
+    // "Pattern {a: "#\\d+"} matches: {a: "2345"} doesn't match: {a: "abc"}"
+    assert!(m(json!({"a": "#\\d+"}), &json!({"a": "2345"})));
+    assert!(!m(json!({"a": "#\\d+"}), &json!({"a": "abc"})));
+    // "Pattern {a: "present?"} matches: {a: 5},{a: {b: 6}} doesn't match: {b: 5}"
+    assert!(m(json!({"a": "present?"}), &json!({"a": 5})));
+    assert!(m(json!({"a": "present?"}), &json!({"a": {"b": 6}})));
+    assert!(!m(json!({"a": "present?"}), &json!({"b": 5})));
+    // "Pattern: {params: {user_id: ".user.id"}} matches: {user: {id: 1}, params: {user_id: 1}}"
+    let p = json!({"params": {"user_id": ".user.id"}});
+    assert!(m(
+        p.clone(),
+        &json!({"user": {"id": 1}, "params": {"user_id": 1}})
+    ));
+    assert!(!m(p, &json!({"user": {"id": 1}, "params": {"user_id": 2}})));
+    // "Pattern: {request-method: {$enum: ["get", "post"]}} matches: {request-method: "post"},
+    // {request-method: "get"} doesn't match: {request-method: "put"}"
+    let p = json!({"request-method": {"$enum": ["get", "post"]}});
+    assert!(m(p.clone(), &json!({"request-method": "post"})));
+    assert!(m(p.clone(), &json!({"request-method": "get"})));
+    assert!(!m(p, &json!({"request-method": "put"})));
+    // "Pattern {a: {$one-of: [{b: "present?"}, {c: "present?"}]}} matches {a: {c: 5}} doesn't
+    // match: {a: {d: 5}, {a: {b: null}"
+    let p = json!({"a": {"$one-of": [{"b": "present?"}, {"c": "present?"}]}});
+    assert!(m(p.clone(), &json!({"a": {"c": 5}})));
+    assert!(!m(p.clone(), &json!({"a": {"d": 5}})));
+    assert!(!m(p, &json!({"a": {"b": null}})));
+    // "Pattern: {type: {$contains: {system: "loinc"}} matches {type: [{system: "snomed"},
+    // {system: "loinc"}]}"
+    let p = json!({"type": {"$contains": {"system": "loinc"}}});
+    assert!(m(
+        p.clone(),
+        &json!({"type": [{"system": "snomed"}, {"system": "loinc"}]})
+    ));
+    assert!(!m(p, &json!({"type": [{"system": "snomed"}]})));
+    // "Pattern: {col: {"$every": {foo: "bar"}} matches: {col: [{foo: "bar"}, {foo: "bar", baz:
+    // "quux"}]}"
+    let p = json!({"col": {"$every": {"foo": "bar"}}});
+    assert!(m(
+        p.clone(),
+        &json!({"col": [{"foo": "bar"}, {"foo": "bar", "baz": "quux"}]})
+    ));
+    assert!(!m(p, &json!({"col": [{"foo": "bar"}, {"foo": "baz"}]})));
+    // "Pattern: {message: {$not: {status: private}} matches: {message: {status: public}} doesn't
+    // match: {message: {status: private}}."
+    let p = json!({"message": {"$not": {"status": "private"}}});
+    assert!(m(p.clone(), &json!({"message": {"status": "public"}})));
+    assert!(!m(p, &json!({"message": {"status": "private"}})));
+}
+
+// docs/reference/matcho-dsl-reference.md, "$one-of": the "Correct usage example" policy (its
+// YAML as JSON) compiles and works; the "Incorrect usage example" is refused when written.
+#[test]
+fn matcho_aidbox_one_of_usage_examples() {
+    let correct = compile(json!({
+        "resourceType": "AccessPolicy", "engine": "matcho",
+        "matcho": {"request-method": "get", "params": {"$one-of": [
+            {"name": "present?", "resource/type": "Patient"},
+            {"_id": "present?", "resource/type": "Patient"},
+            {"id": "present?", "resource/type": "Patient"}
+        ]}}
+    }));
+    let get = |params: Value| json!({"request-method": "get", "params": params});
+    assert!(correct.allows(&get(json!({"name": "John", "resource/type": "Patient"}))));
+    assert!(correct.allows(&get(json!({"_id": "p1", "resource/type": "Patient"}))));
+    assert!(!correct.allows(&get(json!({"name": "John", "resource/type": "Encounter"}))));
+    assert!(!correct.allows(&get(json!({"resource/type": "Patient"}))));
+    let e = compile_err(json!({
+        "resourceType": "AccessPolicy", "engine": "matcho",
+        "matcho": {"request-method": "get", "params": {"resource/type": "Patient", "$one-of": [
+            {"name": "present?"}, {"_id": "present?"}, {"id": "present?"}
+        ]}}
+    }));
+    assert_eq!(e.path, "matcho.params.$one-of");
+}
+
+// docs/reference/matcho-dsl-reference.md, the $not warning: "this AccessPolicy allows them to
+// perform DELETE /Patient/ for all other users, including unauthorized ones". The same holds
+// here (a request with no user is not a guest), which is why the page recommends $enum.
+#[test]
+fn matcho_aidbox_not_warning_example() {
+    let p = json!({"request-method": "delete", "uri": "#^/Patient.*$",
+                   "user": {"$not": {"data": {"role": "guest"}}}});
+    let del = |user: Value| json!({"request-method": "delete", "uri": "/Patient/p1", "user": user});
+    assert!(!m(p.clone(), &del(json!({"data": {"role": "guest"}}))));
+    assert!(m(p.clone(), &del(json!({"data": {"role": "doctor"}}))));
+    assert!(
+        m(p, &del(Value::Null)),
+        "as the docs warn: no user passes $not too"
+    );
+}
