@@ -187,14 +187,16 @@ fn matcho_present_matches_any_non_null() {
     assert!(!m(json!({"f": "present?"}), &r));
 }
 
+// Aidbox docs, docs/reference/matcho-dsl-reference.md: "not-blank? — matches a non-empty
+// string." Only strings: an array, map, number or boolean is not a string.
 #[test]
 fn matcho_not_blank() {
     let r = json!({"s": " x ", "ws": "  \t", "e": "", "arr": [1], "earr": [], "map": {"a": 1},
                    "emap": {}, "n": 0, "f": false, "z": null});
-    for key in ["s", "arr", "map", "n", "f"] {
-        assert!(m(json!({ key: "not-blank?" }), &r), "{key} is not blank");
-    }
-    for key in ["ws", "e", "earr", "emap", "z", "missing"] {
+    assert!(m(json!({"s": "not-blank?"}), &r), "s is not blank");
+    for key in [
+        "ws", "e", "earr", "emap", "z", "missing", "arr", "map", "n", "f",
+    ] {
         assert!(!m(json!({ key: "not-blank?" }), &r), "{key} is blank");
     }
 }
@@ -390,16 +392,133 @@ fn matcho_not() {
     ));
 }
 
+// Aidbox docs, docs/reference/matcho-dsl-reference.md: "$present-all — checks that every
+// element in $present-all is present in the original array, with no sort check. It can be
+// combined with $length."
 #[test]
-fn matcho_present_all() {
-    let r = request();
-    assert!(m(json!({"user": {"$present-all": ["id", "email"]}}), &r));
-    assert!(!m(json!({"user": {"$present-all": ["id", "phone"]}}), &r));
-    assert!(!m(json!({"body": {"$present-all": ["id"]}}), &r));
-    let with_null = json!({"user": {"id": "u", "email": null}});
+fn matcho_present_all_is_aidboxs_all_values_in_an_array() {
+    let r = request(); // user.data.roles = ["doctor", "admin"]
+    let roles = |p: Value| json!({"user": {"data": {"roles": p}}});
+    assert!(m(roles(json!({"$present-all": ["doctor", "admin"]})), &r));
+    assert!(
+        m(roles(json!({"$present-all": ["admin", "doctor"]})), &r),
+        "no sort check"
+    );
+    assert!(m(roles(json!({"$present-all": ["admin"]})), &r));
+    assert!(
+        !m(roles(json!({"$present-all": ["admin", "nurse"]})), &r),
+        "all, not any"
+    );
+    assert!(!m(roles(json!({"$present-all": ["nurse"]})), &r));
+    // "It can be combined with $length": exactly these, in any order.
+    assert!(m(
+        roles(json!({"$present-all": ["admin", "doctor"], "$length": 2})),
+        &r
+    ));
+    let three = request_with(|r| r["user"]["data"]["roles"] = json!(["nurse", "doctor", "admin"]));
+    assert!(m(
+        roles(json!({"$present-all": ["admin", "doctor"]})),
+        &three
+    ));
     assert!(!m(
-        json!({"user": {"$present-all": ["id", "email"]}}),
-        &with_null
+        roles(json!({"$present-all": ["admin", "doctor"], "$length": 2})),
+        &three
+    ));
+    // Only arrays: the old meaning (keys of a map) is gone; a map or a string never matches.
+    assert!(!m(json!({"user": {"$present-all": ["id", "email"]}}), &r));
+    assert!(!m(json!({"uri": {"$present-all": ["/Patient/pt-1"]}}), &r));
+    assert!(!m(json!({"body": {"$present-all": ["x"]}}), &r));
+    assert!(!m(json!({"missing": {"$present-all": ["x"]}}), &r));
+    // Values compare by JSON equality (numbers by value, maps whole).
+    let v = json!({"a": [1.0, {"system": "loinc", "code": "x"}, true]});
+    assert!(m(json!({"a": {"$present-all": [1, true]}}), &v));
+    assert!(m(
+        json!({"a": {"$present-all": [{"code": "x", "system": "loinc"}]}}),
+        &v
+    ));
+    assert!(
+        !m(json!({"a": {"$present-all": [{"system": "loinc"}]}}), &v),
+        "not a sub-map"
+    );
+    assert!(!m(json!({"a": {"$present-all": ["1"]}}), &v), "no coercion");
+}
+
+// Aidbox docs, docs/reference/matcho-dsl-reference.md: "$reference — parse Reference or
+// string into aidbox format ... {reference: \"Patient/pid\"} => {id: \"pid\", resourceType:
+// \"Patient\"}". Example: {resource: {patient: {$reference: {id: '.user.data.patient_id'}}}}
+#[test]
+fn matcho_reference_docs_example() {
+    let p = json!({"resource": {"patient": {"$reference": {"id": ".user.data.patient_id"}}}});
+    let r = |patient: Value| json!({"user": {"data": {"patient_id": "pid"}}, "resource": {"patient": patient}});
+    assert!(m(p.clone(), &r(json!({"reference": "Patient/pid"}))));
+    assert!(
+        m(p.clone(), &r(json!("Patient/pid"))),
+        "a string reference too"
+    );
+    assert!(
+        m(
+            p.clone(),
+            &r(json!({"resourceType": "Patient", "id": "pid"}))
+        ),
+        "aidbox format"
+    );
+    assert!(!m(p.clone(), &r(json!({"reference": "Patient/other"}))));
+    assert!(!m(p.clone(), &r(json!("Patient/other"))));
+    assert!(!m(p.clone(), &r(Value::Null)));
+    assert!(
+        !m(
+            p,
+            &json!({"resource": {"patient": {"reference": "Patient/pid"}}})
+        ),
+        "no user"
+    );
+}
+
+#[test]
+fn matcho_reference_parses_only_relative_literal_references() {
+    let r = |patient: Value| json!({"body": {"subject": patient}});
+    let p = json!({"body": {"subject": {"$reference": {"resourceType": "Patient", "id": "pt-1"}}}});
+    assert!(m(
+        p.clone(),
+        &r(json!({"reference": "Patient/pt-1", "display": "x"}))
+    ));
+    assert!(
+        !m(p.clone(), &r(json!({"reference": "Group/pt-1"}))),
+        "the type counts"
+    );
+    for bad in [
+        json!({"reference": "https://other.example/fhir/Patient/pt-1"}),
+        json!({"reference": "Patient/pt-1/_history/2"}),
+        json!({"reference": "#pt-1"}),
+        json!({"reference": "Patient/"}),
+        json!({"reference": "/Patient/pt-1"}),
+        json!({"reference": "patient/pt-1"}),
+        json!({"reference": "Patient/pt 1"}),
+        json!({"reference": 7}),
+        json!({"identifier": {"value": "pt-1"}}),
+        json!("Patient"),
+        json!(["Patient/pt-1"]),
+        json!(42),
+    ] {
+        assert!(!m(p.clone(), &r(bad.clone())), "{bad} is not parsed");
+    }
+    // Nothing parsed means no match, even under a pattern that would accept null.
+    let nil = json!({"body": {"subject": {"$reference": {"id": "nil?"}}}});
+    assert!(!m(nil, &r(json!({"reference": "#x"}))));
+    // Inside $not, an unparseable reference makes the inner match fail, so $not holds: the
+    // usual $not caveat of the docs ("it is possible to create policies that are too permissive").
+    let other = json!({"body": {"subject": {"$not": {"$reference": {"id": "pt-1"}}}}});
+    assert!(!m(other.clone(), &r(json!({"reference": "Patient/pt-1"}))));
+    assert!(m(other, &r(json!({"reference": "Patient/pt-2"}))));
+    // Combined with $contains over an array of references.
+    let c = json!({"body": {"performer": {"$contains": {"$reference": {"resourceType": "Practitioner"}}}}});
+    assert!(m(
+        c.clone(),
+        &json!({"body": {"performer": [{"reference": "Organization/o"}, {"reference": "Practitioner/p"}]}})
+    ));
+    assert!(!m(
+        c,
+        &json!({"body": {"performer": [{"reference": "Organization/o"}]}})
     ));
 }
 
@@ -418,11 +537,11 @@ fn matcho_length() {
 fn matcho_operators_and_keys_on_one_level_all_hold() {
     let r = request();
     assert!(m(
-        json!({"user": {"$present-all": ["email"], "id": "u-1"}}),
+        json!({"user": {"data": {"roles": {"$present-all": ["admin"]}}, "id": "u-1"}}),
         &r
     ));
     assert!(!m(
-        json!({"user": {"$present-all": ["email"], "id": "u-2"}}),
+        json!({"user": {"data": {"roles": {"$present-all": ["admin"]}}, "id": "u-2"}}),
         &r
     ));
     assert!(m(
@@ -473,8 +592,33 @@ fn matcho_compile_errors_name_the_field() {
 
     let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$length": -1}}}));
     assert_eq!(e.path, "matcho.a.$length");
-    let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$present-all": ["x", 1]}}}));
+    for bad in [json!("x"), json!([]), json!({"a": 1}), json!(null)] {
+        let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$present-all": bad}}}));
+        assert_eq!(e.path, "matcho.a.$present-all");
+    }
+    for bad in ["#^x", ".user.id", "present?", "nil?"] {
+        let e =
+            compile_err(json!({"engine": "matcho", "matcho": {"a": {"$present-all": ["x", bad]}}}));
+        assert_eq!(e.path, "matcho.a.$present-all.1", "{bad}");
+    }
+    let e =
+        compile_err(json!({"engine": "matcho", "matcho": {"a": {"$present-all": ["x", null]}}}));
     assert_eq!(e.path, "matcho.a.$present-all.1");
+    for bad in [
+        json!("Patient/x"),
+        json!(["Patient"]),
+        json!(null),
+        json!(1),
+    ] {
+        let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$reference": bad}}}));
+        assert_eq!(e.path, "matcho.a.$reference");
+        assert!(e.message.contains("resourceType"), "{e}");
+    }
+    let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$reference": {"id": "#("}}}}));
+    assert_eq!(e.path, "matcho.a.$reference.id");
+    let e = compile_err(json!({"engine": "matcho", "matcho": {"a": {"$references": {"id": "x"}}}}));
+    assert_eq!(e.path, "matcho.a.$references");
+    assert!(e.message.contains("$reference"), "{e}");
     let e = compile_err(json!({"engine": "matcho", "matcho": {"a": [1, "#["]}}));
     assert_eq!(e.path, "matcho.a.1");
     let e = compile_err(json!({"engine": "matcho", "matcho": {"a": ".user..id"}}));
@@ -1415,4 +1559,115 @@ fn public_types_are_shareable() {
     assert_traits::<PolicyError>();
     assert_traits::<Link>();
     assert_traits::<LinkKind>();
+}
+
+// Every example of Aidbox's docs/reference/matcho-dsl-reference.md, verbatim (YAML-ish keys
+// quoted as JSON), with the answer the page gives.
+#[test]
+fn matcho_aidbox_reference_page_examples() {
+    // "Pattern: {x: 1} matches: {x: 1}, {x: 1, y: 2, ...} doesn't match: {z: 1}"
+    assert!(m(json!({"x": 1}), &json!({"x": 1})));
+    assert!(m(json!({"x": 1}), &json!({"x": 1, "y": 2})));
+    assert!(!m(json!({"x": 1}), &json!({"z": 1})));
+    // "Pattern {a: {b: 5}} matches: {a: {b: 5, c: 6, ...}, d: 7} doesn't match: {a: {c: 5}},
+    // {b: {a: 5}}"
+    assert!(m(
+        json!({"a": {"b": 5}}),
+        &json!({"a": {"b": 5, "c": 6}, "d": 7})
+    ));
+    assert!(!m(json!({"a": {"b": 5}}), &json!({"a": {"c": 5}})));
+    assert!(!m(json!({"a": {"b": 5}}), &json!({"b": {"a": 5}})));
+    // "Pattern [1, 2] matches [1, 2], [1, 2, 3, …] doesn't match: [2, 1]"
+    assert!(m(json!({"v": [1, 2]}), &json!({"v": [1, 2]})));
+    assert!(m(json!({"v": [1, 2]}), &json!({"v": [1, 2, 3]})));
+    assert!(!m(json!({"v": [1, 2]}), &json!({"v": [2, 1]})));
+    // "Pattern {a: "#\\d+"} matches: {a: "2345"} doesn't match: {a: "abc"}"
+    assert!(m(json!({"a": "#\\d+"}), &json!({"a": "2345"})));
+    assert!(!m(json!({"a": "#\\d+"}), &json!({"a": "abc"})));
+    // "Pattern {a: "present?"} matches: {a: 5},{a: {b: 6}} doesn't match: {b: 5}"
+    assert!(m(json!({"a": "present?"}), &json!({"a": 5})));
+    assert!(m(json!({"a": "present?"}), &json!({"a": {"b": 6}})));
+    assert!(!m(json!({"a": "present?"}), &json!({"b": 5})));
+    // "Pattern: {params: {user_id: ".user.id"}} matches: {user: {id: 1}, params: {user_id: 1}}"
+    let p = json!({"params": {"user_id": ".user.id"}});
+    assert!(m(
+        p.clone(),
+        &json!({"user": {"id": 1}, "params": {"user_id": 1}})
+    ));
+    assert!(!m(p, &json!({"user": {"id": 1}, "params": {"user_id": 2}})));
+    // "Pattern: {request-method: {$enum: ["get", "post"]}} matches: {request-method: "post"},
+    // {request-method: "get"} doesn't match: {request-method: "put"}"
+    let p = json!({"request-method": {"$enum": ["get", "post"]}});
+    assert!(m(p.clone(), &json!({"request-method": "post"})));
+    assert!(m(p.clone(), &json!({"request-method": "get"})));
+    assert!(!m(p, &json!({"request-method": "put"})));
+    // "Pattern {a: {$one-of: [{b: "present?"}, {c: "present?"}]}} matches {a: {c: 5}} doesn't
+    // match: {a: {d: 5}, {a: {b: null}"
+    let p = json!({"a": {"$one-of": [{"b": "present?"}, {"c": "present?"}]}});
+    assert!(m(p.clone(), &json!({"a": {"c": 5}})));
+    assert!(!m(p.clone(), &json!({"a": {"d": 5}})));
+    assert!(!m(p, &json!({"a": {"b": null}})));
+    // "Pattern: {type: {$contains: {system: "loinc"}} matches {type: [{system: "snomed"},
+    // {system: "loinc"}]}"
+    let p = json!({"type": {"$contains": {"system": "loinc"}}});
+    assert!(m(
+        p.clone(),
+        &json!({"type": [{"system": "snomed"}, {"system": "loinc"}]})
+    ));
+    assert!(!m(p, &json!({"type": [{"system": "snomed"}]})));
+    // "Pattern: {col: {"$every": {foo: "bar"}} matches: {col: [{foo: "bar"}, {foo: "bar", baz:
+    // "quux"}]}"
+    let p = json!({"col": {"$every": {"foo": "bar"}}});
+    assert!(m(
+        p.clone(),
+        &json!({"col": [{"foo": "bar"}, {"foo": "bar", "baz": "quux"}]})
+    ));
+    assert!(!m(p, &json!({"col": [{"foo": "bar"}, {"foo": "baz"}]})));
+    // "Pattern: {message: {$not: {status: private}} matches: {message: {status: public}} doesn't
+    // match: {message: {status: private}}."
+    let p = json!({"message": {"$not": {"status": "private"}}});
+    assert!(m(p.clone(), &json!({"message": {"status": "public"}})));
+    assert!(!m(p, &json!({"message": {"status": "private"}})));
+}
+
+// docs/reference/matcho-dsl-reference.md, "$one-of": the "Correct usage example" policy (its
+// YAML as JSON) compiles and works; the "Incorrect usage example" is refused when written.
+#[test]
+fn matcho_aidbox_one_of_usage_examples() {
+    let correct = compile(json!({
+        "resourceType": "AccessPolicy", "engine": "matcho",
+        "matcho": {"request-method": "get", "params": {"$one-of": [
+            {"name": "present?", "resource/type": "Patient"},
+            {"_id": "present?", "resource/type": "Patient"},
+            {"id": "present?", "resource/type": "Patient"}
+        ]}}
+    }));
+    let get = |params: Value| json!({"request-method": "get", "params": params});
+    assert!(correct.allows(&get(json!({"name": "John", "resource/type": "Patient"}))));
+    assert!(correct.allows(&get(json!({"_id": "p1", "resource/type": "Patient"}))));
+    assert!(!correct.allows(&get(json!({"name": "John", "resource/type": "Encounter"}))));
+    assert!(!correct.allows(&get(json!({"resource/type": "Patient"}))));
+    let e = compile_err(json!({
+        "resourceType": "AccessPolicy", "engine": "matcho",
+        "matcho": {"request-method": "get", "params": {"resource/type": "Patient", "$one-of": [
+            {"name": "present?"}, {"_id": "present?"}, {"id": "present?"}
+        ]}}
+    }));
+    assert_eq!(e.path, "matcho.params.$one-of");
+}
+
+// docs/reference/matcho-dsl-reference.md, the $not warning: "this AccessPolicy allows them to
+// perform DELETE /Patient/ for all other users, including unauthorized ones". The same holds
+// here (a request with no user is not a guest), which is why the page recommends $enum.
+#[test]
+fn matcho_aidbox_not_warning_example() {
+    let p = json!({"request-method": "delete", "uri": "#^/Patient.*$",
+                   "user": {"$not": {"data": {"role": "guest"}}}});
+    let del = |user: Value| json!({"request-method": "delete", "uri": "/Patient/p1", "user": user});
+    assert!(!m(p.clone(), &del(json!({"data": {"role": "guest"}}))));
+    assert!(m(p.clone(), &del(json!({"data": {"role": "doctor"}}))));
+    assert!(
+        m(p, &del(Value::Null)),
+        "as the docs warn: no user passes $not too"
+    );
 }

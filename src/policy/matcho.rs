@@ -15,7 +15,7 @@
 //!   `".params.patient"`; split on `.`, decimal segments index arrays): the value must equal
 //!   what is found there. A path that finds nothing (or `null`) matches nothing.
 //! - `"present?"`: not `null`/missing. `"nil?"`: `null` or missing. `"not-blank?"`: a string
-//!   that is non-empty after trimming, a non-empty array or map, or any number/boolean.
+//!   that is non-empty after trimming (Aidbox: "matches a non-empty string"; nothing else).
 //! - Other scalars match by equality; numbers by value (`1` equals `1.0`), no coercion between
 //!   types (the pattern `10` does not match the query param `"10"`). A `null` pattern behaves as
 //!   `"nil?"`.
@@ -23,7 +23,11 @@
 //!   equal one of), `$one-of` (a non-empty list of patterns, any may match; must be the only key
 //!   of its map), `$contains` (an array with some element matching), `$every` (an array whose
 //!   elements all match; true for `[]`), `$not` (the pattern does not match), `$present-all`
-//!   (a map in which all listed keys are present and non-`null`), `$length` (array, string —
+//!   (an array containing every listed value, in any order — Aidbox's meaning), `$reference`
+//!   (a FHIR reference — `"Patient/pid"` or `{"reference": "Patient/pid"}` — is read as
+//!   `{"resourceType": "Patient", "id": "pid"}`, Aidbox's format, and matched against the
+//!   pattern; a value already in that format is matched as it is; anything else, including
+//!   absolute, versioned or contained references, matches nothing), `$length` (array, string —
 //!   counted in characters — or map of exactly that length). Several operators, or operators
 //!   next to plain keys, on one level must all hold. An unknown `$` key is a compile error.
 //!
@@ -37,7 +41,8 @@ use serde_json::{Map, Value};
 use super::value::{deep_eq, resolve, scalar_eq, NULL};
 use super::{compile_regex, join, Ctx, Engine, PolicyError, Rule, MAX_DEPTH};
 
-const OPERATORS: &str = "$enum, $one-of, $contains, $every, $not, $present-all, $length";
+const OPERATORS: &str =
+    "$enum, $one-of, $contains, $every, $not, $present-all, $reference, $length";
 
 /// A compiled Matcho pattern.
 #[derive(Debug, Clone)]
@@ -71,7 +76,8 @@ pub(crate) enum Op {
     Contains(Box<Pattern>),
     Every(Box<Pattern>),
     Not(Box<Pattern>),
-    PresentAll(Vec<String>),
+    PresentAll(Vec<Value>),
+    Reference(Box<Pattern>),
     Length(u64),
 }
 
@@ -117,13 +123,7 @@ impl Pattern {
         match self {
             Pattern::Present => !value.is_null(),
             Pattern::Nil => value.is_null(),
-            Pattern::NotBlank => match value {
-                Value::Null => false,
-                Value::String(s) => !s.trim().is_empty(),
-                Value::Array(a) => !a.is_empty(),
-                Value::Object(o) => !o.is_empty(),
-                Value::Bool(_) | Value::Number(_) => true,
-            },
+            Pattern::NotBlank => value.as_str().is_some_and(|s| !s.trim().is_empty()),
             Pattern::Literal(lit) => scalar_eq(lit, value),
             Pattern::Regex(re) => match value {
                 Value::String(s) => re.is_match(s),
@@ -171,9 +171,10 @@ impl Op {
                 .as_array()
                 .is_some_and(|a| a.iter().all(|v| p.matches(v, request))),
             Op::Not(p) => !p.matches(value, request),
-            Op::PresentAll(keys) => value
-                .as_object()
-                .is_some_and(|m| keys.iter().all(|k| m.get(k).is_some_and(|v| !v.is_null()))),
+            Op::PresentAll(wanted) => value
+                .as_array()
+                .is_some_and(|a| wanted.iter().all(|w| a.iter().any(|v| deep_eq(w, v)))),
+            Op::Reference(p) => as_aidbox_reference(value).is_some_and(|r| p.matches(&r, request)),
             Op::Length(n) => {
                 let len = match value {
                     Value::Array(a) => a.len(),
@@ -269,24 +270,16 @@ fn compile_map(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Pat
             "$contains" => Op::Contains(Box::new(compile_at(v, &at, depth + 1)?)),
             "$every" => Op::Every(Box::new(compile_at(v, &at, depth + 1)?)),
             "$not" => Op::Not(Box::new(compile_at(v, &at, depth + 1)?)),
-            "$present-all" => {
-                let Some(items) = v.as_array() else {
+            "$present-all" => Op::PresentAll(compile_present_all(v, &at)?),
+            "$reference" => {
+                if !v.is_object() {
                     return Err(PolicyError::new(
                         at,
-                        "$present-all takes an array of key names",
+                        "$reference takes a map pattern matched against \
+                         {\"resourceType\": ..., \"id\": ...}",
                     ));
-                };
-                let mut names = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    let Some(name) = item.as_str() else {
-                        return Err(PolicyError::new(
-                            join(&at, &i.to_string()),
-                            "$present-all takes key names (strings)",
-                        ));
-                    };
-                    names.push(name.to_owned());
                 }
-                Op::PresentAll(names)
+                Op::Reference(Box::new(compile_at(v, &at, depth + 1)?))
             }
             "$length" => match v.as_u64() {
                 Some(n) => Op::Length(n),
@@ -304,6 +297,64 @@ fn compile_map(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Pat
         ops.push(op);
     }
     Ok(Pattern::Map { keys, ops })
+}
+
+/// `$present-all`: a non-empty array of values that must all be elements of the matched
+/// array. A value that is itself a pattern string (`"#..."`, `".path"`, `"present?"`...) is
+/// refused: here it would be compared literally, which is surely not what was meant.
+fn compile_present_all(v: &Value, path: &str) -> Result<Vec<Value>, PolicyError> {
+    let Some(items) = v.as_array().filter(|a| !a.is_empty()) else {
+        return Err(PolicyError::new(
+            path,
+            "$present-all takes a non-empty array of the values that must all be in the array \
+             (Aidbox's meaning; for keys of a map use {\"key\": \"present?\"})",
+        ));
+    };
+    for (i, item) in items.iter().enumerate() {
+        let literal = match item {
+            Value::String(s) => !(s.starts_with('#') || s.starts_with('.') || s.ends_with('?')),
+            Value::Null => false,
+            _ => true,
+        };
+        if !literal {
+            return Err(PolicyError::new(
+                join(path, &i.to_string()),
+                "$present-all compares values by equality: null, regexes (\"#...\"), request \
+                 paths (\".x\") and \"present?\"-style predicates are not allowed here",
+            ));
+        }
+    }
+    Ok(items.clone())
+}
+
+/// Reads a FHIR reference as Aidbox's `{"resourceType", "id"}`: the string `"Type/id"`, a
+/// `Reference` map whose `reference` is `"Type/id"`, or a map already carrying both
+/// `resourceType` and `id` (strings). Only the relative literal form is understood; absolute
+/// URLs, `_history` versions, `#contained` and malformed references give `None`.
+fn as_aidbox_reference(value: &Value) -> Option<Value> {
+    let parse = |s: &str| -> Option<Value> {
+        let (ty, id) = s.split_once('/')?;
+        let ty_ok = ty.starts_with(|c: char| c.is_ascii_uppercase())
+            && ty.chars().all(|c| c.is_ascii_alphanumeric());
+        let id_ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        (ty_ok && id_ok).then(|| serde_json::json!({"resourceType": ty, "id": id}))
+    };
+    match value {
+        Value::String(s) => parse(s),
+        Value::Object(m) => match m.get("reference") {
+            Some(Value::String(s)) => parse(s),
+            Some(_) => None,
+            None => match (m.get("resourceType"), m.get("id")) {
+                (Some(Value::String(ty)), Some(Value::String(id))) => parse(&format!("{ty}/{id}")),
+                _ => None,
+            },
+        },
+        _ => None,
+    }
 }
 
 fn compile_enum(v: &Value, path: &str) -> Result<Vec<Value>, PolicyError> {
