@@ -425,6 +425,9 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
         "query-string": query,
         "params": params,
         "headers": headers,
+        // Aidbox gives the incoming resource twice: as `body` and as `resource` (the
+        // matcho reference's `$reference` example matches under `resource`).
+        "resource": if body.is_object() { body.clone() } else { Value::Null },
         "body": body,
         "remote-addr": crate::http_util::header(req, "cf-connecting-ip").unwrap_or(""),
         "client": client,

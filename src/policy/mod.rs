@@ -14,6 +14,7 @@
 //! | `query-string` | raw query |
 //! | `params` | query params (string values) plus route params such as `resource/type`, `resource/id` |
 //! | `body` | parsed JSON body or `null` |
+//! | `resource` | the same body when it is a JSON object (Aidbox's name for the incoming resource), else `null` |
 //! | `headers` | lowercased header names |
 //! | `remote-addr` | client address |
 //! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` |

@@ -61,15 +61,14 @@ async function assertDenied(res, what) {
 
 // docs/reference/matcho-dsl-reference.md, "$reference": "parse Reference or string into aidbox
 // format ... {reference: "Patient/pid"} => {id: "pid", resourceType: "Patient"}", with the
-// example `{resource: {patient: {$reference: {id: '.user.data.patient_id'}}}}`. The docs match
-// the incoming resource under `resource`; the policy request here carries it as `body` (Aidbox
-// has both), so the example's pattern is placed under `body`.
+// example `{resource: {patient: {$reference: {id: '.user.data.patient_id'}}}}`, verbatim: the
+// incoming resource is under `resource` (and `body`), as in Aidbox.
 test("$reference: the docs' example, a patient may write only resources pointing at itself", async () => {
   const res = await w.admin("PUT", "/AccessPolicy/matcho-reference", {
     engine: "matcho",
     matcho: {
       "request-method": "post",
-      body: { patient: { $reference: { id: ".user.data.patient_id" } } },
+      resource: { patient: { $reference: { id: ".user.data.patient_id" } } },
     },
     link: [{ id: "pat", resourceType: "User" }],
   });
