@@ -5,6 +5,7 @@
 //   node --test --test-concurrency=1 tests/e2e/attacks-redteam12.test.mjs      (after the build)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { startWorker, startOrigin, basicAuth, decodeJwt, json } from "./harness.mjs";
 import { assertError, assertInvalidTokenChallenge, put, tokenPost } from "./attacks-lib.mjs";
@@ -129,4 +130,65 @@ test("control: a PUT that keeps fhirUser (GET-edit-PUT) keeps the user's tokens"
   assert.equal(await apiStatus(t.access_token, "/Patient/pt-5"), 200);
   const res = await tokenPost(w, { grant_type: "refresh_token", refresh_token: t.refresh_token }, { auth: PW });
   assert.equal(res.status, 200, await res.text());
+});
+
+test("our refresh token sent as a bearer token is refused without being shown to the default opaque introspector", async () => {
+  const calls = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      calls.push(new URLSearchParams(body).get("token"));
+      res.writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ active: true, sub: "ext-user", exp: Math.floor(Date.now() / 1000) + 600 }));
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    await put(w, "/TokenIntrospector/default", { type: "opaque", introspection_endpoint: { url: `http://127.0.0.1:${server.address().port}/i` } });
+    await put(w, "/AccessPolicy/ext", { engine: "matcho", matcho: { jwt: { sub: "ext-user" } } });
+    await put(w, "/User/rt-user", { password: "pass123" });
+    const t = await signIn("rt-user", "openid");
+    calls.length = 0;
+    assert.equal(await apiStatus(t.refresh_token, "/Patient"), 401);
+    assert.deepEqual(calls, [], "our refresh token was sent to another issuer's introspection endpoint");
+    // Control: the refresh token still refreshes, and a foreign opaque token is still introspected.
+    const res = await tokenPost(w, { grant_type: "refresh_token", refresh_token: t.refresh_token }, { auth: PW });
+    assert.equal(res.status, 200, await res.text());
+    assert.equal(await apiStatus("foreign_opaque_token_1", "/Patient"), 200);
+    assert.deepEqual(calls, ["foreign_opaque_token_1"]);
+  } finally {
+    await w.admin("DELETE", "/TokenIntrospector/default");
+    server.close();
+  }
+});
+
+test("two different client-secret guesses never share a throttle fingerprint (a secret holding the candidates' separator)", async () => {
+  // One check in flight per distinct guess: with LOGIN_MAX_FAILURES=1, a second guess while
+  // the first is being checked waits (429). Basic `x%0Ay` tries `x%0Ay` and `x\ny`; a
+  // client_secret_post of `x%0Ay\nx\ny` is a third secret, but the candidates joined with
+  // "\n" made it the same fingerprint: counted as the same guess, checked too.
+  const wt = await startWorker({
+    originUrl: origin.url,
+    vars: { LOGIN_MAX_FAILURES: "1", LOGIN_ADDRESS_MAX_FAILURES: "1000", PBKDF2_ITERATIONS: "100000" },
+  });
+  try {
+    const statuses = [];
+    for (let round = 0; round < 6; round++) {
+      const id = `c${round}`;
+      await put(wt, `/Client/${id}`, { secret: "the-real-secret", grant_types: ["client_credentials"] });
+      const basic = tokenPost(wt, { grant_type: "client_credentials" }, { auth: "Basic " + Buffer.from(`${id}:x%0Ay`).toString("base64") });
+      const post = tokenPost(wt, { grant_type: "client_credentials", client_id: id, client_secret: "x%0Ay\nx\ny" });
+      const [a, b] = await Promise.all([basic, post]);
+      await a.arrayBuffer();
+      await b.arrayBuffer();
+      statuses.push([a.status, b.status]);
+    }
+    for (const [a, b] of statuses) {
+      assert.ok([a, b].includes(429), `both different guesses were checked at once: ${JSON.stringify(statuses)}`);
+      assert.ok([a, b].every((s) => s === 401 || s === 429), JSON.stringify(statuses));
+    }
+  } finally {
+    await wt.dispose();
+  }
 });
