@@ -156,8 +156,13 @@ async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Res
         ResourceType::User => {
             let password = take_secret(&mut map, "password")?;
             user::validate(&map)?;
-            credential_change |=
-                password.is_some() || !user::is_active(&Value::Object(map.clone()));
+            // `fhirUser` is who the user is to SMART: tokens carry its patient (or its user/
+            // scopes were granted for it), so a relink ends them as a refresh would refuse.
+            let fhir_user_changed =
+                existing.is_some() && map.get("fhirUser") != existing_field("fhirUser").as_ref();
+            credential_change |= password.is_some()
+                || !user::is_active(&Value::Object(map.clone()))
+                || fhir_user_changed;
             new_email = map
                 .get("email")
                 .and_then(Value::as_str)

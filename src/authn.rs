@@ -118,7 +118,10 @@ pub async fn check_client_secret(
         return Ok(true);
     }
     let keys = crate::state::throttle::client_keys(req, &client.id);
-    crate::state::throttle::checked(app, &keys, &secrets.join("\n"), || async {
+    // The candidates as one unambiguous string (a JSON array): joined with a separator, a
+    // secret holding it made two different guesses one fingerprint, counted once in flight.
+    let tried = serde_json::to_string(secrets).unwrap_or_default();
+    crate::state::throttle::checked(app, &keys, &tried, || async {
         for s in secrets {
             if check_secret(app, "Client", &client.id, s, stored).await? {
                 return Ok(true);
@@ -237,6 +240,15 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     let cached = app.cache.tokens.get(token, &issuer, &audience, now);
     if cached.is_none() {
         if token.matches('.').count() != 2 {
+            // One of our refresh tokens sent as a bearer token (a client's mistake): never shown
+            // to another issuer's introspection endpoint, where it could be kept and used.
+            if let Some((_, crate::state::RefreshSecret::Generation { .. })) =
+                crate::state::split_refresh_token(token)
+            {
+                return Err(Error::InvalidToken(
+                    "a refresh token is not an access token".into(),
+                ));
+            }
             return match crate::external::introspect_opaque(app, token, &audience).await? {
                 Some(who) => Ok(who),
                 None => Err(Error::InvalidToken("token is not a JWT".into())),

@@ -189,7 +189,8 @@ pub trait StateStore {
     /// At most `limit` revocations newer than `since` (a cursor from an earlier call; 0 for
     /// all), oldest first, as `(jti, until)`, and the cursor to pass next time (the position of
     /// the last one returned). Lets each isolate keep a copy and poll it, page by page, instead
-    /// of asking on every request. Revocations past their `until` may be left out.
+    /// of asking on every request. Revocations past their `until` that are still stored are
+    /// returned too: a page shorter than `limit` must mean the end of the feed.
     async fn revocations_since(
         &self,
         since: u64,

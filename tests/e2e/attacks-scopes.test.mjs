@@ -227,11 +227,13 @@ describe("refresh never widens", () => {
     await put(w, "/Client/pw-reg", registration({}));
   });
 
-  test("refresh of user/*.rs after the user became a patient is refused -> 400 invalid_scope", async () => {
+  test("refresh of user/*.rs after the user became a patient is refused -> 400 invalid_grant", async () => {
     await put(w, "/User/dr2", { password: "pass123", fhirUser: "Practitioner/pr-2" });
     const rt = await family("user/*.rs", "dr2");
     await put(w, "/User/dr2", { fhirUser: "Patient/pt-9" });
-    await assertError(await refresh(rt), 400, "invalid_scope");
+    // A fhirUser change renews the user's credential generation: the family has ended (issue 12
+    // red team), before the scope ceiling is even asked.
+    await assertError(await refresh(rt), 400, "invalid_grant");
   });
 });
 
