@@ -1,5 +1,7 @@
-//! The admin API, Aidbox-shaped: `GET /Client`, `POST /Client`, `GET|PUT|DELETE /Client/{id}`,
-//! and the same for `User` and `AccessPolicy`.
+//! The admin API, Aidbox-shaped: `GET /Client`, `POST /Client`, `GET|PUT|PATCH|DELETE
+//! /Client/{id}`, and the same for every admin type. `POST` uses the body's `id` when it has one
+//! (409 if taken, as FHIR create); `PATCH` is a JSON merge patch (RFC 7396) applied to what GET
+//! shows, then stored exactly as a PUT of the result.
 //!
 //! Callers authenticate like anywhere else; `root` (Basic `root:ADMIN_SECRET`) may do anything,
 //! any other caller only what an AccessPolicy allows, as in Aidbox. Every write is validated
@@ -27,15 +29,16 @@ pub async fn handle(
     let m = req.method().clone();
     match (m, id) {
         (http::Method::GET, None) => list(app, rt).await,
-        (http::Method::POST, None) => {
-            let id = new_id(app);
-            put(app, &req, rt, &id).await
-        }
+        (http::Method::POST, None) => create(app, &req, rt).await,
         (http::Method::GET, Some(id)) => read(app, rt, id).await,
-        (http::Method::PUT, Some(id)) => put(app, &req, rt, id).await,
+        (http::Method::PUT, Some(id)) => {
+            let body = parse_body(&req)?;
+            store(app, rt, id, &body, false).await
+        }
+        (http::Method::PATCH, Some(id)) => patch(app, &req, rt, id).await,
         (http::Method::DELETE, Some(id)) => delete(app, rt, id).await,
         (_, None) => Err(Error::MethodNotAllowed("GET, POST")),
-        (_, Some(_)) => Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+        (_, Some(_)) => Err(Error::MethodNotAllowed("GET, PUT, PATCH, DELETE")),
     }
 }
 
@@ -105,9 +108,74 @@ async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
     Ok(json_response(200, &public_view(&doc)))
 }
 
+/// `POST /{Type}`: the body's `id` when it has one (checked like a PUT's URL id; 409 when a
+/// resource has it already, as FHIR create), else a new random id.
+async fn create(app: &App, req: &Request, rt: ResourceType) -> Result<Response> {
+    let body = parse_body(req)?;
+    let id = match body.get("id") {
+        None | Some(Value::Null) => new_id(app),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(Error::validation("id", "must be a string")),
+    };
+    store(app, rt, &id, &body, true).await
+}
+
+/// `PATCH /{Type}/{id}`: a JSON merge patch (RFC 7396) applied to the resource as GET shows
+/// it, then stored through the same path as a PUT of the result. Hidden fields stay hidden:
+/// a patch without `secret`/`password` keeps the stored hash (`null` too: there is no visible
+/// secret to remove), and one naming a server-set field (`credential_generation`, hashes) is
+/// refused by the same envelope check as a PUT.
+async fn patch(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Response> {
+    check_id(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    let patch = parse_body(req)?;
+    if !patch.is_object() {
+        return Err(Error::validation("", "a merge patch must be a JSON object"));
+    }
+    let Some(doc) = app.repo().get_fresh(rt, id).await? else {
+        return Err(Error::NotFound(format!("{rt}/{id} not found")));
+    };
+    let mut target = public_view(&doc);
+    if let Value::Object(m) = &mut target {
+        m.remove("meta");
+    }
+    merge_patch(&mut target, &patch);
+    store(app, rt, id, &target, false).await
+}
+
+/// RFC 7396 section 2, MergePatch(Target, Patch).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
 fn parse_body(req: &Request) -> Result<Value> {
     match media_type(req) {
         Some(m) if is_json(&m) => {}
+        Some(m)
+            if matches!(
+                m.as_str(),
+                "text/yaml" | "application/yaml" | "application/x-yaml"
+            ) =>
+        {
+            return Err(Error::UnsupportedMediaType(format!(
+                "YAML bodies ({m}) are not accepted here; send the same resource as JSON \
+                 (application/json)"
+            )))
+        }
         Some(m) => {
             return Err(Error::UnsupportedMediaType(format!(
                 "content type {m} is not accepted; send application/json"
@@ -123,12 +191,24 @@ fn parse_body(req: &Request) -> Result<Value> {
         .map_err(|e| Error::InvalidRequest(format!("body is not valid JSON: {e}")))
 }
 
-async fn put(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<Response> {
+/// Validates and stores a whole resource (PUT, POST, and PATCH after merging). With
+/// `create_only`, an existing resource is a 409 and nothing changes.
+async fn store(
+    app: &App,
+    rt: ResourceType,
+    id: &str,
+    body: &Value,
+    create_only: bool,
+) -> Result<Response> {
     check_id(rt, id)?;
-    let body = parse_body(req)?;
-    let mut map = check_envelope(rt, id, &body)?;
+    let mut map = check_envelope(rt, id, body)?;
     let repo = app.repo();
     let existing = repo.get_fresh(rt, id).await?;
+    if create_only && existing.is_some() {
+        return Err(Error::Conflict(format!(
+            "{rt}/{id} already exists; use PUT or PATCH to change it"
+        )));
+    }
     let existing_field = |f: &str| existing.as_ref().and_then(|e| e.get(f)).cloned();
     let mut old_email = None;
     let mut new_email = None;

@@ -431,14 +431,14 @@ fn wrong_methods_are_405_with_allow() {
     let t = TestApp::new();
     let r = call(
         &t,
-        "PATCH",
+        "POST",
         "/Client/x",
         Some(&TestApp::root()),
         Some("application/json"),
         "{}",
     );
     assert_eq!(r.status(), 405);
-    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, PUT, PATCH, DELETE"));
     let r = call(&t, "DELETE", "/Client", Some(&TestApp::root()), None, "");
     assert_eq!(r.status(), 405);
 }
@@ -547,4 +547,145 @@ fn inactive_user_cannot_sign_in() {
     );
     assert_eq!(r.status(), 400, "{}", r.text());
     assert_eq!(r.json()["error"], "invalid_grant");
+}
+
+fn root_call(t: &TestApp, method: &str, path: &str, ct: &str, body: &str) -> TestResponse {
+    call(t, method, path, Some(&TestApp::root()), Some(ct), body)
+}
+
+#[test]
+fn post_with_an_id_creates_that_id_and_refuses_a_taken_one() {
+    let t = TestApp::new();
+    let body = r#"{"id":"my-app","secret":"s1","grant_types":["basic"]}"#;
+    let r = root_call(&t, "POST", "/Client", "application/json", body);
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert_eq!(r.json()["id"], "my-app");
+    assert_eq!(r.header("location"), Some("/Client/my-app"));
+    let before = t.kv.dump()["Client/my-app"].clone();
+    let again = r#"{"id":"my-app","secret":"s2","grant_types":["client_credentials"]}"#;
+    let r = root_call(&t, "POST", "/Client", "application/json", again);
+    assert_eq!(r.status(), 409, "{}", r.text());
+    assert_eq!(r.json()["error"], "conflict");
+    assert_eq!(
+        t.kv.dump()["Client/my-app"],
+        before,
+        "a refused POST changes nothing"
+    );
+    for bad in [r#"{"id":"a b"}"#, r#"{"id":"root"}"#, r#"{"id":7}"#] {
+        let r = root_call(&t, "POST", "/Client", "application/json", bad);
+        assert_eq!(r.status(), 422, "{bad}: {}", r.text());
+        assert_eq!(r.json()["field"], "id");
+    }
+    let r = root_call(
+        &t,
+        "POST",
+        "/User",
+        "application/json",
+        r#"{"id":"u-1","password":"pw"}"#,
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert_eq!(r.json()["id"], "u-1");
+}
+
+#[test]
+fn patch_merges_and_stores_like_put() {
+    let t = TestApp::new();
+    t.admin_put(
+        "/Client/c",
+        json!({"secret": "s1", "grant_types": ["basic"], "first_party": true}),
+    );
+    let stored = |t: &TestApp| -> Value { serde_json::from_str(&t.kv.dump()["Client/c"]).unwrap() };
+    let s1 = stored(&t);
+    // A profile change: hash and generation kept, a null removes a field.
+    let r = root_call(
+        &t,
+        "PATCH",
+        "/Client/c",
+        "application/merge-patch+json",
+        r#"{"grant_types":["basic","client_credentials"],"first_party":null}"#,
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["meta"]["versionId"], "2");
+    let s2 = stored(&t);
+    assert_eq!(s2["grant_types"], json!(["basic", "client_credentials"]));
+    assert!(s2.get("first_party").is_none());
+    assert_eq!(s1["secret_hash"], s2["secret_hash"]);
+    assert_eq!(s1["credential_generation"], s2["credential_generation"]);
+    // `secret: null` keeps the stored secret (there is no visible secret to remove).
+    let r = root_call(
+        &t,
+        "PATCH",
+        "/Client/c",
+        "application/json",
+        r#"{"secret":null}"#,
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(stored(&t)["secret_hash"], s1["secret_hash"]);
+    // A new secret: hashed, new generation.
+    let r = root_call(
+        &t,
+        "PATCH",
+        "/Client/c",
+        "application/json",
+        r#"{"secret":"s2"}"#,
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert!(r.json().get("secret").is_none());
+    let s3 = stored(&t);
+    assert_ne!(s3["secret_hash"], s1["secret_hash"]);
+    assert_ne!(s3["credential_generation"], s1["credential_generation"]);
+    assert!(!t.kv.dump()["Client/c"].contains("\"s2\""));
+    // Refused patches change nothing.
+    let before = t.kv.dump()["Client/c"].clone();
+    for (bad, field) in [
+        (r#"{"grant_types":["nonsense"]}"#, "grant_types.0"),
+        (r#"{"credential_generation":"x"}"#, "credential_generation"),
+        (r#"{"secret_hash":"x"}"#, "secret_hash"),
+        (r#"{"id":"other"}"#, "id"),
+    ] {
+        let r = root_call(&t, "PATCH", "/Client/c", "application/json", bad);
+        assert_eq!(r.status(), 422, "{bad}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{bad}");
+    }
+    let r = root_call(&t, "PATCH", "/Client/c", "application/json", "[1]");
+    assert_eq!(r.status(), 422, "{}", r.text());
+    assert_eq!(t.kv.dump()["Client/c"], before);
+    // Absent resource: 404, nothing created.
+    let r = root_call(&t, "PATCH", "/Client/nope", "application/json", "{}");
+    assert_eq!(r.status(), 404, "{}", r.text());
+    assert!(!t.kv.dump().contains_key("Client/nope"));
+    // Users: a password patch hashes it and renews the generation.
+    t.admin_put(
+        "/User/u",
+        json!({"email": "u@example.com", "password": "pw1"}),
+    );
+    let u1: Value = serde_json::from_str(&t.kv.dump()["User/u"]).unwrap();
+    let r = root_call(
+        &t,
+        "PATCH",
+        "/User/u",
+        "application/json",
+        r#"{"password":"pw2"}"#,
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let u2: Value = serde_json::from_str(&t.kv.dump()["User/u"]).unwrap();
+    assert_ne!(u1["password_hash"], u2["password_hash"]);
+    assert_ne!(u1["credential_generation"], u2["credential_generation"]);
+    assert_eq!(u2["email"], "u@example.com");
+}
+
+#[test]
+fn yaml_bodies_are_415_saying_to_send_json() {
+    let t = TestApp::new();
+    for ct in [
+        "text/yaml",
+        "application/yaml",
+        "application/x-yaml; charset=utf-8",
+    ] {
+        let r = root_call(&t, "POST", "/Client", ct, "id: x\nsecret: y\n");
+        assert_eq!(r.status(), 415, "{ct}: {}", r.text());
+        let d = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(d.contains("YAML") && d.contains("application/json"), "{d}");
+    }
+    assert!(!t.kv.dump().contains_key("Client/x"));
 }
