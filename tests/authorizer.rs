@@ -28,6 +28,21 @@ fn tutorial() -> TestApp {
     t
 }
 
+/// A Worker forwarding to `https://origin.internal`, with the Basic client `basic` (`s3cret`)
+/// and an `allow` policy linked to it.
+fn basic_client_with_origin() -> TestApp {
+    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
+    t.admin_put(
+        "/Client/basic",
+        json!({"secret": "s3cret", "grant_types": ["basic"]}),
+    );
+    t.admin_put(
+        "/AccessPolicy/p",
+        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
+    );
+    t
+}
+
 #[test]
 fn basic_auth_needs_a_policy() {
     let t = tutorial();
@@ -311,15 +326,7 @@ fn policy_request_hides_credentials() {
 
 #[test]
 fn allowed_requests_are_forwarded_with_identity_headers_only_ours() {
-    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
-    t.admin_put(
-        "/Client/basic",
-        json!({"secret": "s3cret", "grant_types": ["basic"]}),
-    );
-    t.admin_put(
-        "/AccessPolicy/p",
-        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
-    );
+    let t = basic_client_with_origin();
     let req = TestApp::req("POST", "/Patient?x=1")
         .header("authorization", TestApp::basic("basic", "s3cret"))
         .header("x-client-id", "admin")
@@ -846,15 +853,7 @@ fn paths_an_origin_may_read_differently_are_refused() {
 
 #[test]
 fn forwarded_headers_are_the_ones_we_vouch_for() {
-    let t = TestApp::with_config(|c| c.origin_url = Some("https://origin.internal".into()));
-    t.admin_put(
-        "/Client/basic",
-        json!({"secret": "s3cret", "grant_types": ["basic"]}),
-    );
-    t.admin_put(
-        "/AccessPolicy/p",
-        json!({"engine": "allow", "link": [{"id": "basic", "resourceType": "Client"}]}),
-    );
+    let t = basic_client_with_origin();
     let spoofed = [
         ("x_user_id", "admin"),
         ("X_Client_Id", "root"),
