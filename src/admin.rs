@@ -232,6 +232,7 @@ async fn store(
                 existing_field("secret_hash"),
             )
             .await?;
+            client::validate_confidential(&map)?;
         }
         ResourceType::User => {
             let password = take_secret(&mut map, "password")?;
@@ -361,13 +362,26 @@ async fn set_hash(
 ) -> Result<()> {
     match secret {
         Some(s) => {
-            let h = hash_secret(
-                app.platform.crypto.as_ref(),
-                app.platform.random.as_ref(),
-                &s,
-                app.config.pbkdf2_iterations,
-            )
-            .await?;
+            // A hash exported from Aidbox (`$s0$...` scrypt, `$sha256$<hex>`) is stored as it
+            // is and re-hashed to ours on its first good use (src/secret.rs).
+            let h = match crate::secret::parse_import(&s) {
+                Some(Ok(imported)) => imported,
+                Some(Err(why)) => {
+                    return Err(Error::validation(
+                        field.trim_end_matches("_hash"),
+                        format!("looks like an imported hash but is refused: {why}"),
+                    ))
+                }
+                None => {
+                    hash_secret(
+                        app.platform.crypto.as_ref(),
+                        app.platform.random.as_ref(),
+                        &s,
+                        app.config.pbkdf2_iterations,
+                    )
+                    .await?
+                }
+            };
             map.insert(field.into(), Value::String(h));
         }
         None => {

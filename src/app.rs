@@ -297,7 +297,7 @@ fn is_asset_name(name: &str) -> bool {
 async fn asset(app: &App, req: &Request, file: &str) -> Outcome {
     let redirect_origin = match file {
         "login.html" | "consent.html" | "patient.html" => {
-            match crate::oauth::authorize::parse(app, req.uri().query().unwrap_or("")).await {
+            match crate::oauth::authorize::parse(app, req, req.uri().query().unwrap_or("")).await {
                 Ok(areq) => web_origin(&areq.redirect_uri),
                 Err(_) => None,
             }

@@ -215,6 +215,17 @@ async fn authenticate_basic(
     if !check_client_secret(app, req, &client, &hash, &secrets).await? {
         return Err(bad());
     }
+    if crate::secret::is_imported_hash(&hash) {
+        crate::oauth::password::upgrade_imported_hash(
+            app,
+            crate::model::ResourceType::Client,
+            &client.id,
+            "secret_hash",
+            &hash,
+            &secrets[0],
+        )
+        .await;
+    }
     if !client.allows_grant("basic") {
         return Err(Error::InvalidBasic(
             "this client may not use Basic auth on the API (grant_types lacks \"basic\")".into(),

@@ -689,3 +689,97 @@ fn yaml_bodies_are_415_saying_to_send_json() {
     }
     assert!(!t.kv.dump().contains_key("Client/x"));
 }
+
+// Issue 13: credentials imported from Aidbox.
+
+/// Python `hashlib.scrypt(b"my-secret-password", salt=bytes(range(16)), n=16384, r=8, p=1,
+/// dklen=32)` in the lambdaworks `$s0$` format (src/secret.rs tests).
+const AIDBOX_USER_HASH: &str =
+    "$s0$e0801$AAECAwQFBgcICQoLDA0ODw==$TRT1SFnBOE/ASERmBuq6OdwkcX3DZFfzB9P+xcuzUu8=";
+
+fn stored(t: &edge_authorizer::testing::TestApp, needle: &str) -> bool {
+    t.kv.dump().values().any(|v| v.contains(needle))
+}
+
+#[test]
+fn an_imported_scrypt_password_signs_in_once_and_is_rehashed() {
+    let t = edge_authorizer::testing::TestApp::new();
+    t.admin_put(
+        "/Client/app",
+        serde_json::json!({"secret": "s", "grant_types": ["password"]}),
+    );
+    let r = t.admin_put(
+        "/User/my-user",
+        serde_json::json!({"email": "user@example.com", "password": AIDBOX_USER_HASH}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert!(r.json().get("password").is_none() && r.json().get("password_hash").is_none());
+    assert!(stored(&t, "$s0$e0801$"));
+    let login = |pw: &str| {
+        t.token(
+            Some(&edge_authorizer::testing::TestApp::basic("app", "s")),
+            &[
+                ("grant_type", "password"),
+                ("username", "user@example.com"),
+                ("password", pw),
+            ],
+        )
+    };
+    assert_eq!(login("wrong").status(), 400);
+    assert!(stored(&t, "$s0$e0801$"), "a wrong password changes nothing");
+    let r = login("my-secret-password");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert!(!stored(&t, "$s0$"), "the imported hash is gone");
+    assert!(stored(&t, "$pbkdf2-sha256$"));
+    // Same password, our hash now; the first token lives on (same credential generation).
+    assert_eq!(login("my-secret-password").status(), 200);
+    assert_eq!(login("wrong").status(), 400);
+}
+
+#[test]
+fn absurd_or_malformed_imported_hashes_are_refused_at_write() {
+    let t = edge_authorizer::testing::TestApp::new();
+    for (path, field, value) in [
+        (
+            "/User/u",
+            "password",
+            "$s0$1f0801$AAECAwQFBgcICQoLDA0ODw==$TRT1SFnBOE/ASERmBuq6OdwkcX3DZFfzB9P+xcuzUu8=",
+        ),
+        (
+            "/User/u",
+            "password",
+            "$s0$e0801$AAECAwQFBgcICQoLDA0ODw==$short",
+        ),
+        ("/Client/c", "secret", "$sha256$0123"),
+    ] {
+        let r = t.admin_put(path, serde_json::json!({field: value}));
+        assert_eq!(r.status(), 422, "{value}: {}", r.text());
+        assert_eq!(r.json()["field"], field);
+    }
+}
+
+#[test]
+fn an_imported_sha256_client_secret_is_rehashed_on_first_use() {
+    let t = edge_authorizer::testing::TestApp::new();
+    // printf verysecret | sha256sum
+    let h = "$sha256$36dd292533174299fb0c34665df468bb881756ca9eaf9757d0cfde38f9ededa1";
+    let r = t.admin_put(
+        "/Client/api-client",
+        serde_json::json!({"secret": h, "grant_types": ["client_credentials"]}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let cc = |secret: &str| {
+        t.token(
+            Some(&edge_authorizer::testing::TestApp::basic(
+                "api-client",
+                secret,
+            )),
+            &[("grant_type", "client_credentials")],
+        )
+    };
+    assert_eq!(cc("wrong").status(), 401);
+    assert_eq!(cc(h).status(), 401, "the hash itself is no secret");
+    assert_eq!(cc("verysecret").status(), 200);
+    assert!(!stored(&t, "$sha256$"));
+    assert_eq!(cc("verysecret").status(), 200);
+}

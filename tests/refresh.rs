@@ -524,3 +524,198 @@ fn refresh_after_the_user_was_deactivated_is_refused() {
     );
     assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
 }
+
+// Issue 13: Aidbox client options and refresh without rotation.
+
+#[test]
+fn grant_types_refresh_token_enables_refresh_unless_the_flow_says_no() {
+    let t = setup(json!({}));
+    t.admin_put(
+        "/Client/app",
+        json!({"secret": "s", "grant_types": ["password", "refresh_token"], "scope": ["read"]}),
+    );
+    let first = login(&t, "read");
+    let rt = s(&first, "refresh_token");
+    assert_eq!(refresh(&t, &rt).status(), 200);
+    // The flow's own setting wins (fail closed).
+    t.admin_put(
+        "/Client/app",
+        json!({"secret": "s", "grant_types": ["password", "refresh_token"], "scope": ["read"],
+               "auth": {"password": {"refresh_token": false}}}),
+    );
+    assert!(login(&t, "read").json().get("refresh_token").is_none());
+}
+
+#[test]
+fn without_rotation_the_same_token_keeps_working_until_revoked() {
+    let t = setup(json!({"refresh_token": true, "refresh_token_rotation": false}));
+    let first = login(&t, "read");
+    let rt = s(&first, "refresh_token");
+    let mut ats = vec![];
+    for _ in 0..3 {
+        let r = refresh(&t, &rt);
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(s(&r, "refresh_token"), rt, "not rotated");
+        ats.push(s(&r, "access_token"));
+    }
+    assert_eq!(api(&t, &ats[2]), 200);
+    // RFC 7009 revocation still ends it, with its access tokens.
+    let r = t.call(
+        TestApp::req("POST", "/auth/revoke")
+            .header("authorization", TestApp::basic("app", "s"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={rt}").into_bytes())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+    assert_eq!(api(&t, &ats[0]), 401);
+}
+
+#[test]
+fn without_rotation_a_credential_change_ends_the_family() {
+    let t = setup(json!({"refresh_token": true, "refresh_token_rotation": false}));
+    let rt = s(&login(&t, "read"), "refresh_token");
+    assert_eq!(refresh(&t, &rt).status(), 200);
+    t.admin_put(
+        "/User/john",
+        json!({"email": "john@example.com", "password": "changed"}),
+    );
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+}
+
+#[test]
+fn without_rotation_the_absolute_lifetime_still_ends_it() {
+    let t = setup(
+        json!({"refresh_token": true, "refresh_token_rotation": false,
+                         "refresh_token_absolute_expiration": 1000}),
+    );
+    let rt = s(&login(&t, "read"), "refresh_token");
+    assert_eq!(refresh(&t, &rt).status(), 200);
+    t.clock.advance(1001);
+    assert_eq!(refresh(&t, &rt).json()["error"], "invalid_grant");
+}
+
+#[test]
+fn rotation_off_is_refused_for_public_clients() {
+    let t = TestApp::new();
+    let r = t.admin_put(
+        "/Client/spa",
+        json!({"grant_types": ["password"],
+               "auth": {"password": {"refresh_token": true, "refresh_token_rotation": false}}}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+    assert_eq!(r.json()["field"], "auth.password.refresh_token_rotation");
+    // Nor where the flow lets the client go without its secret.
+    let r = t.admin_put(
+        "/Client/half",
+        json!({"secret": "s", "grant_types": ["password"],
+               "auth": {"password": {"secret_required": false, "refresh_token_rotation": false}}}),
+    );
+    assert_eq!(r.status(), 422, "{}", r.text());
+    // A confidential client may.
+    let r = t.admin_put(
+        "/Client/conf",
+        json!({"secret": "s", "grant_types": ["password"],
+               "auth": {"password": {"refresh_token_rotation": false}}}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+}
+
+#[test]
+fn client_credentials_refresh_tokens_when_enabled() {
+    // Aidbox docs: docs/tutorials/security-access-control-tutorials/client-credentials-grant.md
+    let t = setup(json!({}));
+    t.admin_put(
+        "/Client/api-client",
+        json!({"secret": "verysecret", "grant_types": ["client_credentials"],
+               "auth": {"client_credentials": {"access_token_expiration": 600,
+                   "token_format": "jwt", "refresh_token": true,
+                   "refresh_token_expiration": 86400}}}),
+    );
+    let r = t.token(
+        Some(&TestApp::basic("api-client", "verysecret")),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let rt = s(&r, "refresh_token");
+    let r = t.token(
+        Some(&TestApp::basic("api-client", "verysecret")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let rt2 = s(&r, "refresh_token");
+    // Without the secret (Aidbox's tutorial sends only client_id): refused, a confidential flow.
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "api-client"),
+            ("refresh_token", &rt2),
+        ],
+    );
+    assert_eq!(r.status(), 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_client");
+}
+
+#[test]
+fn secret_required_false_lets_only_its_flow_go_without_the_secret() {
+    let t = setup(json!({}));
+    t.admin_put(
+        "/Client/mixed",
+        json!({"secret": "s", "grant_types": ["password", "client_credentials"],
+               "scope": ["read"],
+               "auth": {"password": {"secret_required": false, "refresh_token": true},
+                        "client_credentials": {"refresh_token": true}}}),
+    );
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "mixed"),
+            ("username", "john"),
+            ("password", "pass123"),
+            ("scope", "read"),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let rt = s(&r, "refresh_token");
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "mixed"),
+            ("refresh_token", &rt),
+        ],
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    // client_credentials without the secret: never.
+    let r = t.token(
+        None,
+        &[("grant_type", "client_credentials"), ("client_id", "mixed")],
+    );
+    assert_eq!(r.status(), 401, "{}", r.text());
+    // A client_credentials family of this client: refreshing it needs the secret.
+    let r = t.token(
+        Some(&TestApp::basic("mixed", "s")),
+        &[("grant_type", "client_credentials")],
+    );
+    let cc_rt = s(&r, "refresh_token");
+    let r = t.token(
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "mixed"),
+            ("refresh_token", &cc_rt),
+        ],
+    );
+    assert_eq!(r.status(), 401, "{}", r.text());
+    // secret_required: false on client_credentials is refused at write.
+    let r = t.admin_put(
+        "/Client/bad",
+        json!({"secret": "s", "grant_types": ["client_credentials"],
+               "auth": {"client_credentials": {"secret_required": false}}}),
+    );
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json()["field"], "auth.client_credentials.secret_required");
+}

@@ -81,14 +81,27 @@ fn claims(token: &str) -> Value {
 }
 
 #[test]
-fn smart_apps_need_a_fhir_base_url() {
+fn fhir_base_url_is_optional_and_may_be_a_path() {
     let t = TestApp::new();
+    // Issue 13: Aidbox's SMART examples have no fhir-base-url (then: the issuer's FHIR base).
     let r = t.admin_put(
         "/Client/x",
         json!({"type": "smart-app", "grant_types": ["authorization_code"]}),
     );
-    assert_eq!(r.status(), 422);
-    assert_eq!(r.json()["field"], "fhir-base-url");
+    assert_eq!(r.status(), 201, "{}", r.text());
+    let r = t.admin_put(
+        "/Client/y",
+        json!({"type": "smart-app", "grant_types": ["code"], "fhir-base-url": "/fhir"}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    for bad in ["fhir", "//evil.example/fhir", "/a/../b", "ftp://x/fhir"] {
+        let r = t.admin_put(
+            "/Client/z",
+            json!({"type": "smart-app", "grant_types": ["code"], "fhir-base-url": bad}),
+        );
+        assert_eq!(r.status(), 422, "{bad}");
+        assert_eq!(r.json()["field"], "fhir-base-url");
+    }
 }
 
 #[test]

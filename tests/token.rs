@@ -484,3 +484,48 @@ fn missing_signing_key_is_a_logged_500_without_detail() {
     assert!(!r.text().contains("SIGNING_KEY"));
     assert!(t.log.0.borrow().iter().any(|l| l.contains("SIGNING_KEY")));
 }
+
+/// Issue 13: Aidbox's `auth.<flow>.audience` sets the `aud` of that flow's tokens. A foreign
+/// audience means a token for another API, which our own authorizer refuses; the API's own
+/// audience stays available by asking for it.
+#[test]
+fn flow_audience_sets_aud_and_a_foreign_one_is_not_ours() {
+    let t = setup();
+    t.admin_put(
+        "/Client/aud",
+        json!({"secret": "s", "grant_types": ["client_credentials"],
+               "auth": {"client_credentials": {"audience": ["https://other.example/api", ISSUER]}}}),
+    );
+    let cc = |extra: &[(&str, &str)]| {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        t.token(Some(&TestApp::basic("aud", "s")), &form)
+    };
+    let r = cc(&[]);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(part(&at, 1)["aud"], "https://other.example/api");
+    let api = |at: &str| match t.get_with("/Patient", &format!("Bearer {at}")) {
+        edge_authorizer::app::Outcome::Respond(r) => r.status().as_u16(),
+        _ => 0,
+    };
+    assert_eq!(api(&at), 401, "a token for another audience is not ours");
+    let r = cc(&[("audience", ISSUER)]);
+    let own = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(part(&own, 1)["aud"], ISSUER);
+    assert_ne!(api(&own), 401);
+    assert_error(
+        &cc(&[("audience", "https://third.example")]),
+        400,
+        "invalid_target",
+    );
+    // Shape: a string or a non-empty list of strings.
+    for bad in [json!(""), json!([]), json!([1]), json!({"a": 1})] {
+        let r = t.admin_put(
+            "/Client/aud2",
+            json!({"secret": "s", "grant_types": ["client_credentials"],
+                   "auth": {"client_credentials": {"audience": bad}}}),
+        );
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+}

@@ -4,15 +4,22 @@ use super::{join, opt_bool, opt_object, opt_positive_int, opt_str, opt_str_list}
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 
-/// Grant types a Client may list (Aidbox names; `code` is Aidbox's alias of `authorization_code`).
-pub const GRANT_TYPES: [&str; 6] = [
+/// Grant types a Client may list (Aidbox names; `code` is Aidbox's alias of `authorization_code`;
+/// `refresh_token` turns refresh tokens on for every flow that does not set
+/// `auth.<flow>.refresh_token` itself, see [`Client::refresh_enabled`]).
+pub const GRANT_TYPES: [&str; 7] = [
     "basic",
     "client_credentials",
     "password",
     "authorization_code",
     "code",
     "implicit",
+    "refresh_token",
 ];
+
+/// Flows where Aidbox's `auth.<flow>.secret_required: false` lets a client with a secret call
+/// the token endpoint without it (a public client for that flow). Never `client_credentials`.
+pub const SECRET_OPTIONAL_FLOWS: [&str; 2] = ["authorization_code", "password"];
 
 /// Flows that take per-flow settings under `auth.<flow>`.
 pub const FLOWS: [&str; 5] = [
@@ -47,17 +54,17 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
     for key in SCOPE_LISTS {
         validate_scope_list(m, key)?;
     }
-    let base = opt_str(m, "fhir-base-url", "")?;
-    if let Some(b) = base {
-        if !b.starts_with("https://") && !b.starts_with("http://") {
-            return Err(Error::validation("fhir-base-url", "must be an http(s) URL"));
+    // Absolute, or a path resolved against the issuer (Aidbox's SMART examples leave it out:
+    // then the issuer's FHIR base).
+    if let Some(b) = opt_str(m, "fhir-base-url", "")? {
+        let absolute = b.starts_with("https://") || b.starts_with("http://");
+        let path = b.starts_with('/') && !b.starts_with("//");
+        if !(absolute || path) || b.contains(['#', '?', ' ']) || b.contains("..") {
+            return Err(Error::validation(
+                "fhir-base-url",
+                "must be an http(s) URL or a path starting with / (resolved against the issuer)",
+            ));
         }
-    }
-    if opt_str(m, "type", "")? == Some("smart-app") && base.is_none() {
-        return Err(Error::validation(
-            "fhir-base-url",
-            "is required for clients of type smart-app",
-        ));
     }
     // SMART Backend Services / RFC 7523: the client's public keys for private_key_jwt.
     if let Some(jwks) = m.get("jwks") {
@@ -120,7 +127,35 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             // Absolute family lifetime (seconds; default 30 days), beside Aidbox's sliding one.
             opt_positive_int(s, "refresh_token_absolute_expiration", &path)?;
             opt_bool(s, "refresh_token", &path)?;
-            opt_bool(s, "secret_required", &path)?;
+            // Refresh tokens rotate on every use unless this is false (confidential clients
+            // only, RFC 9700 2.2.2; checked by [`validate_confidential`]).
+            opt_bool(s, "refresh_token_rotation", &path)?;
+            if opt_bool(s, "secret_required", &path)? == Some(false)
+                && !SECRET_OPTIONAL_FLOWS.contains(&flow.as_str())
+            {
+                return Err(Error::validation(
+                    join(&path, "secret_required"),
+                    format!(
+                        "may be false only for {}: {flow} always needs client authentication",
+                        SECRET_OPTIONAL_FLOWS.join(" and ")
+                    ),
+                ));
+            }
+            match s.get("audience") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(a)) if !a.is_empty() => {}
+                Some(Value::Array(list))
+                    if !list.is_empty()
+                        && list
+                            .iter()
+                            .all(|v| v.as_str().is_some_and(|a| !a.is_empty())) => {}
+                Some(_) => {
+                    return Err(Error::validation(
+                        join(&path, "audience"),
+                        "must be a non-empty string or a non-empty list of them",
+                    ))
+                }
+            }
             opt_bool(s, "pkce", &path)?;
             if let Some(f) = opt_str(s, "token_format", &path)? {
                 if f != "jwt" {
@@ -134,6 +169,31 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 validate_redirect_uri(uri)
                     .map_err(|m| Error::validation(join(&path, "redirect_uri"), m))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks what depends on the client being confidential, on the document as it will be stored
+/// (with `secret_hash`): `auth.<flow>.refresh_token_rotation: false` is refused for a public
+/// client (RFC 9700 2.2.2 allows unrotated refresh tokens only for confidential clients).
+pub fn validate_confidential(m: &Map<String, Value>) -> Result<()> {
+    let client = Client::from_doc(Value::Object(m.clone()));
+    for flow in FLOWS {
+        if client.flow_setting(flow, "refresh_token_rotation") == Some(&Value::Bool(false)) {
+            let why = if !client.is_confidential() {
+                "may be false only for a confidential client (with a secret or jwks): a public \
+                 client's refresh tokens always rotate (RFC 9700 2.2.2)"
+            } else if !client.requires_secret(flow) {
+                "may be false only when the flow requires client authentication \
+                 (secret_required is false here)"
+            } else {
+                continue;
+            };
+            return Err(Error::validation(
+                format!("auth.{flow}.refresh_token_rotation"),
+                why,
+            ));
         }
     }
     Ok(())
@@ -210,6 +270,9 @@ pub struct Client {
     pub secret_hash: Option<String>,
     pub grant_types: Vec<String>,
     pub active: bool,
+    /// Did this request prove the client's identity (secret or assertion)? False for a public
+    /// client and for one that used `secret_required: false`; set by `oauth::client_auth`.
+    pub authenticated: bool,
     /// The stored document (with its hash); see [`super::public_view`].
     pub doc: Value,
 }
@@ -245,6 +308,7 @@ impl Client {
                 })
                 .unwrap_or_default(),
             active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+            authenticated: false,
             doc,
         }
     }
@@ -261,6 +325,51 @@ impl Client {
     /// `auth.<flow>.<key>`.
     pub fn flow_setting(&self, flow: &str, key: &str) -> Option<&Value> {
         self.doc.get("auth")?.get(flow)?.get(key)
+    }
+
+    /// Can this client authenticate at all (a secret, or keys for `private_key_jwt`)?
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+            || self.doc.get("jwks").is_some()
+            || self.doc.get("jwks_uri").is_some()
+    }
+
+    /// Must the client authenticate at the token endpoint for `flow`? Yes for a confidential
+    /// client unless `auth.<flow>.secret_required` is false for a flow that allows it.
+    pub fn requires_secret(&self, flow: &str) -> bool {
+        self.is_confidential()
+            && !(SECRET_OPTIONAL_FLOWS.contains(&flow)
+                && self.flow_setting(flow, "secret_required") == Some(&Value::Bool(false)))
+    }
+
+    /// Does the client get refresh tokens for `flow` by its registration? `auth.<flow>.refresh_token`
+    /// when set (true or false: the flow's own setting wins), else whether `grant_types` lists
+    /// `refresh_token`.
+    pub fn refresh_enabled(&self, flow: &str) -> bool {
+        match self
+            .flow_setting(flow, "refresh_token")
+            .and_then(Value::as_bool)
+        {
+            Some(b) => b,
+            None => self.grant_types.iter().any(|g| g == "refresh_token"),
+        }
+    }
+
+    /// Do refresh tokens of `flow` rotate on use? Always, except for a confidential client that
+    /// sets `auth.<flow>.refresh_token_rotation: false` and must authenticate for that flow.
+    pub fn rotates_refresh_tokens(&self, flow: &str) -> bool {
+        !(self.flow_setting(flow, "refresh_token_rotation") == Some(&Value::Bool(false))
+            && self.requires_secret(flow))
+    }
+
+    /// `auth.<flow>.audience`: the audiences of tokens issued in that flow (the first is the
+    /// default `aud`); empty when unset.
+    pub fn flow_audiences(&self, flow: &str) -> Vec<&str> {
+        match self.flow_setting(flow, "audience") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Access token lifetime for a flow, in seconds.
@@ -288,9 +397,31 @@ impl Client {
         self.doc.get("type").and_then(Value::as_str) == Some("smart-app")
     }
 
-    /// `fhir-base-url`.
+    /// `fhir-base-url` as registered (absolute or a path).
     pub fn fhir_base_url(&self) -> Option<&str> {
         self.doc.get("fhir-base-url").and_then(Value::as_str)
+    }
+
+    /// The client's FHIR base URLs, the one for `fhirUser` first: `fhir-base-url` when
+    /// absolute, resolved against `issuer` when a path; when absent the issuer's FHIR bases
+    /// (`<issuer>/fhir` as Aidbox, and the issuer itself).
+    pub fn fhir_bases(&self, issuer: &str) -> Vec<String> {
+        let issuer = issuer.trim_end_matches('/');
+        match self.fhir_base_url() {
+            Some(b) if b.starts_with('/') => vec![format!("{issuer}{b}")],
+            Some(b) => vec![b.to_string()],
+            None => vec![format!("{issuer}/fhir"), issuer.to_string()],
+        }
+    }
+
+    /// SMART `fhirUser` for the reference `r` (`Patient/x`): absolute against the client's FHIR
+    /// base when it has one (a SMART app always has one), else `r` as it is.
+    pub fn fhir_user_url(&self, issuer: &str, r: String) -> String {
+        if self.fhir_base_url().is_none() && !self.is_smart_app() {
+            return r;
+        }
+        let bases = self.fhir_bases(issuer);
+        format!("{}/{r}", bases[0].trim_end_matches('/'))
     }
 
     /// Does the client's `audience` (a string, or a regex when it starts with `#`) admit `aud`?

@@ -66,6 +66,10 @@ pub async fn grant(
         (Some(_), None) => return Err(Error::InvalidRequest("code_verifier is required".into())),
         // A verifier for a code issued without a challenge: a downgrade attempt (RFC 9700 2.1.1).
         (None, Some(_)) => return Err(invalid("code was issued without a PKCE challenge")),
+        // A client that did not authenticate (secret_required: false) only with PKCE.
+        (None, None) if !client.authenticated => {
+            return Err(invalid("a client that does not authenticate must use PKCE"))
+        }
         (None, None) => {}
     }
     let user = load_user(app, &rec.user_id)
@@ -96,7 +100,7 @@ pub async fn grant(
             ));
         }
     }
-    let audience = token_audience(app, req, client, params)?;
+    let audience = token_audience(app, req, client, params, "authorization_code")?;
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(GrantType::AuthorizationCode.flow());
     let refresh_token = if refresh::wanted(client, "authorization_code", rec.scope.as_deref()) {

@@ -69,7 +69,11 @@ fn registered(client: &Client, flow: &str) -> Option<String> {
 }
 
 /// Validates an authorization request from its query string.
-pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, Refusal> {
+pub async fn parse(
+    app: &App,
+    req: &Request,
+    query: &str,
+) -> std::result::Result<AuthzRequest, Refusal> {
     let p: BTreeMap<String, String> = parse_form(query.as_bytes()).map_err(Refusal::Local)?;
     let client_id = p
         .get("client_id")
@@ -165,7 +169,10 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
             }
             (None, None) => {}
         }
+        // A client that may redeem its code without a secret (public, or secret_required
+        // false) must use PKCE.
         let pkce_required = client.secret_hash.is_none()
+            || !client.requires_secret("authorization_code")
             || client
                 .flow_setting("authorization_code", "pkce")
                 .and_then(serde_json::Value::as_bool)
@@ -182,9 +189,12 @@ pub async fn parse(app: &App, query: &str) -> std::result::Result<AuthzRequest, 
     let mut launch = None;
     if client.is_smart_app() {
         // SMART: `aud` names the FHIR server the app wants; it must be this client's.
-        let base = client.fhir_base_url().unwrap_or_default();
+        let bases = client.fhir_bases(&app.issuer(req));
         match p.get("aud") {
-            Some(a) if a.trim_end_matches('/') == base.trim_end_matches('/') => {}
+            Some(a)
+                if bases
+                    .iter()
+                    .any(|b| a.trim_end_matches('/') == b.trim_end_matches('/')) => {}
             Some(_) => {
                 return Err(refuse(
                     "invalid_request",
@@ -508,7 +518,7 @@ fn launch_context(
 /// `GET /auth/authorize`.
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let query = req.uri().query().unwrap_or("").to_string();
-    let areq = match parse(app, &query).await {
+    let areq = match parse(app, req, &query).await {
         Ok(a) => a,
         Err(r) => return Ok(refuse(app, req, r)),
     };

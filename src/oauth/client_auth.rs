@@ -89,7 +89,10 @@ async fn private_key_jwt(
         .cas(&key, None, Some("1"), exp + app.config.leeway)
         .await?
     {
-        crate::platform::Cas::Swapped => Ok(client),
+        crate::platform::Cas::Swapped => Ok(Client {
+            authenticated: true,
+            ..client
+        }),
         crate::platform::Cas::Conflict(_) => Err(bad("jti was already used")),
     }
 }
@@ -173,14 +176,64 @@ pub async fn authenticate(
         // A public client: no secret stored, none sent.
         (None, true) if !confidential_only => Ok(client),
         (None, _) => Err(invalid()),
+        // Aidbox's `auth.<flow>.secret_required: false`: the token endpoint without the
+        // secret, for that flow only (never client_credentials, see `SECRET_OPTIONAL_FLOWS`).
+        // A refresh is let through here and checked against its family's flow in
+        // `refresh::grant`; the client stays `authenticated: false`.
+        (Some(_), true) if !confidential_only && secret_optional(&client, params) => Ok(client),
         (Some(_), true) => Err(invalid()),
         // Throttled per client id and per address, reserved before the KDF.
         (Some(hash), false) => {
             if check_client_secret(app, req, &client, hash, &secrets).await? {
-                Ok(client)
+                if crate::secret::is_imported_hash(hash) {
+                    upgrade_client_hash(app, &client, hash, &secrets).await;
+                }
+                Ok(Client {
+                    authenticated: true,
+                    ..client
+                })
             } else {
                 Err(invalid())
             }
+        }
+    }
+}
+
+/// May this token request go without the client's secret (`secret_required: false`)?
+fn secret_optional(client: &Client, params: &BTreeMap<String, String>) -> bool {
+    use crate::model::client::SECRET_OPTIONAL_FLOWS;
+    match params.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => SECRET_OPTIONAL_FLOWS
+            .iter()
+            .any(|f| !client.requires_secret(f)),
+        Some(g) => {
+            let flow = if g == "code" { "authorization_code" } else { g };
+            SECRET_OPTIONAL_FLOWS.contains(&flow) && !client.requires_secret(flow)
+        }
+        None => false,
+    }
+}
+
+/// A secret imported from Aidbox (`$sha256$` or `$s0$`) just matched: store it under our KDF
+/// instead (README "Admin API"). Which candidate spelling matched is asked again of the
+/// verified-secret cache, so only a non-matching spelling before it costs a second check.
+async fn upgrade_client_hash(app: &App, client: &Client, stored: &str, secrets: &[String]) {
+    for s in secrets {
+        match crate::authn::check_secret(app, "Client", &client.id, s, stored).await {
+            Ok(true) => {
+                super::password::upgrade_imported_hash(
+                    app,
+                    crate::model::ResourceType::Client,
+                    &client.id,
+                    "secret_hash",
+                    stored,
+                    s,
+                )
+                .await;
+                return;
+            }
+            Ok(false) => continue,
+            Err(_) => return,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! RFC 6749 section 4.4: the client credentials grant. The client acts on its own behalf;
 //! `sub` is the client.
 
-use super::{client_ceiling, issue, token_audience, GrantType, Issue};
+use super::{client_ceiling, issue, refresh, token_audience, GrantType, Issue};
 use crate::app::App;
 use crate::error::Result;
 use crate::http_util::{Request, Response};
@@ -19,11 +19,33 @@ pub async fn grant(
         GrantType::ClientCredentials,
         params.get("scope").map(String::as_str),
     )?;
-    let audience = token_audience(app, req, client, params)?;
-    issue(
-        app,
-        req,
-        Issue::new(client, None, scope, audience, GrantType::ClientCredentials),
-    )
-    .await
+    let audience = token_audience(app, req, client, params, "client_credentials")?;
+    let mut what = Issue::new(client, None, scope, audience, GrantType::ClientCredentials);
+    // Aidbox's `auth.client_credentials.refresh_token: true` (or `grant_types` listing
+    // `refresh_token`): a refresh token for the client itself; each refresh re-authenticates it.
+    if refresh::wanted(client, "client_credentials", what.scope.as_deref()) {
+        let jti = crate::state::random_id(app);
+        let exp = app.now() + client.access_token_lifetime("client_credentials");
+        what.refresh_token = Some(
+            refresh::start_family(
+                app,
+                refresh::NewFamily {
+                    client,
+                    credentials: crate::model::generation_tag(Some(&client.doc), None),
+                    user_id: None,
+                    scope: what.scope.as_deref(),
+                    audience: &what.audience,
+                    grant: GrantType::ClientCredentials,
+                    auth_time: None,
+                    launch: Default::default(),
+                    session: None,
+                },
+                &jti,
+                exp,
+            )
+            .await?,
+        );
+        what.jti = Some(jti);
+    }
+    issue(app, req, what).await
 }

@@ -84,10 +84,7 @@ pub async fn sign(
     // SMART `fhirUser`: the URL of the FHIR resource for the user.
     if has_scope(what.scope.as_deref(), "fhirUser") {
         if let Some(r) = super::launch::fhir_user(user) {
-            let url = match what.client.fhir_base_url() {
-                Some(base) => format!("{}/{r}", base.trim_end_matches('/')),
-                None => r,
-            };
+            let url = what.client.fhir_user_url(&app.issuer(req), r);
             claims.insert("fhirUser".into(), json!(url));
         }
     }

@@ -170,7 +170,7 @@ pub(crate) fn user_name(u: &User) -> String {
 /// `GET /auth/interaction?<authorize query>`: what the login and consent pages show.
 pub async fn context(app: &App, req: &Request) -> Result<Response> {
     let query = req.uri().query().unwrap_or("");
-    let areq = match authorize::parse(app, query).await {
+    let areq = match authorize::parse(app, req, query).await {
         Ok(a) => a,
         Err(authorize::Refusal::Local(e)) => return Err(e),
         Err(authorize::Refusal::Redirect {
@@ -260,7 +260,7 @@ fn back_to_login(query: &str, error: &str) -> Response {
 pub async fn login(app: &App, req: &Request) -> Result<Response> {
     let (form, csrf_ok) = posted_form(req)?;
     let query = form.get("query").cloned().unwrap_or_default();
-    let areq = match authorize::parse(app, &query).await {
+    let areq = match authorize::parse(app, req, &query).await {
         Ok(a) => a,
         Err(r) => return Ok(refuse(app, req, r)),
     };
@@ -311,7 +311,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
 pub async fn consent(app: &App, req: &Request) -> Result<Response> {
     let (form, csrf_ok) = posted_form(req)?;
     let query = form.get("query").cloned().unwrap_or_default();
-    let areq = match authorize::parse(app, &query).await {
+    let areq = match authorize::parse(app, req, &query).await {
         Ok(a) => a,
         Err(r) => return Ok(refuse(app, req, r)),
     };
@@ -343,7 +343,7 @@ pub async fn consent(app: &App, req: &Request) -> Result<Response> {
 pub async fn pick_patient(app: &App, req: &Request) -> Result<Response> {
     let (form, csrf_ok) = posted_form(req)?;
     let query = form.get("query").cloned().unwrap_or_default();
-    let areq = match authorize::parse(app, &query).await {
+    let areq = match authorize::parse(app, req, &query).await {
         Ok(a) => a,
         Err(r) => return Ok(refuse(app, req, r)),
     };

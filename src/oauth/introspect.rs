@@ -49,9 +49,8 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
                     let scope = claims.get("scope").and_then(Value::as_str);
                     if has_scope(scope, "fhirUser") {
                         if let Some(r) = super::launch::fhir_user(&u) {
-                            let base = who.client.as_ref().and_then(|c| c.fhir_base_url());
-                            body["fhirUser"] = json!(match base {
-                                Some(b) => format!("{}/{r}", b.trim_end_matches('/')),
+                            body["fhirUser"] = json!(match &who.client {
+                                Some(c) => c.fhir_user_url(&app.issuer(req), r),
                                 None => r,
                             });
                         }

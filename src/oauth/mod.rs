@@ -107,19 +107,28 @@ pub fn granted_scope_within(
     Ok((!out.is_empty()).then(|| out.join(" ")))
 }
 
-/// The `aud` to put in the token: the API's audience, or an `audience` (Aidbox) / `resource`
-/// (RFC 8707) parameter that the client's `audience` pattern admits.
+/// The `aud` to put in a token of `flow`: the client's `auth.<flow>.audience` (its first value)
+/// or else the API's audience, or an `audience` (Aidbox) / `resource` (RFC 8707) parameter
+/// that is the API's audience, one of the flow's audiences, or admitted by the client's
+/// `audience` pattern. A token for another audience is refused by our own authorizer.
 pub fn token_audience(
     app: &App,
     req: &Request,
     client: &Client,
     params: &BTreeMap<String, String>,
+    flow: &str,
 ) -> Result<String> {
-    let default = app.audience(req);
+    let own = app.audience(req);
+    let listed = client.flow_audiences(flow);
+    let default = listed
+        .first()
+        .map_or_else(|| own.clone(), |a| a.to_string());
     let asked = params.get("audience").or_else(|| params.get("resource"));
     match asked {
         None => Ok(default),
-        Some(a) if *a == default || client.audience_allows(a) => Ok(a.clone()),
+        Some(a) if *a == own || listed.contains(&a.as_str()) || client.audience_allows(a) => {
+            Ok(a.clone())
+        }
         Some(a) => Err(Error::InvalidTarget(format!(
             "audience \"{a}\" is not allowed for this client"
         ))),

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;
 use crate::model::user::{normalize_email, User};
-use crate::model::valid_id;
+use crate::model::{valid_id, ResourceType};
 use std::collections::BTreeMap;
 
 /// One message for unknown user and wrong password: no account enumeration.
@@ -77,7 +77,60 @@ pub async fn authenticate_user(
         }
     })
     .await?;
+    if let (true, Some(u)) = (ok, &user) {
+        if let Some(h) = u
+            .password_hash
+            .as_deref()
+            .filter(|h| crate::secret::is_imported_hash(h))
+        {
+            upgrade_imported_hash(app, ResourceType::User, &u.id, "password_hash", h, password)
+                .await;
+        }
+    }
     Ok(if ok { user } else { None })
+}
+
+/// Replaces an imported hash (Aidbox's `$s0$` scrypt or `$sha256$`) that `secret` just matched
+/// with our own (PBKDF2), so the imported form is gone after the first good sign-in. Written
+/// only while the stored document still holds that very hash (a password changed meanwhile
+/// stays changed); the credential generation is kept, since the secret is the same, so no
+/// session or token ends. A failure is logged and the sign-in still succeeds: the imported hash
+/// stays valid and is replaced at the next one.
+pub async fn upgrade_imported_hash(
+    app: &App,
+    rt: ResourceType,
+    id: &str,
+    field: &str,
+    stored: &str,
+    secret: &str,
+) {
+    let result: Result<bool> = async {
+        let new = crate::secret::hash_secret(
+            app.platform.crypto.as_ref(),
+            app.platform.random.as_ref(),
+            secret,
+            app.config.pbkdf2_iterations,
+        )
+        .await?;
+        let repo = app.repo();
+        let Some(serde_json::Value::Object(mut doc)) = repo.get_fresh(rt, id).await? else {
+            return Ok(false);
+        };
+        if doc.get(field).and_then(serde_json::Value::as_str) != Some(stored) {
+            return Ok(false);
+        }
+        doc.insert(field.into(), serde_json::Value::String(new));
+        repo.put(rt, id, &serde_json::Value::Object(doc)).await?;
+        Ok(true)
+    }
+    .await;
+    match result {
+        Ok(true) => app.log(&format!("{rt}/{id}: imported hash re-hashed")),
+        Ok(false) => {}
+        Err(e) => app.log(&format!(
+            "{rt}/{id}: re-hashing the imported hash failed: {e}"
+        )),
+    }
 }
 
 pub async fn grant(
@@ -93,7 +146,7 @@ pub async fn grant(
         GrantType::Password,
         params.get("scope").map(String::as_str),
     )?;
-    let audience = token_audience(app, req, client, params)?;
+    let audience = token_audience(app, req, client, params, "password")?;
     let Some(user) = authenticate_user(app, req, username, password).await? else {
         return Err(bad_credentials());
     };

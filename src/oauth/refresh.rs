@@ -20,12 +20,11 @@ use crate::state::{
 use std::collections::BTreeMap;
 
 /// Does this grant come with a refresh token? When the client enables them for the flow
-/// (`auth.<flow>.refresh_token`), or `offline_access` or `online_access` (SMART) was granted.
+/// (`auth.<flow>.refresh_token`, or `grant_types` listing `refresh_token` when the flow does
+/// not say: [`Client::refresh_enabled`]), or `offline_access` or `online_access` (SMART) was
+/// granted.
 pub fn wanted(client: &Client, flow: &str, scope: Option<&str>) -> bool {
-    client
-        .flow_setting(flow, "refresh_token")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+    client.refresh_enabled(flow)
         || has_scope(scope, "offline_access")
         || has_scope(scope, "online_access")
 }
@@ -120,6 +119,12 @@ pub async fn grant(
     if fam.client_id != client.id {
         return Err(invalid());
     }
+    let grant = GrantType::parse(&fam.grant).map_err(|_| invalid())?;
+    // A client let in without its secret (`secret_required: false`) refreshes only families of
+    // a flow that allows that; anything else, client_credentials first, needs authentication.
+    if !client.authenticated && client.requires_secret(grant.flow()) {
+        return Err(Error::InvalidClient("client authentication failed".into()));
+    }
     match fam.presented(family_id, secret) {
         Presented::Current if !fam.revoked => {}
         Presented::Current | Presented::Earlier => {
@@ -165,7 +170,6 @@ pub async fn grant(
     {
         return Err(invalid());
     }
-    let grant = GrantType::parse(&fam.grant).map_err(|_| invalid())?;
     // A refresh never widens: the client's registration and the user's standing as they are
     // now. A lost grant type or refresh setting ends the family's use (invalid_grant); a scope
     // no longer allowed is invalid_scope, and the token stays usable for a narrower scope.
@@ -194,6 +198,18 @@ pub async fn grant(
     }
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(grant.flow());
+    // Without rotation (a confidential client that authenticated and opted out, RFC 9700
+    // 2.2.2) the same token stays the family's current one; the family still ends at its
+    // absolute lifetime and with a revocation or a credential change.
+    if !client.rotates_refresh_tokens(grant.flow()) && client.authenticated && fam.key.is_some() {
+        keep_unrotated(app, &key, family_id, secret, &fam, &raw, exp).await?;
+        let mut what = Issue::new(client, user.as_ref(), scope, fam.audience.clone(), grant);
+        what.jti = Some(jti);
+        what.refresh_token = Some(token.to_string());
+        what.auth_time = fam.auth_time;
+        what.launch = fam.launch.clone();
+        return issue(app, req, what).await;
+    }
     let new_secret = random_token(app);
     let mut rotated = fam.rotated(hash(&new_secret), exp, random_token(app));
     if rotated.not_after.is_none() {
@@ -220,6 +236,39 @@ pub async fn grant(
     what.auth_time = fam.auth_time;
     what.launch = fam.launch.clone();
     issue(app, req, what).await
+}
+
+/// A refresh without rotation: records the new access token's `exp` in the family (so that a
+/// revocation outlives it) with the same atomic swap as a rotation. Two refreshes with the same
+/// unrotated token are both legitimate: a lost swap is retried on the fresh record as long as
+/// that token is still the family's current one and the family is live.
+async fn keep_unrotated(
+    app: &App,
+    key: &str,
+    family_id: &str,
+    secret: state::RefreshSecret<'_>,
+    fam: &Family,
+    raw: &str,
+    exp: i64,
+) -> Result<()> {
+    let (mut fam, mut raw) = (fam.clone(), raw.to_string());
+    for _ in 0..4 {
+        let mut kept = fam.clone();
+        kept.max_exp = kept.max_exp.max(exp);
+        if state::swap(app, key, &raw, &kept, kept.expires_at(app.now())).await? {
+            return Ok(());
+        }
+        let Some((f, r)) = state::read::<Family>(app, key).await? else {
+            return Err(invalid());
+        };
+        if f.revoked || f.ended(app.now()) || f.presented(family_id, secret) != Presented::Current {
+            return Err(invalid());
+        }
+        (fam, raw) = (f, r);
+    }
+    Err(Error::Unavailable(
+        "the refresh token is in use by other requests; retry".into(),
+    ))
 }
 
 /// Used by introspection: the family of a refresh token, if the token is the family's newest,
