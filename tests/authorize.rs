@@ -620,3 +620,38 @@ fn online_access_refresh_tokens_end_with_the_session() {
         .unwrap()
         .contains("session has ended"));
 }
+
+/// Issue 13: `secret_required: false` makes a client with a secret public for the code flow:
+/// PKCE is required, and a code issued without a challenge is not redeemed without the secret.
+#[test]
+fn secret_required_false_means_pkce_and_no_challengeless_code_without_the_secret() {
+    let conf = json!({"secret": "websecret", "grant_types": ["authorization_code"],
+        "auth": {"authorization_code": {"redirect_uri": CB}}});
+    let t = setup(conf.clone());
+    let no_pkce = query(&[("code_challenge", ""), ("code_challenge_method", "")]);
+    // While the secret is required, a code without PKCE is fine for this client.
+    let code = params(&sign_in(&t, &no_pkce))["code"].clone();
+    let mut open = conf;
+    open["auth"]["authorization_code"]["secret_required"] = json!(false);
+    assert_eq!(t.admin_put("/Client/web-app", open).status(), 200);
+    let mut b = Browser::new(&t);
+    let l = redirect(b.get(&format!("/auth/authorize?{no_pkce}")));
+    assert_eq!(params(&l)["error"], "invalid_request");
+    let redeem = |auth: Option<&str>| {
+        t.token(
+            auth,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "web-app"),
+                ("code", &code),
+                ("redirect_uri", CB),
+            ],
+        )
+    };
+    let r = redeem(None);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Control: with the secret the same code is redeemed.
+    let r = redeem(Some(&TestApp::basic("web-app", "websecret")));
+    assert_eq!(r.status(), 200, "{}", r.text());
+}
