@@ -416,7 +416,9 @@ pub async fn proceed(
         }
         ResponseType::Token => {
             // RFC 6749 4.2.2: the access token in the fragment; never a refresh token.
-            let audience = app.audience(req);
+            // `auth.implicit.audience` when set (no audience parameter at /auth/authorize).
+            let audience =
+                super::token_audience(app, req, &areq.client, &BTreeMap::new(), "implicit")?;
             let mut what = Issue::new(
                 &areq.client,
                 Some(user),
