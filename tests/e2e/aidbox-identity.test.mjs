@@ -169,6 +169,11 @@ describe("Role and AccessPolicy.roleName (Aidbox's flexible RBAC)", () => {
     // A Role written in the id form for user-2: now they are an auditor too.
     await put(w, "/Role/auditor-of-user-2", { name: "auditor", user: { id: "user-2", resourceType: "User" } });
     assert.equal(await call(user2, "GET", "/AuditEvent"), 200);
+    // Role-looking fields of the User itself are not Roles (a user who may edit their own User
+    // must not grant themselves a role) -> 403.
+    await put(w, "/User/user-6", { password: "password-6", roles: ["auditor", { name: "auditor" }], data: { role: "auditor" }, role: "auditor" });
+    const user6 = (await tokenOf("user-6", "password-6")).access_token;
+    assert.equal(await call(user6, "GET", "/AuditEvent"), 403);
     // Deleted, the role is gone at once (this isolate) -> 403.
     assert.equal((await w.admin("DELETE", "/Role/auditor-of-user-2")).status, 200);
     assert.equal(await call(user2, "GET", "/AuditEvent"), 403);
