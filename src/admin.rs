@@ -12,8 +12,8 @@ use crate::authz::authorize;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, Request, Response};
 use crate::model::{
-    check_envelope, client, introspector, new_generation, public_view, take_secret, user, valid_id,
-    ResourceType, GENERATION_FIELD, KEPT_SECRETS, ROOT_CLIENT_ID,
+    check_envelope, client, introspector, new_generation, public_view, role, scope, take_secret,
+    user, valid_id, ResourceType, GENERATION_FIELD, KEPT_SECRETS, ROOT_CLIENT_ID,
 };
 use crate::policy::CompiledPolicy;
 use crate::secret::hash_secret;
@@ -304,6 +304,8 @@ async fn store(
             CompiledPolicy::compile(&Value::Object(map.clone()))
                 .map_err(|e| Error::validation(e.path.clone(), e.message.clone()))?;
         }
+        ResourceType::Role => role::validate(&map)?,
+        ResourceType::Scope => scope::validate(&map)?,
     }
     if matches!(rt, ResourceType::Client | ResourceType::User) {
         let generation = if credential_change {

@@ -169,12 +169,19 @@ pub async fn load_client(app: &App, id: &str) -> Result<Option<Client>> {
     if id == ROOT_CLIENT_ID {
         return Ok(None);
     }
-    Ok(app
+    let client = app
         .repo()
         .get(ResourceType::Client, id)
         .await?
         .map(|d| Client::from_doc((*d).clone()))
-        .filter(|c| c.active))
+        .filter(|c| c.active);
+    match client {
+        Some(mut c) => {
+            crate::model::scope::resolve(app, &mut c).await?;
+            Ok(Some(c))
+        }
+        None => Ok(None),
+    }
 }
 
 pub async fn load_user(app: &App, id: &str) -> Result<Option<User>> {

@@ -436,6 +436,16 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
     })
 }
 
+/// Adds the user's Roles to a policy request (`role`, `session.role`; `null` without a user
+/// or without Roles): what `AccessPolicy.roleName` and Aidbox's RBAC policies read.
+pub async fn user_roles(app: &App, request: &mut Value, who: &Identity) -> Result<()> {
+    match &who.user {
+        Some(u) => crate::model::role::attach(request, app.repo().roles().await?.of(&u.id)),
+        None => crate::model::role::attach(request, &[]),
+    }
+    Ok(())
+}
+
 /// Checks the request's shape ([`check_request`], 400), authenticates and checks policies:
 /// the identity, or 401/403. Root passes without policies.
 pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
@@ -447,7 +457,8 @@ pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
         return Ok(who);
     }
     let policies = app.repo().policies().await?;
-    let request = policy_request(req, &who);
+    let mut request = policy_request(req, &who);
+    user_roles(app, &mut request, &who).await?;
     match policy::evaluate(
         &policies.policies,
         &request,

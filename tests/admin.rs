@@ -690,6 +690,139 @@ fn yaml_bodies_are_415_saying_to_send_json() {
     assert!(!t.kv.dump().contains_key("Client/x"));
 }
 
+// ---------------------------------------------------------------- Role, Scope, fhirUser (issue 13)
+
+#[test]
+fn role_is_validated_and_stored_like_the_other_admin_types() {
+    let t = TestApp::new();
+    // Aidbox docs: tutorials/security-access-control-tutorials/rbac/flexible-rbac-built-in-to-aidbox.md
+    let role = json!({
+        "id": "practioner-role-user-1", "resourceType": "Role",
+        "user": {"reference": "User/user-1"}, "name": "practitioner",
+        "links": {"practitioner": {"reference": "Practitioner/pr-1"}}
+    });
+    let r = t.admin_put("/Role/practioner-role-user-1", role.clone());
+    assert_eq!(r.status(), 201, "{}", r.text());
+    assert_eq!(r.json()["user"], json!({"reference": "User/user-1"}));
+    assert_eq!(
+        root_get(&t, "/Role/practioner-role-user-1").json()["name"],
+        "practitioner"
+    );
+    // The other reference form, an open `context`, a description.
+    let r = t.admin_put(
+        "/Role/r2",
+        json!({"name": "admin", "user": {"id": "u-2", "resourceType": "User"},
+               "description": "d", "context": {"any": ["thing"]}, "extra": 1}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    for (body, field) in [
+        (json!({"user": {"reference": "User/u"}}), "name"),
+        (json!({"name": "", "user": {"reference": "User/u"}}), "name"),
+        (json!({"name": 3, "user": {"reference": "User/u"}}), "name"),
+        (json!({"name": "a"}), "user"),
+        (json!({"name": "a", "user": "User/u"}), "user"),
+        (
+            json!({"name": "a", "user": {"reference": "Client/u"}}),
+            "user",
+        ),
+        (
+            json!({"name": "a", "user": {"id": "u", "resourceType": "Client"}}),
+            "user",
+        ),
+        (json!({"name": "a", "user": {"id": "u"}}), "user"),
+        (
+            json!({"name": "a", "user": {"reference": "User/u", "id": "v", "resourceType": "User"}}),
+            "user",
+        ),
+        (
+            json!({"name": "a", "user": {"reference": "User/bad id"}}),
+            "user",
+        ),
+        (
+            json!({"name": "a", "user": {"reference": "User/u"}, "links": []}),
+            "links",
+        ),
+        (
+            json!({"name": "a", "user": {"reference": "User/u"}, "links": {"practitioner": {"reference": "Patient/p"}}}),
+            "links.practitioner",
+        ),
+        (
+            json!({"name": "a", "user": {"reference": "User/u"}, "links": {"admin": {"reference": "User/u"}}}),
+            "links.admin",
+        ),
+        (
+            json!({"name": "a", "user": {"reference": "User/u"}, "context": "x"}),
+            "context",
+        ),
+    ] {
+        let r = t.admin_put("/Role/bad", body.clone());
+        assert_eq!(r.status(), 422, "{body}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{body}");
+    }
+    assert!(root_get(&t, "/Role/bad").status() == 404);
+}
+
+#[test]
+fn scope_is_validated() {
+    let t = TestApp::new();
+    let r = t.admin_put(
+        "/Scope/patient-patient-rs",
+        json!({"scope": "patient/Patient.rs", "title": "Read your Patient record"}),
+    );
+    assert_eq!(r.status(), 201, "{}", r.text());
+    for (body, field) in [
+        (json!({"title": "t"}), "scope"),
+        (json!({"scope": "openid"}), "title"),
+        (json!({"scope": "openid", "title": ""}), "title"),
+        (json!({"scope": "openid profile", "title": "t"}), "scope"),
+        (json!({"scope": "patient/*.rcs", "title": "t"}), "scope"),
+        (json!({"scope": ["openid"], "title": "t"}), "scope"),
+        (
+            json!({"scope": "openid", "title": "t", "scopes": "x"}),
+            "scopes",
+        ),
+    ] {
+        let r = t.admin_put("/Scope/bad", body.clone());
+        assert_eq!(r.status(), 422, "{body}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{body}");
+    }
+}
+
+#[test]
+fn fhir_user_shapes_are_checked_when_written() {
+    let t = TestApp::new();
+    for ok in [
+        json!({"id": "pt-1", "resourceType": "Patient"}),
+        json!({"reference": "Patient/pt-1"}),
+        json!({"reference": "Patient/pt-1", "id": "pt-1", "resourceType": "Patient", "display": "A"}),
+        json!("Practitioner/pr-1"),
+        json!("https://fhir.example/r4/Patient/pt-1"),
+        json!(null),
+    ] {
+        let r = t.admin_put("/User/u", json!({"fhirUser": ok}));
+        assert!(matches!(r.status(), 200 | 201), "{ok}: {}", r.text());
+    }
+    for bad in [
+        json!({"id": "pt-1"}),
+        json!({"resourceType": "Patient"}),
+        json!({"id": "pt-1", "resourceType": "patient"}),
+        json!({"id": "pt 1", "resourceType": "Patient"}),
+        json!({"id": 1, "resourceType": "Patient"}),
+        json!({"reference": "Patient/pt-1", "id": "pt-2", "resourceType": "Patient"}),
+        json!({"id": "pt-1", "resourceType": "Patient", "extra": true}),
+        json!({"id": "u", "resourceType": "User"}),
+        json!("Client/x"),
+        json!("Patient"),
+        json!("Patient/x/_history/1"),
+        json!(["Patient/x"]),
+        json!(3),
+    ] {
+        let r = t.admin_put("/User/u", json!({"fhirUser": bad}));
+        assert_eq!(r.status(), 422, "{bad}: {}", r.text());
+        assert_eq!(r.json()["field"], "fhirUser", "{bad}");
+    }
+}
+
 // Issue 13: credentials imported from Aidbox.
 
 /// Python `hashlib.scrypt(b"my-secret-password", salt=bytes(range(16)), n=16384, r=8, p=1,

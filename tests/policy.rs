@@ -1299,10 +1299,125 @@ fn fields_of_another_engine_are_rejected() {
     assert!(compile(json!({"engine": "allow", "matcho": null})).allows(&request()));
 }
 
+/// `request()` with the user's Roles as the authorizer attaches them.
+fn with_roles(roles: Value) -> Value {
+    let mut r = request();
+    let list: Vec<Value> = roles.as_array().cloned().unwrap_or_default();
+    edge_authorizer::model::role::attach(&mut r, &list);
+    r
+}
+
 #[test]
-fn role_name_is_rejected_rather_than_ignored() {
-    let e = compile_err(json!({"engine": "allow", "roleName": "admin"}));
-    assert_eq!(e.path, "roleName");
+fn role_name_must_be_a_non_empty_string() {
+    for bad in [json!(""), json!(" "), json!(3), json!(["admin"]), json!({})] {
+        let e = compile_err(json!({"engine": "allow", "roleName": bad}));
+        assert_eq!(e.path, "roleName", "{bad}");
+    }
+    let p = compile(json!({"engine": "allow", "roleName": null}));
+    assert_eq!(p.role_name(), None);
+    assert!(p.allows(&request()), "null roleName counts as absent");
+}
+
+#[test]
+fn role_name_policy_allows_only_users_with_that_role() {
+    let p = compile(json!({"engine": "allow", "roleName": "practitioner"}));
+    assert_eq!(p.role_name(), Some("practitioner"));
+    let practitioner = with_roles(json!([
+        {"resourceType": "Role", "id": "r1", "name": "practitioner",
+         "user": {"reference": "User/u-1", "id": "u-1", "resourceType": "User"}}
+    ]));
+    assert!(p.allows(&practitioner));
+    assert_eq!(
+        evaluate(
+            std::slice::from_ref(&p),
+            &practitioner,
+            Some("basic"),
+            Some("u-1"),
+            None
+        ),
+        Some(0)
+    );
+    // Another role, no role, no user, a request built without roles: never.
+    let other = with_roles(json!([{"name": "nurse", "resourceType": "Role"}]));
+    assert!(!p.allows(&other));
+    assert!(!p.allows(&with_roles(json!([]))));
+    assert!(!p.allows(&request()), "a request without session.role");
+    let no_user = request_with(|r| {
+        r["user"] = Value::Null;
+        edge_authorizer::model::role::attach(r, &[]);
+    });
+    assert!(!p.allows(&no_user));
+    // Case matters, and a name in user.data is not a Role.
+    assert!(!p.allows(&with_roles(json!([{"name": "Practitioner"}]))));
+    assert!(!compile(json!({"engine": "allow", "roleName": "doctor"})).allows(&request()));
+    // Any of several roles.
+    assert!(p.allows(&with_roles(
+        json!([{"name": "nurse"}, {"name": "practitioner"}])
+    )));
+}
+
+#[test]
+fn role_name_and_link_must_both_hold() {
+    let p = compile(json!({
+        "engine": "allow",
+        "roleName": "practitioner",
+        "link": [{"reference": "Client/web"}]
+    }));
+    let r = with_roles(json!([{"name": "practitioner"}]));
+    assert_eq!(
+        evaluate(std::slice::from_ref(&p), &r, Some("web"), Some("u-1"), None),
+        Some(0)
+    );
+    assert_eq!(
+        evaluate(
+            std::slice::from_ref(&p),
+            &r,
+            Some("other"),
+            Some("u-1"),
+            None
+        ),
+        None
+    );
+    let nurse = with_roles(json!([{"name": "nurse"}]));
+    assert_eq!(
+        evaluate(
+            std::slice::from_ref(&p),
+            &nurse,
+            Some("web"),
+            Some("u-1"),
+            None
+        ),
+        None
+    );
+}
+
+#[test]
+fn role_name_applies_to_every_engine_and_roles_are_matchable() {
+    // Aidbox docs: tutorials/security-access-control-tutorials/rbac/flexible-rbac-built-in-to-aidbox.md
+    let p = compile(json!({
+        "engine": "matcho",
+        "roleName": "practitioner",
+        "matcho": {"params": {"resource/id": ".session.role.0.links.practitioner.id"}}
+    }));
+    let role = |pr: &str| {
+        json!([{"name": "practitioner",
+                "links": {"practitioner": {"reference": format!("Practitioner/{pr}"),
+                                           "id": pr, "resourceType": "Practitioner"}}}])
+    };
+    assert!(p.allows(&with_roles(role("pt-1"))));
+    assert!(!p.allows(&with_roles(role("pt-2"))));
+    // Aidbox docs: tutorials/security-access-control-tutorials/accesspolicy-examples.md (3.)
+    let q = matcho(
+        json!({"session": {"role": {"$contains": {"links": {"practitioner": "present?"}}}}}),
+    );
+    assert!(q.allows(&with_roles(role("x"))));
+    assert!(!q.allows(&with_roles(json!([{"name": "practitioner"}]))));
+    assert!(!q.allows(&with_roles(json!([]))));
+    // The whole list is `role` too.
+    assert!(
+        matcho(json!({"role": {"$contains": {"name": "practitioner"}}}))
+            .allows(&with_roles(role("x")))
+    );
 }
 
 #[test]

@@ -435,9 +435,18 @@ fn client_scope_lists_are_validated() {
         (json!({"scope": ["openid patient/*.rs"]}), "scope.0"),
         (json!({"scope": ["patient/*.rcs"]}), "scope.0"),
         (
-            json!({"allowed-scopes": [{"id": "s", "resourceType": "Scope"}]}),
+            json!({"allowed-scopes": [{"id": "s", "resourceType": "Client"}]}),
             "allowed-scopes.0",
         ),
+        (
+            json!({"allowed-scopes": [{"id": "s", "resourceType": "Scope", "x": 1}]}),
+            "allowed-scopes.0",
+        ),
+        (
+            json!({"allowed-scopes": [{"id": "bad id", "resourceType": "Scope"}]}),
+            "allowed-scopes.0",
+        ),
+        (json!({"allowed-scopes": [3]}), "allowed-scopes.0"),
     ] {
         let r = t.admin_put("/Client/x", body.clone());
         assert_eq!(r.status(), 422, "{body}: {}", r.text());
@@ -468,4 +477,81 @@ fn smart_user_scope_types_var() {
     );
     assert!(read(Some("Practitioner,Patient")).is_err());
     assert!(read(Some("practitioner")).is_err());
+}
+
+#[test]
+fn allowed_scopes_may_refer_to_scope_resources() {
+    let t = TestApp::new();
+    let cc = |client: &str, scope: &str| {
+        t.token(
+            Some(&TestApp::basic(client, "s3cret")),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        )
+    };
+    let put = |path: &str, body: Value| {
+        let r = t.admin_put(path, body);
+        assert!(matches!(r.status(), 200 | 201), "{path}: {}", r.text());
+    };
+    put(
+        "/Scope/sys-obs",
+        json!({"scope": "system/Observation.rs", "title": "Observations"}),
+    );
+    put(
+        "/Client/svc",
+        json!({
+        "secret": "s3cret", "grant_types": ["client_credentials"],
+        "allowed-scopes": [{"id": "sys-obs", "resourceType": "Scope"},
+                           {"reference": "Scope/missing"}]}),
+    );
+    let r = cc("svc", "system/Observation.rs");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["scope"], "system/Observation.rs");
+    assert_eq!(cc("svc", "system/Observation.read").status(), 200);
+    assert_eq!(
+        cc("svc", "system/Patient.rs").json()["error"],
+        "invalid_scope"
+    );
+    // Only references to missing Scopes: nothing (not even what an unregistered client gets).
+    put(
+        "/Client/ghost",
+        json!({
+        "secret": "s3cret", "grant_types": ["client_credentials"],
+        "allowed-scopes": [{"id": "missing", "resourceType": "Scope"}]}),
+    );
+    assert_eq!(
+        cc("ghost", "system/Observation.rs").json()["error"],
+        "invalid_scope"
+    );
+    // Strings and references together, in either list.
+    put(
+        "/Client/mixed",
+        json!({
+        "secret": "s3cret", "grant_types": ["client_credentials"],
+        "scope": ["system/Patient.rs", {"id": "sys-obs", "resourceType": "Scope"}]}),
+    );
+    assert_eq!(
+        cc("mixed", "system/Patient.rs system/Observation.rs").status(),
+        200
+    );
+    // The Scope's value is read at every grant: changed or deleted, it no longer grants.
+    put(
+        "/Scope/sys-obs",
+        json!({"scope": "system/Encounter.rs", "title": "Encounters"}),
+    );
+    assert_eq!(
+        cc("svc", "system/Observation.rs").json()["error"],
+        "invalid_scope"
+    );
+    assert_eq!(cc("svc", "system/Encounter.rs").status(), 200);
+    let r = t.call(
+        TestApp::req("DELETE", "/Scope/sys-obs")
+            .header("authorization", TestApp::root())
+            .body(Vec::new())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        cc("svc", "system/Encounter.rs").json()["error"],
+        "invalid_scope"
+    );
 }

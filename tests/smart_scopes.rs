@@ -894,3 +894,38 @@ mod through_the_app {
         assert_eq!(r.status(), 201, "{}", r.text());
     }
 }
+
+// ---------------------------------------------------------------- Aidbox's context.patient (issue 13)
+
+#[test]
+fn patient_in_context_is_read_from_aidbox_context_claim_too() {
+    // Aidbox docs: access-control/authorization/smart-on-fhir/smart-client-authorization/smart-app-launch.md
+    // (its access token carries "context": {"patient": "test-pt-1"}).
+    let p = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir"})).unwrap();
+    let req = |jwt: Value| {
+        json!({"request-method": "get", "uri": "/Patient/test-pt-1", "params": {},
+               "user": {"id": "u", "resourceType": "User"}, "jwt": jwt})
+    };
+    let scope = "launch/patient patient/Patient.read";
+    assert!(p.allows(&req(
+        json!({"scope": scope, "context": {"patient": "test-pt-1"}})
+    )));
+    assert!(p.allows(&req(json!({"scope": scope, "patient": "test-pt-1"}))));
+    assert!(p.allows(&req(
+        json!({"scope": scope, "patient": "test-pt-1", "context": {"patient": "test-pt-1"}})
+    )));
+    // Another patient, two that disagree, malformed shapes: no patient, no access.
+    for jwt in [
+        json!({"scope": scope, "context": {"patient": "other"}}),
+        json!({"scope": scope, "patient": "test-pt-1", "context": {"patient": "other"}}),
+        json!({"scope": scope, "patient": "other", "context": {"patient": "test-pt-1"}}),
+        json!({"scope": scope, "context": {"patient": ["test-pt-1"]}}),
+        json!({"scope": scope, "context": {"patient": {"id": "test-pt-1"}}}),
+        json!({"scope": scope, "context": "test-pt-1"}),
+        json!({"scope": scope, "patient": 1, "context": {"patient": "test-pt-1"}}),
+        json!({"scope": scope, "context": {"patient": ""}}),
+        json!({"scope": scope}),
+    ] {
+        assert!(!p.allows(&req(jwt.clone())), "{jwt}");
+    }
+}

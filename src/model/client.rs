@@ -199,42 +199,40 @@ pub fn validate_confidential(m: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-/// The fields that register a client's scopes: Aidbox's `scope` (a list of strings) and our
-/// older `allowed-scopes`; the client may be granted the union of both.
+/// The fields that register a client's scopes: Aidbox's `scope` (a list of strings) and
+/// `allowed-scopes` (Aidbox: references to Scope resources); the client may be granted the
+/// union of both. Either list may hold scope strings and Scope references.
 pub const SCOPE_LISTS: [&str; 2] = ["scope", "allowed-scopes"];
 
 /// `scope` / `allowed-scopes`: a list of scope strings (RFC 6749 3.3 `scope-token`s; SMART
-/// clinical scopes must parse). A space-separated string and references to Scope resources
-/// (`{"id": ..., "resourceType": "Scope"}`) are refused.
+/// clinical scopes must parse) and references to Scope resources (`{"id": ...,
+/// "resourceType": "Scope"}` or `{"reference": "Scope/<id>"}`, see [`super::scope`]). A
+/// space-separated string and references to anything else are refused. A reference to a
+/// Scope that does not exist is accepted and grants nothing.
 fn validate_scope_list(m: &Map<String, Value>, key: &str) -> Result<()> {
     match m.get(key) {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(a)) => {
             for (i, v) in a.iter().enumerate() {
                 let path = format!("{key}.{i}");
-                let Some(s) = v.as_str() else {
-                    let why = if v.get("resourceType").is_some() {
-                        "must be a scope string; references to Scope resources are not supported"
-                    } else {
-                        "must be a scope string"
-                    };
-                    return Err(Error::validation(path, why));
-                };
-                if !crate::oauth::valid_scope_token(s) {
-                    return Err(Error::validation(
-                        path,
-                        "must be one scope: no spaces, quotes or backslashes (RFC 6749 3.3)",
-                    ));
-                }
-                if let Err(e) = s.parse::<crate::smart::Scope>() {
-                    return Err(Error::validation(path, e.to_string()));
+                match v {
+                    Value::String(s) => super::scope::check_scope_value(s, &path)?,
+                    Value::Object(_) => {
+                        super::check_reference(v, &path, &["Scope"])?;
+                    }
+                    _ => {
+                        return Err(Error::validation(
+                            path,
+                            "must be a scope string or a reference to a Scope resource",
+                        ))
+                    }
                 }
             }
         }
         Some(_) => {
             return Err(Error::validation(
                 key,
-                "must be an array of scope strings (one scope per string)",
+                "must be an array of scope strings (one scope per string) or Scope references",
             ))
         }
     }
@@ -275,6 +273,9 @@ pub struct Client {
     pub authenticated: bool,
     /// The stored document (with its hash); see [`super::public_view`].
     pub doc: Value,
+    /// The values of the Scope resources its scope lists refer to, as loaded
+    /// ([`super::scope::resolve`]); empty until then, so an unresolved reference grants nothing.
+    pub referenced_scopes: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -310,6 +311,7 @@ impl Client {
             active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
             authenticated: false,
             doc,
+            referenced_scopes: Vec::new(),
         }
     }
 
@@ -379,8 +381,10 @@ impl Client {
             .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME)
     }
 
-    /// The scopes the client is registered for: `scope` (Aidbox) and `allowed-scopes`
-    /// together; `None` when it has neither list (then it is registered for none).
+    /// The scopes the client is registered for: the strings of `scope` (Aidbox) and
+    /// `allowed-scopes` together, plus the values of the Scopes they refer to
+    /// ([`Client::referenced_scopes`]); `None` when it has neither list (then it is registered
+    /// for none). A list of references to missing Scopes is `Some` and registers nothing.
     pub fn registered_scopes(&self) -> Option<Vec<&str>> {
         let mut out: Option<Vec<&str>> = None;
         for key in SCOPE_LISTS {
@@ -389,7 +393,20 @@ impl Client {
                 list.extend(a.iter().filter_map(Value::as_str));
             }
         }
+        if let Some(list) = &mut out {
+            list.extend(self.referenced_scopes.iter().map(String::as_str));
+        }
         out
+    }
+
+    /// The ids of the Scope resources its scope lists refer to.
+    pub fn scope_reference_ids(&self) -> Vec<&str> {
+        SCOPE_LISTS
+            .iter()
+            .filter_map(|k| self.doc.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter_map(super::scope::reference_id)
+            .collect()
     }
 
     /// A SMART app (`type: smart-app`)?

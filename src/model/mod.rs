@@ -1,4 +1,5 @@
-//! The resources kept in KV (Client, User, AccessPolicy), in Aidbox's JSON shape, and their
+//! The resources kept in KV (Client, User, AccessPolicy, TokenIntrospector, Role, Scope), in
+//! Aidbox's JSON shape, and their
 //! validation. Every write is validated here before anything is stored; errors name the field.
 //!
 //! Resources are kept as JSON objects so that Aidbox fields we do not interpret survive a round
@@ -7,6 +8,8 @@
 
 pub mod client;
 pub mod introspector;
+pub mod role;
+pub mod scope;
 pub mod user;
 
 use crate::error::{Error, Result};
@@ -20,14 +23,20 @@ pub enum ResourceType {
     User,
     AccessPolicy,
     TokenIntrospector,
+    /// Aidbox's `Role`: a role name given to one User, selected by `AccessPolicy.roleName`.
+    Role,
+    /// Aidbox's `Scope`: a named scope string, referenced from `Client.allowed-scopes`.
+    Scope,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 6] = [
         ResourceType::Client,
         ResourceType::User,
         ResourceType::AccessPolicy,
         ResourceType::TokenIntrospector,
+        ResourceType::Role,
+        ResourceType::Scope,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +45,8 @@ impl ResourceType {
             ResourceType::User => "User",
             ResourceType::AccessPolicy => "AccessPolicy",
             ResourceType::TokenIntrospector => "TokenIntrospector",
+            ResourceType::Role => "Role",
+            ResourceType::Scope => "Scope",
         }
     }
 
@@ -44,19 +55,12 @@ impl ResourceType {
     }
 }
 
-/// Resource type names the server keeps for admin resources that later versions add (`Role`,
-/// `Grant`, `Session`, `Scope`), and Aidbox's auth configuration types, which an Aidbox origin
+/// Resource type names the server keeps for admin resources that later versions add (`Grant`,
+/// `Session`), and Aidbox's auth configuration types, which an Aidbox origin
 /// would serve (`IdentityProvider`, `AuthConfig`). None of them is a FHIR R4/R5 resource type. Together with
 /// [`ResourceType::ALL`] this is the one list of names that are never FHIR resource types: see
 /// [`is_server_type`]. A name moves from here into [`ResourceType`] when it gets a route.
-pub const RESERVED_TYPE_NAMES: [&str; 6] = [
-    "Role",
-    "Grant",
-    "Session",
-    "Scope",
-    "IdentityProvider",
-    "AuthConfig",
-];
+pub const RESERVED_TYPE_NAMES: [&str; 4] = ["Grant", "Session", "IdentityProvider", "AuthConfig"];
 
 /// True when `name` is a resource type of this server (the admin API's [`ResourceType`]s, now
 /// or later, see [`RESERVED_TYPE_NAMES`]), compared ASCII case-insensitively (a router or an
@@ -301,4 +305,69 @@ pub(crate) fn take_secret(m: &mut Map<String, Value>, key: &str) -> Result<Optio
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(Error::validation(key, "must be a string")),
     }
+}
+
+/// A Reference in either of Aidbox's forms, `{"reference": "Type/id"}` or
+/// `{"id": "id", "resourceType": "Type"}` (both together must agree; `display`, and `type`
+/// equal to the type, may be added),
+/// as (type, id). None when it is anything else: an unknown key, a URL, a bad id, two forms
+/// that disagree. Readers of stored resources use it too, so a malformed reference grants
+/// nothing.
+pub fn reference_parts(v: &Value) -> Option<(&str, &str)> {
+    let o = v.as_object()?;
+    if o.keys().any(|k| {
+        !matches!(
+            k.as_str(),
+            "reference" | "id" | "resourceType" | "display" | "type"
+        )
+    }) {
+        return None;
+    }
+    if o.get("display").is_some_and(|d| !d.is_string()) {
+        return None;
+    }
+    let from_ref = match o.get("reference") {
+        None => None,
+        Some(r) => {
+            let (t, id) = r.as_str()?.split_once('/')?;
+            Some((t, id))
+        }
+    };
+    let from_ids = match (o.get("resourceType"), o.get("id")) {
+        (None, None) => None,
+        (Some(t), Some(id)) => Some((t.as_str()?, id.as_str()?)),
+        _ => return None,
+    };
+    let (t, id) = match (from_ref, from_ids) {
+        (Some(a), Some(b)) if a != b => return None,
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => return None,
+    };
+    if o.get("type").is_some_and(|ty| ty.as_str() != Some(t)) {
+        return None;
+    }
+    let type_ok = !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric());
+    (type_ok && valid_id(id)).then_some((t, id))
+}
+
+/// [`reference_parts`] for a write: the reference at `path` must be one of `types`.
+pub(crate) fn check_reference<'a>(
+    v: &'a Value,
+    path: &str,
+    types: &[&str],
+) -> Result<(&'a str, &'a str)> {
+    let Some((t, id)) = reference_parts(v) else {
+        return Err(Error::validation(
+            path,
+            "must be a Reference: {\"reference\": \"Type/id\"} or {\"id\": ..., \"resourceType\": ...} \
+             (the two forms may be given together only when they agree; no other fields but display)",
+        ));
+    };
+    if !types.contains(&t) {
+        return Err(Error::validation(
+            path,
+            format!("must refer to {}, not {t}", types.join(" or ")),
+        ));
+    }
+    Ok((t, id))
 }

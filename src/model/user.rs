@@ -13,7 +13,73 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
     }
     opt_bool(m, "active", "")?;
     opt_bool(m, "inactive", "")?;
+    match m.get("fhirUser") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            if fhir_user_parts(v).is_none() {
+                return Err(Error::validation(
+                    "fhirUser",
+                    "must name one FHIR resource: {\"id\": ..., \"resourceType\": ...} \
+                     (Aidbox), {\"reference\": \"Patient/<id>\"}, \"Patient/<id>\" or an absolute \
+                     URL ending in Patient/<id>; the forms given together must agree, and \
+                     the admin API's types (User, Client, ...) are not FHIR resources",
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// A User's `fhirUser` as (resource type, id), read from Aidbox's
+/// `{"id": "x", "resourceType": "Patient"}`, `{"reference": "Patient/x"}`, `"Patient/x"`, or an
+/// absolute URL ending in `Patient/x` (as a string or a `reference`). `None` for anything
+/// else: other keys in the object (but `display`), two forms that disagree, a type of the admin
+/// API, an id that is not a FHIR id.
+pub fn fhir_user_parts(v: &Value) -> Option<(String, String)> {
+    fn from_str(r: &str) -> Option<(&str, &str)> {
+        let mut segs = r.rsplit('/');
+        let id = segs.next()?;
+        let ty = segs.next()?;
+        // `Type/id` or `<base>/Type/id`, nothing else (`Patient/x/_history/1` is not understood).
+        let rest_ok =
+            segs.next().is_none() || r.starts_with("https://") || r.starts_with("http://");
+        rest_ok.then_some((ty, id))
+    }
+    let (t, id) = match v {
+        Value::String(s) => from_str(s)?,
+        Value::Object(o) => {
+            if o.keys().any(|k| {
+                !matches!(
+                    k.as_str(),
+                    "reference" | "id" | "resourceType" | "display" | "type"
+                )
+            }) || o.get("display").is_some_and(|d| !d.is_string())
+            {
+                return None;
+            }
+            let from_ref = match o.get("reference") {
+                None => None,
+                Some(r) => Some(from_str(r.as_str()?)?),
+            };
+            let from_ids = match (o.get("resourceType"), o.get("id")) {
+                (None, None) => None,
+                (Some(t), Some(id)) => Some((t.as_str()?, id.as_str()?)),
+                _ => return None,
+            };
+            let parts = match (from_ref, from_ids) {
+                (Some(a), Some(b)) if a != b => return None,
+                (Some(a), _) | (None, Some(a)) => a,
+                (None, None) => return None,
+            };
+            if o.get("type").is_some_and(|t| t.as_str() != Some(parts.0)) {
+                return None;
+            }
+            parts
+        }
+        _ => return None,
+    };
+    (crate::smart::is_resource_type(t) && !super::is_server_type(t) && super::valid_id(id))
+        .then(|| (t.to_string(), id.to_string()))
 }
 
 /// The lookup form of an email: trimmed and lowercased; None if it is not `local@domain`.

@@ -148,26 +148,10 @@ pub fn client_ceiling(
 
 /// The `fhirUser` of a user as (resource type, id), read from `"Patient/x"`, an absolute URL
 /// ending in `Patient/x`, `{"reference": "Patient/x"}` or Aidbox's
-/// `{"resourceType": "Patient", "id": "x"}`. `None` when absent or not understood.
+/// `{"resourceType": "Patient", "id": "x"}` ([`crate::model::user::fhir_user_parts`]). `None`
+/// when absent or not understood (a malformed one names nobody: no patient, no `user/` scopes).
 pub fn fhir_user_ref(user: &User) -> Option<(String, String)> {
-    let v = user.doc.get("fhirUser")?;
-    if let (Some(t), Some(id)) = (
-        v.get("resourceType").and_then(serde_json::Value::as_str),
-        v.get("id").and_then(serde_json::Value::as_str),
-    ) {
-        return (crate::smart::is_resource_type(t) && crate::model::valid_id(id))
-            .then(|| (t.to_string(), id.to_string()));
-    }
-    let r = v
-        .as_str()
-        .or_else(|| v.get("reference").and_then(serde_json::Value::as_str))?;
-    let mut segs = r.rsplit('/');
-    let id = segs.next()?;
-    let ty = segs.next()?;
-    // `Type/id` or `<base>/Type/id`, nothing else (`Patient/x/_history/1` is not understood).
-    let rest_ok = segs.next().is_none() || r.starts_with("https://") || r.starts_with("http://");
-    (rest_ok && crate::smart::is_resource_type(ty) && crate::model::valid_id(id))
-        .then(|| (ty.to_string(), id.to_string()))
+    crate::model::user::fhir_user_parts(user.doc.get("fhirUser")?)
 }
 
 /// The patient a patient user is (`fhirUser` names a Patient).

@@ -83,7 +83,8 @@ pub async fn visible_patients(
             .uri(format!("{issuer}/Patient/{id}"))
             .body(Vec::new())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let request = policy_request(&probe, &who);
+        let mut request = policy_request(&probe, &who);
+        crate::authz::user_roles(app, &mut request, &who).await?;
         if crate::policy::evaluate(&policies.policies, &request, None, Some(&user.id), None)
             .is_some()
         {

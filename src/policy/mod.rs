@@ -18,6 +18,7 @@
 //! | `headers` | lowercased header names |
 //! | `remote-addr` | client address |
 //! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` |
+//! | `role`, `session.role` | the user's Role resources (a list), or `null` |
 //!
 //! Engines (the `engine` field), one file each:
 //! - `allow` (`allow.rs`): always allows.
@@ -38,7 +39,8 @@
 //!
 //! Policies are OR-ed ([`evaluate`]): the first applicable policy that allows wins; no policy
 //! (or none applicable) means deny. A policy's `link` list restricts it to given Clients, Users
-//! or Operations; a policy without links is global.
+//! or Operations; a policy without links is global. A policy with `roleName` allows only
+//! requests whose user has a Role of that name ([`CompiledPolicy::allows`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -250,6 +252,8 @@ pub(crate) fn compile_engine(
 pub struct CompiledPolicy {
     engine: &'static str,
     links: Vec<Link>,
+    /// Aidbox's `roleName`: the policy allows only requests whose user has a Role of this name.
+    role_name: Option<String>,
     rule: Rule,
 }
 
@@ -257,9 +261,8 @@ impl CompiledPolicy {
     /// Validate and compile an AccessPolicy resource body (the whole JSON object as PUT by the
     /// user). `id`, `resourceType`, `meta`, `description` and other unknown top-level keys are
     /// ignored, except keys that configure an engine other than the one named by `engine`
-    /// (`matcho`, `schema`, `and`, `or`, `sql`) and `roleName` (Aidbox role-based policies are
-    /// not supported; ignoring the field would turn the policy global), which are errors.
-    /// Errors name the offending field.
+    /// (`matcho`, `schema`, `and`, `or`, `sql`), which are errors. `roleName` must be a
+    /// non-empty string (see [`CompiledPolicy::allows`]). Errors name the offending field.
     pub fn compile(policy: &Value) -> Result<CompiledPolicy, PolicyError> {
         let Some(body) = policy.as_object() else {
             return Err(PolicyError::new(
@@ -267,12 +270,16 @@ impl CompiledPolicy {
                 "an AccessPolicy must be a JSON object",
             ));
         };
-        if body.get("roleName").is_some_and(|v| !v.is_null()) {
-            return Err(PolicyError::new(
-                "roleName",
-                "role-based policies (roleName) are not supported; use link or match on the user",
-            ));
-        }
+        let role_name = match body.get("roleName") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(_) => {
+                return Err(PolicyError::new(
+                    "roleName",
+                    "roleName must be a non-empty string: the name of a Role",
+                ))
+            }
+        };
         let links = parse_links(body.get("link"))?;
         let (engine, rule) = compile_engine(
             body,
@@ -284,6 +291,7 @@ impl CompiledPolicy {
         Ok(CompiledPolicy {
             engine,
             links,
+            role_name,
             rule,
         })
     }
@@ -320,9 +328,23 @@ impl CompiledPolicy {
         })
     }
 
+    /// `roleName`, if the policy has one.
+    pub fn role_name(&self) -> Option<&str> {
+        self.role_name.as_deref()
+    }
+
     /// Evaluate against the policy request (a JSON object, see the module docs). Never panics.
-    /// It does not look at `link`; see [`CompiledPolicy::applies_to`] and [`evaluate`].
+    /// It does not look at `link`; see [`CompiledPolicy::applies_to`] and [`evaluate`]. A
+    /// policy with `roleName` allows only when the request's user has a Role of that name
+    /// (`session.role[*].name`, put there by the authorizer from the stored Roles,
+    /// [`crate::model::role::attach`]); with `link` too, both must hold. So a request without
+    /// a user (a client, an anonymous caller) never passes one.
     pub fn allows(&self, request: &Value) -> bool {
+        if let Some(want) = &self.role_name {
+            if !crate::model::role::names(request).any(|n| n == want) {
+                return false;
+            }
+        }
         self.rule.allows(request)
     }
 }

@@ -9,7 +9,8 @@
 //! Inputs from the policy request: `request-method`, `uri`, `params` (query parameters; the
 //! route params `resource/*` are ignored, the path is classified again), `body`, `user`, and
 //! from `jwt`: `scope` (space-separated string, or an array of strings), `patient` (the patient
-//! in context) and `sub_kind`. Scopes are parsed leniently: malformed ones grant nothing.
+//! in context; Aidbox's tokens carry it as `context.patient`, read too: when both are there
+//! they must agree) and `sub_kind`. Scopes are parsed leniently: malformed ones grant nothing.
 //!
 //! Decision ([`crate::smart::classify`] gives the interaction and the permission it needs):
 //! - The engine decides only for FHIR resource types. The server's own resource types (the
@@ -35,7 +36,7 @@
 //!     form body is in `params`, but a body of another type is not) reach resources of other
 //!     types: only an unrestricted
 //!     `user/*` or `system/*` scope allows them.
-//!   - `patient/` scopes need `jwt.patient` and confine the request to that patient's
+//!   - `patient/` scopes need `jwt.patient` (or `jwt.context.patient`) and confine the request to that patient's
 //!     compartment (see [`in_compartment`]).
 //!   - `user/` scopes allow any instance of the type (the user's own access rules are up to
 //!     other policies and the origin).
@@ -177,7 +178,7 @@ impl Engine for Smart {
             rest,
             query,
             body: request.get("body").unwrap_or(&Value::Null),
-            patient: str_at(jwt, "patient").filter(|p| !p.is_empty()),
+            patient: token_patient(jwt),
             system_ok: user_absent && str_at(jwt, "sub_kind") != Some("user"),
             widening: widening || rest.post_search,
         };
@@ -232,6 +233,29 @@ fn chains_through_server_type(k: &str) -> bool {
         crate::model::RESERVED_TYPE_NAMES.contains(&part)
             || crate::model::ResourceType::parse(part).is_some()
     })
+}
+
+/// The patient in context of a token: the SMART `patient` claim, or Aidbox's
+/// `context.patient` (what Aidbox's SMART tokens carry). Both present and different, or
+/// either present but not a non-empty string: none (fail closed).
+fn token_patient(jwt: &Value) -> Option<&str> {
+    fn read(v: Option<&Value>) -> Result<Option<&str>, ()> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+            Some(_) => Err(()),
+        }
+    }
+    let top = read(jwt.get("patient")).ok()?;
+    let ctx = match jwt.get("context") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) => read(c.get("patient")).ok()?,
+        Some(_) => return None,
+    };
+    match (top, ctx) {
+        (Some(a), Some(b)) if a != b => None,
+        (a, b) => a.or(b),
+    }
 }
 
 /// The string at `v[k]`, if any.

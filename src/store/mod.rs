@@ -1,7 +1,8 @@
 //! Resources over a KV namespace, with a short-lived isolate-memory cache.
 //!
 //! Key layout (README "Storage"):
-//! - `Client/{id}`, `User/{id}`, `AccessPolicy/{id}`: the resource JSON (hashes included).
+//! - `Client/{id}`, `User/{id}`, `AccessPolicy/{id}`, `Role/{id}`, `Scope/{id}`, ...: the
+//!   resource JSON (hashes included).
 //! - `idx/User/email/{lowercased email}`: the id of the User with that email.
 //!
 //! KV is eventually consistent and read on every request, so reads are cached in isolate
@@ -42,6 +43,8 @@ pub struct Cache {
     docs: RefCell<DocCache>,
     policies: shared::SharedSet<PolicySet>,
     introspectors: shared::SharedSet<Vec<Value>>,
+    roles: shared::SharedSet<crate::model::role::RoleSet>,
+    scopes: shared::SharedSet<crate::model::scope::ScopeSet>,
     verified: RefCell<HashMap<[u8; 32], i64>>,
     /// Revoked access tokens (see [`crate::state::Revocations`]).
     pub revocations: crate::state::Revocations,
@@ -86,6 +89,8 @@ impl Cache {
         match rt {
             ResourceType::AccessPolicy => self.policies.invalidate(),
             ResourceType::TokenIntrospector => self.introspectors.invalidate(),
+            ResourceType::Role => self.roles.invalidate(),
+            ResourceType::Scope => self.scopes.invalidate(),
             ResourceType::Client => self.cors.clear(),
             _ => {}
         }
@@ -212,6 +217,32 @@ impl Repo<'_> {
         let load = || self.list(ResourceType::TokenIntrospector);
         self.cache
             .introspectors
+            .get(self.clock.now(), self.ttl, self.stale_after, load)
+            .await
+    }
+
+    /// Every Role, by User, cached for `ttl` like the policies: every request with a user
+    /// needs the user's Roles for its policy request (`role`, `session.role`, `roleName`).
+    pub async fn roles(&self) -> Result<Rc<crate::model::role::RoleSet>> {
+        let load = || async {
+            let docs = self.list(ResourceType::Role).await?;
+            Ok(crate::model::role::RoleSet::from_docs(&docs))
+        };
+        self.cache
+            .roles
+            .get(self.clock.now(), self.ttl, self.stale_after, load)
+            .await
+    }
+
+    /// Every Scope's value, by id, cached for `ttl` like the policies (the scope ceiling of
+    /// a Client that refers to Scopes).
+    pub async fn scopes(&self) -> Result<Rc<crate::model::scope::ScopeSet>> {
+        let load = || async {
+            let docs = self.list(ResourceType::Scope).await?;
+            Ok(crate::model::scope::ScopeSet::from_docs(&docs))
+        };
+        self.cache
+            .scopes
             .get(self.clock.now(), self.ttl, self.stale_after, load)
             .await
     }
