@@ -52,6 +52,12 @@ mod matcho;
 mod smart;
 mod value;
 
+/// Does a policy request reach a resource type of the admin API (path, includes, chains, Bundle
+/// entries)? See the `smart-on-fhir` engine, which shares the check.
+pub fn touches_server_type(request: &serde_json::Value) -> bool {
+    smart::touches_server_type(request)
+}
+
 /// The deepest nesting accepted anywhere: matcho patterns, JSON Schemas, `complex` sub-policies
 /// (checked at compile time, deeper is a [`PolicyError`]) and request values / schema
 /// recursion at evaluation time (deeper fails to match, it never overflows the stack).

@@ -52,15 +52,15 @@ use crate::smart::{self, ClinicalScope, Interaction, Level, RestRequest, Scope};
 /// A compiled `smart-on-fhir` policy.
 #[derive(Debug)]
 struct Smart {
-    /// The FHIR base path without a trailing slash; empty for the root.
-    base: String,
+    /// `fhir-base-path` without a trailing slash (empty for the root), if the policy sets it.
+    base: Option<String>,
 }
 
 /// Compiles a `smart-on-fhir` policy: the optional `fhir-base-path` must be a string starting
 /// with `/`.
 pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, PolicyError> {
     let base = match body.get("fhir-base-path") {
-        None | Some(Value::Null) => String::new(),
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.starts_with('/') && !s.contains(['?', '#']) => {
             if names_server_type(s) {
                 // Every request under it would be denied: say so when the policy is written.
@@ -70,7 +70,7 @@ pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, P
                      User, AccessPolicy, ...): those are never FHIR types",
                 ));
             }
-            s.trim_end_matches('/').to_owned()
+            Some(s.trim_end_matches('/').to_owned())
         }
         Some(_) => {
             return Err(PolicyError::new(
@@ -126,13 +126,18 @@ impl Engine for Smart {
         if names_server_type(uri) {
             return false;
         }
-        let path = if self.base.is_empty() {
-            uri
-        } else {
-            match uri.strip_prefix(self.base.as_str()) {
-                Some(p) if p.is_empty() || p.starts_with('/') => p,
-                _ => return false,
-            }
+        // Without `fhir-base-path`: the deployment's FHIR base the path is under
+        // (`fhir-base`, from FHIR_BASE_PATHS; null when it is under none), or the root when
+        // the request does not say (a policy request built by hand).
+        let base = match (&self.base, request.get("fhir-base")) {
+            (Some(b), _) => b.as_str(),
+            (None, None) => "",
+            (None, Some(Value::String(b))) => b.as_str(),
+            (None, Some(_)) => return false,
+        };
+        let path = match uri.strip_prefix(base) {
+            Some(p) if p.is_empty() || p.starts_with('/') => p,
+            _ => return false,
         };
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         let query = match request.get("params") {
@@ -237,6 +242,43 @@ fn chains_through_server_type(k: &str) -> bool {
 /// The string at `v[k]`, if any.
 fn str_at<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
+}
+
+/// Does a policy request reach a resource type of this server: a path segment
+/// ([`names_server_type`]), an include, `_has` or chain in `params`, or the `request.url` of
+/// an entry of a JSON Bundle `body`? The authorizer refuses such requests to anonymous callers.
+pub(crate) fn touches_server_type(request: &Value) -> bool {
+    if str_at(request, "uri").is_some_and(names_server_type) {
+        return true;
+    }
+    if let Some(Value::Object(params)) = request.get("params") {
+        for (k, v) in params.iter().filter(|(k, _)| !k.starts_with("resource/")) {
+            if chains_through_server_type(k)
+                || (["_include", "_revinclude", "_has", "_with"]
+                    .iter()
+                    .any(|w| k.starts_with(w))
+                    && reaches_server_type(k, v))
+            {
+                return true;
+            }
+        }
+    }
+    if let Some(Value::Array(entries)) = request.get("body").and_then(|b| b.get("entry")) {
+        for e in entries {
+            let url = e.get("request").and_then(|r| r.get("url"));
+            match url {
+                None | Some(Value::Null) => {}
+                Some(Value::String(u)) => {
+                    let path = u.split(['?', '#']).next().unwrap_or("");
+                    if names_server_type(path) || path.contains("://") {
+                        return true;
+                    }
+                }
+                Some(_) => return true,
+            }
+        }
+    }
+    false
 }
 
 /// Does one clinical scope allow the request?
