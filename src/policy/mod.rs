@@ -17,7 +17,9 @@
 //! | `resource` | the same body when it is a JSON object (Aidbox's name for the incoming resource), else `null` |
 //! | `headers` | lowercased header names |
 //! | `remote-addr` | client address |
-//! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` |
+//! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` (all three for an anonymous request) |
+//! | `operation` | `{"id": "FhirRead"}`: Aidbox's FHIR operation id ([`crate::authz::operation_id`]), or `null` |
+//! | `fhir-base` | the FHIR base (`FHIR_BASE_PATHS`) the path is under, `""` for the root, or `null` |
 //!
 //! Engines (the `engine` field), one file each:
 //! - `allow` (`allow.rs`): always allows.

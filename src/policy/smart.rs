@@ -4,7 +4,9 @@
 //!
 //! `{"engine": "smart-on-fhir"}`, with one optional field, `fhir-base-path` (`"/fhir"`): the
 //! path prefix of the FHIR API, stripped from `uri` before the request is classified; a request
-//! outside it is denied. Default: the FHIR API is at the root.
+//! outside it is denied. Default: the deployment's FHIR bases (`FHIR_BASE_PATHS`): the base the
+//! authorizer names in the request's `fhir-base` is stripped, a path under none is denied (and a
+//! request without the key, built by hand, is read at the root).
 //!
 //! Inputs from the policy request: `request-method`, `uri`, `params` (query parameters; the
 //! route params `resource/*` are ignored, the path is classified again), `body`, `user`, and
