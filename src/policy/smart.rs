@@ -247,8 +247,8 @@ fn str_at<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 }
 
 /// Does a policy request reach a resource type of this server: a path segment
-/// ([`names_server_type`]), an include, `_has` or chain in `params`, or the `request.url` of
-/// an entry of a JSON Bundle `body`? The authorizer refuses such requests to anonymous callers.
+/// ([`names_server_type`]), an include, `_has` or chain in `params`, or the `request.url` (an
+/// absolute one too) or `resource.resourceType` of an entry of a JSON Bundle `body`? The authorizer refuses such requests to anonymous callers.
 pub(crate) fn touches_server_type(request: &Value) -> bool {
     if str_at(request, "uri").is_some_and(names_server_type) {
         return true;
@@ -267,6 +267,13 @@ pub(crate) fn touches_server_type(request: &Value) -> bool {
     }
     if let Some(Value::Array(entries)) = request.get("body").and_then(|b| b.get("entry")) {
         for e in entries {
+            if e.get("resource")
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str)
+                .is_some_and(crate::model::is_server_type)
+            {
+                return true;
+            }
             let url = e.get("request").and_then(|r| r.get("url"));
             match url {
                 None | Some(Value::Null) => {}

@@ -300,6 +300,7 @@ test("attack: a public policy never opens the admin API or admin types, whatever
       ["DELETE", "/fhir/User/x"],
       ["POST", "/fhir", { resourceType: "Bundle", type: "transaction", entry: [{ request: { method: "PUT", url: "Client/evil" }, resource: { resourceType: "Client" } }] }],
       ["POST", "/", { resourceType: "Bundle", type: "batch", entry: [{ request: { method: "GET", url: "/fhir/User" } }] }],
+      ["POST", "/fhir", { resourceType: "Bundle", type: "transaction", entry: [{ request: { method: "POST", url: "Patient" }, resource: { resourceType: "User", password: "x" } }] }],
       ["POST", "/fhir", "<Bundle xmlns=\"http://hl7.org/fhir\"/>"],
     ]) {
       const headers = typeof body === "string" ? { "content-type": "application/fhir+xml" } : {};
