@@ -175,6 +175,42 @@ test("Aidbox example 18: a policy matching operation.id FhirTransaction allows P
   });
 });
 
+test("Aidbox example 4: Operation/FhirConditionalUpdate + Client link allows a system to update its own patients", async () => {
+  // Aidbox docs: docs/tutorials/security-access-control-tutorials/accesspolicy-examples.md (4.)
+  // The doc tests it with `PUT /fhir/Patient/123` (FhirUpdate); its matcho needs an `identifier`
+  // parameter, i.e. the conditional form (docs/aidbox-differences.md).
+  await put(w, "/Client/system1-client", { secret: "client-secret-e2e", grant_types: ["basic"] });
+  const auth = basicAuth("system1-client", "client-secret-e2e");
+  const policy = {
+    id: "as-system1-app-update-patients",
+    resourceType: "AccessPolicy",
+    engine: "matcho",
+    link: [{ reference: "Operation/FhirConditionalUpdate" }, { reference: "Client/system1-client" }],
+    description: "Policy that allows a system1 to update their patients",
+    matcho: {
+      params: {
+        "resource/type": "Patient",
+        identifier: "#http://system1",
+      },
+      resource: {
+        identifier: {
+          $contains: {
+            system: "http://system1",
+          },
+        },
+      },
+    },
+  };
+  const patient = { resourceType: "Patient", identifier: [{ system: "http://system1", value: "123" }] };
+  await withPolicy("as-system1-app-update-patients", policy, async () => {
+    assertForwarded(await call("PUT", "/fhir/Patient?identifier=http://system1|123", { auth, body: patient }), "conditional update");
+    assertOutcome(await call("PUT", "/fhir/Patient?identifier=http://system2|123", { auth, body: patient }), 403, "forbidden", "another system's identifier");
+    const other = { ...patient, identifier: [{ system: "http://system2", value: "1" }] };
+    assertOutcome(await call("PUT", "/fhir/Patient?identifier=http://system1|123", { auth, body: other }), 403, "forbidden", "another system's body");
+    assertOutcome(await call("PUT", "/fhir/Observation?identifier=http://system1|1", { auth, body: patient }), 403, "forbidden", "another type");
+  });
+});
+
 test("Aidbox tutorial: restrict operations on a resource type ([Fhir]Read on Patient only), with Aidbox's 403 OperationOutcome", async () => {
   // Aidbox docs: docs/tutorials/security-access-control-tutorials/restrict-operations-on-resource-type.md
   const policy = {
