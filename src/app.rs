@@ -119,6 +119,9 @@ impl App {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let cors_kind = crate::cors::kind(&path);
+        let fhir_error = is_fhir_path(&path);
+        let fhir_json = crate::http_util::header(&req, "accept")
+            .is_some_and(|a| a.to_ascii_lowercase().contains("application/fhir+json"));
         let preflight = cors_kind.is_some() && crate::cors::is_preflight(&req);
         // The CORS grant is decided before routing (the request moves into the handler). Only a
         // cross-origin `Origin` costs a lookup, and that is cached per isolate.
@@ -144,7 +147,11 @@ impl App {
                 if let Some(reason) = e.internal_reason() {
                     self.log(&format!("{method} {path}: {} ({reason})", e.code()));
                 }
-                Outcome::Respond(e.to_response())
+                Outcome::Respond(if fhir_error {
+                    e.to_fhir_response(fhir_json)
+                } else {
+                    e.to_response()
+                })
             }
         };
         match outcome {
@@ -155,6 +162,7 @@ impl App {
                     }
                 }
                 if never_cached(&path)
+                    || admin_route(&self.config.fhir_bases, &path).is_some()
                     || r.status().as_u16() >= 400
                     || crate::http_util::is_no_store(&r)
                 {
@@ -180,20 +188,48 @@ impl App {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             [".well-known", rest @ ..] => {
-                crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
+                return crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
             }
-            ["auth", rest @ ..] => self.auth_route(&req, rest).await,
-            ["app", rest @ ..] => spa_asset(&req, rest),
-            [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => {
-                let rt = ResourceType::parse(rt).unwrap_or(ResourceType::Client);
-                let id = rest.first().copied().filter(|s| !s.is_empty());
-                crate::admin::handle(self, req, rt, id)
-                    .await
-                    .map(Outcome::Respond)
-            }
-            _ => crate::authz::handle(self, req).await,
+            ["auth", rest @ ..] => return self.auth_route(&req, rest).await,
+            ["app", rest @ ..] => return spa_asset(&req, rest),
+            _ => {}
         }
+        if let Some((rt, id)) = admin_route(&self.config.fhir_bases, &path) {
+            return crate::admin::handle(self, req, rt, id)
+                .await
+                .map(Outcome::Respond);
+        }
+        // SMART App Launch 2.x: discovery at `[base]/.well-known/smart-configuration` too.
+        if let Some((base, "/.well-known/smart-configuration")) = self.config.fhir_base_of(&path) {
+            if !base.is_empty() {
+                return crate::oauth::discovery::handle(self, &req, &["smart-configuration"])
+                    .map(Outcome::Respond);
+            }
+        }
+        crate::authz::handle(self, req).await
     }
+}
+
+/// The admin API's route of `path`, if it is one: `/{Type}` or `/{Type}/{id}` of a
+/// [`ResourceType`], at the root or under any FHIR base (`bases`, `FHIR_BASE_PATHS`:
+/// `/fhir/Client/x` is `/Client/x`, as in Aidbox).
+pub fn admin_route<'a>(bases: &[String], path: &'a str) -> Option<(ResourceType, Option<&'a str>)> {
+    let parse = |rel: &'a str| {
+        let segments: Vec<&'a str> = rel.strip_prefix('/')?.split('/').collect();
+        match segments.as_slice() {
+            [rt, rest @ ..] if rest.len() <= 1 => {
+                let rt = ResourceType::parse(rt)?;
+                Some((rt, rest.first().copied().filter(|s| !s.is_empty())))
+            }
+            _ => None,
+        }
+    };
+    parse(path).or_else(|| {
+        bases
+            .iter()
+            .filter(|b| !b.is_empty())
+            .find_map(|b| path.strip_prefix(b.as_str()).and_then(parse))
+    })
 }
 
 impl App {
@@ -276,6 +312,14 @@ impl App {
 pub fn never_cached(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     first == "auth" || ResourceType::parse(first).is_some()
+}
+
+/// Is `path` a FHIR path, whose errors are `OperationOutcome`s: everything the authorizer and
+/// the admin API answer, i.e. not `/auth/*` (the OAuth endpoints keep RFC 6749 errors),
+/// `/.well-known/*` or `/app/*`.
+pub fn is_fhir_path(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    !matches!(first, "auth" | ".well-known" | "app")
 }
 
 /// Names of files under `www/auth/ui/`: no paths, no dot files.

@@ -342,13 +342,15 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Route params of a FHIR REST path: `/{type}`, `/{type}/{id}`, `/{type}/{id}/_history/{vid}`,
-/// `/{type}/{id}/${operation}`. They come from the path alone: query parameters under
-/// `resource/` never reach `params` ([`check_request`] refuses them, [`policy_request`] drops
-/// them).
-fn route_params(path: &str, params: &mut Map<String, Value>) {
+/// Route params of a FHIR REST path under a FHIR base (`rel`: the path after the base, see
+/// [`crate::config::Config::fhir_base_of`]; `None`: not under any base, no route params):
+/// `/{type}`, `/{type}/{id}`, `/{type}/{id}/_history/{vid}`, `/{type}/{id}/${operation}`. They
+/// come from the path alone: query parameters under `resource/` never reach `params`
+/// ([`check_request`] refuses them, [`policy_request`] drops them).
+fn route_params(rel: Option<&str>, params: &mut Map<String, Value>) {
     params.retain(|k, _| !k.starts_with("resource/"));
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let Some(rel) = rel else { return };
+    let segs: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
     let is_type = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_uppercase());
     if let Some(t) = segs.first().filter(|s| is_type(s)) {
         params.insert("resource/type".into(), json!(t));
@@ -366,11 +368,107 @@ fn route_params(path: &str, params: &mut Map<String, Value>) {
     }
 }
 
+/// A FHIR resource type name as a path segment: an ASCII capital, then letters and digits;
+/// never a type of this server ([`crate::model::is_server_type`]: operation ids never cover
+/// the admin API).
+fn fhir_type(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !crate::model::is_server_type(s)
+}
+
+/// A resource id or version as a path segment (FHIR `id`: letters, digits, `-`, `.`).
+fn fhir_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+}
+
+/// Aidbox's id of the FHIR operation a request makes (the `Operation` an AccessPolicy links to
+/// and `operation.id` in the policy request), from the method and the path under a FHIR base
+/// alone (`rel`, as for [`route_params`]) and, for `POST [base]`, the JSON Bundle's `type`.
+/// Anything this table does not name (other methods, `HEAD`, `$operations`, lowercase or admin
+/// types, trailing slashes, bodies that are not a transaction or batch Bundle) has no
+/// operation: `None`, never a guess.
+///
+/// | request | id |
+/// |---|---|
+/// | `GET [base]/metadata` | `FhirCapabilities` |
+/// | `GET [base]` | `FhirSearchSystem` |
+/// | `POST [base]`, Bundle `type: transaction` / `batch` | `FhirTransaction` / `FhirBatch` |
+/// | `GET [base]/_history` | `FhirHistorySystem` |
+/// | `GET` / `POST` / `PUT` / `PATCH` / `DELETE [base]/T` | `FhirSearch` / `FhirCreate` / `FhirConditionalUpdate` / `FhirConditionalPatch` / `FhirConditionalDelete` |
+/// | `POST [base]/T/_search` | `FhirPostSearch` |
+/// | `GET [base]/T/_history` | `FhirHistoryType` |
+/// | `GET` / `PUT` / `PATCH` / `DELETE [base]/T/id` | `FhirRead` / `FhirUpdate` / `FhirPatch` / `FhirDelete` |
+/// | `GET [base]/T/id/_history` | `FhirHistoryInstance` |
+/// | `GET [base]/T/id/_history/vid` | `FhirVRead` |
+/// | `GET [base]/T/id/T2` | `FhirCompartmentSearch` |
+pub fn operation_id(method: &str, rel: &str, body: &Value) -> Option<&'static str> {
+    let segs: Vec<&str> = if rel.is_empty() || rel == "/" {
+        Vec::new()
+    } else {
+        rel.strip_prefix('/')?.split('/').collect()
+    };
+    let m = method.to_ascii_uppercase();
+    let m = m.as_str();
+    let id = match (m, segs.as_slice()) {
+        ("GET", []) => "FhirSearchSystem",
+        ("POST", []) => match body.get("type").and_then(Value::as_str) {
+            Some("transaction")
+                if body.get("resourceType").and_then(Value::as_str) == Some("Bundle") =>
+            {
+                "FhirTransaction"
+            }
+            Some("batch") if body.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+                "FhirBatch"
+            }
+            _ => return None,
+        },
+        ("GET", ["metadata"]) => "FhirCapabilities",
+        ("GET", ["_history"]) => "FhirHistorySystem",
+        (m, [t]) if fhir_type(t) => match m {
+            "GET" => "FhirSearch",
+            "POST" => "FhirCreate",
+            "PUT" => "FhirConditionalUpdate",
+            "PATCH" => "FhirConditionalPatch",
+            "DELETE" => "FhirConditionalDelete",
+            _ => return None,
+        },
+        ("POST", [t, "_search"]) if fhir_type(t) => "FhirPostSearch",
+        ("GET", [t, "_history"]) if fhir_type(t) => "FhirHistoryType",
+        (m, [t, id]) if fhir_type(t) && fhir_id(id) => match m {
+            "GET" => "FhirRead",
+            "PUT" => "FhirUpdate",
+            "PATCH" => "FhirPatch",
+            "DELETE" => "FhirDelete",
+            _ => return None,
+        },
+        ("GET", [t, id, "_history"]) if fhir_type(t) && fhir_id(id) => "FhirHistoryInstance",
+        ("GET", [t, id, "_history", v]) if fhir_type(t) && fhir_id(id) && fhir_id(v) => "FhirVRead",
+        ("GET", [t, id, t2]) if fhir_type(t) && fhir_id(id) && fhir_type(t2) => {
+            "FhirCompartmentSearch"
+        }
+        _ => return None,
+    };
+    Some(id)
+}
+
+/// The request a policy sees (AIDBOX.md "AccessPolicy"), with the default FHIR bases
+/// ([`crate::config::DEFAULT_FHIR_BASES`]); see [`policy_request_in`].
+pub fn policy_request(req: &Request, who: &Identity) -> Value {
+    let bases = crate::config::DEFAULT_FHIR_BASES.map(str::to_string);
+    policy_request_in(req, who, &bases)
+}
+
 /// The request a policy sees (AIDBOX.md "AccessPolicy"). `params` holds every value of a
 /// repeated query parameter (an array, in order; a single value stays a string), as Aidbox's
 /// ring params do, the parameters of a POST's form body, and the route params. `headers` are the ones the origin will get (see
 /// [`forward_request`]; repeated ones joined with `, `, RFC 9110 5.3), without credentials.
-pub fn policy_request(req: &Request, who: &Identity) -> Value {
+/// `operation` is `{"id": ...}` ([`operation_id`]) or `null`; `fhir-base` is the FHIR base
+/// (`bases`, longest first) the path is under (`""` for the root), or `null`.
+pub fn policy_request_in(req: &Request, who: &Identity, bases: &[String]) -> Value {
     let uri = req.uri();
     let query = uri.query().unwrap_or("");
     let mut params = query_params(query);
@@ -383,7 +481,8 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
     {
         add_params(&mut params, req.body());
     }
-    route_params(uri.path(), &mut params);
+    let under = crate::config::split_fhir_base(bases, uri.path());
+    route_params(under.map(|(_, rel)| rel), &mut params);
     let mut headers = Map::new();
     let keep = OriginHeaders::of(req.headers());
     for name in req.headers().keys() {
@@ -418,6 +517,10 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
             .map(|c| public_view(&c.doc))
             .unwrap_or(Value::Null)
     };
+    let operation = under
+        .and_then(|(_, rel)| operation_id(req.method().as_str(), rel, &body))
+        .map(|id| json!({ "id": id }))
+        .unwrap_or(Value::Null);
     json!({
         "request-method": req.method().as_str().to_ascii_lowercase(),
         "scheme": uri.scheme_str().unwrap_or("https"),
@@ -433,6 +536,8 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
         "client": client,
         "user": who.user.as_ref().map(|u| public_view(&u.doc)).unwrap_or(Value::Null),
         "jwt": who.jwt.clone().map(Value::Object).unwrap_or(Value::Null),
+        "operation": operation,
+        "fhir-base": under.map(|(b, _)| json!(b)).unwrap_or(Value::Null),
     })
 }
 
@@ -447,24 +552,38 @@ pub async fn user_roles(app: &App, request: &mut Value, who: &Identity) -> Resul
 }
 
 /// Checks the request's shape ([`check_request`], 400), authenticates and checks policies:
-/// the identity, or 401/403. Root passes without policies.
+/// the identity, or 401/403. Root passes without policies. No credentials: 401, always (the
+/// admin API, `/auth/launch`); see [`authorize_public`] for the protected API.
 pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
+    authorize_as(app, req, false).await
+}
+
+/// [`authorize`] for the protected API: a request without any credentials is evaluated as
+/// anonymous ([`authorize_anonymous`]), so a policy can make a route public (Aidbox). Invalid
+/// credentials never fall back to anonymous: they stay 401.
+pub async fn authorize_public(app: &App, req: &Request) -> Result<Identity> {
+    authorize_as(app, req, true).await
+}
+
+async fn authorize_as(app: &App, req: &Request, public: bool) -> Result<Identity> {
     check_request(req)?;
-    let who = authenticate(app, req)
-        .await?
-        .ok_or(Error::MissingCredentials)?;
+    let who = match authenticate(app, req).await? {
+        Some(who) => who,
+        None if public => return authorize_anonymous(app, req).await,
+        None => return Err(Error::MissingCredentials),
+    };
     if who.root {
         return Ok(who);
     }
     let policies = app.repo().policies().await?;
-    let mut request = policy_request(req, &who);
+    let mut request = policy_request_in(req, &who, &app.config.fhir_bases);
     user_roles(app, &mut request, &who).await?;
     match policy::evaluate(
         &policies.policies,
         &request,
         who.client_id(),
         who.user_id(),
-        None,
+        operation_of(&request),
     ) {
         Some(_) => Ok(who),
         None => Err(Error::Forbidden(
@@ -473,9 +592,44 @@ pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
     }
 }
 
+/// The `operation.id` of a policy request.
+fn operation_of(request: &Value) -> Option<&str> {
+    request.get("operation")?.get("id")?.as_str()
+}
+
+/// A request without credentials: allowed when a policy that applies to everyone (no `link`,
+/// or linked to its Operation) allows it with `user`, `client` and `jwt` null; else 401 as
+/// before. Never for anything that reaches the server's own resource types (the admin API's
+/// `Client`, `User`, `AccessPolicy`, ... in a path segment, an include, a chain or a Bundle
+/// entry's URL, [`policy::touches_server_type`]), nor for a write to a FHIR base itself whose
+/// body is not a JSON Bundle the check could read: 401, whatever a policy says.
+async fn authorize_anonymous(app: &App, req: &Request) -> Result<Identity> {
+    let who = Identity::default();
+    let request = policy_request_in(req, &who, &app.config.fhir_bases);
+    let at_base_root = crate::config::split_fhir_base(&app.config.fhir_bases, req.uri().path())
+        .is_some_and(|(_, rel)| rel.is_empty() || rel == "/");
+    let safe_method = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    if policy::touches_server_type(&request)
+        || (at_base_root && !safe_method && !request["body"].is_object())
+    {
+        return Err(Error::MissingCredentials);
+    }
+    let policies = app.repo().policies().await?;
+    match policy::evaluate(
+        &policies.policies,
+        &request,
+        None,
+        None,
+        operation_of(&request),
+    ) {
+        Some(_) => Ok(who),
+        None => Err(Error::MissingCredentials),
+    }
+}
+
 /// A protected path: authorize, then forward to the origin (or answer from the demo origin).
 pub async fn handle(app: &App, req: Request) -> Result<Outcome> {
-    let who = authorize(app, &req).await?;
+    let who = authorize_public(app, &req).await?;
     match &app.config.origin_url {
         Some(origin) => Ok(Outcome::Forward(forward_request(req, origin, &who)?)),
         None => Ok(Outcome::Respond(crate::demo::handle(&req)?)),

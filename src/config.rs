@@ -35,6 +35,66 @@ pub struct Config {
     /// `user/` scopes (comma-separated; default [`DEFAULT_USER_SCOPE_TYPES`]). `Patient` may
     /// never be listed: a patient user gets `patient/` scopes for their own patient only.
     pub user_scope_types: Vec<String>,
+    /// `FHIR_BASE_PATHS`: where the FHIR API is served (comma-separated paths, `/` for the
+    /// root; default [`DEFAULT_FHIR_BASES`], as Aidbox). Stored without a trailing `/`, the
+    /// root as `""`, longest first. Drives route params, operation ids, the `/fhir/Client`
+    /// aliases of the admin API, the smart-on-fhir engine's default base and
+    /// `<base>/.well-known/smart-configuration`.
+    pub fhir_bases: Vec<String>,
+}
+
+/// The default of `FHIR_BASE_PATHS`: the root and `/fhir`, as Aidbox serves FHIR.
+pub const DEFAULT_FHIR_BASES: [&str; 2] = ["/fhir", ""];
+
+/// First path segments that belong to the server itself and can never be a FHIR base.
+const RESERVED_FIRST_SEGMENTS: [&str; 3] = ["auth", ".well-known", "app"];
+
+/// Reads `FHIR_BASE_PATHS`: `/`-rooted paths of plain segments (letters, digits, `-`, `_`,
+/// `.`), no `.`/`..`, not under `/auth`, `/.well-known` or `/app`, naming no admin type.
+pub fn fhir_bases(v: Option<String>) -> Result<Vec<String>, String> {
+    let Some(v) = v else {
+        return Ok(DEFAULT_FHIR_BASES.map(str::to_string).to_vec());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for raw in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let bad = |why: &str| Err(format!("FHIR_BASE_PATHS: {raw:?} {why}"));
+        if !raw.starts_with('/') {
+            return bad("must start with /");
+        }
+        let base = raw.trim_end_matches('/');
+        let segments: Vec<&str> = base.split('/').skip(1).collect();
+        for seg in &segments {
+            if seg.is_empty() || *seg == "." || *seg == ".." {
+                return bad("has an empty, '.' or '..' segment");
+            }
+            if !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return bad("may hold only letters, digits, '-', '_' and '.'");
+            }
+            if crate::model::is_server_type(seg) {
+                return bad("names a resource type of the admin API");
+            }
+        }
+        if segments
+            .first()
+            .is_some_and(|s| RESERVED_FIRST_SEGMENTS.contains(s))
+        {
+            return bad("is under /auth, /.well-known or /app, which the server owns");
+        }
+        if !out.iter().any(|b| b == base) {
+            out.push(base.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err("FHIR_BASE_PATHS must list at least one path (/ for the root)".into());
+    }
+    if out.len() > 8 {
+        return Err("FHIR_BASE_PATHS may list at most 8 paths".into());
+    }
+    out.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    Ok(out)
 }
 
 /// The default of `SMART_USER_SCOPE_TYPES`.
@@ -111,6 +171,7 @@ impl Default for Config {
             outbound_timeout_ms: 10_000,
             store_timeout_ms: 10_000,
             user_scope_types: DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec(),
+            fhir_bases: DEFAULT_FHIR_BASES.map(str::to_string).to_vec(),
         }
     }
 }
@@ -141,6 +202,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("leeway", &self.leeway)
             .field("user_scope_types", &self.user_scope_types)
+            .field("fhir_bases", &self.fhir_bases)
             .finish()
     }
 }
@@ -156,6 +218,12 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, default: T) ->
 }
 
 impl Config {
+    /// The FHIR base `path` is under (the longest that matches; `""` is the root) and the
+    /// rest of the path after it (`""` or starting with `/`). `None`: not under any base.
+    pub fn fhir_base_of<'a>(&'a self, path: &'a str) -> Option<(&'a str, &'a str)> {
+        split_fhir_base(&self.fhir_bases, path)
+    }
+
     /// `STORE_TIMEOUT_MS` in whole seconds (rounded up): how old an isolate-wide "load in
     /// flight" mark may get before it counts as dead (its request never resumed).
     pub fn store_timeout_secs(&self) -> i64 {
@@ -235,6 +303,15 @@ impl Config {
             outbound_timeout_ms: timeout("OUTBOUND_TIMEOUT_MS")?,
             store_timeout_ms: timeout("STORE_TIMEOUT_MS")?,
             user_scope_types: user_scope_types(get("SMART_USER_SCOPE_TYPES"))?,
+            fhir_bases: fhir_bases(get("FHIR_BASE_PATHS"))?,
         })
     }
+}
+
+/// [`Config::fhir_base_of`] over a list of bases (longest first).
+pub fn split_fhir_base<'a>(bases: &'a [String], path: &'a str) -> Option<(&'a str, &'a str)> {
+    bases.iter().find_map(|b| {
+        let rest = path.strip_prefix(b.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some((b.as_str(), rest))
+    })
 }

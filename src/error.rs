@@ -1,9 +1,11 @@
 //! Two levels of errors (DESIGN.md rule 3): [`Error`] carries the internal reason; [`Error::to_response`]
 //! turns it into the small wire error a client sees, in one exhaustive match.
 //!
-//! Every wire error has the RFC 6749 section 5.2 shape `{"error": ..., "error_description": ...}`,
-//! also on the admin API and the authorizer, so a client needs one error parser. Validation errors
-//! add `field`, the JSON path of the offending field.
+//! Every wire error carries the RFC 6749 section 5.2 members `{"error": ..., "error_description":
+//! ...}`, so a client needs one error parser; validation errors add `field`, the JSON path of the
+//! offending field. On FHIR paths (the authorizer and the admin API, everything but `/auth/*`,
+//! `/.well-known/*` and `/app/*`) the body is a FHIR `OperationOutcome` as Aidbox answers
+//! ([`Error::to_fhir_response`]), with those members kept alongside.
 
 use crate::http_util::{json_response, Response};
 use crate::platform::BackendError;
@@ -201,6 +203,67 @@ impl Error {
                 );
             }
             _ => {}
+        }
+        resp
+    }
+
+    /// The FHIR `IssueType` code of this error (<https://hl7.org/fhir/valueset-issue-type.html>).
+    pub fn fhir_code(&self) -> &'static str {
+        match self {
+            Error::MissingCredentials
+            | Error::InvalidToken(_)
+            | Error::InvalidBasic(_)
+            | Error::InvalidClient(_) => "login",
+            Error::Forbidden(_) | Error::UnauthorizedClient(_) => "forbidden",
+            Error::NotFound(_) => "not-found",
+            Error::Conflict(_) => "conflict",
+            Error::MethodNotAllowed(_)
+            | Error::UnsupportedMediaType(_)
+            | Error::UnsupportedGrantType(_) => "not-supported",
+            Error::PayloadTooLarge(_) => "too-costly",
+            Error::TooManyRequests { .. } => "throttled",
+            Error::InvalidRequest(_)
+            | Error::InvalidGrant(_)
+            | Error::InvalidScope(_)
+            | Error::InvalidTarget(_)
+            | Error::Validation { .. } => "invalid",
+            Error::Unavailable(_) | Error::BadGateway(_) | Error::GatewayTimeout(_) => "transient",
+            Error::Internal(_) => "exception",
+        }
+    }
+
+    /// The wire response on a FHIR path: a FHIR `OperationOutcome` as Aidbox answers (`id` and
+    /// `issue[0].code` the issue type, severity `fatal`, the description in `diagnostics`;
+    /// `expression` names the field of a validation error), with the RFC 6749 `error` and
+    /// `error_description` members kept for clients that read those. Same status and headers
+    /// as [`Error::to_response`]; `Content-Type: application/fhir+json` when the caller
+    /// accepts it (`fhir_json`), else `application/json` (Aidbox's default).
+    pub fn to_fhir_response(&self, fhir_json: bool) -> Response {
+        let mut resp = self.to_response();
+        let mut issue = json!({
+            "severity": "fatal",
+            "code": self.fhir_code(),
+            "diagnostics": self.description(),
+        });
+        if let Error::Validation { field, .. } = self {
+            issue["expression"] = json!([field]);
+        }
+        let mut body = json!({
+            "resourceType": "OperationOutcome",
+            "id": self.fhir_code(),
+            "issue": [issue],
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        if let Error::Validation { field, .. } = self {
+            body["field"] = json!(field);
+        }
+        *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        if fhir_json {
+            resp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/fhir+json"),
+            );
         }
         resp
     }

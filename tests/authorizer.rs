@@ -67,13 +67,17 @@ fn basic_auth_needs_a_policy() {
 #[test]
 fn bad_or_missing_credentials_are_401_with_a_challenge() {
     let t = tutorial();
-    t.admin_put("/AccessPolicy/p", json!({"engine": "allow"}));
     let none = respond(t.send(TestApp::req("GET", "/Patient").body(vec![]).unwrap()));
     assert_eq!(none.status(), 401);
     assert_eq!(
         none.header("www-authenticate"),
         Some("Bearer realm=\"edge-authorizer\"")
     );
+    // A global policy that allows makes the path public (Aidbox, issue 13)...
+    t.admin_put("/AccessPolicy/p", json!({"engine": "allow"}));
+    let public = respond(t.send(TestApp::req("GET", "/Patient").body(vec![]).unwrap()));
+    assert_eq!(public.status(), 200, "{}", public.text());
+    // ...but bad credentials never fall back to anonymous: still 401.
 
     for bad in [
         TestApp::basic("basic", "wrong"),
@@ -992,4 +996,210 @@ fn legacy_tokens_live_until_the_first_credential_change() {
         json!({"secret": "rotated", "grant_types": ["client_credentials"]}),
     );
     assert_eq!(respond(t.get_with("/Patient", &bearer)).status(), 401);
+}
+
+// --- issue 13: operations, FHIR base paths, public routes, OperationOutcome errors ----------
+
+/// Aidbox's operation id of every FHIR REST request shape, under the root and under `/fhir`;
+/// anything unnamed gets none.
+#[test]
+fn operation_ids_from_method_and_path() {
+    use edge_authorizer::authz::operation_id;
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": []});
+    let batch = json!({"resourceType": "Bundle", "type": "batch"});
+    let none = Value::Null;
+    let table: &[(&str, &str, &Value, Option<&str>)] = &[
+        ("GET", "/metadata", &none, Some("FhirCapabilities")),
+        ("GET", "", &none, Some("FhirSearchSystem")),
+        ("GET", "/", &none, Some("FhirSearchSystem")),
+        ("POST", "", &tx, Some("FhirTransaction")),
+        ("POST", "/", &batch, Some("FhirBatch")),
+        ("POST", "", &none, None),
+        ("POST", "", &json!({"type": "transaction"}), None),
+        (
+            "POST",
+            "",
+            &json!({"resourceType": "Bundle", "type": "searchset"}),
+            None,
+        ),
+        ("GET", "/_history", &none, Some("FhirHistorySystem")),
+        ("GET", "/Patient", &none, Some("FhirSearch")),
+        ("POST", "/Patient", &none, Some("FhirCreate")),
+        ("PUT", "/Patient", &none, Some("FhirConditionalUpdate")),
+        ("PATCH", "/Patient", &none, Some("FhirConditionalPatch")),
+        ("DELETE", "/Patient", &none, Some("FhirConditionalDelete")),
+        ("POST", "/Patient/_search", &none, Some("FhirPostSearch")),
+        ("GET", "/Patient/_history", &none, Some("FhirHistoryType")),
+        ("GET", "/Patient/pt-1", &none, Some("FhirRead")),
+        ("PUT", "/Patient/pt-1", &none, Some("FhirUpdate")),
+        ("PATCH", "/Patient/pt-1", &none, Some("FhirPatch")),
+        ("DELETE", "/Patient/pt-1", &none, Some("FhirDelete")),
+        (
+            "GET",
+            "/Patient/pt-1/_history",
+            &none,
+            Some("FhirHistoryInstance"),
+        ),
+        ("GET", "/Patient/pt-1/_history/2", &none, Some("FhirVRead")),
+        (
+            "GET",
+            "/Patient/pt-1/Observation",
+            &none,
+            Some("FhirCompartmentSearch"),
+        ),
+        // No guesses.
+        ("HEAD", "/Patient/pt-1", &none, None),
+        ("OPTIONS", "/Patient", &none, None),
+        ("POST", "/Patient/pt-1", &none, None),
+        ("GET", "/Patient/_search", &none, None),
+        ("GET", "/Patient/$everything", &none, None),
+        ("GET", "/Patient/pt-1/$everything", &none, None),
+        ("POST", "/$export", &none, None),
+        ("GET", "/patient/pt-1", &none, None),
+        ("GET", "/Patient/pt-1/", &none, None),
+        ("GET", "/Patient/", &none, None),
+        ("GET", "/Patient/pt-1/_history/2/x", &none, None),
+        ("GET", "/Patient/pt-1/_history/", &none, None),
+        ("GET", "/Patient/pt 1", &none, None),
+        ("GET", "/Client/x", &none, None),
+        ("GET", "/User", &none, None),
+        ("GET", "/Patient/pt-1/User", &none, None),
+        (
+            "GET",
+            "/Patient/x/_history",
+            &none,
+            Some("FhirHistoryInstance"),
+        ),
+        ("GET", "relative", &none, None),
+        ("GET", "/metadata/x", &none, None),
+        ("PUT", "/metadata", &none, None),
+    ];
+    for (method, rel, body, want) in table {
+        assert_eq!(
+            operation_id(method, rel, body),
+            *want,
+            "{method} {rel:?} {body}"
+        );
+        assert_eq!(
+            operation_id(&method.to_ascii_lowercase(), rel, body),
+            *want,
+            "{method} {rel:?} lowercase"
+        );
+    }
+}
+
+/// The policy request carries `operation` and the route params under every FHIR base; outside
+/// every base there is neither.
+#[test]
+fn policy_request_operation_and_route_params_under_fhir_bases() {
+    use edge_authorizer::authz::{policy_request, policy_request_in};
+    let pr = |method: &str, path: &str| {
+        let req = TestApp::req(method, path).body(vec![]).unwrap();
+        policy_request(&req, &Default::default())
+    };
+    let r = pr("GET", "/fhir/Patient/pt-1");
+    assert_eq!(r["operation"], json!({"id": "FhirRead"}));
+    assert_eq!(r["params"]["resource/type"], "Patient");
+    assert_eq!(r["params"]["resource/id"], "pt-1");
+    assert_eq!(r["fhir-base"], "/fhir");
+    let r = pr("GET", "/Patient/pt-1/_history/3");
+    assert_eq!(r["operation"]["id"], "FhirVRead");
+    assert_eq!(r["params"]["resource/version"], "3");
+    assert_eq!(r["fhir-base"], "");
+    let r = pr("GET", "/fhir/metadata");
+    assert_eq!(r["operation"]["id"], "FhirCapabilities");
+    let r = pr("GET", "/fhirx/Patient/1");
+    assert_eq!(r["operation"], Value::Null);
+    assert!(r["params"].get("resource/type").is_none());
+    // Only /r4 configured: the root is not FHIR any more.
+    let bases = vec!["/r4".to_string()];
+    let req = TestApp::req("GET", "/Patient/1").body(vec![]).unwrap();
+    let r = policy_request_in(&req, &Default::default(), &bases);
+    assert_eq!(r["operation"], Value::Null);
+    assert_eq!(r["fhir-base"], Value::Null);
+    assert!(r["params"].get("resource/type").is_none());
+    let req = TestApp::req("DELETE", "/r4/Observation/o1")
+        .body(vec![])
+        .unwrap();
+    let r = policy_request_in(&req, &Default::default(), &bases);
+    assert_eq!(r["operation"]["id"], "FhirDelete");
+    assert_eq!(r["params"]["resource/id"], "o1");
+}
+
+#[test]
+fn fhir_base_paths_setting() {
+    use edge_authorizer::config::{fhir_bases, Config};
+    assert_eq!(fhir_bases(None).unwrap(), vec!["/fhir", ""]);
+    assert_eq!(
+        fhir_bases(Some("/, /api/fhir/, /r4".into())).unwrap(),
+        vec!["/api/fhir", "/r4", ""]
+    );
+    for bad in [
+        "fhir",
+        "/auth",
+        "/.well-known",
+        "/app/x",
+        "/fhir/Client",
+        "/a//b",
+        "/a/../b",
+        "/a b",
+        "/a%2F",
+        ",",
+        "/a?x",
+    ] {
+        assert!(fhir_bases(Some(bad.into())).is_err(), "{bad}");
+    }
+    let c = Config::default();
+    assert_eq!(c.fhir_base_of("/fhir/Patient"), Some(("/fhir", "/Patient")));
+    assert_eq!(c.fhir_base_of("/fhir"), Some(("/fhir", "")));
+    assert_eq!(c.fhir_base_of("/fhirx"), Some(("", "/fhirx")));
+}
+
+/// Operation links apply: a policy linked to `Operation/FhirRead` allows reads, nothing else.
+#[test]
+fn operation_links_apply() {
+    let t = tutorial();
+    t.admin_put(
+        "/AccessPolicy/reads",
+        json!({"engine": "allow", "link": [{"reference": "Operation/FhirRead"}]}),
+    );
+    let basic = TestApp::basic("basic", "s3cret");
+    assert_eq!(respond(t.get_with("/Patient/pt-2", &basic)).status(), 200);
+    // Allowed (the demo origin serves the root only: its own 404).
+    let r = respond(t.get_with("/fhir/Patient/pt-2", &basic));
+    assert!(![401, 403].contains(&r.status()), "{}", r.text());
+    assert_eq!(respond(t.get_with("/Patient", &basic)).status(), 403);
+    // Never the admin API, which has no operation id.
+    assert_eq!(respond(t.get_with("/Client/basic", &basic)).status(), 403);
+    assert_eq!(
+        respond(t.get_with("/fhir/Client/basic", &basic)).status(),
+        403
+    );
+}
+
+/// `/fhir/Client/x` is the admin API (never forwarded); errors there are OperationOutcomes.
+#[test]
+fn admin_api_under_the_fhir_base_and_operation_outcome_errors() {
+    let t = tutorial();
+    let r = respond(t.get_with("/fhir/Client/basic", &TestApp::root()));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["id"], "basic");
+    let r = respond(t.get_with("/fhir/Client/nope", &TestApp::root()));
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    assert_eq!(r.json()["issue"][0]["code"], "not-found");
+    let r = respond(
+        t.send(
+            TestApp::req("GET", "/fhir/Client/basic")
+                .body(vec![])
+                .unwrap(),
+        ),
+    );
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json()["issue"][0]["code"], "login");
+    assert!(r.header("www-authenticate").is_some());
+    // The OAuth endpoints keep RFC 6749 errors.
+    let r = t.token(None, &[("grant_type", "password")]);
+    assert!(r.json().get("resourceType").is_none(), "{}", r.text());
+    assert!(r.json()["error"].is_string());
 }

@@ -1786,3 +1786,33 @@ fn matcho_aidbox_not_warning_example() {
         "as the docs warn: no user passes $not too"
     );
 }
+
+/// The smart-on-fhir engine without `fhir-base-path` strips the deployment's FHIR base that the
+/// authorizer names in `fhir-base` (issue 13); a path under no base (`null`) is denied; a
+/// request that does not say is read at the root, as before.
+#[test]
+fn smart_engine_default_base_is_the_requests_fhir_base() {
+    let p = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir"})).unwrap();
+    let req = |uri: &str, base: Option<Value>| {
+        let mut r = json!({
+            "request-method": "get", "uri": uri, "params": {}, "user": null,
+            "jwt": {"scope": "system/*.rs", "sub_kind": "client"},
+        });
+        if let Some(b) = base {
+            r["fhir-base"] = b;
+        }
+        r
+    };
+    assert!(p.allows(&req("/fhir/Patient/1", Some(json!("/fhir")))));
+    assert!(p.allows(&req("/Patient/1", Some(json!("")))));
+    assert!(p.allows(&req("/Patient/1", None)));
+    assert!(!p.allows(&req("/fhir/Patient/1", None)));
+    assert!(!p.allows(&req("/x/Patient/1", Some(Value::Null))));
+    assert!(!p.allows(&req("/fhir/Patient/1", Some(json!("/r4")))));
+    assert!(!p.allows(&req("/fhir/Client/1", Some(json!("/fhir")))));
+    // An explicit fhir-base-path wins over the request's base.
+    let q = CompiledPolicy::compile(&json!({"engine": "smart-on-fhir", "fhir-base-path": "/r4"}))
+        .unwrap();
+    assert!(!q.allows(&req("/fhir/Patient/1", Some(json!("/fhir")))));
+    assert!(q.allows(&req("/r4/Patient/1", Some(json!("")))));
+}

@@ -17,7 +17,9 @@
 //! | `resource` | the same body when it is a JSON object (Aidbox's name for the incoming resource), else `null` |
 //! | `headers` | lowercased header names |
 //! | `remote-addr` | client address |
-//! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` |
+//! | `user`, `client`, `jwt` | the User and Client resources and the token claims, or `null` (all three for an anonymous request) |
+//! | `operation` | `{"id": "FhirRead"}`: Aidbox's FHIR operation id ([`crate::authz::operation_id`]), or `null` |
+//! | `fhir-base` | the FHIR base (`FHIR_BASE_PATHS`) the path is under, `""` for the root, or `null` |
 //! | `role`, `session.role` | the user's Role resources (a list), or `null` |
 //!
 //! Engines (the `engine` field), one file each:
@@ -53,6 +55,12 @@ mod json_schema;
 mod matcho;
 mod smart;
 mod value;
+
+/// Does a policy request reach a resource type of the admin API (path, includes, chains, Bundle
+/// entries)? See the `smart-on-fhir` engine, which shares the check.
+pub fn touches_server_type(request: &serde_json::Value) -> bool {
+    smart::touches_server_type(request)
+}
 
 /// The deepest nesting accepted anywhere: matcho patterns, JSON Schemas, `complex` sub-policies
 /// (checked at compile time, deeper is a [`PolicyError`]) and request values / schema

@@ -4,7 +4,9 @@
 //!
 //! `{"engine": "smart-on-fhir"}`, with one optional field, `fhir-base-path` (`"/fhir"`): the
 //! path prefix of the FHIR API, stripped from `uri` before the request is classified; a request
-//! outside it is denied. Default: the FHIR API is at the root.
+//! outside it is denied. Default: the deployment's FHIR bases (`FHIR_BASE_PATHS`): the base the
+//! authorizer names in the request's `fhir-base` is stripped, a path under none is denied (and a
+//! request without the key, built by hand, is read at the root).
 //!
 //! Inputs from the policy request: `request-method`, `uri`, `params` (query parameters; the
 //! route params `resource/*` are ignored, the path is classified again), `body`, `user`, and
@@ -53,15 +55,15 @@ use crate::smart::{self, ClinicalScope, Interaction, Level, RestRequest, Scope};
 /// A compiled `smart-on-fhir` policy.
 #[derive(Debug)]
 struct Smart {
-    /// The FHIR base path without a trailing slash; empty for the root.
-    base: String,
+    /// `fhir-base-path` without a trailing slash (empty for the root), if the policy sets it.
+    base: Option<String>,
 }
 
 /// Compiles a `smart-on-fhir` policy: the optional `fhir-base-path` must be a string starting
 /// with `/`.
 pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, PolicyError> {
     let base = match body.get("fhir-base-path") {
-        None | Some(Value::Null) => String::new(),
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.starts_with('/') && !s.contains(['?', '#']) => {
             if names_server_type(s) {
                 // Every request under it would be denied: say so when the policy is written.
@@ -71,7 +73,7 @@ pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, P
                      User, AccessPolicy, ...): those are never FHIR types",
                 ));
             }
-            s.trim_end_matches('/').to_owned()
+            Some(s.trim_end_matches('/').to_owned())
         }
         Some(_) => {
             return Err(PolicyError::new(
@@ -127,13 +129,18 @@ impl Engine for Smart {
         if names_server_type(uri) {
             return false;
         }
-        let path = if self.base.is_empty() {
-            uri
-        } else {
-            match uri.strip_prefix(self.base.as_str()) {
-                Some(p) if p.is_empty() || p.starts_with('/') => p,
-                _ => return false,
-            }
+        // Without `fhir-base-path`: the deployment's FHIR base the path is under
+        // (`fhir-base`, from FHIR_BASE_PATHS; null when it is under none), or the root when
+        // the request does not say (a policy request built by hand).
+        let base = match (&self.base, request.get("fhir-base")) {
+            (Some(b), _) => b.as_str(),
+            (None, None) => "",
+            (None, Some(Value::String(b))) => b.as_str(),
+            (None, Some(_)) => return false,
+        };
+        let path = match uri.strip_prefix(base) {
+            Some(p) if p.is_empty() || p.starts_with('/') => p,
+            _ => return false,
         };
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         let query = match request.get("params") {
@@ -261,6 +268,50 @@ fn token_patient(jwt: &Value) -> Option<&str> {
 /// The string at `v[k]`, if any.
 fn str_at<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
+}
+
+/// Does a policy request reach a resource type of this server: a path segment
+/// ([`names_server_type`]), an include, `_has` or chain in `params`, or the `request.url` (an
+/// absolute one too) or `resource.resourceType` of an entry of a JSON Bundle `body`? The authorizer refuses such requests to anonymous callers.
+pub(crate) fn touches_server_type(request: &Value) -> bool {
+    if str_at(request, "uri").is_some_and(names_server_type) {
+        return true;
+    }
+    if let Some(Value::Object(params)) = request.get("params") {
+        for (k, v) in params.iter().filter(|(k, _)| !k.starts_with("resource/")) {
+            if chains_through_server_type(k)
+                || (["_include", "_revinclude", "_has", "_with"]
+                    .iter()
+                    .any(|w| k.starts_with(w))
+                    && reaches_server_type(k, v))
+            {
+                return true;
+            }
+        }
+    }
+    if let Some(Value::Array(entries)) = request.get("body").and_then(|b| b.get("entry")) {
+        for e in entries {
+            if e.get("resource")
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str)
+                .is_some_and(crate::model::is_server_type)
+            {
+                return true;
+            }
+            let url = e.get("request").and_then(|r| r.get("url"));
+            match url {
+                None | Some(Value::Null) => {}
+                Some(Value::String(u)) => {
+                    let path = u.split(['?', '#']).next().unwrap_or("");
+                    if names_server_type(path) || path.contains("://") {
+                        return true;
+                    }
+                }
+                Some(_) => return true,
+            }
+        }
+    }
+    false
 }
 
 /// Does one clinical scope allow the request?
