@@ -118,7 +118,7 @@ impl App {
     pub async fn handle(&self, req: Request) -> Outcome {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let cors_kind = crate::cors::kind(&path);
+        let cors_kind = crate::cors::kind(&path, &self.config.fhir_bases);
         let fhir_error = is_fhir_path(&path);
         let fhir_json = crate::http_util::header(&req, "accept")
             .is_some_and(|a| a.to_ascii_lowercase().contains("application/fhir+json"));

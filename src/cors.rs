@@ -49,7 +49,18 @@ pub enum Kind {
 
 /// The CORS kind of a path, or None for paths that never answer CORS (admin API, `/auth/*`
 /// pages and forms, introspection, static files).
-pub fn kind(path: &str) -> Option<Kind> {
+pub fn kind(path: &str, bases: &[String]) -> Option<Kind> {
+    // The admin API, at the root or under a FHIR base (`/fhir/Client`): same-origin only.
+    if crate::app::admin_route(bases, path).is_some() {
+        return None;
+    }
+    // Discovery under a FHIR base (`/fhir/.well-known/smart-configuration`) is public like
+    // the root's.
+    if let Some((base, rest)) = crate::config::split_fhir_base(bases, path) {
+        if !base.is_empty() && rest.starts_with("/.well-known/") {
+            return Some(Kind::Public);
+        }
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [".well-known", ..] => Some(Kind::Public),
