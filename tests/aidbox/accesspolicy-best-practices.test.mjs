@@ -1,6 +1,7 @@
 // Aidbox docs replayed: docs/tutorials/security-access-control-tutorials/accesspolicy-best-practices.md
 // ("AccessPolicy best practices"), each policy verbatim (YAML as JSON).
 import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
 import { boot, admin, adminRefused, call, assertForwarded, assertRefused, passwordToken, bearer, basicAuth } from "./lib.mjs";
 
 let ctx;
@@ -96,7 +97,7 @@ test("accesspolicy-best-practices.md: the present? corner case and its fix", asy
 // Difference: `$one-of` next to other keys (Aidbox's matcho reference calls it incorrect usage)
 // is refused on write (422) instead of being evaluated some way.
 test("accesspolicy-best-practices.md: practitioner-policies as printed ($one-of beside request-method) is refused", async () => {
-  await adminRefused(ctx.w, "PUT", "/AccessPolicy/practitioner-policies", {
+  const refused = await adminRefused(ctx.w, "PUT", "/AccessPolicy/practitioner-policies", {
     id: "practitioner-policies",
     resourceType: "AccessPolicy",
     roleName: "practitioner",
@@ -106,6 +107,8 @@ test("accesspolicy-best-practices.md: practitioner-policies as printed ($one-of 
       { engine: "matcho", matcho: { uri: "/$graphql", "request-method": "post" } },
     ],
   });
+  // Refused for the `$one-of`, not for `roleName` (which is supported).
+  assert.match(refused.text, /\$one-of/);
 });
 
 // "That policy should be split into two policies": as-practitioner-see-patients-list-and-read-patient

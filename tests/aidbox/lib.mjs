@@ -27,6 +27,8 @@ export async function admin(w, method, path, body) {
   const res = await w.admin(method, path, body);
   const text = await res.text();
   assert.ok([200, 201].includes(res.status), `${method} ${path}: ${res.status} ${text}`);
+  // An admin type this build does not know is just a path: root's write would reach the origin.
+  assert.notEqual(res.headers.get("x-from-origin"), "yes", `${method} ${path}: went to the origin, not the admin API`);
   return text ? JSON.parse(text) : undefined;
 }
 
