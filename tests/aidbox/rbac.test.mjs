@@ -66,12 +66,16 @@ test("rbac-with-jwt-containing-role.md: jwt.secret very-secret is refused (at le
 
 // rbac-with-jwt-containing-role.md, "Create AccessPolicy for the role manager"
 // (as-manager-get-users-list, json-schema, link Operation/FhirSearch) and "Use the JWT to get the
-// access": GET /User with a JWT of iss https://auth.example.com and role manager returns a
+// access": GET /fhir/User with a JWT of iss https://auth.example.com and role manager returns a
 // Bundle. The secret is a 32+ byte one (see above). The policy's `uri` enum names `/User`, so the
 // request is `GET /User` (the doc sends `/fhir/User`, whose `uri` the enum does not list).
 // Difference: the doc's schema says `constant`, which is not a JSON Schema keyword (draft-07 has
 // `const`): Aidbox ignores it, so its policy admits any `role` and any `iss`. Here an unknown
 // keyword is refused on write (422 naming the field); with `const`, as meant, it works.
+// Difference: Operation links never cover the admin API (`/User`, `/Client`, ... have no
+// operation id here), so a policy linked to Operation/FhirSearch for FHIR searches cannot list
+// users by accident; the doc's policy as linked gives 403, the same policy without the link
+// (it names `uri: /User` itself) gives the doc's Bundle.
 // Difference: the token names our audience (`aud`, RFC 9068 4; the doc's token has
 // aud https://auth.example.com, its own issuer); a JWT for another audience is 401.
 test("rbac-with-jwt-containing-role.md: a manager JWT lists users through the admin API", async () => {
@@ -82,11 +86,11 @@ test("rbac-with-jwt-containing-role.md: a manager JWT lists users through the ad
     type: "jwt",
     jwt: { iss: "https://auth.example.com", secret },
   });
-  const policy = (c) => ({
+  const policy = (c, link = [{ reference: "Operation/FhirSearch" }]) => ({
     resourceType: "AccessPolicy",
     id: "as-manager-get-users-list",
     engine: "json-schema",
-    link: [{ reference: "Operation/FhirSearch" }],
+    ...(link ? { link } : {}),
     schema: {
       required: ["jwt"],
       properties: {
@@ -101,7 +105,11 @@ test("rbac-with-jwt-containing-role.md: a manager JWT lists users through the ad
   await admin(ctx.w, "PUT", "/AccessPolicy/as-manager-get-users-list", policy("const"));
 
   const claims = { iss: "https://auth.example.com", iat: nowSecs(), exp: nowSecs() + 600, aud: ctx.w.url, sub: "alice@example.com", role: "manager" };
-  const res = await call(ctx, "/User", { auth: bearer(hs256(claims, secret)) });
+  const manager = bearer(hs256(claims, secret));
+  await assertRefused(ctx, await call(ctx, "/User", { auth: manager }), "linked to Operation/FhirSearch");
+
+  await admin(ctx.w, "PUT", "/AccessPolicy/as-manager-get-users-list", policy("const", null));
+  const res = await call(ctx, "/User", { auth: manager });
   const body = await res.json();
   assert.equal(res.status, 200, JSON.stringify(body));
   assert.equal(body.resourceType, "Bundle");
@@ -111,6 +119,7 @@ test("rbac-with-jwt-containing-role.md: a manager JWT lists users through the ad
   delete noRole.role;
   await assertRefused(ctx, await call(ctx, "/User", { auth: bearer(hs256(noRole, secret)) }), "no role claim");
   await assertRefused(ctx, await call(ctx, "/User", { auth: bearer(hs256({ ...claims, role: "clerk" }, secret)) }), "another role");
+  await assertRefused(ctx, await call(ctx, "/User", { method: "DELETE", auth: manager }), "not a get");
   const foreignAud = { ...claims, aud: "https://auth.example.com" };
   await assertRefused(ctx, await call(ctx, "/User", { auth: bearer(hs256(foreignAud, secret)) }), "aud of another API", 401);
 });
