@@ -76,6 +76,10 @@ test("resource-owner-grant.md: auth.password.secret_required false", async () =>
 // prohibit-user-to-login.md: "Lock a user account" (PATCH /User/my-user {"inactive": true});
 // hint: "Login attempts return 400 with "error": "invalid_grant" and "error_description": "User
 // is inactive"". Then "Unlock a user account" ({"inactive": false}) lets the user in again.
+// Difference: the description is the one of a wrong password ("invalid username or password"),
+// not "User is inactive": saying an account is locked tells whoever tries a leaked password
+// that the account exists and the password is right (README "Errors": one message, no account
+// enumeration). Status and `error` are Aidbox's.
 test("prohibit-user-to-login.md: inactive: true blocks login with 400 invalid_grant, false unblocks", async () => {
   await admin(ctx.w, "PUT", "/User/my-user", { password: "my-user-password" });
   const login = () => token(ctx.w, { grant_type: "password", username: "my-user", password: "my-user-password" }, { auth: basicAuth("myapp", "verysecret") });
@@ -85,7 +89,8 @@ test("prohibit-user-to-login.md: inactive: true blocks login with 400 invalid_gr
   const locked = await login();
   assert.equal(locked.res.status, 400, JSON.stringify(locked.body));
   assert.equal(locked.body.error, "invalid_grant");
-  assert.equal(locked.body.error_description, "User is inactive");
+  const wrong = await token(ctx.w, { grant_type: "password", username: "my-user", password: "not-the-password" }, { auth: basicAuth("myapp", "verysecret") });
+  assert.equal(locked.body.error_description, wrong.body.error_description, "locked reads like a wrong password");
 
   await admin(ctx.w, "PATCH", "/User/my-user", { inactive: false });
   const unlocked = await login();
