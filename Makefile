@@ -90,9 +90,9 @@ dry-run:
 	  $(WRANGLER) deploy --dry-run --outdir "$$out"
 
 test-e2e:
-	$(call section,end-to-end tests (node --test tests/e2e/))
+	$(call section,end-to-end tests (node --test tests/e2e/ tests/aidbox/))
 	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
-	node --test --test-concurrency=1 tests/e2e/*.test.mjs
+	node --test --test-concurrency=1 tests/e2e/*.test.mjs tests/aidbox/*.test.mjs
 
 test-browser:
 	$(call section,browser tests (node --test tests/browser/))
