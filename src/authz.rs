@@ -433,6 +433,7 @@ pub fn policy_request(req: &Request, who: &Identity) -> Value {
         "client": client,
         "user": who.user.as_ref().map(|u| public_view(&u.doc)).unwrap_or(Value::Null),
         "jwt": who.jwt.clone().map(Value::Object).unwrap_or(Value::Null),
+        "token": who.token.clone().map(Value::Object).unwrap_or(Value::Null),
     })
 }
 

@@ -157,6 +157,13 @@ pub fn public_view(doc: &Value) -> Value {
                 o.remove(inner);
             }
         }
+        // A TokenIntrospector's `jwt.keys[].k` secrets: never returned either (a PUT must
+        // send them again).
+        if let Some(Value::Array(keys)) = m.get_mut("jwt").and_then(|j| j.get_mut("keys")) {
+            for k in keys.iter_mut().filter_map(Value::as_object_mut) {
+                k.remove("k");
+            }
+        }
     }
     v
 }
