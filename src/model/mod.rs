@@ -6,6 +6,7 @@
 //! `password` -> `password_hash`) and hashes never leave through the API ([`public_view`]).
 
 pub mod client;
+pub mod grant;
 pub mod introspector;
 pub mod user;
 
@@ -20,14 +21,17 @@ pub enum ResourceType {
     User,
     AccessPolicy,
     TokenIntrospector,
+    /// Remembered consent, kept in the state store (src/model/grant.rs), not in KV.
+    Grant,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Client,
         ResourceType::User,
         ResourceType::AccessPolicy,
         ResourceType::TokenIntrospector,
+        ResourceType::Grant,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +40,7 @@ impl ResourceType {
             ResourceType::User => "User",
             ResourceType::AccessPolicy => "AccessPolicy",
             ResourceType::TokenIntrospector => "TokenIntrospector",
+            ResourceType::Grant => "Grant",
         }
     }
 
