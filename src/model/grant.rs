@@ -25,10 +25,11 @@
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::model::user::User;
-use crate::state::{self, random_id, NO_EXPIRY};
+use crate::state::{self, NO_EXPIRY};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 /// Most grants kept per user (one per client); past it the oldest is dropped.
 pub const MAX_GRANTS_PER_USER: usize = 200;
@@ -72,15 +73,14 @@ fn pointer_key(id: &str) -> String {
 
 /// The scopes of a request, sorted and each once.
 pub fn scope_set(scope: Option<&str>) -> Vec<String> {
-    let mut v: Vec<String> = scope
+    scope
         .unwrap_or("")
         .split(' ')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
 }
 
 fn generation_of(user: &User) -> Option<String> {
@@ -134,9 +134,12 @@ pub async fn remember(app: &App, user: &User, client: &str, scope: Option<&str>)
                 if requested.iter().all(|s| g.scopes.contains(s)) && g.requested == requested {
                     return Ok(());
                 }
-                g.scopes.extend(requested.iter().cloned());
-                g.scopes.sort();
-                g.scopes.dedup();
+                let union: BTreeSet<String> = g
+                    .scopes
+                    .drain(..)
+                    .chain(requested.iter().cloned())
+                    .collect();
+                g.scopes = union.into_iter().collect();
                 g.requested = requested.clone();
             }
             None => {
@@ -145,7 +148,10 @@ pub async fn remember(app: &App, user: &User, client: &str, scope: Option<&str>)
                 let id = match &new_id {
                     Some(id) => id.clone(),
                     None => {
-                        let id = random_id(app);
+                        // Hex: a FHIR id (`[A-Za-z0-9\-.]`), unlike base64url.
+                        let mut b = [0u8; 16];
+                        app.platform.random.fill(&mut b);
+                        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
                         let ptr = GrantPointer {
                             user: user.id.clone(),
                         };
@@ -155,8 +161,10 @@ pub async fn remember(app: &App, user: &User, client: &str, scope: Option<&str>)
                     }
                 };
                 if rec.grants.len() >= MAX_GRANTS_PER_USER {
-                    rec.grants.sort_by_key(|g| g.start);
-                    rec.grants.remove(0);
+                    let oldest = rec.grants.iter().enumerate().min_by_key(|(_, g)| g.start);
+                    if let Some(i) = oldest.map(|(i, _)| i) {
+                        rec.grants.remove(i);
+                    }
                 }
                 rec.grants.push(GrantRecord {
                     id,

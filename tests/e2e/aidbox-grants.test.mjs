@@ -97,6 +97,7 @@ test("admin GET /Grant?user= gives Aidbox's Grant shape; GET /Grant/{id}; DELETE
   assert.equal(list.length, 1, JSON.stringify(list));
   const g = list[0];
   assert.equal(g.resourceType, "Grant");
+  assert.match(g.id, /^[A-Za-z0-9\-.]{1,64}$/, "a FHIR id");
   assert.deepEqual(g.user, { resourceType: "User", id: "john" });
   assert.deepEqual(g.client, { resourceType: "Client", id: "app-a" });
   assert.equal(g.scope, "openid patient/*.rs user/*.cruds");
