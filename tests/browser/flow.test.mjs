@@ -131,16 +131,18 @@ describe("browser: authorization code + PKCE through the sign-in pages", () => {
     assert.equal(await patientStatus(w, refreshed.access_token), 200, "GET /Patient with the refreshed token");
     assertInvalidGrant(await refresh(w, tokens.refresh_token), "reuse of the rotated refresh token");
 
-    // Still signed in: a new authorize request skips the login page.
+    // Still signed in, and the Allow remembered (a Grant): a new authorize request skips the
+    // login and the consent page, straight back to the client.
+    const backToClient = () => page.waitForURL((u) => u.href.startsWith(callback.redirectUri));
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
-    await waitForConsent(page);
+    await backToClient();
 
     // A bare GET of /auth/logout (what a cross-site <img> does) only asks: still signed in.
     await page.goto(`${w.url}/auth/logout`);
     await page.getByRole("heading", { name: "Sign out?" }).waitFor();
     assert.equal(pathOf(page), "/auth/ui/logout.html");
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
-    await waitForConsent(page);
+    await backToClient();
 
     // Confirming (a POST with the CSRF token) ends the session: the login page again.
     await page.goto(`${w.url}/auth/logout`);
