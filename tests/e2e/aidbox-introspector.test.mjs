@@ -20,7 +20,7 @@ const RSA2_PUBLIC_KEY = rsa2.publicKey.export({ type: "spki", format: "pem" });
 const EC_PUBLIC_KEY = ec.publicKey.export({ type: "spki", format: "pem" });
 const OCT_SECRET = "an-oct-secret-that-is-at-least-32-bytes-long";
 
-let w, introspection, answers = {}, introspected = 0;
+let w, introspection, answers = {}, introspected = 0, jwksHits = 0;
 
 const b64 = (x) => Buffer.from(typeof x === "string" ? x : JSON.stringify(x)).toString("base64url");
 function jwt(header, claims, signer) {
@@ -44,6 +44,12 @@ before(async () => {
     let body = "";
     req.on("data", (c) => (body += c));
     req.on("end", () => {
+      if (req.url === "/jwks") {
+        jwksHits++;
+        const jwk = { ...rsa.publicKey.export({ format: "jwk" }), kid: "k1", alg: "RS256", use: "sig" };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [jwk] }));
+        return;
+      }
       introspected++;
       const token = new URLSearchParams(body).get("token");
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answers[token] ?? { active: false }));
@@ -212,4 +218,27 @@ test("opaque: the answer is `token` with active: true, as Aidbox's {token: {acti
   assert.equal((await call("opaque-2")).status, 200);
   assert.equal(introspected, before, "the answer came from the cache");
   assert.equal((await w.admin("DELETE", "/AccessPolicy/external-auth-server-opaque")).status, 200);
+});
+
+test("cache_ttl has Aidbox's meaning: a JWKS and an opaque answer are fetched again once it passed", async () => {
+  const base = `http://127.0.0.1:${introspection.address().port}`;
+  const JWKS_ISS = "https://jwks-ttl.example";
+  await put("/TokenIntrospector/jwks-ttl", { type: "jwt", cache_ttl: 1, jwt: { iss: JWKS_ISS, aud: "my-api" }, jwks_uri: `${base}/jwks` });
+  await put("/AccessPolicy/jwks-ttl", { engine: "matcho", matcho: { jwt: { iss: JWKS_ISS } } });
+  await put("/TokenIntrospector/opaque-server", { type: "opaque", cache_ttl: 1, introspection_endpoint: { url: `${base}/introspect` } });
+  await put("/AccessPolicy/opaque-ttl", { engine: "matcho", matcho: { token: { active: true } } });
+  const token = jwt({ alg: "RS256", kid: "k1" }, claims({ iss: JWKS_ISS }), rs256(rsa));
+  answers["opaque-ttl"] = { active: true };
+  assert.equal((await call(token)).status, 200);
+  assert.equal((await call("opaque-ttl")).status, 200);
+  const [j0, i0] = [jwksHits, introspected];
+  assert.equal((await call(token)).status, 200);
+  assert.equal((await call("opaque-ttl")).status, 200);
+  assert.deepEqual([jwksHits, introspected], [j0, i0], "within cache_ttl: cached");
+  await new Promise((r) => setTimeout(r, 2100));
+  // The issuer revoked the opaque token meanwhile: after cache_ttl the Worker asks again.
+  answers["opaque-ttl"] = { active: false };
+  assert.equal((await call(token)).status, 200);
+  assert.equal((await call("opaque-ttl")).status, 401, "revoked at the issuer, cache_ttl passed");
+  assert.deepEqual([jwksHits, introspected], [j0 + 1, i0 + 1], "after cache_ttl: fetched again");
 });
