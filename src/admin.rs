@@ -26,6 +26,11 @@ pub async fn handle(
     id: Option<&str>,
 ) -> Result<Response> {
     authorize(app, &req).await?;
+    if rt == ResourceType::Grant {
+        let query = req.uri().query().unwrap_or("");
+        let body = crate::model::grant::admin(app, req.method(), query, id).await?;
+        return Ok(json_response(200, &body));
+    }
     let m = req.method().clone();
     match (m, id) {
         (http::Method::GET, None) => list(app, rt).await,
@@ -306,6 +311,8 @@ async fn store(
         }
         ResourceType::Role => role::validate(&map)?,
         ResourceType::Scope => scope::validate(&map)?,
+        // Routed to src/model/grant.rs in `handle`; never stored in KV.
+        ResourceType::Grant => return Err(Error::MethodNotAllowed("GET, DELETE")),
     }
     if matches!(rt, ResourceType::Client | ResourceType::User) {
         let generation = if credential_change {

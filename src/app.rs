@@ -269,6 +269,14 @@ impl App {
                 only(req, get, "GET, HEAD")?;
                 crate::oauth::logout::session(self, req).await?
             }
+            ["grants"] => {
+                only(req, either, "GET, HEAD, POST")?;
+                if req.method() == Method::POST {
+                    interaction::revoke_my_grant(self, req).await?
+                } else {
+                    interaction::my_grants(self, req).await?
+                }
+            }
             ["patient"] => {
                 only(req, post, "POST")?;
                 interaction::pick_patient(self, req).await?

@@ -25,6 +25,9 @@ pub struct Identity {
     pub user: Option<User>,
     /// Verified claims of the bearer token, if one was used.
     pub jwt: Option<Map<String, Value>>,
+    /// An opaque token's RFC 7662 introspection answer (with `active: true`): the policy
+    /// request's `token`, as in Aidbox.
+    pub token: Option<Map<String, Value>>,
 }
 
 impl Identity {
@@ -404,5 +407,6 @@ async fn own_identity(app: &App, claims: &Map<String, Value>) -> Result<Identity
         client: Some(client),
         user,
         jwt: Some(claims),
+        token: None,
     })
 }

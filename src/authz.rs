@@ -538,6 +538,7 @@ pub fn policy_request_in(req: &Request, who: &Identity, bases: &[String]) -> Val
         "jwt": who.jwt.clone().map(Value::Object).unwrap_or(Value::Null),
         "operation": operation,
         "fhir-base": under.map(|(b, _)| json!(b)).unwrap_or(Value::Null),
+        "token": who.token.clone().map(Value::Object).unwrap_or(Value::Null),
     })
 }
 

@@ -16,9 +16,12 @@
 //!
 //! A local User is brought in only when the introspector opts in with `map_user` (Aidbox reads
 //! `box_user`, then `sub`); otherwise policies see the claims as `jwt` and `user` stays null.
-//! JWKS are fetched from `jwks_uri`, cached per isolate for [`JWKS_TTL`] seconds, refetched on an
-//! unknown `kid` at most every [`JWKS_MIN_REFETCH`] seconds; a JWKS host that fails gives 503
-//! (a stale copy is used while there is one).
+//! JWKS are fetched from `jwks_uri`, cached per isolate for `cache_ttl` seconds (default
+//! [`JWKS_TTL`]), refetched on an unknown `kid` at most every [`JWKS_MIN_REFETCH`] seconds; a
+//! JWKS host that fails gives 503 (a stale copy is used while there is one). An opaque token's
+//! active answer is reused for `cache_ttl` seconds (default [`INTROSPECTION_TTL`]), never past its
+//! `exp`; policies see it as `token` (with `active: true`, Aidbox's `{"token": {"active": true}}`)
+//! and, as before, as `jwt`.
 
 use crate::app::App;
 use crate::authn::{load_user, Identity};
@@ -36,8 +39,10 @@ use std::rc::Rc;
 pub const JWKS_TTL: i64 = 300;
 /// Least seconds between two fetches of one JWKS on unknown `kid`s.
 pub const JWKS_MIN_REFETCH: i64 = 30;
-/// Longest an introspection answer is reused (seconds).
-const INTROSPECTION_TTL: i64 = 60;
+/// Longest an introspection answer is reused (seconds) when the introspector sets no `cache_ttl`.
+pub const INTROSPECTION_TTL: i64 = 60;
+/// Most cached introspection answers per isolate; past it the cache starts over.
+const MAX_INTROSPECTED: usize = 10_000;
 
 /// An introspection answer: until when it may be reused, and the endpoint that answered with
 /// its claims (None: inactive).
@@ -88,10 +93,15 @@ async fn fetch_jwks(app: &App, url: &str) -> Result<Rc<KeySet>> {
 /// The keys at `url`: cached, or fetched; `refresh` asks for a refetch (unknown `kid`), which
 /// happens only if the copy is older than [`JWKS_MIN_REFETCH`].
 pub async fn jwks_keys(app: &App, url: &str, refresh: bool) -> Result<Rc<KeySet>> {
+    jwks_keys_for(app, url, refresh, JWKS_TTL).await
+}
+
+/// [`jwks_keys`] with the copy's lifetime (a TokenIntrospector's `cache_ttl`).
+pub async fn jwks_keys_for(app: &App, url: &str, refresh: bool, ttl: i64) -> Result<Rc<KeySet>> {
     let now = app.now();
     let cached = app.cache.external.jwks.borrow().get(url).cloned();
     match cached {
-        Some((at, keys)) if now - at < JWKS_TTL && !(refresh && now - at >= JWKS_MIN_REFETCH) => {
+        Some((at, keys)) if now - at < ttl && !(refresh && now - at >= JWKS_MIN_REFETCH) => {
             Ok(keys)
         }
         Some((_, stale)) => match fetch_jwks(app, url).await {
@@ -137,7 +147,13 @@ pub async fn verify_jwt(
         now: app.now(),
     };
     let crypto = app.platform.crypto.as_ref();
-    let claims = if let Some(secret) = doc.pointer("/jwt/secret").and_then(Value::as_str) {
+    let claims = if let Some(list) = doc.pointer("/jwt/keys") {
+        let keys = crate::jwt::keys::from_introspector_keys(list)
+            .map_err(|(p, e)| Error::Internal(format!("TokenIntrospector {p}: {e}")))?;
+        jwt::verify_any(crypto, &keys, token, &expect)
+            .await
+            .map_err(verify_error)?
+    } else if let Some(secret) = doc.pointer("/jwt/secret").and_then(Value::as_str) {
         let keys = KeySet::hmac(secret.as_bytes());
         jwt::verify(crypto, &keys, token, &expect)
             .await
@@ -148,10 +164,11 @@ pub async fn verify_jwt(
             .await
             .map_err(verify_error)?
     } else if let Some(url) = introspector::jwks_uri(doc) {
-        let keys = jwks_keys(app, url, false).await?;
+        let ttl = introspector::cache_ttl(doc).unwrap_or(JWKS_TTL);
+        let keys = jwks_keys_for(app, url, false, ttl).await?;
         match jwt::verify(crypto, &keys, token, &expect).await {
             Err(VerifyError::UnknownKey) => {
-                let fresh = jwks_keys(app, url, true).await?;
+                let fresh = jwks_keys_for(app, url, true, ttl).await?;
                 jwt::verify(crypto, &fresh, token, &expect)
                     .await
                     .map_err(verify_error)?
@@ -322,6 +339,7 @@ async fn identity(app: &App, doc: &Value, claims: Map<String, Value>) -> Result<
         client: None,
         user,
         jwt: Some(claims),
+        token: None,
     })
 }
 
@@ -396,15 +414,18 @@ pub async fn introspect_opaque(
                 }
             }
             answer.remove("active");
+            let ttl = introspector::cache_ttl(ep).unwrap_or(INTROSPECTION_TTL);
             let until = answer
                 .get("exp")
                 .and_then(Value::as_i64)
-                .map_or(now + INTROSPECTION_TTL, |e| e.min(now + INTROSPECTION_TTL));
-            app.cache
-                .external
-                .introspected
-                .borrow_mut()
-                .insert(key, (until, Some((url.to_string(), answer.clone()))));
+                .map_or(now + ttl, |e| e.min(now + ttl));
+            {
+                let mut cache = app.cache.external.introspected.borrow_mut();
+                if cache.len() >= MAX_INTROSPECTED {
+                    cache.clear();
+                }
+                cache.insert(key, (until, Some((url.to_string(), answer.clone()))));
+            }
             return Ok(Some(accept_answer(app, ep, answer, our_audience).await?));
         }
     }
@@ -431,5 +452,11 @@ async fn accept_answer(
 ) -> Result<Identity> {
     refuse_non_access_token(None, &answer)?;
     check_audience(ep, &answer, our_audience, false)?;
-    identity(app, ep, answer).await
+    // Aidbox shows the introspection answer to policies as `token`; only active answers get
+    // this far.
+    let mut token = answer.clone();
+    token.insert("active".into(), Value::Bool(true));
+    let mut who = identity(app, ep, answer).await?;
+    who.token = Some(token);
+    Ok(who)
 }

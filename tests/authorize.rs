@@ -111,7 +111,8 @@ fn code_flow_with_pkce_login_consent_and_oidc() {
     assert_eq!(p["iss"], ISSUER);
     let code = &p["code"];
     assert_eq!(code.len(), 43, "256-bit code");
-    assert_eq!(t.state.len(), 2, "the code and the session");
+    // The code, the session, and the remembered consent (the user's grants and the grant id).
+    assert_eq!(t.state.len(), 4, "the code, the session and the grant");
 
     let r = exchange(&t, code, VERIFIER);
     assert_eq!(r.status(), 200, "{}", r.text());
@@ -654,4 +655,52 @@ fn secret_required_false_means_pkce_and_no_challengeless_code_without_the_secret
     // Control: with the secret the same code is redeemed.
     let r = redeem(Some(&TestApp::basic("web-app", "websecret")));
     assert_eq!(r.status(), 200, "{}", r.text());
+}
+
+/// Remembered consent (Aidbox's Grant, src/model/grant.rs): an Allow skips the consent page for
+/// the same scopes or fewer, for that user and client only; new scopes and a revoke ask again.
+#[test]
+fn consent_is_remembered_per_user_client_and_scopes_until_revoked() {
+    let t = web_app();
+    t.admin_put(
+        "/User/jane",
+        json!({"email": "jane@example.com", "password": "pass456"}),
+    );
+    let q = query(&[]);
+    assert!(sign_in(&t, &q).starts_with(&format!("{CB}?")));
+    let login = |user: &str, pw: &str, q: &str| {
+        let mut b = Browser::new(&t);
+        redirect(b.get(&format!("/auth/authorize?{q}")));
+        redirect(b.login(q, user, pw))
+    };
+    assert!(login("john", "pass123", &q).starts_with(CB), "same scopes");
+    let fewer = query(&[("scope", "openid")]);
+    assert!(login("john", "pass123", &fewer).starts_with(CB), "fewer");
+    let wider = query(&[("scope", "openid profile email offline_access")]);
+    assert!(login("john", "pass123", &wider).starts_with("/auth/ui/consent.html?"));
+    assert!(login("jane", "pass456", &q).starts_with("/auth/ui/consent.html?"));
+
+    let root = edge_authorizer::testing::TestApp::root();
+    let list = t.call(
+        TestApp::req("GET", "/Grant?user=john")
+            .header("authorization", &root)
+            .body(Vec::new())
+            .unwrap(),
+    );
+    assert_eq!(list.status(), 200, "{}", list.text());
+    let g = list.json()["entry"][0]["resource"].clone();
+    assert_eq!(
+        g["client"],
+        json!({"resourceType": "Client", "id": "web-app"})
+    );
+    assert_eq!(g["scope"], "email openid profile");
+    let id = g["id"].as_str().unwrap();
+    let del = t.call(
+        TestApp::req("DELETE", &format!("/Grant/{id}"))
+            .header("authorization", &root)
+            .body(Vec::new())
+            .unwrap(),
+    );
+    assert_eq!(del.status(), 200, "{}", del.text());
+    assert!(login("john", "pass123", &fewer).starts_with("/auth/ui/consent.html?"));
 }

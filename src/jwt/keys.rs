@@ -331,3 +331,326 @@ impl KeySet {
         json!({ "keys": keys })
     }
 }
+
+// ---- PEM public keys (a TokenIntrospector's `jwt.keys`) ----
+
+/// One DER element (X.690 8.1): its tag, its contents and what follows it. Definite lengths
+/// only (DER), at most four length octets.
+fn der_next(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let (&tag, rest) = input.split_first().ok_or("DER: unexpected end")?;
+    let (&first, rest) = rest.split_first().ok_or("DER: unexpected end")?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("DER: bad length".into());
+        }
+        let len = rest[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err("DER: element longer than its input".into());
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+fn der_expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), String> {
+    let (t, body, rest) = der_next(input)?;
+    if t != tag {
+        return Err(format!("DER: expected {what}"));
+    }
+    Ok((body, rest))
+}
+
+/// An unsigned DER INTEGER without its sign octet.
+fn der_uint(input: &[u8]) -> Result<(Vec<u8>, &[u8]), String> {
+    let (body, rest) = der_expect(input, 0x02, "an INTEGER")?;
+    let trimmed: Vec<u8> = body.iter().copied().skip_while(|b| *b == 0).collect();
+    Ok((trimmed, rest))
+}
+
+/// PKCS #1 RSAPublicKey (RFC 8017 A.1.1): `SEQUENCE { n INTEGER, e INTEGER }`.
+fn rsa_from_pkcs1(der: &[u8]) -> Result<PublicKey, String> {
+    let (seq, _) = der_expect(der, 0x30, "an RSAPublicKey SEQUENCE")?;
+    let (n, rest) = der_uint(seq)?;
+    let (e, _) = der_uint(rest)?;
+    if n.len() * 8 < 2048 {
+        return Err("RSA keys must have at least 2048 bits".into());
+    }
+    if e.is_empty() {
+        return Err("RSA exponent is zero".into());
+    }
+    Ok(PublicKey::Rsa { n, e })
+}
+
+/// DER of OID 1.2.840.113549.1.1.1 (rsaEncryption, RFC 8017 A.1).
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// DER of OID 1.2.840.10045.2.1 (id-ecPublicKey, RFC 5480 2.1.1).
+const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// DER of OID 1.2.840.10045.3.1.7 (secp256r1 / P-256, RFC 5480 2.1.1.1).
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// SubjectPublicKeyInfo (RFC 5280 4.1.2.7) holding an RSA or P-256 key.
+fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
+    let (spki, _) = der_expect(der, 0x30, "a SubjectPublicKeyInfo SEQUENCE")?;
+    let (alg_id, rest) = der_expect(spki, 0x30, "an AlgorithmIdentifier")?;
+    let (bits, _) = der_expect(rest, 0x03, "a BIT STRING")?;
+    let key = match bits.split_first() {
+        Some((0, key)) => key,
+        _ => return Err("DER: a public key BIT STRING with unused bits".into()),
+    };
+    let (oid, params) = der_expect(alg_id, 0x06, "an algorithm OID")?;
+    if oid == OID_RSA {
+        return rsa_from_pkcs1(key);
+    }
+    if oid == OID_EC {
+        let (curve, _) = der_expect(params, 0x06, "a named curve")?;
+        if curve != OID_P256 {
+            return Err("only the P-256 curve is supported for EC keys (ES256)".into());
+        }
+        return match key {
+            [0x04, point @ ..] if point.len() == 64 => {
+                let mut x = [0u8; 32];
+                let mut y = [0u8; 32];
+                x.copy_from_slice(&point[..32]);
+                y.copy_from_slice(&point[32..]);
+                Ok(PublicKey::P256 { x, y })
+            }
+            _ => Err("EC public key must be an uncompressed P-256 point".into()),
+        };
+    }
+    Err("only RSA and EC (P-256) public keys are supported".into())
+}
+
+/// A PEM public key (RFC 7468 13 `PUBLIC KEY`, or PKCS #1 `RSA PUBLIC KEY`). Private keys and
+/// certificates are refused by name, so a pasted private key is never stored as if it were a
+/// public one without a word.
+pub fn public_key_from_pem(pem: &str) -> Result<PublicKey, String> {
+    use base64::Engine;
+    let pem = pem.trim();
+    let label = pem
+        .strip_prefix("-----BEGIN ")
+        .and_then(|r| r.split_once("-----"))
+        .map(|(l, _)| l)
+        .ok_or("is not a PEM block (-----BEGIN PUBLIC KEY-----)")?;
+    if label.contains("PRIVATE") {
+        return Err("is a private key: give the PUBLIC KEY only".into());
+    }
+    if label != "PUBLIC KEY" && label != "RSA PUBLIC KEY" {
+        return Err(format!(
+            "is a PEM {label}; expected PUBLIC KEY or RSA PUBLIC KEY"
+        ));
+    }
+    let end = format!("-----END {label}-----");
+    let body = pem
+        .split_once("-----\n")
+        .or_else(|| pem.split_once("-----\r\n"))
+        .or_else(|| pem.split_once("----- "))
+        .map(|(_, b)| b)
+        .ok_or("is not a PEM block")?;
+    let body = body
+        .trim_end()
+        .strip_suffix(end.as_str())
+        .ok_or_else(|| format!("has no {end} line"))?;
+    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "PEM body is not base64".to_string())?;
+    if label == "RSA PUBLIC KEY" {
+        rsa_from_pkcs1(&der)
+    } else {
+        from_spki(&der)
+    }
+}
+
+/// Most entries of a TokenIntrospector's `jwt.keys`: a token without a usable `kid` is tried
+/// against each key of its algorithm, so the list is kept short.
+pub const MAX_INTROSPECTOR_KEYS: usize = 10;
+
+/// Least bytes of an HMAC secret (RFC 7518 3.2: a key of the hash's size or larger).
+pub const MIN_HMAC_SECRET: usize = 32;
+
+/// A TokenIntrospector's `jwt.keys` (Aidbox 2505): `{pub: <PEM>, kty: RSA|EC, alg, format: PEM}`
+/// or `{k: <secret>, kty: OCT, alg: HS256, format: plain}`. Each key's algorithm is fixed by
+/// its type: RSA signs RS256 or RS384, EC (P-256) ES256, OCT HS256; an `alg` or `kty` that does
+/// not fit the key is an error (no HS/RS confusion: a PEM key never becomes an HMAC secret).
+/// Errors name the entry (`jwt.keys.{i}...`).
+pub fn from_introspector_keys(list: &Value) -> Result<Vec<VerifyingKey>, (String, String)> {
+    let err = |path: String, msg: &str| Err((path, msg.to_string()));
+    let Some(list) = list.as_array().filter(|l| !l.is_empty()) else {
+        return err("jwt.keys".into(), "must be a non-empty list of keys");
+    };
+    if list.len() > MAX_INTROSPECTOR_KEYS {
+        return err(
+            "jwt.keys".into(),
+            &format!("has more than {MAX_INTROSPECTOR_KEYS} keys"),
+        );
+    }
+    let mut out = Vec::new();
+    for (i, k) in list.iter().enumerate() {
+        let at = |f: &str| format!("jwt.keys.{i}{f}");
+        let Some(k) = k.as_object() else {
+            return err(at(""), "must be an object with pub or k");
+        };
+        for f in k.keys() {
+            if !["pub", "k", "kty", "alg", "format"].contains(&f.as_str()) {
+                return err(
+                    at(&format!(".{f}")),
+                    "is not a key field (pub, k, kty, alg, format)",
+                );
+            }
+        }
+        let text = |f: &str| -> Result<Option<String>, (String, String)> {
+            match k.get(f) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err((at(&format!(".{f}")), "must be a string".into())),
+            }
+        };
+        let kty = text("kty")?.map(|s| s.to_ascii_uppercase());
+        let alg = text("alg")?;
+        let format = text("format")?.map(|s| s.to_ascii_lowercase());
+        let (public, alg) = match (text("pub")?, text("k")?) {
+            (Some(pem), None) => {
+                if format.as_deref().is_some_and(|f| f != "pem") {
+                    return err(at(".format"), "must be PEM for a pub key");
+                }
+                let public = public_key_from_pem(&pem).map_err(|e| (at(".pub"), e))?;
+                let (own_kty, algs): (&str, &[SigAlg]) = match public {
+                    PublicKey::Rsa { .. } => ("RSA", &[SigAlg::Rs256, SigAlg::Rs384]),
+                    _ => ("EC", &[SigAlg::Es256]),
+                };
+                if kty.as_deref().is_some_and(|t| t != own_kty) {
+                    return err(
+                        at(".kty"),
+                        &format!("says another type than the key ({own_kty})"),
+                    );
+                }
+                let alg = match alg.as_deref() {
+                    None => algs[0],
+                    Some(a) => match algs.iter().find(|x| x.jws_name() == a) {
+                        Some(x) => *x,
+                        None => {
+                            let names: Vec<&str> = algs.iter().map(|x| x.jws_name()).collect();
+                            return err(
+                                at(".alg"),
+                                &format!("must fit the {own_kty} key: {}", names.join(" or ")),
+                            );
+                        }
+                    },
+                };
+                (public, alg)
+            }
+            (None, Some(secret)) => {
+                if format.as_deref().is_some_and(|f| f != "plain") {
+                    return err(at(".format"), "must be plain for a k secret");
+                }
+                if kty.as_deref().is_some_and(|t| t != "OCT") {
+                    return err(at(".kty"), "must be OCT for a k secret");
+                }
+                if alg.as_deref().is_some_and(|a| a != "HS256") {
+                    return err(at(".alg"), "must be HS256 for a k secret");
+                }
+                if secret.len() < MIN_HMAC_SECRET {
+                    return err(at(".k"), WEAK_SECRET);
+                }
+                (PublicKey::Hmac(secret.into_bytes()), SigAlg::Hs256)
+            }
+            _ => {
+                return err(
+                    at(""),
+                    "needs exactly one of pub (a PEM public key) or k (a secret)",
+                )
+            }
+        };
+        out.push(VerifyingKey {
+            kid: format!("jwt.keys.{i}"),
+            alg,
+            public,
+        });
+    }
+    Ok(out)
+}
+
+/// Why an HMAC secret under 32 bytes is refused (for `jwt.secret` and `jwt.keys.k`).
+pub const WEAK_SECRET: &str = "must be at least 32 bytes. Stricter than Aidbox, which accepts \
+    shorter ones (its tutorial uses \"very-secret\"): RFC 7518 3.2 requires an HS256 key of at \
+    least 256 bits, and a short secret can be found offline by brute force from a single token, \
+    after which anyone can sign tokens this issuer's users are trusted with";
+
+#[cfg(test)]
+mod pem_tests {
+    use super::*;
+    use serde_json::json;
+
+    const EC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEU+5qJjL3FO6cdraxnxkbT5GDryyQ\nJX2ixdPzLfrPRt6ItBrdDnhW/CWdlhVVimwGdDlEF0UZUqLgJj1bcAKHvg==\n-----END PUBLIC KEY-----";
+    const RSA_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEApvYiN1R1x9/V5RRYBF7z\nhyYdBdcpJ7q4sAfEfWyYe1idydqv2I+FAOxp2ofoPMZExtkTsiNdV2Hjy6X0wH2+\nlAp0cQHAdIdL9I+AKfvqK8HEyOQT1fJsKdYHneEa4SKhjqRSD+NaeqMTdKEIOiLk\nUXrdfRsCIrB84WoWtv3Be3oL98jZT/KEIohM5pqTKX4IpEqemRbFAwBq6KjUFs6k\nkrt9s2WO4J1aV2tMOn2a3iEUmHhRk6Kl817Q/nkYsYPLi8feidZbeso9KH17+q7r\nlBPMsgHhZRlm3kyBd84Acq+HPjkJlzSMVxXUDhHOfK74lECGGFMe5PdVZOtJ0qb4\n3wIDAQAB\n-----END PUBLIC KEY-----";
+    const RSA_PKCS1_PEM: &str = "-----BEGIN RSA PUBLIC KEY-----\nMIIBCgKCAQEApvYiN1R1x9/V5RRYBF7zhyYdBdcpJ7q4sAfEfWyYe1idydqv2I+F\nAOxp2ofoPMZExtkTsiNdV2Hjy6X0wH2+lAp0cQHAdIdL9I+AKfvqK8HEyOQT1fJs\nKdYHneEa4SKhjqRSD+NaeqMTdKEIOiLkUXrdfRsCIrB84WoWtv3Be3oL98jZT/KE\nIohM5pqTKX4IpEqemRbFAwBq6KjUFs6kkrt9s2WO4J1aV2tMOn2a3iEUmHhRk6Kl\n817Q/nkYsYPLi8feidZbeso9KH17+q7rlBPMsgHhZRlm3kyBd84Acq+HPjkJlzSM\nVxXUDhHOfK74lECGGFMe5PdVZOtJ0qb43wIDAQAB\n-----END RSA PUBLIC KEY-----";
+
+    #[test]
+    fn pem_keys_parse_by_type() {
+        assert!(matches!(
+            public_key_from_pem(EC_PEM),
+            Ok(PublicKey::P256 { .. })
+        ));
+        let Ok(PublicKey::Rsa { n, e }) = public_key_from_pem(RSA_PEM) else {
+            panic!("RSA SPKI")
+        };
+        assert_eq!((n.len(), e.as_slice()), (256, &[1u8, 0, 1][..]));
+        assert_eq!(
+            public_key_from_pem(RSA_PKCS1_PEM),
+            public_key_from_pem(RSA_PEM)
+        );
+        let private = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----";
+        assert!(public_key_from_pem(private)
+            .unwrap_err()
+            .contains("private key"));
+        assert!(public_key_from_pem("not a pem").is_err());
+        let cut = &RSA_PEM[..RSA_PEM.len() - 60];
+        assert!(public_key_from_pem(cut).is_err());
+    }
+
+    #[test]
+    fn introspector_keys_pin_their_algorithm() {
+        let ok = json!([
+            {"pub": RSA_PEM, "kty": "RSA", "alg": "RS256", "format": "PEM"},
+            {"pub": RSA_PEM, "kty": "RSA", "alg": "RS384", "format": "PEM"},
+            {"pub": EC_PEM, "kty": "EC", "alg": "ES256", "format": "PEM"},
+            {"k": "a-shared-secret-of-at-least-32-bytes", "kty": "OCT", "alg": "HS256", "format": "plain"}
+        ]);
+        let keys = from_introspector_keys(&ok).unwrap();
+        let algs: Vec<SigAlg> = keys.iter().map(|k| k.alg).collect();
+        assert_eq!(
+            algs,
+            [SigAlg::Rs256, SigAlg::Rs384, SigAlg::Es256, SigAlg::Hs256]
+        );
+        for (bad, path) in [
+            (
+                json!([{"pub": RSA_PEM, "kty": "RSA", "alg": "HS256"}]),
+                "jwt.keys.0.alg",
+            ),
+            (
+                json!([{"pub": RSA_PEM, "kty": "RSA", "alg": "ES256"}]),
+                "jwt.keys.0.alg",
+            ),
+            (json!([{"pub": EC_PEM, "kty": "RSA"}]), "jwt.keys.0.kty"),
+            (json!([{"pub": EC_PEM, "alg": "RS256"}]), "jwt.keys.0.alg"),
+            (
+                json!([{"k": "a-shared-secret-of-at-least-32-bytes", "alg": "RS256"}]),
+                "jwt.keys.0.alg",
+            ),
+            (
+                json!([{"k": "very-secret", "kty": "OCT", "alg": "HS256"}]),
+                "jwt.keys.0.k",
+            ),
+            (
+                json!([{"k": "a-shared-secret-of-at-least-32-bytes", "pub": EC_PEM}]),
+                "jwt.keys.0",
+            ),
+            (json!([]), "jwt.keys"),
+        ] {
+            assert_eq!(from_introspector_keys(&bad).unwrap_err().0, path, "{bad}");
+        }
+    }
+}

@@ -140,6 +140,42 @@ pub async fn verify(
     token: &str,
     expect: &Expectations<'_>,
 ) -> Result<Map<String, Value>, VerifyError> {
+    let untrusted = parse_untrusted(token)?;
+    let key = keys
+        .resolve(untrusted.header().key_id.as_deref())
+        .ok_or(VerifyError::UnknownKey)?;
+    verify_parsed(crypto, &untrusted, &[key], token, expect).await
+}
+
+/// Verifies a token against a short list of keys without `kid`s (a TokenIntrospector's
+/// `jwt.keys`): only the keys whose pinned algorithm is the header's are tried, so a token
+/// never picks how a key is used (an HS256 token is never checked against an RSA key).
+pub async fn verify_any(
+    crypto: &dyn Crypto,
+    keys: &[keys::VerifyingKey],
+    token: &str,
+    expect: &Expectations<'_>,
+) -> Result<Map<String, Value>, VerifyError> {
+    let untrusted = parse_untrusted(token)?;
+    let alg = untrusted.algorithm();
+    let candidates: Vec<&keys::VerifyingKey> =
+        keys.iter().filter(|k| k.alg.jws_name() == alg).collect();
+    if candidates.is_empty() {
+        return Err(VerifyError::AlgNotAllowed(shown_alg(alg)));
+    }
+    verify_parsed(crypto, &untrusted, &candidates, token, expect).await
+}
+
+/// An algorithm name fit for an error message.
+fn shown_alg(alg: &str) -> String {
+    alg.chars()
+        .take(16)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '?' })
+        .collect()
+}
+
+/// Parses a token and refuses headers we never accept.
+fn parse_untrusted(token: &str) -> Result<UntrustedToken<'_, ExtraHeader>, VerifyError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed("token is too long".into()));
     }
@@ -165,14 +201,21 @@ pub async fn verify(
     if alg.eq_ignore_ascii_case("none") {
         return Err(VerifyError::AlgNotAllowed(alg.to_string()));
     }
-    let key = keys
-        .resolve(header.key_id.as_deref())
-        .ok_or(VerifyError::UnknownKey)?;
-    if alg != key.alg.jws_name() {
-        return Err(VerifyError::AlgNotAllowed(alg.to_string()));
-    }
+    Ok(untrusted)
+}
+
+/// The signature (by the first of `keys` that verifies it; each key only for its own
+/// algorithm) and the claims of a parsed token.
+async fn verify_parsed(
+    crypto: &dyn Crypto,
+    untrusted: &UntrustedToken<'_, ExtraHeader>,
+    keys: &[&keys::VerifyingKey],
+    token: &str,
+    expect: &Expectations<'_>,
+) -> Result<Map<String, Value>, VerifyError> {
+    let alg = untrusted.algorithm();
     if let Some(t) = expect.typ {
-        if !typ_matches(header.token_type.as_deref(), t) {
+        if !typ_matches(untrusted.header().token_type.as_deref(), t) {
             return Err(VerifyError::WrongType);
         }
     }
@@ -180,17 +223,27 @@ pub async fn verify(
         .rsplit_once('.')
         .map(|(s, _)| s)
         .ok_or_else(|| VerifyError::Malformed("no signature".into()))?;
-    let ok = crypto
-        .verify(
-            key.alg,
-            &key.kid,
-            &key.public,
-            signed.as_bytes(),
-            untrusted.signature_bytes(),
-        )
-        .await
-        .map_err(VerifyError::Backend)?;
-    if !ok {
+    let mut verified = false;
+    for key in keys {
+        if alg != key.alg.jws_name() {
+            return Err(VerifyError::AlgNotAllowed(alg.to_string()));
+        }
+        if crypto
+            .verify(
+                key.alg,
+                &key.kid,
+                &key.public,
+                signed.as_bytes(),
+                untrusted.signature_bytes(),
+            )
+            .await
+            .map_err(VerifyError::Backend)?
+        {
+            verified = true;
+            break;
+        }
+    }
+    if !verified {
         return Err(VerifyError::BadSignature);
     }
     let claims: Claims<Map<String, Value>> = untrusted

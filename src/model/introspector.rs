@@ -2,7 +2,14 @@
 //! (Aidbox's `TokenIntrospector`).
 //!
 //! - `{"type": "jwt", "jwt": {"iss": "...", "secret": "..."}}`: HS256 with a shared secret
-//!   (at least 32 bytes, RFC 7518 3.2).
+//!   (at least 32 bytes, RFC 7518 3.2; stricter than Aidbox, see [`crate::jwt::keys::WEAK_SECRET`]).
+//! - `jwt.keys` (Aidbox 2505): a list of `{pub: <PEM>, kty: RSA|EC, alg: RS256|RS384|ES256}`
+//!   and `{k: <secret>, kty: OCT, alg: HS256}`; each key verifies only its own algorithm
+//!   ([`crate::jwt::keys::from_introspector_keys`]). `k` is kept like `jwt.secret`, never returned.
+//! - `cache_ttl` (seconds, 1-86400, Aidbox's range): how long a fetched JWKS is used, and an
+//!   opaque introspection answer reused (never past its `exp`). Unset: 300 s for JWKS (as
+//!   Aidbox), 60 s for introspection answers (Aidbox: 300; shorter so a revoke at the issuer
+//!   applies sooner).
 //! - `{"type": "jwt", "jwt": {"iss": "..."}, "jwks_uri": "https://..."}` (or `jwt.jwks_uri`):
 //!   asymmetric keys fetched from the issuer; or an inline `jwks` (or `jwt.jwks`).
 //! - `jwt.aud` (or `audience`; a string or a list): the audiences accepted in a token's `aud`.
@@ -94,6 +101,28 @@ pub fn contains(doc: &Value, want: &Value) -> bool {
             .all(|(k, wv)| d.get(k).is_some_and(|dv| contains(dv, wv))),
         _ => doc == want,
     }
+}
+
+/// Aidbox's range for `cache_ttl` (seconds).
+pub const CACHE_TTL_RANGE: std::ops::RangeInclusive<i64> = 1..=86_400;
+
+/// `cache_ttl`: an integer number of seconds in [`CACHE_TTL_RANGE`].
+fn validate_cache_ttl(m: &Map<String, Value>) -> Result<()> {
+    match m.get("cache_ttl") {
+        None => Ok(()),
+        Some(v) if v.as_i64().is_some_and(|n| CACHE_TTL_RANGE.contains(&n)) => Ok(()),
+        Some(_) => Err(Error::validation(
+            "cache_ttl",
+            "must be a whole number of seconds from 1 to 86400",
+        )),
+    }
+}
+
+/// The introspector's `cache_ttl`, if set (validated on write).
+pub fn cache_ttl(doc: &Value) -> Option<i64> {
+    doc.get("cache_ttl")
+        .and_then(Value::as_i64)
+        .filter(|n| CACHE_TTL_RANGE.contains(n))
 }
 
 /// `jwt.aud` / `audience`: a non-empty string or a non-empty list of them, given once.
@@ -211,24 +240,35 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                 (None, Some(v)) => Some(("jwt.jwks", v)),
                 (None, None) => None,
             };
-            let sources = [secret.is_some(), uri.is_some(), jwks.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
+            let keys = jwt.get("keys");
+            let sources = [
+                secret.is_some(),
+                uri.is_some(),
+                jwks.is_some(),
+                keys.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if sources != 1 {
                 return Err(Error::validation(
                     "jwt",
-                    "needs exactly one key source: jwt.secret (HS256), jwks_uri, or jwks",
+                    "needs exactly one key source: jwt.secret (HS256), jwt.keys, jwks_uri, or jwks",
                 ));
             }
             if let Some(s) = secret {
-                if s.len() < 32 {
+                if s.len() < crate::jwt::keys::MIN_HMAC_SECRET {
                     return Err(Error::validation(
                         "jwt.secret",
-                        "must be at least 32 bytes (RFC 7518 3.2)",
+                        crate::jwt::keys::WEAK_SECRET,
                     ));
                 }
             }
+            if let Some(list) = keys {
+                crate::jwt::keys::from_introspector_keys(list)
+                    .map_err(|(path, msg)| Error::validation(path, msg))?;
+            }
+            validate_cache_ttl(m)?;
             if let Some((path, v)) = uri {
                 match v.as_str() {
                     Some(u) if fetchable_url(u) => {}
@@ -282,6 +322,7 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
             }
             validate_audience(m)?;
             validate_mapping(m, &OPAQUE_USER_CLAIMS)?;
+            validate_cache_ttl(m)?;
             Ok(())
         }
         Some(_) => Err(Error::validation("type", "must be \"jwt\" or \"opaque\"")),

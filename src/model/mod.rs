@@ -7,6 +7,7 @@
 //! `password` -> `password_hash`) and hashes never leave through the API ([`public_view`]).
 
 pub mod client;
+pub mod grant;
 pub mod introspector;
 pub mod role;
 pub mod scope;
@@ -27,16 +28,19 @@ pub enum ResourceType {
     Role,
     /// Aidbox's `Scope`: a named scope string, referenced from `Client.allowed-scopes`.
     Scope,
+    /// Remembered consent, kept in the state store (src/model/grant.rs), not in KV.
+    Grant,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 7] = [
         ResourceType::Client,
         ResourceType::User,
         ResourceType::AccessPolicy,
         ResourceType::TokenIntrospector,
         ResourceType::Role,
         ResourceType::Scope,
+        ResourceType::Grant,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl ResourceType {
             ResourceType::TokenIntrospector => "TokenIntrospector",
             ResourceType::Role => "Role",
             ResourceType::Scope => "Scope",
+            ResourceType::Grant => "Grant",
         }
     }
 
@@ -55,12 +60,12 @@ impl ResourceType {
     }
 }
 
-/// Resource type names the server keeps for admin resources that later versions add (`Grant`,
+/// Resource type names the server keeps for admin resources that later versions add
 /// `Session`), and Aidbox's auth configuration types, which an Aidbox origin
 /// would serve (`IdentityProvider`, `AuthConfig`). None of them is a FHIR R4/R5 resource type. Together with
 /// [`ResourceType::ALL`] this is the one list of names that are never FHIR resource types: see
 /// [`is_server_type`]. A name moves from here into [`ResourceType`] when it gets a route.
-pub const RESERVED_TYPE_NAMES: [&str; 4] = ["Grant", "Session", "IdentityProvider", "AuthConfig"];
+pub const RESERVED_TYPE_NAMES: [&str; 3] = ["Session", "IdentityProvider", "AuthConfig"];
 
 /// True when `name` is a resource type of this server (the admin API's [`ResourceType`]s, now
 /// or later, see [`RESERVED_TYPE_NAMES`]), compared ASCII case-insensitively (a router or an
@@ -159,6 +164,13 @@ pub fn public_view(doc: &Value) -> Value {
         for (outer, inner) in KEPT_SECRETS {
             if let Some(Value::Object(o)) = m.get_mut(outer) {
                 o.remove(inner);
+            }
+        }
+        // A TokenIntrospector's `jwt.keys[].k` secrets: never returned either (a PUT must
+        // send them again).
+        if let Some(Value::Array(keys)) = m.get_mut("jwt").and_then(|j| j.get_mut("keys")) {
+            for k in keys.iter_mut().filter_map(Value::as_object_mut) {
+                k.remove("k");
             }
         }
     }

@@ -373,8 +373,16 @@ pub async fn proceed(
         .get("first_party")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    if !first_party && !consented {
-        return Ok(see_other(&format!("/auth/ui/consent.html?{}", areq.query)));
+    // Consent: first-party clients never ask; otherwise an approval on the consent page is
+    // remembered as a Grant (src/model/grant.rs), and asked for again only for new scopes or
+    // once the grant is revoked.
+    let scope = areq.scope.as_deref();
+    if !first_party {
+        if consented {
+            crate::model::grant::remember(app, user, &areq.client.id, scope).await?;
+        } else if !crate::model::grant::covers(app, user, &areq.client.id, scope).await? {
+            return Ok(see_other(&format!("/auth/ui/consent.html?{}", areq.query)));
+        }
     }
     let iss = app.issuer(req);
     // SMART: a launch serves one authorization; the first code (or token) issued uses it up.

@@ -184,13 +184,22 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
     };
     let session = current_session(app, req).await?;
     let csrf = csrf_token(app, req);
+    // Scopes the user approved for this client before (a remembered Grant): the page asks
+    // about the others.
+    let approved = match &session {
+        Some((u, _)) => crate::model::grant::approved(app, u, &areq.client.id).await?,
+        None => Vec::new(),
+    };
     let scopes: Vec<Value> = areq
         .scope
         .as_deref()
         .unwrap_or("")
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(|s| json!({"scope": s, "description": describe_scope(s)}))
+        .map(|s| {
+            json!({"scope": s, "description": describe_scope(s),
+                   "approved": approved.iter().any(|a| a == s)})
+        })
         .collect();
     let mut body = json!({
         "client": {"id": areq.client.id, "name": client_name(&areq)},
@@ -378,4 +387,54 @@ pub async fn pick_patient(app: &App, req: &Request) -> Result<Response> {
         )));
     }
     proceed(app, req, &areq, Some((&user, &updated)), false).await
+}
+
+/// `GET /auth/grants`: the signed-in user's own remembered consents (Aidbox `Grant`
+/// resources) and a CSRF token for revoking one. Only the session's user: there is no way to
+/// name another.
+pub async fn my_grants(app: &App, req: &Request) -> Result<Response> {
+    let Some((user, _)) = current_session(app, req).await? else {
+        return Ok(no_store(json_response(
+            401,
+            &json!({"error": "login_required", "error_description": "sign in first"}),
+        )));
+    };
+    let csrf = csrf_token(app, req);
+    let grants = crate::model::grant::list(app, &user.id).await?;
+    let mut resp = no_store(json_response(
+        200,
+        &json!({"user": {"id": user.id, "name": user_name(&user)}, "grants": grants, "csrf": csrf}),
+    ));
+    add_header(
+        &mut resp,
+        "set-cookie",
+        &set_cookie(req, CSRF_COOKIE, &csrf, 3600, "Strict"),
+    );
+    Ok(resp)
+}
+
+/// `POST /auth/grants` (form: `client`, `csrf`): the signed-in user revokes their grant for one
+/// client; the next authorize by that client asks again. 200 with the revoked Grant, 404 when
+/// there was none.
+pub async fn revoke_my_grant(app: &App, req: &Request) -> Result<Response> {
+    let (form, csrf_ok) = posted_form(req)?;
+    let Some((user, _)) = current_session(app, req).await? else {
+        return Ok(no_store(json_response(
+            401,
+            &json!({"error": "login_required", "error_description": "sign in first"}),
+        )));
+    };
+    if !csrf_ok {
+        return Err(Error::Forbidden(
+            "the form's csrf token does not match the cookie (or it was posted from another site)"
+                .into(),
+        ));
+    }
+    let Some(client) = form.get("client").filter(|c| !c.is_empty()) else {
+        return Err(Error::InvalidRequest("client is required".into()));
+    };
+    match crate::model::grant::revoke(app, &user.id, None, Some(client)).await? {
+        Some(g) => Ok(no_store(json_response(200, &g))),
+        None => Err(Error::NotFound(format!("no grant for client {client}"))),
+    }
 }

@@ -31,6 +31,7 @@ import {
   pkce,
   CLIENT_ID,
   USERNAME,
+  forgetConsent,
 } from "./helpers.mjs";
 
 const OUT_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "out");
@@ -62,6 +63,8 @@ describe("browser: authorization code + PKCE through the sign-in pages", () => {
   afterEach(async () => {
     await Promise.allSettled(contexts.splice(0).map((c) => c.close()));
     callback?.reset();
+    // Each test starts from the consent page: forget what an earlier test allowed.
+    if (w) await forgetConsent(w);
   });
 
   /** A page in a fresh browser context, closed after the test. */
@@ -128,16 +131,18 @@ describe("browser: authorization code + PKCE through the sign-in pages", () => {
     assert.equal(await patientStatus(w, refreshed.access_token), 200, "GET /Patient with the refreshed token");
     assertInvalidGrant(await refresh(w, tokens.refresh_token), "reuse of the rotated refresh token");
 
-    // Still signed in: a new authorize request skips the login page.
+    // Still signed in, and the Allow remembered (a Grant): a new authorize request skips the
+    // login and the consent page, straight back to the client.
+    const backToClient = () => page.waitForURL((u) => u.href.startsWith(callback.redirectUri));
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
-    await waitForConsent(page);
+    await backToClient();
 
     // A bare GET of /auth/logout (what a cross-site <img> does) only asks: still signed in.
     await page.goto(`${w.url}/auth/logout`);
     await page.getByRole("heading", { name: "Sign out?" }).waitFor();
     assert.equal(pathOf(page), "/auth/ui/logout.html");
     await page.goto(authorizeRequest(w, callback.redirectUri).url);
-    await waitForConsent(page);
+    await backToClient();
 
     // Confirming (a POST with the CSRF token) ends the session: the login page again.
     await page.goto(`${w.url}/auth/logout`);
@@ -186,6 +191,27 @@ describe("browser: authorization code + PKCE through the sign-in pages", () => {
     assert.equal(query.error, "access_denied");
     assert.equal(query.state, request.state);
     assert.equal(query.code, undefined);
+  });
+
+  test("remembered consent: after Allow, a new browser gets the code without the consent page; a wider request asks about the new scope", TEST, async () => {
+    const first = await fresh();
+    await obtainCode(w, first.page, callback, { scope: "openid profile" });
+    const { page, errors } = await fresh();
+    const again = authorizeRequest(w, callback.redirectUri, { scope: "openid" });
+    await page.goto(again.url);
+    await signIn(page);
+    await page.waitForURL((u) => u.href.startsWith(callback.redirectUri));
+    assert.ok(queryOf(page).code, "a code without the consent page");
+    // A wider request: the consent page, the earlier scopes marked as allowed before.
+    const wider = await fresh();
+    await wider.page.goto(authorizeRequest(w, callback.redirectUri, { scope: "openid profile email" }).url);
+    await signIn(wider.page);
+    await waitForConsent(wider.page);
+    const items = await wider.page.locator("#scopes li").allInnerTexts();
+    assert.equal(items.length, 3, JSON.stringify(items));
+    assert.deepEqual(items.map((t) => /allowed before/.test(t)), [true, true, false], JSON.stringify(items));
+    assert.deepEqual(errors, []);
+    assert.deepEqual(wider.errors, []);
   });
 
   test("bad redirect URI or unknown client: an error page, never a redirect", TEST, async () => {

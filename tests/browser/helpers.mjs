@@ -178,6 +178,18 @@ export async function waitForLoginForm(page) {
   });
 }
 
+/**
+ * Revokes every remembered consent (Grant) of `user` through the admin API, so that the next
+ * sign-in sees the consent page again (an Allow is remembered across tests of one Worker).
+ */
+export async function forgetConsent(w, user = USERNAME) {
+  const res = await w.admin("GET", `/Grant?user=${encodeURIComponent(user)}`);
+  assert.equal(res.status, 200, `GET /Grant?user=${user}`);
+  for (const { resource } of (await json(res)).entry) {
+    assert.equal((await w.admin("DELETE", `/Grant/${resource.id}`)).status, 200);
+  }
+}
+
 /** Waits until the consent page has rendered its scopes and buttons. */
 export async function waitForConsent(page) {
   await explain(page, "expected the consent page with its buttons", async () => {

@@ -11,7 +11,7 @@
 import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, basicAuth, form, json, FORM } from "../e2e/harness.mjs";
-import { launchBrowser, openPage, startCallbackServer, signIn, decide, waitForConsent, pathOf } from "./helpers.mjs";
+import { launchBrowser, openPage, startCallbackServer, signIn, decide, waitForConsent, pathOf, forgetConsent } from "./helpers.mjs";
 
 const TEST = { timeout: 30_000 };
 
@@ -51,6 +51,8 @@ describe("browser: the seed tutorial's authorize URL, exactly as written", () =>
   afterEach(async () => {
     await Promise.allSettled(contexts.splice(0).map((c) => c.close()));
     callback?.reset();
+    // Each test starts from the consent page: forget what an earlier test allowed.
+    if (w) await forgetConsent(w);
   });
 
   async function fresh() {

@@ -27,6 +27,13 @@ async function main() {
     const code = document.createElement("code");
     code.textContent = scope;
     li.append(code);
+    // Approved before (a remembered grant): the page asks about the new scopes.
+    if (item?.approved === true) {
+      const note = document.createElement("span");
+      note.className = "approved";
+      note.textContent = " (allowed before)";
+      li.append(note);
+    }
     list.append(li);
   }
 
