@@ -245,6 +245,14 @@ impl App {
                 only(req, post, "POST")?;
                 revoke::handle(self, req).await?
             }
+            ["test-policy"] => {
+                only(req, post, "POST")?;
+                crate::debug::test_policy(self, req).await?
+            }
+            ["inspect-token"] => {
+                only(req, post, "POST")?;
+                crate::debug::inspect_token(self, req).await?
+            }
             ["introspect"] => {
                 only(req, post, "POST")?;
                 introspect::handle(self, req).await?

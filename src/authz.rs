@@ -443,23 +443,35 @@ pub async fn authorize(app: &App, req: &Request) -> Result<Identity> {
     let who = authenticate(app, req)
         .await?
         .ok_or(Error::MissingCredentials)?;
+    authorize_identity(app, req, &who).await?;
+    Ok(who)
+}
+
+/// The policy step of [`authorize`] for an authenticated caller: root passes, anyone else
+/// needs an AccessPolicy that applies and allows (403). The policy tester (src/debug.rs) runs
+/// exactly this for its decision.
+pub async fn authorize_identity(app: &App, req: &Request, who: &Identity) -> Result<()> {
     if who.root {
-        return Ok(who);
+        return Ok(());
     }
     let policies = app.repo().policies().await?;
-    let request = policy_request(req, &who);
-    match policy::evaluate(
-        &policies.policies,
-        &request,
-        who.client_id(),
-        who.user_id(),
-        None,
-    ) {
-        Some(_) => Ok(who),
+    let request = policy_request(req, who);
+    let (client, user, operation) = link_ids(who, req);
+    match policy::evaluate(&policies.policies, &request, client, user, operation) {
+        Some(_) => Ok(()),
         None => Err(Error::Forbidden(
             "no AccessPolicy allows this request".into(),
         )),
     }
+}
+
+/// The ids a policy's `link` is matched against for this caller and request (client, user,
+/// operation); shared by [`authorize_identity`] and the policy tester's explanations.
+pub fn link_ids<'a>(
+    who: &'a Identity,
+    _req: &Request,
+) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+    (who.client_id(), who.user_id(), None)
 }
 
 /// A protected path: authorize, then forward to the origin (or answer from the demo origin).

@@ -14,6 +14,7 @@ pub mod authz;
 pub mod config;
 pub mod cors;
 pub mod crypto;
+pub mod debug;
 pub mod demo;
 pub mod error;
 pub mod external;
