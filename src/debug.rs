@@ -9,7 +9,10 @@
 //! ([`crate::authz::authorize_identity`]), then answers with what it found.
 
 use crate::app::App;
-use crate::authn::{authenticate, authenticate_bearer, authenticate_own_any_audience, load_client, load_user, Identity};
+use crate::authn::{
+    authenticate, authenticate_bearer, authenticate_own_any_audience, load_client, load_user,
+    Identity,
+};
 use crate::authz::{authorize, authorize_identity, check_request, link_ids, policy_request};
 use crate::error::{Error, Result};
 use crate::http_util::{b64url_decode, is_json, json_response, media_type, Request, Response};
@@ -29,7 +32,9 @@ fn json_body(req: &Request) -> Result<Map<String, Value>> {
     match serde_json::from_slice(req.body()) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::validation("", "the body must be a JSON object")),
-        Err(e) => Err(Error::InvalidRequest(format!("body is not valid JSON: {e}"))),
+        Err(e) => Err(Error::InvalidRequest(format!(
+            "body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -58,7 +63,10 @@ fn simulated(outer: &Request, r: &Map<String, Value>, token: Option<&str>) -> Re
     let uri = str_field(r, "uri", "request.")?
         .ok_or_else(|| Error::validation("request.uri", "required: the path, e.g. /Patient"))?;
     if !uri.starts_with('/') {
-        return Err(Error::validation("request.uri", "must be a path starting with /"));
+        return Err(Error::validation(
+            "request.uri",
+            "must be a path starting with /",
+        ));
     }
     let (path, mut query) = match uri.split_once('?') {
         Some((p, q)) => (p, q.to_string()),
@@ -98,18 +106,25 @@ fn simulated(outer: &Request, r: &Map<String, Value>, token: Option<&str>) -> Re
                 let values: Vec<&str> = match v {
                     Value::String(s) => vec![s.as_str()],
                     Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-                    _ => return Err(Error::validation(format!("request.headers.{name}"), "must be a string or a list of strings")),
+                    _ => {
+                        return Err(Error::validation(
+                            format!("request.headers.{name}"),
+                            "must be a string or a list of strings",
+                        ))
+                    }
                 };
-                let hn = http::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| Error::validation(format!("request.headers.{name}"), "not a header name"))?;
+                let hn = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    Error::validation(format!("request.headers.{name}"), "not a header name")
+                })?;
                 if hn == "host" {
                     continue;
                 }
                 has_type |= hn == "content-type";
                 has_auth |= hn == "authorization";
                 for v in values {
-                    let hv = http::HeaderValue::from_str(v)
-                        .map_err(|_| Error::validation(format!("request.headers.{name}"), "not a header value"))?;
+                    let hv = http::HeaderValue::from_str(v).map_err(|_| {
+                        Error::validation(format!("request.headers.{name}"), "not a header value")
+                    })?;
                     b = b.header(hn.clone(), hv);
                 }
             }
@@ -118,7 +133,10 @@ fn simulated(outer: &Request, r: &Map<String, Value>, token: Option<&str>) -> Re
     }
     if let Some(t) = token {
         if has_auth {
-            return Err(Error::validation("token", "give the token or an authorization header, not both"));
+            return Err(Error::validation(
+                "token",
+                "give the token or an authorization header, not both",
+            ));
         }
         let hv = http::HeaderValue::from_str(&format!("Bearer {t}"))
             .map_err(|_| Error::validation("token", "not a token"))?;
@@ -154,7 +172,12 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
     let body = json_body(req)?;
     let r = match body.get("request") {
         Some(Value::Object(r)) => r,
-        _ => return Err(Error::validation("request", "required: the request to test (an object)")),
+        _ => {
+            return Err(Error::validation(
+                "request",
+                "required: the request to test (an object)",
+            ))
+        }
     };
     let token = str_field(&body, "token", "")?;
     let sim = simulated(req, r, token)?;
@@ -164,13 +187,13 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
             "this path is served by the Worker itself (OAuth, discovery, pages): no AccessPolicy decides it",
         ));
     }
-    let extra = match body.get("policy") {
-        None | Some(Value::Null) => None,
-        Some(p) => Some(
-            CompiledPolicy::compile(p)
-                .map_err(|e| Error::validation(crate::policy::join("policy", &e.path), e.message))?,
-        ),
-    };
+    let extra =
+        match body.get("policy") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(CompiledPolicy::compile(p).map_err(|e| {
+                Error::validation(crate::policy::join("policy", &e.path), e.message)
+            })?),
+        };
     let client_id = str_field(r, "client-id", "request.")?;
     let user_id = str_field(r, "user-id", "request.")?;
     let mut out = Map::new();
@@ -222,7 +245,10 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
         Ok(w) => w,
         Err(e) => {
             out.insert("decision".into(), refusal(&e));
-            out.insert("identity".into(), json!({"source": source, "authenticated": false}));
+            out.insert(
+                "identity".into(),
+                json!({"source": source, "authenticated": false}),
+            );
             let anonymous = Identity::default();
             out.insert("request".into(), policy_request(&sim, &anonymous));
             out.insert("policies".into(), json!([]));
@@ -243,7 +269,8 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
     let mut rows = Vec::with_capacity(set.policies.len());
     for (id, p) in set.ids.iter().zip(set.policies.iter()) {
         let applies = p.applies_to(c, u, o);
-        let mut row = json!({"id": id, "engine": p.engine(), "link": p.links_json(), "applies": applies});
+        let mut row =
+            json!({"id": id, "engine": p.engine(), "link": p.links_json(), "applies": applies});
         if applies {
             let e = p.explain(&doc);
             let ok = e.get("result").and_then(Value::as_bool) == Some(true);
@@ -298,7 +325,10 @@ pub async fn inspect_token(app: &App, req: &Request) -> Result<Response> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::validation("token", "required: the token to inspect"))?;
     if token.len() > crate::jwt::MAX_TOKEN_LEN {
-        return Err(Error::validation("token", "longer than any token this server accepts"));
+        return Err(Error::validation(
+            "token",
+            "longer than any token this server accepts",
+        ));
     }
     let mut out = Map::new();
     let parts: Vec<&str> = token.split('.').collect();
@@ -374,7 +404,10 @@ async fn own_revocation(app: &App, claims: &Value) -> Result<Value> {
         Some(j) => Some(crate::state::is_revoked(app, j).await?),
         None => None,
     };
-    let family = match claims.get(crate::state::FAMILY_CLAIM).and_then(Value::as_str) {
+    let family = match claims
+        .get(crate::state::FAMILY_CLAIM)
+        .and_then(Value::as_str)
+    {
         Some(f) => Some(crate::state::is_revoked(app, &crate::state::family_revocation(f)).await?),
         None => None,
     };
@@ -384,7 +417,9 @@ async fn own_revocation(app: &App, claims: &Value) -> Result<Value> {
         None => None,
     };
     let user = match (
-        claims.get(crate::oauth::SUB_KIND_CLAIM).and_then(Value::as_str),
+        claims
+            .get(crate::oauth::SUB_KIND_CLAIM)
+            .and_then(Value::as_str),
         claims.get("sub").and_then(Value::as_str),
     ) {
         (Some("user"), Some(s)) => repo.get(ResourceType::User, s).await?,
@@ -409,7 +444,9 @@ async fn refresh_state(
 ) -> Result<Value> {
     use crate::state::{family_key, read, Family, Presented};
     let Some((f, _)) = read::<Family>(app, &family_key(family)).await? else {
-        return Ok(json!({"found": false, "active": false, "reason": "no such refresh-token family (never issued, expired or forgotten)"}));
+        return Ok(
+            json!({"found": false, "active": false, "reason": "no such refresh-token family (never issued, expired or forgotten)"}),
+        );
     };
     let presented = match f.presented(family, secret) {
         Presented::Current => "current",

@@ -45,10 +45,18 @@ impl Engine for Complex {
                 break;
             }
         }
-        let result = if stop_on { stopped.is_some() } else { stopped.is_none() };
+        let result = if stop_on {
+            stopped.is_some()
+        } else {
+            stopped.is_none()
+        };
         let mut out = serde_json::json!({ "result": result, field: branches });
         if let Some(at) = stopped {
-            let key = if stop_on { "allowed-branch" } else { "failed-branch" };
+            let key = if stop_on {
+                "allowed-branch"
+            } else {
+                "failed-branch"
+            };
             out[key] = Value::String(at);
         }
         out

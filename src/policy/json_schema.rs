@@ -319,7 +319,9 @@ impl Schema {
                 }
                 Some(Node::Keywords(k)) => {
                     if let Value::Object(o) = v {
-                        if let Some(missing) = k.required.iter().find(|r| get_present(o, r).is_none()) {
+                        if let Some(missing) =
+                            k.required.iter().find(|r| get_present(o, r).is_none())
+                        {
                             path.push(missing.clone());
                             return (path, "required, but missing or empty".into(), Value::Null);
                         }
@@ -339,8 +341,16 @@ impl Schema {
             }
             break;
         }
-        let at = if path.is_empty() { "the request".to_string() } else { format!("this value") };
-        (path, format!("{at} does not satisfy the schema here"), v.clone())
+        let at = if path.is_empty() {
+            "the request".to_string()
+        } else {
+            format!("this value")
+        };
+        (
+            path,
+            format!("{at} does not satisfy the schema here"),
+            v.clone(),
+        )
     }
 }
 

@@ -176,7 +176,12 @@ impl Pattern {
     /// For a pattern that does not match `value`: the path (pushed onto `path`) of the first
     /// part that does not, what it expected and what it found. Descends with [`Pattern::matches`]
     /// itself, so it names exactly what made the match fail.
-    fn first_mismatch(&self, value: &Value, request: &Value, path: &mut Vec<String>) -> (Value, Value) {
+    fn first_mismatch(
+        &self,
+        value: &Value,
+        request: &Value,
+        path: &mut Vec<String>,
+    ) -> (Value, Value) {
         match self {
             Pattern::Array(items) => {
                 if let Value::Array(values) = value {
