@@ -360,10 +360,8 @@ pub async fn inspect_token(app: &App, req: &Request) -> Result<Response> {
         Err(e @ Error::Unavailable(_)) => return Err(e),
         Err(e) => {
             let mut v = json!({"active": false, "error": e.code(), "reason": e.to_string()});
-            if ours {
-                if authenticate_own_any_audience(app, req, token).await.is_ok() {
-                    v["note"] = json!("valid for another audience than this API's");
-                }
+            if ours && authenticate_own_any_audience(app, req, token).await.is_ok() {
+                v["note"] = json!("valid for another audience than this API's");
             }
             v
         }

@@ -344,7 +344,7 @@ impl Schema {
         let at = if path.is_empty() {
             "the request".to_string()
         } else {
-            format!("this value")
+            "this value".to_string()
         };
         (
             path,
