@@ -184,6 +184,12 @@ impl App {
             }
             ["auth", rest @ ..] => self.auth_route(&req, rest).await,
             ["app", rest @ ..] => spa_asset(&req, rest),
+            ["Session", rest @ ..] if rest.len() <= 1 => {
+                let id = rest.first().copied().filter(|s| !s.is_empty());
+                crate::sessions::handle(self, req, id)
+                    .await
+                    .map(Outcome::Respond)
+            }
             [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => {
                 let rt = ResourceType::parse(rt).unwrap_or(ResourceType::Client);
                 let id = rest.first().copied().filter(|s| !s.is_empty());

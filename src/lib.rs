@@ -26,6 +26,7 @@ pub mod oauth;
 pub mod platform;
 pub mod policy;
 pub mod secret;
+pub mod sessions;
 pub mod smart;
 pub mod state;
 pub mod store;

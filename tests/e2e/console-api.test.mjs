@@ -9,7 +9,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, startOrigin, basicAuth, json, decodeJwt } from "./harness.mjs";
-import { put, tokenPost, forge, otherEd25519Jwk, nowSecs } from "./attacks-lib.mjs";
+import { put, tokenPost, forge, otherEd25519Jwk, nowSecs, authorizeQuery, interaction, postLogin } from "./attacks-lib.mjs";
+
+const CB = "https://app.example/cb";
 
 const BASIC = basicAuth("basic", "s3cret-basic");
 const OPS = basicAuth("ops", "s3cret-ops");
@@ -38,9 +40,11 @@ before(async () => {
   });
   await put(w, "/Client/app", {
     secret: "s3cret-app",
-    grant_types: ["password"],
-    auth: { password: { refresh_token: true } },
+    grant_types: ["password", "authorization_code"],
+    first_party: true,
+    auth: { password: { refresh_token: true }, authorization_code: { redirect_uri: CB } },
   });
+  await put(w, "/User/mary", { email: "mary@example.com", password: "pass-mary-1" });
   await put(w, "/User/john", { email: "john@example.com", password: "pass-john-1" });
   await put(w, "/AccessPolicy/john-obs", {
     engine: "json-schema",
@@ -282,5 +286,85 @@ test("inspector: valid, expired, foreign-signed, revoked, refresh and garbage to
 
   const res = await post("/auth/inspect-token", {});
   assert.equal(res.status, 422);
+  await res.arrayBuffer();
+});
+
+/** A browser session of `username`: the cookie jar after the login form. */
+async function browserSession(username, password) {
+  const query = authorizeQuery({ response_type: "code", client_id: "app", redirect_uri: CB, state: "s" });
+  const { csrf, jar } = await interaction(w, query);
+  const res = await postLogin(w, { query, csrf, jar, username, password });
+  assert.equal(res.status, 303, await res.text());
+  const session = res.headers.getSetCookie().find((c) => c.startsWith("edge_session="));
+  assert.ok(session, "no session cookie");
+  return { query, jar: { ...jar, edge_session: session.split(";")[0].slice("edge_session=".length) } };
+}
+
+async function sessionUser({ query, jar }) {
+  const { body } = await interaction(w, query, jar);
+  return body.user?.id ?? null;
+}
+
+test("sessions of a user: list, end one, end all; administrators only", async () => {
+  const a = await browserSession("john", "pass-john-1");
+  const b = await browserSession("john@example.com", "pass-john-1");
+  const m = await browserSession("mary", "pass-mary-1");
+  assert.equal(await sessionUser(a), "john");
+
+  let res = await w.admin("GET", "/Session?user=john");
+  let text = await res.text();
+  assert.equal(res.status, 200, text);
+  assert.match(res.headers.get("cache-control") ?? "", /no-store/);
+  for (const s of [a, b, m]) assert.ok(!text.includes(s.jar.edge_session), "a session cookie is echoed");
+  noSecrets(text);
+  let list = JSON.parse(text);
+  assert.equal(list.resourceType, "Bundle");
+  assert.equal(list.total, 2);
+  for (const e of list.entry) {
+    assert.equal(e.resource.resourceType, "Session");
+    assert.deepEqual(e.resource.user, { id: "john", resourceType: "User" });
+    assert.equal(e.resource.active, true);
+    assert.ok(e.resource.exp > nowSecs());
+  }
+
+  // Not for a client without an admin policy, nor for a SMART token.
+  for (const auth of [BASIC, `Bearer ${await readerToken()}`]) {
+    for (const method of ["GET", "DELETE"]) {
+      const r = await w.fetch("/Session?user=john", { method, headers: { authorization: auth } });
+      assert.equal(r.status, 403, `${method} ${await r.text()}`);
+    }
+  }
+  assert.equal(await sessionUser(a), "john", "a refused DELETE ended a session");
+
+  // The id of the first session (which one is which: end one, see which jar lost it).
+  const [first] = list.entry.map((e) => e.resource.id);
+  res = await w.admin("GET", `/Session/${first}`);
+  assert.equal(res.status, 200);
+  await res.arrayBuffer();
+  res = await w.admin("DELETE", `/Session/${first}`);
+  assert.equal(res.status, 200, await res.text());
+  const alive = [await sessionUser(a), await sessionUser(b)];
+  assert.deepEqual(alive.sort(), ["john", null].sort(), JSON.stringify(alive));
+  res = await w.admin("DELETE", `/Session/${first}`);
+  assert.equal(res.status, 404);
+  await res.arrayBuffer();
+
+  res = await w.admin("DELETE", "/Session?user=john");
+  list = await json(res);
+  assert.equal(res.status, 200);
+  assert.equal(list.total, 1);
+  assert.equal(await sessionUser(a), null);
+  assert.equal(await sessionUser(b), null);
+  assert.equal(await sessionUser(m), "mary", "another user's session ended");
+  res = await w.admin("GET", "/Session?user=john");
+  assert.equal((await json(res)).total, 0);
+
+  for (const [p, status] of [["/Session", 400], ["/Session/not-a-session", 404], ["/Session?user=a&user=b", 400]]) {
+    res = await w.admin("GET", p);
+    assert.equal(res.status, status, p);
+    await res.arrayBuffer();
+  }
+  res = await w.admin("PUT", "/Session/x", {});
+  assert.equal(res.status, 405);
   await res.arrayBuffer();
 });
