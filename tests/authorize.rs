@@ -111,7 +111,11 @@ fn code_flow_with_pkce_login_consent_and_oidc() {
     assert_eq!(p["iss"], ISSUER);
     let code = &p["code"];
     assert_eq!(code.len(), 43, "256-bit code");
-    assert_eq!(t.state.len(), 2, "the code and the session");
+    assert_eq!(
+        t.state.len(),
+        3,
+        "the code, the session and the user's session index (src/sessions.rs)"
+    );
 
     let r = exchange(&t, code, VERIFIER);
     assert_eq!(r.status(), 200, "{}", r.text());
