@@ -253,6 +253,16 @@ test("inspector: valid, expired, foreign-signed, revoked, refresh and garbage to
   r = await inspect(forge(header, payload, { ed25519: otherEd25519Jwk() }));
   assert.equal(r.verification.active, false);
   assert.equal(r.verification.error, "invalid_token");
+  assert.match(r.verification.reason, /signature|unknown key/);
+
+  // Our key, but an ID token's type; our key, another audience.
+  r = await inspect(forge({ ...header, typ: "JWT" }, payload, { ed25519: w.signingKey }));
+  assert.equal(r.verification.active, false);
+  assert.match(r.verification.reason, /not an access token/);
+  r = await inspect(forge(header, { ...payload, aud: "https://other.example" }, { ed25519: w.signingKey }));
+  assert.equal(r.verification.active, false);
+  assert.match(r.verification.reason, /another audience/);
+  assert.match(r.verification.note, /another audience/);
 
   r = await inspect(tokens.refresh_token);
   assert.equal(r.format, "refresh-token");
