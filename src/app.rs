@@ -192,6 +192,12 @@ impl App {
             }
             ["auth", rest @ ..] => return self.auth_route(&req, rest).await,
             ["app", rest @ ..] => return spa_asset(&req, rest),
+            ["Session", rest @ ..] if rest.len() <= 1 => {
+                let id = rest.first().copied().filter(|s| !s.is_empty());
+                return crate::sessions::handle(self, req, id)
+                    .await
+                    .map(Outcome::Respond);
+            }
             _ => {}
         }
         if let Some((rt, id)) = admin_route(&self.config.fhir_bases, &path) {
@@ -288,6 +294,14 @@ impl App {
             ["revoke"] => {
                 only(req, post, "POST")?;
                 revoke::handle(self, req).await?
+            }
+            ["test-policy"] => {
+                only(req, post, "POST")?;
+                crate::debug::test_policy(self, req).await?
+            }
+            ["inspect-token"] => {
+                only(req, post, "POST")?;
+                crate::debug::inspect_token(self, req).await?
             }
             ["introspect"] => {
                 only(req, post, "POST")?;

@@ -573,20 +573,30 @@ async fn authorize_as(app: &App, req: &Request, public: bool) -> Result<Identity
         None if public => return authorize_anonymous(app, req).await,
         None => return Err(Error::MissingCredentials),
     };
+    authorize_identity(app, req, &who).await?;
+    Ok(who)
+}
+
+/// The policy request the engines see for this caller: [`policy_request_in`] under the
+/// deployment's FHIR bases, with the user's Roles ([`user_roles`]).
+pub async fn policy_request_for(app: &App, req: &Request, who: &Identity) -> Result<Value> {
+    let mut request = policy_request_in(req, who, &app.config.fhir_bases);
+    user_roles(app, &mut request, who).await?;
+    Ok(request)
+}
+
+/// The policy step of [`authorize`] for an authenticated caller: root passes, anyone else
+/// needs an AccessPolicy that applies and allows (403). The policy tester (src/debug.rs) runs
+/// exactly this for its decision.
+pub async fn authorize_identity(app: &App, req: &Request, who: &Identity) -> Result<()> {
     if who.root {
-        return Ok(who);
+        return Ok(());
     }
     let policies = app.repo().policies().await?;
-    let mut request = policy_request_in(req, &who, &app.config.fhir_bases);
-    user_roles(app, &mut request, &who).await?;
-    match policy::evaluate(
-        &policies.policies,
-        &request,
-        who.client_id(),
-        who.user_id(),
-        operation_of(&request),
-    ) {
-        Some(_) => Ok(who),
+    let request = policy_request_for(app, req, who).await?;
+    let (client, user, operation) = link_ids(who, &request);
+    match policy::evaluate(&policies.policies, &request, client, user, operation) {
+        Some(_) => Ok(()),
         None => Err(Error::Forbidden(
             "no AccessPolicy allows this request".into(),
         )),
@@ -604,9 +614,9 @@ fn operation_of(request: &Value) -> Option<&str> {
 /// `Client`, `User`, `AccessPolicy`, ... in a path segment, an include, a chain or a Bundle
 /// entry's URL, [`policy::touches_server_type`]), nor for a write to a FHIR base itself whose
 /// body is not a JSON Bundle the check could read: 401, whatever a policy says.
-async fn authorize_anonymous(app: &App, req: &Request) -> Result<Identity> {
+pub async fn authorize_anonymous(app: &App, req: &Request) -> Result<Identity> {
     let who = Identity::default();
-    let request = policy_request_in(req, &who, &app.config.fhir_bases);
+    let request = policy_request_for(app, req, &who).await?;
     let at_base_root = crate::config::split_fhir_base(&app.config.fhir_bases, req.uri().path())
         .is_some_and(|(_, rel)| rel.is_empty() || rel == "/");
     let safe_method = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
@@ -626,6 +636,15 @@ async fn authorize_anonymous(app: &App, req: &Request) -> Result<Identity> {
         Some(_) => Ok(who),
         None => Err(Error::MissingCredentials),
     }
+}
+
+/// The ids a policy's `link` is matched against for this caller and policy request (client,
+/// user, `operation.id`); shared by [`authorize_identity`] and the policy tester.
+pub fn link_ids<'a>(
+    who: &'a Identity,
+    request: &'a Value,
+) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+    (who.client_id(), who.user_id(), operation_of(request))
 }
 
 /// A protected path: authorize, then forward to the origin (or answer from the demo origin).

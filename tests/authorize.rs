@@ -111,8 +111,9 @@ fn code_flow_with_pkce_login_consent_and_oidc() {
     assert_eq!(p["iss"], ISSUER);
     let code = &p["code"];
     assert_eq!(code.len(), 43, "256-bit code");
-    // The code, the session, and the remembered consent (the user's grants and the grant id).
-    assert_eq!(t.state.len(), 4, "the code, the session and the grant");
+    // The code, the session, the user's session index (src/sessions.rs) and the remembered
+    // consent (the user's grants and the grant id).
+    assert_eq!(t.state.len(), 5, "code, session, session index and grant");
 
     let r = exchange(&t, code, VERIFIER);
     assert_eq!(r.status(), 200, "{}", r.text());

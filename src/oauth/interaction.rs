@@ -306,6 +306,8 @@ pub async fn login(app: &App, req: &Request) -> Result<Response> {
         key: session_key(&session_id),
         generation: crate::model::generation_tag(None, Some(&user.doc)),
     };
+    // The user's index first: no session exists that an administrator cannot list and end.
+    crate::sessions::remember(app, &user.id, &session.key, now).await?;
     state::create(app, &session_key(&session_id), &session, now + SESSION_TTL).await?;
     let mut resp = proceed(app, req, &areq, Some((&user, &session)), false).await?;
     add_header(

@@ -26,6 +26,41 @@ impl Engine for Complex {
             Complex::Or(rules) => rules.iter().any(|r| r.allows(request)),
         }
     }
+
+    /// The branches evaluated, left to right, stopping where `allows` stops: for `and` the
+    /// first that denies (`failed-branch`), for `or` the first that allows (`allowed-branch`).
+    fn explain(&self, request: &Value) -> Value {
+        let (field, rules, stop_on) = match self {
+            Complex::And(rules) => ("and", rules, false),
+            Complex::Or(rules) => ("or", rules, true),
+        };
+        let mut branches = Vec::new();
+        let mut stopped = None;
+        for (i, r) in rules.iter().enumerate() {
+            let e = r.explain(request);
+            let result = e.get("result").and_then(Value::as_bool) == Some(true);
+            branches.push(e);
+            if result == stop_on {
+                stopped = Some(format!("{field}.{i}"));
+                break;
+            }
+        }
+        let result = if stop_on {
+            stopped.is_some()
+        } else {
+            stopped.is_none()
+        };
+        let mut out = serde_json::json!({ "result": result, field: branches });
+        if let Some(at) = stopped {
+            let key = if stop_on {
+                "allowed-branch"
+            } else {
+                "failed-branch"
+            };
+            out[key] = Value::String(at);
+        }
+        out
+    }
 }
 
 /// Compiles a `complex` policy: exactly one of `and`, `or`, a non-empty array of sub-policies.

@@ -129,6 +129,16 @@ impl Engine for JsonSchema {
     fn allows(&self, request: &Value) -> bool {
         self.schema.validate(request)
     }
+
+    fn explain(&self, request: &Value) -> Value {
+        if self.schema.validate(request) {
+            return serde_json::json!({"result": true});
+        }
+        let (path, message, actual) = self.schema.first_error(request);
+        serde_json::json!({"result": false, "error": {
+            "path": path.join("."), "message": message, "actual": actual,
+        }})
+    }
 }
 
 /// Compiles a `json-schema` policy: field `schema` must be a draft-07 schema.
@@ -277,6 +287,70 @@ impl Schema {
             run.valid(0, &Value::Object(Map::new()), 0)
         };
         ok && !run.cut_short.get()
+    }
+}
+
+// ---- explanations (the policy tester; never on the hot path) ----
+
+impl Schema {
+    /// Validates `v` against node `node` alone, with a budget of its own.
+    fn valid_alone(&self, node: usize, v: &Value) -> bool {
+        let run = Run {
+            schema: self,
+            steps_left: Cell::new(MAX_STEPS),
+            cut_short: Cell::new(false),
+        };
+        run.valid(node, v, 0) && !run.cut_short.get()
+    }
+
+    /// For a request that does not validate: the deepest property path whose value the
+    /// schema rejects (following `properties` and `required` down from the root, with the same
+    /// validation as [`Schema::validate`]), a message, and the value found there.
+    fn first_error(&self, request: &Value) -> (Vec<String>, String, Value) {
+        let empty = Value::Object(Map::new());
+        let mut v = if present(request) { request } else { &empty };
+        let mut node = 0;
+        let mut path = Vec::new();
+        'descend: for _ in 0..=MAX_DEPTH {
+            match self.nodes.get(node) {
+                Some(Node::Ref(target)) => {
+                    node = *target;
+                    continue;
+                }
+                Some(Node::Keywords(k)) => {
+                    if let Value::Object(o) = v {
+                        if let Some(missing) =
+                            k.required.iter().find(|r| get_present(o, r).is_none())
+                        {
+                            path.push(missing.clone());
+                            return (path, "required, but missing or empty".into(), Value::Null);
+                        }
+                        for (key, val) in entries_of(o) {
+                            if let Some(s) = k.properties.get(key) {
+                                if !self.valid_alone(*s, val) {
+                                    path.push(key.clone());
+                                    node = *s;
+                                    v = val;
+                                    continue 'descend;
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            break;
+        }
+        let at = if path.is_empty() {
+            "the request".to_string()
+        } else {
+            "this value".to_string()
+        };
+        (
+            path,
+            format!("{at} does not satisfy the schema here"),
+            v.clone(),
+        )
     }
 }
 

@@ -90,6 +90,17 @@ impl Engine for Matcho {
     fn allows(&self, request: &Value) -> bool {
         self.pattern.matches(request, request)
     }
+
+    fn explain(&self, request: &Value) -> Value {
+        if self.pattern.matches(request, request) {
+            return serde_json::json!({"result": true});
+        }
+        let mut path = Vec::new();
+        let (expected, actual) = self.pattern.first_mismatch(request, request, &mut path);
+        serde_json::json!({"result": false, "mismatch": {
+            "path": path.join("."), "expected": expected, "actual": actual,
+        }})
+    }
 }
 
 /// Compiles a `matcho` policy: field `matcho` must be a map pattern.
@@ -159,7 +170,87 @@ impl Pattern {
     }
 }
 
+// ---- explanations (the policy tester; never on the hot path) ----
+
+impl Pattern {
+    /// For a pattern that does not match `value`: the path (pushed onto `path`) of the first
+    /// part that does not, what it expected and what it found. Descends with [`Pattern::matches`]
+    /// itself, so it names exactly what made the match fail.
+    fn first_mismatch(
+        &self,
+        value: &Value,
+        request: &Value,
+        path: &mut Vec<String>,
+    ) -> (Value, Value) {
+        match self {
+            Pattern::Array(items) => {
+                if let Value::Array(values) = value {
+                    for (i, p) in items.iter().enumerate() {
+                        let v = values.get(i).unwrap_or(&NULL);
+                        if !p.matches(v, request) {
+                            path.push(i.to_string());
+                            return p.first_mismatch(v, request, path);
+                        }
+                    }
+                }
+                (self.describe(request), value.clone())
+            }
+            Pattern::Map { keys, ops } => {
+                if let Value::Object(map) = value {
+                    for (k, p) in keys {
+                        let v = map.get(k).unwrap_or(&NULL);
+                        if !p.matches(v, request) {
+                            path.push(k.clone());
+                            return p.first_mismatch(v, request, path);
+                        }
+                    }
+                } else if !keys.is_empty() {
+                    return (self.describe(request), value.clone());
+                }
+                for op in ops {
+                    if !op.matches(value, request) {
+                        return (op.describe(), value.clone());
+                    }
+                }
+                (self.describe(request), value.clone())
+            }
+            _ => (self.describe(request), value.clone()),
+        }
+    }
+
+    /// The pattern as the policy wrote it (maps and arrays in short).
+    fn describe(&self, request: &Value) -> Value {
+        match self {
+            Pattern::Present => "present?".into(),
+            Pattern::Nil => "nil?".into(),
+            Pattern::NotBlank => "not-blank?".into(),
+            Pattern::Literal(v) => v.clone(),
+            Pattern::Regex(re) => format!("#{}", re.as_str()).into(),
+            Pattern::RequestPath(segments) => serde_json::json!({
+                "path": format!(".{}", segments.join(".")),
+                "value": resolve(request, segments).cloned().unwrap_or(Value::Null),
+            }),
+            Pattern::Array(_) => "an array".into(),
+            Pattern::Map { .. } => "a map".into(),
+        }
+    }
+}
+
 impl Op {
+    fn describe(&self) -> Value {
+        let name = match self {
+            Op::Enum(options) => return serde_json::json!({"$enum": options}),
+            Op::PresentAll(values) => return serde_json::json!({"$present-all": values}),
+            Op::Length(n) => return serde_json::json!({"$length": n}),
+            Op::OneOf(_) => "$one-of",
+            Op::Contains(_) => "$contains",
+            Op::Every(_) => "$every",
+            Op::Not(_) => "$not",
+            Op::Reference(_) => "$reference",
+        };
+        name.into()
+    }
+
     fn matches(&self, value: &Value, request: &Value) -> bool {
         match self {
             Op::Enum(options) => options.iter().any(|o| scalar_eq(o, value)),

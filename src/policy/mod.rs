@@ -51,6 +51,7 @@ use serde_json::{Map, Value};
 
 mod allow;
 mod complex;
+mod explain;
 mod json_schema;
 mod matcho;
 mod smart;
@@ -140,6 +141,12 @@ pub struct Link {
 pub(crate) trait Engine: fmt::Debug + Send + Sync {
     /// True when the request passes. Must never panic, whatever the request holds.
     fn allows(&self, request: &Value) -> bool;
+
+    /// Why the request passes or not, for the policy tester (src/debug.rs): off the hot path,
+    /// free to allocate. Its `result` always equals [`Engine::allows`] (src/policy/explain.rs).
+    fn explain(&self, request: &Value) -> Value {
+        serde_json::json!({ "result": self.allows(request) })
+    }
 }
 
 /// A compiled engine, shared cheaply between clones of a [`CompiledPolicy`].

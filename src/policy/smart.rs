@@ -122,12 +122,27 @@ impl Req<'_> {
 
 impl Engine for Smart {
     fn allows(&self, request: &Value) -> bool {
+        self.decide(request).is_ok()
+    }
+
+    fn explain(&self, request: &Value) -> Value {
+        match self.decide(request) {
+            Ok(()) => serde_json::json!({"result": true}),
+            Err(reason) => serde_json::json!({"result": false, "reason": reason}),
+        }
+    }
+}
+
+impl Smart {
+    /// The decision, with the reason of a denial (a static string: nothing is allocated for
+    /// it on the hot path).
+    fn decide(&self, request: &Value) -> Result<(), &'static str> {
         let (Some(method), Some(uri)) = (str_at(request, "request-method"), str_at(request, "uri"))
         else {
-            return false;
+            return Err("the request has no method or uri");
         };
         if names_server_type(uri) {
-            return false;
+            return Err("the path names an admin type of this server (Client, User, AccessPolicy, ...): no SMART scope reaches it");
         }
         // Without `fhir-base-path`: the deployment's FHIR base the path is under
         // (`fhir-base`, from FHIR_BASE_PATHS; null when it is under none), or the root when
@@ -136,11 +151,11 @@ impl Engine for Smart {
             (Some(b), _) => b.as_str(),
             (None, None) => "",
             (None, Some(Value::String(b))) => b.as_str(),
-            (None, Some(_)) => return false,
+            (None, Some(_)) => return Err("the request's fhir-base is not a string"),
         };
         let path = match uri.strip_prefix(base) {
             Some(p) if p.is_empty() || p.starts_with('/') => p,
-            _ => return false,
+            _ => return Err("the path is not under the FHIR base"),
         };
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         let query = match request.get("params") {
@@ -152,7 +167,7 @@ impl Engine for Smart {
         for (k, v) in query.iter().filter(|(k, _)| !k.starts_with("resource/")) {
             has_query = true;
             if chains_through_server_type(k) {
-                return false;
+                return Err("a search parameter chains through an admin type of this server");
             }
             if ["_include", "_revinclude", "_has", "_with"]
                 .iter()
@@ -160,15 +175,15 @@ impl Engine for Smart {
             {
                 widening = true;
                 if reaches_server_type(k, v) {
-                    return false;
+                    return Err("an _include/_revinclude/_has/_with parameter reaches an admin type of this server or every type");
                 }
             }
         }
         let Some(rest) = smart::classify(method, path, has_query) else {
-            return false;
+            return Err("the request is not a FHIR REST interaction this engine knows");
         };
         if rest.interaction == Interaction::Capabilities {
-            return true;
+            return Ok(());
         }
         let jwt = request.get("jwt").unwrap_or(&Value::Null);
         let granted: Vec<Scope> = match jwt.get("scope") {
@@ -178,7 +193,7 @@ impl Engine for Smart {
                 .filter_map(Value::as_str)
                 .flat_map(smart::parse)
                 .collect(),
-            _ => return false,
+            _ => return Err("the token carries no scope (jwt.scope)"),
         };
         let user_absent = request.get("user").is_none_or(Value::is_null);
         let req = Req {
@@ -189,10 +204,14 @@ impl Engine for Smart {
             system_ok: user_absent && str_at(jwt, "sub_kind") != Some("user"),
             widening: widening || rest.post_search,
         };
-        granted.iter().any(|s| match s {
+        if granted.iter().any(|s| match s {
             Scope::Clinical(c) => scope_allows(c, &req),
             _ => false,
-        })
+        }) {
+            Ok(())
+        } else {
+            Err("no granted scope covers this interaction (type, interaction, patient compartment or restriction)")
+        }
     }
 }
 
