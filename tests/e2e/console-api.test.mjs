@@ -378,3 +378,41 @@ test("sessions of a user: list, end one, end all; administrators only", async ()
   assert.equal(res.status, 405);
   await res.arrayBuffer();
 });
+
+// The tester follows the authorizer where issue 13 changed it: a global policy makes a route
+// public (anonymous requests are evaluated), an Operation-linked policy applies through
+// `operation.id`, and the admin API stays 401 to anonymous callers whatever a policy says.
+test("tester agrees with the real decision on public routes, Operation links and /fhir", async () => {
+  await put(w, "/AccessPolicy/public-metadata", {
+    engine: "matcho",
+    matcho: { uri: "/fhir/metadata", "request-method": "get" },
+  });
+  await put(w, "/AccessPolicy/basic-fhirread", {
+    engine: "allow",
+    link: [{ reference: "Operation/FhirRead" }, { reference: "Client/basic" }],
+  });
+  try {
+    const pub = await testAndSend({ "request-method": "get", uri: "/fhir/metadata" });
+    assert.equal(pub.real, 200);
+    assert.equal(pub.report.decision.status, 200, JSON.stringify(pub.report.decision));
+    assert.equal(pub.report.identity.authenticated, false);
+    const elsewhere = await testAndSend({ "request-method": "get", uri: "/fhir/Observation" });
+    assert.equal(elsewhere.real, 401);
+    assert.equal(elsewhere.report.decision.status, 401);
+    const admin = await testAndSend({ "request-method": "get", uri: "/fhir/Client" });
+    assert.equal(admin.real, 401);
+    assert.equal(admin.report.decision.status, 401);
+
+    const read = await testAndSend({ "request-method": "get", uri: "/fhir/Observation/o1", headers: { authorization: BASIC } });
+    assert.equal(read.real, 200);
+    assert.equal(read.report.decision.status, 200);
+    assert.equal(read.report.request.operation.id, "FhirRead");
+    assert.equal(read.report.request["fhir-base"], "/fhir");
+    assert.equal(read.report.request.params["resource/type"], "Observation");
+  } finally {
+    for (const id of ["public-metadata", "basic-fhirread"]) {
+      const res = await w.admin("DELETE", `/AccessPolicy/${id}`);
+      assert.equal(res.status, 200, `cleanup of ${id}`);
+    }
+  }
+});
