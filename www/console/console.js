@@ -131,7 +131,8 @@ const TYPES = {
 function route() {
   if (!currentToken()) return toSignIn("Your session has ended. Sign in again.");
   showAlert("");
-  const [section = "clients", action, ...rest] = location.hash.replace(/^#/, "").split("/");
+  const [hashSection, action, ...rest] = location.hash.replace(/^#/, "").split("/");
+  const section = hashSection || "clients";
   const id = rest.length ? decodeURIComponent(rest.join("/")) : undefined;
   for (const a of $("nav").querySelectorAll("a")) {
     if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
