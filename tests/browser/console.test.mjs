@@ -136,6 +136,13 @@ describe("browser: the admin console", () => {
     assert.match(await row.innerText(), /Client\/tutorial-basic/);
     await shot(page, "policies");
 
+    // The client list shows the policy linked to the client.
+    await page.getByRole("link", { name: "Clients" }).click();
+    await explain(page, "expected the linked policy on the client's row", () =>
+      page.locator("tr[data-id='tutorial-basic'] td", { hasText: "tutorial-basic-read" }).waitFor(),
+    );
+    await page.getByRole("link", { name: "AccessPolicies" }).click();
+
     // Step 3: the request the policy lets through (curl-like, from node).
     const allowed = await w.fetch("/Patient", { headers: { authorization: basicAuth("tutorial-basic", secret) } });
     assert.equal(allowed.status, 200, await allowed.text());
@@ -175,6 +182,54 @@ describe("browser: the admin console", () => {
     await page.getByRole("button", { name: "Sign in" }).click();
     await explain(page, "expected the login form again (session ended)", () => page.waitForURL((u) => u.pathname === "/auth/ui/login.html"));
     // Chromium logs every 4xx fetch; the two 422s above were wanted. Nothing else may fail.
+    assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
+  });
+
+  test("users and token introspectors: create, edit, delete in the JSON editor; errors inline", TEST, async () => {
+    const { page, errors } = await fresh();
+    page.on("dialog", (d) => d.accept());
+    await consoleSignIn(page, ADMIN);
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "New User" }).click();
+    const editor = page.locator("#json");
+    await editor.fill(JSON.stringify({ id: "bea", email: "not an email", password: "longenough1" }));
+    await page.getByRole("button", { name: "Create" }).click();
+    await explain(page, "expected the email error", () => page.locator("#json-error:visible").waitFor());
+    assert.match(await page.locator("#json-error").innerText(), /email/);
+    await editor.fill(JSON.stringify({ id: "bea", email: "bea@example.com", password: "longenough1" }));
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator("tr[data-id='bea']").waitFor();
+    // Edit: the stored user comes back without its password hash; a change is saved with PUT.
+    await page.getByRole("link", { name: "bea", exact: true }).click();
+    await explain(page, "expected the user in the editor", () =>
+      page.waitForFunction(() => document.getElementById("json")?.value.includes("bea@example.com")),
+    );
+    const shown = JSON.parse(await editor.inputValue());
+    assert.equal(shown.password, undefined);
+    assert.equal(shown.password_hash, undefined);
+    await editor.fill(JSON.stringify({ ...shown, email: "bea@example.org" }));
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("tr[data-id='bea']", { hasText: "bea@example.org" }).waitFor();
+    const stored = await (await w.admin("GET", "/User/bea")).json();
+    assert.equal(stored.email, "bea@example.org");
+    await page.locator("tr[data-id='bea']").getByRole("button", { name: "Delete" }).click();
+    await explain(page, "expected bea gone", () => page.locator("tr[data-id='bea']").waitFor({ state: "detached" }));
+    assert.equal((await w.admin("GET", "/User/bea")).status, 404);
+
+    await page.getByRole("link", { name: "TokenIntrospectors" }).click();
+    await page.getByRole("link", { name: "New TokenIntrospector" }).click();
+    await page.getByRole("button", { name: "Example: JWT (JWKS)" }).click();
+    const doc = JSON.parse(await editor.inputValue());
+    await editor.fill(JSON.stringify({ ...doc, jwks_uri: "http://idp.example.com/jwks" }));
+    await page.getByRole("button", { name: "Create" }).click();
+    await explain(page, "expected the jwks_uri error", () => page.locator("#json-error:visible").waitFor());
+    assert.match(await page.locator("#json-error").innerText(), /jwks_uri/);
+    await editor.fill(JSON.stringify(doc));
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator("tr[data-id='my-idp']").waitFor();
+    assert.match(await page.locator("tr[data-id='my-idp']").innerText(), /idp\.example\.com/);
+    await page.locator("tr[data-id='my-idp']").getByRole("button", { name: "Delete" }).click();
+    await page.locator("tr[data-id='my-idp']").waitFor({ state: "detached" });
     assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
   });
 

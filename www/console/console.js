@@ -121,6 +121,9 @@ async function start() {
   route();
 }
 
+/** Every render takes a new number; an older render's late answer finds it stale and draws nothing. */
+let renderGen = 0;
+
 const TYPES = {
   clients: { type: "Client", title: "Clients" },
   users: { type: "User", title: "Users" },
@@ -130,6 +133,10 @@ const TYPES = {
 
 function route() {
   if (!currentToken()) return toSignIn("Your session has ended. Sign in again.");
+  // Keyboard and screen-reader users land on the new view's heading.
+  queueMicrotask(() => {
+    if (!view.contains(document.activeElement)) $("view-title")?.focus();
+  });
   showAlert("");
   const [hashSection, action, ...rest] = location.hash.replace(/^#/, "").split("/");
   const section = hashSection || "clients";
@@ -180,7 +187,8 @@ const COLUMNS = {
 };
 
 async function list(key, kind) {
-  const heading = h("h1", { id: "view-title" }, kind.title);
+  const gen = ++renderGen;
+  const heading = h("h1", { id: "view-title", tabindex: "-1" }, kind.title);
   const actions =
     key === "clients"
       ? h(
@@ -196,11 +204,28 @@ async function list(key, kind) {
   try {
     bundle = await api("GET", `/${kind.type}`);
   } catch (err) {
+    if (gen !== renderGen) return;
     view.lastChild.remove();
     return reportError(err);
   }
+  if (gen !== renderGen) return;
   const rows = (bundle?.entry ?? []).map((e) => e.resource).sort((a, b) => a.id.localeCompare(b.id));
-  const cols = COLUMNS[key];
+  const cols = [...COLUMNS[key]];
+  if (key === "clients" || key === "users") {
+    // Which AccessPolicies are linked to each row (what the policy list shows, the other way).
+    const policies = await api("GET", "/AccessPolicy").catch(() => null);
+    if (gen !== renderGen) return;
+    if (policies) {
+      const rt = kind.type;
+      const linked = (id) =>
+        (policies.entry ?? [])
+          .map((e) => e.resource)
+          .filter((p) => (p.link ?? []).some((l) => refText(l) === `${rt}/${id}`))
+          .map((p) => p.id)
+          .join(", ");
+      cols.push(["Linked policies", (r) => linked(r.id)]);
+    }
+  }
   const table = h(
     "table",
     { "aria-labelledby": "view-title" },
@@ -216,11 +241,15 @@ async function list(key, kind) {
           cols.map(([t, f]) => h("td", { "data-label": t }, f(r))),
           h(
             "td",
-            { class: "row-actions" },
-            key === "clients" && r.grant_types?.some((g) => g !== "authorization_code" && g !== "code" && g !== "implicit")
+            {},
+            h(
+              "div",
+              { class: "row-actions" },
+              key === "clients" && r.grant_types?.some((g) => g !== "authorization_code" && g !== "code" && g !== "implicit")
               ? h("button", { type: "button", class: "secondary", onclick: () => rotate(r.id, secretBox) }, `Rotate secret`)
               : null,
             h("button", { type: "button", class: "danger", onclick: () => remove(key, kind, r.id) }, "Delete"),
+            ),
           ),
         ),
       ),
@@ -316,6 +345,7 @@ function showFieldError(form, fieldPath, message) {
 }
 
 function clientForm(kind) {
+  ++renderGen;
   const basic = kind === "basic";
   const title = basic ? "New Basic client" : "New OAuth client";
   const text = (id, dataField, attrs = {}) => h("input", { id, name: id, type: "text", "data-field": dataField, ...attrs });
@@ -403,7 +433,7 @@ function clientForm(kind) {
       else reportError(err);
     }
   });
-  view.replaceChildren(h("h1", { id: "view-title" }, title), secretBox, form);
+  view.replaceChildren(h("h1", { id: "view-title", tabindex: "-1" }, title), secretBox, form);
   $("c-id").focus();
 }
 
@@ -448,6 +478,7 @@ const EXAMPLES = {
 };
 
 async function jsonEditor(key, kind, id) {
+  const gen = ++renderGen;
   const title = id ? `${kind.type}/${id}` : `New ${kind.type}`;
   const area = h("textarea", { id: "json", rows: "18", spellcheck: "false", autocapitalize: "none", "aria-describedby": "json-error", "data-field": "" });
   const err = h("div", { id: "json-error", class: "field-error", role: "alert", hidden: true });
@@ -464,13 +495,15 @@ async function jsonEditor(key, kind, id) {
     err,
     h("p", { class: "actions" }, h("button", { type: "submit" }, id ? "Save" : "Create"), h("a", { class: "button secondary", href: `#${key}` }, "Cancel")),
   );
-  view.replaceChildren(h("h1", { id: "view-title" }, title), form);
+  view.replaceChildren(h("h1", { id: "view-title", tabindex: "-1" }, title), form);
   if (id) {
     try {
       const doc = await api("GET", `/${kind.type}/${encodeURIComponent(id)}`);
+      if (gen !== renderGen) return;
       delete doc.meta;
       area.value = JSON.stringify(doc, null, 2);
     } catch (e) {
+      if (gen !== renderGen) return;
       return reportError(e);
     }
   } else {
