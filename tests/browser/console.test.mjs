@@ -167,11 +167,22 @@ describe("browser: the admin console", () => {
     assert.match(await fieldError.innerText(), /https/);
     assert.equal(await page.locator("#c-redirect").getAttribute("aria-invalid"), "true");
     await shot(page, "field-error");
-    // Fixed, it is created (public: no secret shown).
+    // Fixed; a token lifetime of 0 is the next field the server refuses, next to that field.
     await page.getByLabel("Redirect URI").fill("https://app.example.com/cb");
+    await page.getByLabel("Access token lifetime (seconds)").fill("0");
+    await page.getByRole("button", { name: "Create client" }).click();
+    await explain(page, "expected the lifetime's error", () => page.locator("#c-access-error:visible").waitFor());
+    assert.match(await page.locator("#c-access-error").innerText(), /access_token_expiration/);
+    assert.ok(await page.locator("#c-redirect-error").isHidden(), "the old error stayed");
+    // Fixed, it is created (public: no secret shown).
+    await page.getByLabel("Access token lifetime (seconds)").fill("600");
     await page.getByLabel("Public client").check();
     await page.getByRole("button", { name: "Create client" }).click();
     await page.locator("tr[data-id='web-app']").waitFor();
+    const webApp = await (await w.admin("GET", "/Client/web-app")).json();
+    assert.deepEqual(webApp.grant_types, ["authorization_code"]);
+    assert.deepEqual(webApp.auth, { authorization_code: { access_token_expiration: 600, redirect_uri: "https://app.example.com/cb" } });
+    assert.equal(webApp.first_party, false);
 
     // Sign out: the token is revoked and forgotten, the login session ended.
     await page.getByRole("button", { name: "Sign out" }).click();

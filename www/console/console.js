@@ -326,11 +326,11 @@ function check(label, input) {
 function showFieldError(form, fieldPath, message) {
   for (const p of form.querySelectorAll(".field-error")) p.hidden = true;
   for (const i of form.querySelectorAll("[aria-invalid]")) i.removeAttribute("aria-invalid");
-  const inputs = [...form.querySelectorAll("[data-field]")];
+  const inputs = [...form.querySelectorAll("[data-field], [data-suffix]")];
   const f = fieldPath ?? "";
   const match =
-    inputs.find((i) => i.dataset.field === f) ??
-    inputs.find((i) => f.startsWith(`${i.dataset.field}.`)) ??
+    inputs.find((i) => i.dataset.field !== undefined && i.dataset.field === f) ??
+    inputs.find((i) => i.dataset.field && f.startsWith(`${i.dataset.field}.`)) ??
     inputs.find((i) => i.dataset.suffix && f.endsWith(`.${i.dataset.suffix}`));
   if (match) {
     const p = $(`${match.id}-error`);
