@@ -196,6 +196,33 @@ describe("browser: the admin console", () => {
     assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
   });
 
+  test("the client-credentials tutorial through the console: OAuth client form, policy, token, API", TEST, async () => {
+    const { page } = await fresh();
+    await consoleSignIn(page, ADMIN);
+    await page.getByRole("link", { name: "New OAuth client" }).click();
+    await page.getByLabel("Client id").fill("api-client");
+    await page.getByLabel("client_credentials").check();
+    await page.getByLabel("Access token lifetime (seconds)").fill("300");
+    await page.getByRole("button", { name: "Create client" }).click();
+    await explain(page, "expected the new secret", () => page.locator("#new-secret").waitFor());
+    const secret = await page.locator("#new-secret").inputValue();
+    await page.getByRole("link", { name: "AccessPolicies" }).click();
+    await page.getByRole("link", { name: "New AccessPolicy" }).click();
+    await page.locator("#json").fill(JSON.stringify({ id: "api-client-policy", engine: "allow", link: [{ id: "api-client", resourceType: "Client" }] }));
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator("tr[data-id='api-client-policy']", { hasText: "Client/api-client" }).waitFor();
+    const res = await w.fetch("/auth/token", {
+      method: "POST",
+      headers: { authorization: basicAuth("api-client", secret), "content-type": "application/x-www-form-urlencoded" },
+      body: "grant_type=client_credentials",
+    });
+    const tokens = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(tokens));
+    assert.equal(tokens.expires_in, 300);
+    const api = await w.fetch("/Patient", { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    assert.equal(api.status, 200, await api.text());
+  });
+
   test("users and token introspectors: create, edit, delete in the JSON editor; errors inline", TEST, async () => {
     const { page, errors } = await fresh();
     page.on("dialog", (d) => d.accept());
