@@ -64,9 +64,18 @@ describe("browser: the admin console", () => {
   }
 
   /** /console/ -> Sign in -> login page -> back on /console/ (no code left in the URL). */
-  async function consoleSignIn(page, [user, pass]) {
+  async function consoleSignIn(page, [user, pass], { keyboard = false } = {}) {
     await page.goto(`${w.url}/console/`);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    if (keyboard) {
+      // Tab past the skip link to the Sign in button, Enter.
+      await page.getByRole("button", { name: "Sign in" }).waitFor();
+      await page.keyboard.press("Tab");
+      await page.keyboard.press("Tab");
+      assert.equal(await page.evaluate(() => document.activeElement?.id), "sign-in");
+      await page.keyboard.press("Enter");
+    } else {
+      await page.getByRole("button", { name: "Sign in" }).click();
+    }
     await signIn(page, user, pass);
     await explain(page, "expected the console after signing in", async () => {
       await page.waitForURL((u) => u.pathname === "/console/");
@@ -273,7 +282,7 @@ describe("browser: the admin console", () => {
 
   test("a user without an admin policy is told they lack rights (403)", TEST, async () => {
     const { page } = await fresh();
-    await consoleSignIn(page, PLAIN);
+    await consoleSignIn(page, PLAIN, { keyboard: true });
     const alert = page.locator("#alert");
     await explain(page, "expected the lack-of-rights message", () => alert.waitFor());
     assert.match(await alert.innerText(), /lack the rights.*403/s);
