@@ -123,6 +123,25 @@ describe("admin console: the built-in client and its pages", () => {
     assert.equal(to.searchParams.get("error"), "invalid_request");
   });
 
+  test("console: implicit (response_type=token) -> local 400; offline_access, clinical scopes -> invalid_scope", async () => {
+    // The console registers no implicit redirect URI: refused on our own page, nothing redirected.
+    const implicit = await w.fetch(`/auth/authorize?${consoleQuery({ response_type: "token" })}`, { redirect: "manual" });
+    assert.equal(implicit.status, 400);
+    assert.equal(implicit.headers.get("location"), null);
+    for (const [over, error] of [
+      [{ scope: "openid offline_access", code_challenge: pkce().challenge, code_challenge_method: "S256" }, "invalid_scope"],
+      [{ scope: "openid patient/*.cruds", code_challenge: pkce().challenge, code_challenge_method: "S256" }, "invalid_scope"],
+    ]) {
+      const res = await w.fetch(`/auth/authorize?${consoleQuery(over)}`, { redirect: "manual" });
+      assert.equal(res.status, 303, JSON.stringify(over));
+      const to = new URL(res.headers.get("location"));
+      assert.equal(to.origin + to.pathname, CB);
+      const params = to.searchParams;
+      assert.equal(params.get("error"), error, `${JSON.stringify(over)} -> ${to}`);
+      assert.equal(params.get("code"), null);
+    }
+  });
+
   test("another client's code cannot be redeemed as console (client id trick) -> invalid_grant", async () => {
     const { verifier, challenge } = pkce();
     const { location } = await login(
