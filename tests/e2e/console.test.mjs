@@ -196,7 +196,7 @@ describe("admin console: the built-in client and its pages", () => {
       assert.equal(res.headers.get("x-frame-options"), "DENY", path);
       assert.equal(res.headers.get("referrer-policy"), "no-referrer", path);
     }
-    for (const path of ["/console/%2e%2e%2fwrangler.toml", "/console/a/b.js", "/console/.hidden"]) {
+    for (const path of ["/console/nope.js", "/console/%2e%2e%2fwrangler.toml", "/console/a/b.js", "/console/.hidden"]) {
       const res = await w.fetch(path);
       await res.arrayBuffer();
       assert.ok([404, 400].includes(res.status), `${path}: ${res.status}`);
