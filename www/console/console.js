@@ -86,6 +86,7 @@ function reportError(err) {
 
 function toSignIn(reason) {
   clearTimeout(expiryTimer);
+  renderGen += 1;
   $("nav").hidden = true;
   $("who").hidden = true;
   $("sign-out").hidden = true;
