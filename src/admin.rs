@@ -78,6 +78,12 @@ fn check_id(rt: ResourceType, id: &str) -> Result<()> {
             "\"root\" is the built-in admin client and cannot be stored",
         ));
     }
+    if rt == ResourceType::Client && id == crate::model::CONSOLE_CLIENT_ID {
+        return Err(Error::validation(
+            "id",
+            "\"console\" is the built-in client of the admin console and cannot be stored",
+        ));
+    }
     Ok(())
 }
 

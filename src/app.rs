@@ -198,6 +198,7 @@ impl App {
                     .await
                     .map(Outcome::Respond);
             }
+            ["console", rest @ ..] => return console_asset(&req, rest),
             _ => {}
         }
         if let Some((rt, id)) = admin_route(&self.config.fhir_bases, &path) {
@@ -338,10 +339,10 @@ pub fn never_cached(path: &str) -> bool {
 
 /// Is `path` a FHIR path, whose errors are `OperationOutcome`s: everything the authorizer and
 /// the admin API answer, i.e. not `/auth/*` (the OAuth endpoints keep RFC 6749 errors),
-/// `/.well-known/*` or `/app/*`.
+/// `/.well-known/*`, `/app/*` or `/console/*`.
 pub fn is_fhir_path(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    !matches!(first, "auth" | ".well-known" | "app")
+    !matches!(first, "auth" | ".well-known" | "app" | "console")
 }
 
 /// Names of files under `www/auth/ui/`: no paths, no dot files.
@@ -402,6 +403,22 @@ fn spa_asset(req: &Request, rest: &[&str]) -> Result<Outcome> {
     Ok(Outcome::Asset {
         path,
         headers: crate::html::security_headers(csp),
+    })
+}
+
+/// The admin console: `www/console/` (index at `/console/`), static files only. Its pages get
+/// the CSP of the sign-in pages (own scripts and styles, fetches to this origin only); every
+/// action goes through the admin API with the signed-in user's bearer token.
+fn console_asset(req: &Request, rest: &[&str]) -> Result<Outcome> {
+    only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
+    let path = match rest {
+        [] | [""] => "/console/index.html".to_string(),
+        [file] if is_asset_name(file) => format!("/console/{file}"),
+        _ => return Err(Error::NotFound(format!("no file at {}", req.uri().path()))),
+    };
+    Ok(Outcome::Asset {
+        path,
+        headers: crate::html::security_headers(crate::html::page_csp(None)),
     })
 }
 

@@ -172,6 +172,9 @@ pub async fn load_client(app: &App, id: &str) -> Result<Option<Client>> {
     if id == ROOT_CLIENT_ID {
         return Ok(None);
     }
+    if id == crate::model::CONSOLE_CLIENT_ID {
+        return Ok(Some(Client::from_doc(crate::model::console_client_doc())));
+    }
     let client = app
         .repo()
         .get(ResourceType::Client, id)

@@ -138,6 +138,35 @@ pub fn generation_tag(client: Option<&Value>, user: Option<&Value>) -> Option<St
 /// The Client id that means the operator (`ADMIN_SECRET`); no stored Client may take it.
 pub const ROOT_CLIENT_ID: &str = "root";
 
+/// The built-in Client of the admin console (`/console/`): public, first party, authorization
+/// code with PKCE only, no refresh tokens, 15-minute access tokens, redirect URI
+/// `<issuer>/console/callback.html` only. It is synthesized, never stored (no stored Client may
+/// take the id), and grants nothing by itself: what its tokens may do is decided by
+/// AccessPolicies like any other caller's (README "Console").
+pub const CONSOLE_CLIENT_ID: &str = "console";
+
+/// The console's redirect path, appended to the issuer.
+pub const CONSOLE_REDIRECT_PATH: &str = "/console/callback.html";
+
+/// The console Client's document (see [`CONSOLE_CLIENT_ID`]). `redirect_uri` holds the path;
+/// the authorization endpoint resolves it against the issuer of the request.
+pub fn console_client_doc() -> serde_json::Value {
+    serde_json::json!({
+        "resourceType": "Client",
+        "id": CONSOLE_CLIENT_ID,
+        "name": "Admin console",
+        "first_party": true,
+        "grant_types": ["authorization_code"],
+        "scope": ["openid", "profile"],
+        "auth": {"authorization_code": {
+            "redirect_uri": CONSOLE_REDIRECT_PATH,
+            "pkce": true,
+            "refresh_token": false,
+            "access_token_expiration": 900
+        }}
+    })
+}
+
 /// FHIR id rule: `[A-Za-z0-9\-\.]{1,64}`.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()

@@ -60,8 +60,13 @@ impl From<Error> for Refusal {
     }
 }
 
-/// The registered redirect URI of a flow (`auth.<flow>.redirect_uri`).
-fn registered(client: &Client, flow: &str) -> Option<String> {
+/// The registered redirect URI of a flow (`auth.<flow>.redirect_uri`); the built-in console
+/// client's is its path on this issuer.
+fn registered(client: &Client, flow: &str, issuer: &str) -> Option<String> {
+    if client.id == crate::model::CONSOLE_CLIENT_ID {
+        return (flow == "authorization_code")
+            .then(|| format!("{issuer}{}", crate::model::CONSOLE_REDIRECT_PATH));
+    }
     client
         .flow_setting(flow, "redirect_uri")
         .and_then(serde_json::Value::as_str)
@@ -91,9 +96,10 @@ pub async fn parse(
         Some(ResponseType::Token) => &["implicit"],
         None => &["authorization_code", "implicit"],
     };
+    let issuer = app.issuer(req);
     let candidates: Vec<String> = flows
         .iter()
-        .filter_map(|f| registered(&client, f))
+        .filter_map(|f| registered(&client, f, &issuer))
         .collect();
     // RFC 6749 3.1.2.3: exact string comparison with a registered URI; without the parameter,
     // the single registered one.
