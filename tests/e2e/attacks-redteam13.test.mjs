@@ -192,7 +192,7 @@ describe("Roles and roleName", () => {
       or: [{ engine: "allow", roleName: "admin" }],
     });
     const body = await assertError(res, 422, "invalid_resource");
-    assert.match(body.field ?? "", /roleName/);
+    assert.equal(body.field, "or.0.roleName");
     // eve holds no Role: the User admin API stays closed to her (old build: 200).
     assert.equal((await bearer("/User", eve.access_token)).status, 403);
     // Control: roleName on the top-level policy is enforced.
