@@ -222,8 +222,41 @@ describe("Roles and roleName", () => {
       await assertError(await w.admin("PUT", "/Role/eve-mixed", { name: "auditor", user }), 422, "invalid_resource");
     }
     assert.equal((await bearer("/User", eve.access_token)).status, 403);
+    for (const name of ["auditor\n", "audi\u0000tor", "", "   ", "x".repeat(257)]) {
+      const res = await w.admin("PUT", "/Role/eve-odd", { name, user: { reference: "User/eve" } });
+      assert.equal((await assertError(res, 422, "invalid_resource")).field, "name", JSON.stringify(name));
+    }
     await w.admin("DELETE", "/Role/eve-odd");
     await w.admin("DELETE", "/AccessPolicy/auditors");
+  });
+});
+
+describe("a user allowed to write Roles for itself", () => {
+  test("closed: a Role naming another user through the other reference form, or both forms disagreeing", async () => {
+    await put(w, "/AccessPolicy/self-roles", {
+      engine: "matcho",
+      link: [{ id: "eve", resourceType: "User" }],
+      matcho: { uri: "#^/Role/eve-", "request-method": "put", resource: { name: "reader", user: { id: ".user.id" } } },
+    });
+    await put(w, "/AccessPolicy/readers", { engine: "allow", roleName: "reader" });
+    const eve = await ok(await tokenPost(w, { grant_type: "password", client_id: "mixed", username: "eve", password: "evepass1" }));
+    const john = await ok(await tokenPost(w, { grant_type: "password", client_id: "mixed", username: "john", password: "pass123" }));
+    const putRole = (id, body) =>
+      w.fetch(`/Role/${id}`, { method: "PUT", headers: { authorization: `Bearer ${eve.access_token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    // The policy reads `user.id`; the `reference` form names john: refused by the policy.
+    assert.equal((await putRole("eve-1", { name: "reader", user: { reference: "User/john" } })).status, 403);
+    // Both forms, the id the policy checks being eve's and the reference john's: 422, not stored.
+    const mixed = await putRole("eve-2", { name: "reader", user: { id: "eve", resourceType: "User", reference: "User/john" } });
+    assert.equal(mixed.status, 422, await mixed.text());
+    for (const id of ["eve-1", "eve-2"]) assert.equal((await w.admin("GET", `/Role/${id}`)).status, 404);
+    assert.equal((await bearer("/Client", john.access_token)).status, 403, "john got the reader role");
+    // Control: a Role for herself is written and works for her only.
+    assert.equal((await putRole("eve-3", { name: "reader", user: { id: "eve", resourceType: "User" } })).status, 201);
+    assert.equal((await bearer("/Client", eve.access_token)).status, 200);
+    assert.equal((await bearer("/Client", john.access_token)).status, 403);
+    await w.admin("DELETE", "/Role/eve-3");
+    await w.admin("DELETE", "/AccessPolicy/readers");
+    await w.admin("DELETE", "/AccessPolicy/self-roles");
   });
 });
 
