@@ -108,6 +108,39 @@ describe("secret_required: false used beyond its flow", () => {
   });
 });
 
+describe("secret_required: false on one flow, refresh_token_rotation: false on another", () => {
+  test("closed: the unrotated family of the confidential flow, refreshed or revoked with only client_id", async () => {
+    await put(w, "/Client/combo", {
+      secret: "combo-secret",
+      grant_types: ["password", "authorization_code"],
+      auth: {
+        authorization_code: { redirect_uri: "https://app.example/cb", secret_required: false },
+        password: { refresh_token: true, refresh_token_rotation: false },
+      },
+    });
+    const auth = { auth: basicAuth("combo", "combo-secret") };
+    const t = await ok(await tokenPost(w, { grant_type: "password", username: "john", password: "pass123" }, auth));
+    // No secret: the family's flow (password) requires it, whatever flow let the client in.
+    await assertError(await tokenPost(w, { grant_type: "refresh_token", client_id: "combo", refresh_token: t.refresh_token }), 401, "invalid_client");
+    await assertError(await tokenPost(w, { grant_type: "password", client_id: "combo", username: "john", password: "pass123" }), 401, "invalid_client");
+    assert.equal((await revokeForm({ client_id: "combo", token: t.refresh_token })).status, 200);
+    // Still the family's current token, unrotated, with the secret.
+    const again = await ok(await tokenPost(w, { grant_type: "refresh_token", refresh_token: t.refresh_token }, auth));
+    assert.equal(again.refresh_token, t.refresh_token);
+    // rotation false with secret_required false on the same flow: 422.
+    const body = await assertError(
+      await w.admin("PUT", "/Client/combo2", {
+        secret: "s",
+        grant_types: ["password"],
+        auth: { password: { secret_required: false, refresh_token: true, refresh_token_rotation: false } },
+      }),
+      422,
+      "invalid_resource",
+    );
+    assert.equal(body.field, "auth.password.refresh_token_rotation");
+  });
+});
+
 describe("audience confusion", () => {
   test("closed: a token for the flow's foreign audience on the FHIR API, the admin API, userinfo", async () => {
     const t = await ok(await tokenPost(w, { grant_type: "client_credentials" }, { auth: basicAuth("mixed", "mixed-secret") }));
