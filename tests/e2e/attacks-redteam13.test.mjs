@@ -3,7 +3,9 @@
 // roleName, Scope references, fhirUser objects). Holes found (fixed, docs/attack-corpus.md
 // "Issue 13 — red team"): "revoke" (a `grant_type` sent to /auth/revoke picked the flow whose
 // `secret_required: false` let the client in) and "roleName in a sub-policy" (ignored, so the
-// sub-policy allowed everyone). The rest documents boundaries that already held.
+// sub-policy allowed everyone), "keys but no secret" (a client with jwks was public without an
+// assertion) and "empty secret" (an imported hash of "" authenticated `client_secret=`). The
+// rest documents boundaries that already held.
 //
 //   node --test --test-concurrency=1 tests/e2e/attacks-redteam13.test.mjs      (after the build)
 import { describe, test, before, after } from "node:test";
@@ -198,6 +200,24 @@ describe("imported hashes", () => {
     // Control: the secret itself works, once re-hashed too.
     assert.equal((await w.fetch("/Patient", { headers: { authorization: basicAuth("imported", "my-secret-password") } })).status, 200);
     assert.equal((await w.fetch("/Patient", { headers: { authorization: basicAuth("imported", "my-secret-password") } })).status, 200);
+  });
+
+  test("HOLE (fixed): an imported hash of the empty secret let client_secret= authenticate a confidential client", async () => {
+    // printf '' | sha256sum: refused at write, as an empty `secret` is (old build: 201).
+    const emptySha = "$sha256$e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const body = await assertError(
+      await w.admin("PUT", "/Client/empty-sha", { secret: emptySha, grant_types: ["client_credentials"] }),
+      422,
+      "invalid_resource",
+    );
+    assert.equal(body.field, "secret");
+    // scrypt of "" (Python: hashlib.scrypt(b"", salt=bytes(range(16)), n=16384, r=8, p=1,
+    // dklen=32)) cannot be told from another hash at write; it never matches (old build: 200).
+    const emptyScrypt = `$s0$e0801$${salt}$0xv24VsXC2JG+Z8qF/PLNl4lrO4CjCW5okKsht1CLoY=`;
+    await put(w, "/Client/empty-scrypt", { secret: emptyScrypt, grant_types: ["client_credentials"] });
+    await assertError(await tokenPost(w, { grant_type: "client_credentials", client_id: "empty-scrypt", client_secret: "" }), 401, "invalid_client");
+    const raw = await (await w.miniflare.getKVNamespace("RESOURCES")).get("Client/empty-scrypt");
+    assert.match(raw, /\$s0\$/, "re-hashed after an empty secret");
   });
 
   test("closed: guessing against an imported scrypt hash is throttled like any sign-in", async () => {
