@@ -2,7 +2,7 @@
 // auth.<flow>.audience, client_credentials refresh, unrotated refresh, imported hashes, Role /
 // roleName, Scope references, fhirUser objects). Holes found (fixed, docs/attack-corpus.md
 // "Issue 13 — red team"): "revoke" (a `grant_type` sent to /auth/revoke picked the flow whose
-// `secret_required: false` let the client in) and "roleName in a sub-policy" (ignored, so the
+// `secret_required: false` let the client in), "roleName in a sub-policy" (ignored, so the
 // sub-policy allowed everyone), "keys but no secret" (a client with jwks was public without an
 // assertion) and "empty secret" (an imported hash of "" authenticated `client_secret=`). The
 // rest documents boundaries that already held.
