@@ -336,6 +336,19 @@ describe("fhirUser and Scope references", () => {
       400,
       "invalid_scope",
     );
+    // The Scope rewritten wider: read at every grant (README), so the new value is granted and
+    // the old one no longer; a system/ value still only through client_credentials.
+    await put(w, "/Scope/narrow", { scope: "reports-read", title: "Narrow" });
+    await put(w, "/Client/scoped2", { secret: "s2", grant_types: ["password"], scope: [{ reference: "Scope/narrow" }] });
+    const pw = (scope) =>
+      tokenPost(w, { grant_type: "password", username: "john", password: "pass123", scope }, { auth: basicAuth("scoped2", "s2") });
+    assert.equal((await ok(await pw("reports-read"))).scope, "reports-read");
+    await assertError(await pw("reports-write"), 400, "invalid_scope");
+    await put(w, "/Scope/narrow", { scope: "reports-write", title: "Wider" });
+    assert.equal((await ok(await pw("reports-write"))).scope, "reports-write");
+    await assertError(await pw("reports-read"), 400, "invalid_scope");
+    await put(w, "/Scope/narrow", { scope: "system/*.cruds", title: "System" });
+    await assertError(await pw("system/*.cruds"), 400, "invalid_scope");
     // A Scope reference to an admin type is no scope at all.
     await assertError(await w.admin("PUT", "/Scope/admin-read", { scope: "user/User.read", title: "x" }), 422, "invalid_resource");
   });
