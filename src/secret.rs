@@ -197,10 +197,21 @@ pub fn parse_import(secret: &str) -> Option<Result<String, String>> {
         return Some(parse_scrypt(rest).map(|_| secret.to_string()));
     }
     if let Some(rest) = secret.strip_prefix("$sha256$") {
-        return Some(parse_sha256(rest).map(|_| secret.to_ascii_lowercase()));
+        return Some(
+            parse_sha256(rest).and_then(|_| match secret.to_ascii_lowercase() {
+                h if h.ends_with(SHA256_OF_EMPTY) => {
+                    Err("is the hash of an empty secret, which is not accepted".into())
+                }
+                h => Ok(h),
+            }),
+        );
     }
     None
 }
+
+/// SHA-256 of the empty string: an imported `$sha256$` of it is refused (secrets are never
+/// empty, `model::take_secret`).
+const SHA256_OF_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Is this stored hash an imported one (to be re-hashed to ours on its first good check)?
 pub fn is_imported_hash(stored: &str) -> bool {
@@ -215,7 +226,9 @@ pub async fn verify_secret(
 ) -> Result<bool, BackendError> {
     // HMAC zero-pads short keys, so in PBKDF2-HMAC "s3cret" and "s3cret\0" are the same key:
     // a secret with a NUL never matches (and none can be stored, see `model::take_secret`).
-    if secret.contains('\0') {
+    // Nor does an empty one: none can be stored either, but an imported hash may be of "" (a
+    // `client_secret=` would then authenticate a confidential client).
+    if secret.is_empty() || secret.contains('\0') {
         return Ok(false);
     }
     if let Some(rest) = stored.strip_prefix("$s0$") {
@@ -330,6 +343,11 @@ mod tests {
         ] {
             assert!(matches!(parse_import(&h), Some(Err(_))), "{h}");
         }
+        assert!(matches!(
+            parse_import(&format!("$sha256${SHA256_OF_EMPTY}")),
+            Some(Err(_))
+        ));
+        assert!(!verify("", &format!("$sha256${SHA256_OF_EMPTY}")));
         assert_eq!(parse_import("plain secret"), None);
         assert_eq!(parse_import("s0$e0801"), None);
     }

@@ -270,3 +270,38 @@ fn system_scopes_only_through_client_credentials() {
     );
     assert_eq!(r.status(), 200, "{}", r.text());
 }
+
+#[test]
+fn a_keyed_client_without_an_assertion_is_not_public() {
+    // Keys and no secret: confidential. Only client_id was enough for the password grant (a
+    // token of this client, with its linked policies, for anyone with a user's password).
+    let sk = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let point = sk.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "ec-1", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())});
+    let t = TestApp::new();
+    let client = |auth: Value| {
+        json!({"grant_types": ["client_credentials", "password"], "allowed-scopes": ["system/*.rs"],
+        "jwks": {"keys": [jwk.clone()]}, "auth": auth})
+    };
+    assert_eq!(
+        t.admin_put("/Client/keyed", client(json!({}))).status(),
+        201
+    );
+    t.admin_put("/User/u", json!({"password": "pass123"}));
+    let pw = [
+        ("grant_type", "password"),
+        ("client_id", "keyed"),
+        ("username", "u"),
+        ("password", "pass123"),
+    ];
+    let cc = [("grant_type", "client_credentials"), ("client_id", "keyed")];
+    let r = t.token(None, &pw);
+    assert_eq!(r.status(), 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert_eq!(t.token(None, &cc).status(), 401);
+    // Control: secret_required: false opens that flow only.
+    let open = client(json!({"password": {"secret_required": false}}));
+    assert_eq!(t.admin_put("/Client/keyed", open).status(), 200);
+    assert_eq!(t.token(None, &pw).status(), 200);
+    assert_eq!(t.token(None, &cc).status(), 401);
+}

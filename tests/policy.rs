@@ -1230,6 +1230,14 @@ fn complex_compile_errors() {
         {"engine": "allow", "link": [{"id": "c", "resourceType": "Client"}]}
     ]}));
     assert_eq!(e.path, "or.0.link");
+    // A nested roleName would be ignored (only the top level's is enforced): the sub-policy
+    // would allow everyone.
+    let e = compile_err(json!({"engine": "complex", "and": [
+        {"engine": "complex", "or": [{"engine": "allow", "roleName": "admin"}]}
+    ]}));
+    assert_eq!(e.path, "and.0.or.0.roleName");
+    let p = compile(json!({"engine": "complex", "or": [{"engine": "allow", "roleName": null}]}));
+    assert!(p.allows(&request()), "a null roleName counts as absent");
     let e =
         compile_err(json!({"engine": "complex", "or": [{"engine": "sql", "sql": "select true"}]}));
     assert_eq!(e.path, "or.0.engine");

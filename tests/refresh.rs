@@ -710,6 +710,29 @@ fn secret_required_false_lets_only_its_flow_go_without_the_secret() {
         ],
     );
     assert_eq!(r.status(), 401, "{}", r.text());
+    // Nor revoking it: a grant_type sent to /auth/revoke does not pick the secret-less flow.
+    let revoke = |form: &[(&str, &str)]| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        t.call(
+            TestApp::req("POST", "/auth/revoke")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.into_bytes())
+                .unwrap(),
+        )
+    };
+    let r = revoke(&[
+        ("client_id", "mixed"),
+        ("grant_type", "password"),
+        ("token", &cc_rt),
+    ]);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let r = t.token(
+        Some(&TestApp::basic("mixed", "s")),
+        &[("grant_type", "refresh_token"), ("refresh_token", &cc_rt)],
+    );
+    assert_eq!(r.status(), 200, "revoked without the secret: {}", r.text());
     // secret_required: false on client_credentials is refused at write.
     let r = t.admin_put(
         "/Client/bad",

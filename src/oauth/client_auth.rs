@@ -173,8 +173,15 @@ pub async fn authenticate(
         return Err(invalid());
     };
     match (&client.secret_hash, secrets.is_empty()) {
-        // A public client: no secret stored, none sent.
-        (None, true) if !confidential_only => Ok(client),
+        // A public client: no secret stored, none sent. A client with keys (`jwks`,
+        // `jwks_uri`) is confidential: it authenticates with `private_key_jwt` (above), or goes
+        // without only where `secret_required: false` says so.
+        (None, true)
+            if !confidential_only
+                && (!client.is_confidential() || secret_optional(&client, params)) =>
+        {
+            Ok(client)
+        }
         (None, _) => Err(invalid()),
         // Aidbox's `auth.<flow>.secret_required: false`: the token endpoint without the
         // secret, for that flow only (never client_credentials, see `SECRET_OPTIONAL_FLOWS`).

@@ -306,11 +306,22 @@ pub async fn genuine_family(
     }
 }
 
-/// Client authentication for endpoints that public clients may also call (revoke).
+/// Client authentication for endpoints that public clients may also call (revoke). The
+/// request's own `grant_type`, meaningless there, must not pick the flow whose
+/// `secret_required: false` lets the client in: it is read as a refresh (any flow that may go
+/// without the secret), and the caller checks each family's flow with [`may_touch`].
 pub async fn any_client(
     app: &App,
     req: &Request,
     params: &BTreeMap<String, String>,
 ) -> Result<Client> {
-    client_auth::authenticate(app, req, params, false).await
+    let mut params = params.clone();
+    params.insert("grant_type".into(), "refresh_token".into());
+    client_auth::authenticate(app, req, &params, false).await
+}
+
+/// May this client, as it authenticated, act on a family of `grant` (revoke it)? A client let
+/// in without its secret (`secret_required: false`) only on families of a flow that allows that.
+pub fn may_touch(client: &Client, grant: &str) -> bool {
+    client.authenticated || GrantType::parse(grant).is_ok_and(|g| !client.requires_secret(g.flow()))
 }

@@ -1,7 +1,9 @@
 //! RFC 7009: token revocation. A refresh token revokes its whole family (and the access tokens
 //! it issued) at once; an access token, of whatever audience we issued it for, is refused by the
 //! authorizer and introspected as inactive from then on. Tokens of other clients or issuers,
-//! unknown or malformed tokens: 200 and nothing happens (RFC 7009 2.2).
+//! unknown or malformed tokens: 200 and nothing happens (RFC 7009 2.2). So do, for a client that
+//! did not authenticate although it has a secret (`secret_required: false`), refresh tokens of a
+//! flow that requires the secret and access tokens.
 
 use super::refresh;
 use crate::app::App;
@@ -16,9 +18,14 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     let client = refresh::any_client(app, req, &params).await?;
     let token = crate::http_util::required(&params, "token")?;
     // Any token of the family, the newest or an earlier one, revokes it all.
-    if let Some((family_id, _, _)) = refresh::genuine_family(app, token, &client.id).await? {
-        state::revoke_family(app, &family_id).await?;
-    } else if token.matches('.').count() == 2 {
+    // A client let in without its secret (`secret_required: false`) revokes only what it could
+    // have used without it: families of such a flow, no access tokens (their flow is unknown).
+    if let Some((family_id, fam, _)) = refresh::genuine_family(app, token, &client.id).await? {
+        if refresh::may_touch(&client, &fam.grant) {
+            state::revoke_family(app, &family_id).await?;
+        }
+    } else if token.matches('.').count() == 2 && (client.authenticated || !client.is_confidential())
+    {
         match authenticate_own_any_audience(app, req, token).await {
             Ok(who) => {
                 let claims = who.jwt.unwrap_or_default();

@@ -4,8 +4,8 @@
 //! `{"engine": "complex", "or": [p1, p2, ...]}` when any does. Each sub-policy is an object with
 //! its own `engine` (any engine, including `complex` again, up to [`MAX_DEPTH`] levels).
 //! One level takes either `and` or `or`, never both, and the list must not be empty.
-//! Evaluation short-circuits, left to right. Sub-policies take no `link`: applicability is
-//! decided by the top-level policy only.
+//! Evaluation short-circuits, left to right. Sub-policies take no `link` and no `roleName`:
+//! applicability and the role are decided by the top-level policy only.
 
 use std::sync::Arc;
 
@@ -115,6 +115,15 @@ pub(crate) fn compile(body: &Map<String, Value>, ctx: Ctx<'_>) -> Result<Rule, P
             return Err(PolicyError::new(
                 join(&at, "link"),
                 "link is only allowed on the top-level policy",
+            ));
+        }
+        // Only the top-level policy's `roleName` is enforced (`CompiledPolicy::allows`);
+        // ignored here it would turn "allow this role" into "allow everyone".
+        if sub.get("roleName").is_some_and(|v| !v.is_null()) {
+            return Err(PolicyError::new(
+                join(&at, "roleName"),
+                "roleName is only allowed on the top-level policy; match on the role \
+                 (session.role) inside a sub-policy, or split the policy",
             ));
         }
         let (_, rule) = compile_engine(
