@@ -115,6 +115,10 @@ async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
             }
         }
     }
+    if matches!(rt, ResourceType::User | ResourceType::Client) {
+        // Our hash of an imported credential goes with the resource.
+        repo.delete_rehash(rt.name(), id).await?;
+    }
     repo.delete(rt, id).await?;
     Ok(json_response(200, &public_view(&doc)))
 }

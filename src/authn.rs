@@ -94,7 +94,19 @@ pub async fn check_secret(
     if app.cache.was_verified(&key, now) {
         return Ok(true);
     }
-    let ok = verify_secret(app.platform.crypto.as_ref(), secret, stored).await?;
+    // An imported hash (Aidbox's `$s0$` / `$sha256$`) that a sign-in already re-hashed is
+    // checked against our hash of it (src/store/mod.rs `rehash_key`): PBKDF2, not scrypt.
+    let ours = if crate::secret::is_imported_hash(stored) {
+        app.repo().rehashed(kind, id, stored).await?
+    } else {
+        None
+    };
+    let ok = verify_secret(
+        app.platform.crypto.as_ref(),
+        secret,
+        ours.as_deref().unwrap_or(stored),
+    )
+    .await?;
     if ok {
         app.cache.remember_verified(key, now + VERIFIED_TTL);
     }
@@ -233,7 +245,6 @@ async fn authenticate_basic(
             app,
             crate::model::ResourceType::Client,
             &client.id,
-            "secret_hash",
             &hash,
             &secrets[0],
         )

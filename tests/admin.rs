@@ -860,13 +860,41 @@ fn an_imported_scrypt_password_signs_in_once_and_is_rehashed() {
     };
     assert_eq!(login("wrong").status(), 400);
     assert!(stored(&t, "$s0$e0801$"), "a wrong password changes nothing");
+    assert!(!t.kv.dump().contains_key("rehash/User/my-user"));
+    let before = t.kv.dump()["User/my-user"].clone();
     let r = login("my-secret-password");
     assert_eq!(r.status(), 200, "{}", r.text());
-    assert!(!stored(&t, "$s0$"), "the imported hash is gone");
-    assert!(stored(&t, "$pbkdf2-sha256$"));
+    // The User is never rewritten by a sign-in (a stale read written back could undo a
+    // password change); our hash of the same password is kept beside it.
+    assert_eq!(
+        t.kv.dump()["User/my-user"],
+        before,
+        "the sign-in rewrote the User"
+    );
+    let rehash = t.kv.dump()["rehash/User/my-user"].clone();
+    assert!(rehash.contains("$pbkdf2-sha256$"), "{rehash}");
+    assert!(rehash.contains(AIDBOX_USER_HASH), "{rehash}");
     // Same password, our hash now; the first token lives on (same credential generation).
     assert_eq!(login("my-secret-password").status(), 200);
     assert_eq!(login("wrong").status(), 400);
+    assert_eq!(t.kv.dump()["rehash/User/my-user"], rehash, "re-hashed once");
+    // An administrator changes the password: the re-hash of the old one no longer applies.
+    let r = t.admin_put(
+        "/User/my-user",
+        serde_json::json!({"email": "user@example.com", "password": "a-new-password-1"}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(login("my-secret-password").status(), 400);
+    assert_eq!(login("a-new-password-1").status(), 200);
+    // Deleting the User deletes the re-hash.
+    let del = t.call(
+        edge_authorizer::testing::TestApp::req("DELETE", "/User/my-user")
+            .header("authorization", &edge_authorizer::testing::TestApp::root())
+            .body(Vec::new())
+            .unwrap(),
+    );
+    assert_eq!(del.status(), 200);
+    assert!(!t.kv.dump().contains_key("rehash/User/my-user"));
 }
 
 #[test]
@@ -913,6 +941,10 @@ fn an_imported_sha256_client_secret_is_rehashed_on_first_use() {
     assert_eq!(cc("wrong").status(), 401);
     assert_eq!(cc(h).status(), 401, "the hash itself is no secret");
     assert_eq!(cc("verysecret").status(), 200);
-    assert!(!stored(&t, "$sha256$"));
+    assert!(
+        t.kv.dump()["Client/api-client"].contains(h),
+        "the Client is not rewritten"
+    );
+    assert!(t.kv.dump()["rehash/Client/api-client"].contains("$pbkdf2-sha256$"));
     assert_eq!(cc("verysecret").status(), 200);
 }

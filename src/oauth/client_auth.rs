@@ -232,7 +232,6 @@ async fn upgrade_client_hash(app: &App, client: &Client, stored: &str, secrets: 
                     app,
                     crate::model::ResourceType::Client,
                     &client.id,
-                    "secret_hash",
                     stored,
                     s,
                 )

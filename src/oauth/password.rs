@@ -83,28 +83,32 @@ pub async fn authenticate_user(
             .as_deref()
             .filter(|h| crate::secret::is_imported_hash(h))
         {
-            upgrade_imported_hash(app, ResourceType::User, &u.id, "password_hash", h, password)
-                .await;
+            upgrade_imported_hash(app, ResourceType::User, &u.id, h, password).await;
         }
     }
     Ok(if ok { user } else { None })
 }
 
-/// Replaces an imported hash (Aidbox's `$s0$` scrypt or `$sha256$`) that `secret` just matched
-/// with our own (PBKDF2), so the imported form is gone after the first good sign-in. Written
-/// only while the stored document still holds that very hash (a password changed meanwhile
-/// stays changed); the credential generation is kept, since the secret is the same, so no
-/// session or token ends. A failure is logged and the sign-in still succeeds: the imported hash
-/// stays valid and is replaced at the next one.
+/// Re-hashes an imported hash (Aidbox's `$s0$` scrypt or `$sha256$`) that `secret` just matched
+/// with our own (PBKDF2), so later checks cost PBKDF2, not scrypt. The re-hash is kept beside the
+/// resource (src/store/mod.rs `rehash_key`) and applies only while the resource still holds that
+/// very hash: the resource is never rewritten here, so a stale read cannot undo a password
+/// changed meanwhile, and nothing ends (same secret, same credential generation). A failure is
+/// logged and the sign-in still succeeds: the imported hash stays valid and is re-hashed at the
+/// next one.
 pub async fn upgrade_imported_hash(
     app: &App,
     rt: ResourceType,
     id: &str,
-    field: &str,
     stored: &str,
     secret: &str,
 ) {
+    let kind = rt.name();
     let result: Result<bool> = async {
+        let repo = app.repo();
+        if repo.rehashed(kind, id, stored).await?.is_some() {
+            return Ok(false);
+        }
         let new = crate::secret::hash_secret(
             app.platform.crypto.as_ref(),
             app.platform.random.as_ref(),
@@ -112,15 +116,7 @@ pub async fn upgrade_imported_hash(
             app.config.pbkdf2_iterations,
         )
         .await?;
-        let repo = app.repo();
-        let Some(serde_json::Value::Object(mut doc)) = repo.get_fresh(rt, id).await? else {
-            return Ok(false);
-        };
-        if doc.get(field).and_then(serde_json::Value::as_str) != Some(stored) {
-            return Ok(false);
-        }
-        doc.insert(field.into(), serde_json::Value::String(new));
-        repo.put(rt, id, &serde_json::Value::Object(doc)).await?;
+        repo.put_rehash(kind, id, stored, &new).await?;
         Ok(true)
     }
     .await;

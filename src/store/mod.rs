@@ -105,6 +105,15 @@ fn email_key(email: &str) -> String {
     format!("idx/User/email/{email}")
 }
 
+/// KV key of the re-hash of a credential imported from Aidbox (`rehash/User/{id}`,
+/// `rehash/Client/{id}`): `{"from": <the imported hash>, "to": <our hash of the same secret>}`.
+/// The resource itself is never rewritten by a sign-in (KV has no compare-and-set: writing the
+/// whole record back from a stale read could undo an administrator's password change); the
+/// record applies only while the resource still holds `from`.
+fn rehash_key(kind: &str, id: &str) -> String {
+    format!("rehash/{kind}/{id}")
+}
+
 /// Typed access to the resources in KV.
 pub struct Repo<'a> {
     pub kv: &'a dyn KvStore,
@@ -260,6 +269,35 @@ impl Repo<'_> {
         self.kv
             .put(&key, &Value::String(user_id.into()).to_string())
             .await?;
+        self.cache.docs.borrow_mut().remove(&key);
+        Ok(())
+    }
+
+    /// Our hash of `kind/id`'s imported credential hash `stored`, if a sign-in made one
+    /// ([`rehash_key`]); `None` when there is none or it was made for another hash.
+    pub async fn rehashed(&self, kind: &str, id: &str, stored: &str) -> Result<Option<String>> {
+        let doc = self.get_key(&rehash_key(kind, id)).await?;
+        Ok(doc.and_then(|d| {
+            (d.get("from").and_then(Value::as_str) == Some(stored))
+                .then(|| d.get("to").and_then(Value::as_str).map(str::to_string))
+                .flatten()
+        }))
+    }
+
+    /// Records `to` (our hash) as the re-hash of `kind/id`'s imported hash `from`.
+    pub async fn put_rehash(&self, kind: &str, id: &str, from: &str, to: &str) -> Result<()> {
+        let key = rehash_key(kind, id);
+        let body = serde_json::json!({"from": from, "to": to}).to_string();
+        self.cache.docs.borrow_mut().remove(&key);
+        self.kv.put(&key, &body).await?;
+        self.cache.docs.borrow_mut().remove(&key);
+        Ok(())
+    }
+
+    pub async fn delete_rehash(&self, kind: &str, id: &str) -> Result<()> {
+        let key = rehash_key(kind, id);
+        self.cache.docs.borrow_mut().remove(&key);
+        self.kv.delete(&key).await?;
         self.cache.docs.borrow_mut().remove(&key);
         Ok(())
     }
