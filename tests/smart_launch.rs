@@ -259,6 +259,28 @@ fn standalone_launch_offers_the_patients_the_user_may_see() {
     assert_eq!(again, format!("/auth/ui/patient.html?{q}"));
 }
 
+/// The picker asks the authorizer's own question: a policy linked to `Operation/FhirRead` (Aidbox's
+/// best practice, accesspolicy-best-practices.md) counts, as it does on the API.
+#[test]
+fn the_patient_picker_honours_operation_linked_policies() {
+    let t = setup();
+    t.admin_put(
+        "/AccessPolicy/dr-smith-read",
+        json!({"engine": "matcho",
+               "matcho": {"user": {"id": "dr-smith"}, "params": {"resource/id": "pt-1"}},
+               "link": [{"reference": "Operation/FhirRead"}]}),
+    );
+    let q = query(&[("scope", "launch/patient openid patient/*.rs")]);
+    let mut b = Browser::new(&t);
+    redirect(b.get(&format!("/auth/authorize?{q}")));
+    let to_picker = redirect(b.login(&q, "dr-smith", "pass123"));
+    assert_eq!(to_picker, format!("/auth/ui/patient.html?{q}"));
+    assert_eq!(
+        b.context(&q)["patients"],
+        json!([{"id": "pt-1", "name": "Peter James Chalmers"}])
+    );
+}
+
 /// `POST /auth/launch` as root; the launch id.
 fn launch(t: &TestApp, body: Value) -> String {
     let r = t.call(

@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::authn::Identity;
-use crate::authz::policy_request;
+use crate::authz::{link_ids, policy_request_for};
 use crate::error::{Error, Result};
 use crate::http_util::Request;
 use crate::model::user::User;
@@ -73,6 +73,14 @@ pub async fn visible_patients(
         ..Identity::default()
     };
     let issuer = app.issuer(req);
+    // The probe reads the patient where the protected API serves it: at the root when that is
+    // a FHIR base, else under the first configured one (`FHIR_BASE_PATHS`).
+    let bases = &app.config.fhir_bases;
+    let base = if bases.iter().any(String::is_empty) {
+        ""
+    } else {
+        bases.first().map(String::as_str).unwrap_or("")
+    };
     let mut out = Vec::new();
     for p in candidates(app, user).await? {
         let Some(id) = p["id"].as_str().filter(|i| crate::model::valid_id(i)) else {
@@ -80,12 +88,13 @@ pub async fn visible_patients(
         };
         let probe = http::Request::builder()
             .method("GET")
-            .uri(format!("{issuer}/Patient/{id}"))
+            .uri(format!("{issuer}{base}/Patient/{id}"))
             .body(Vec::new())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut request = policy_request(&probe, &who);
-        crate::authz::user_roles(app, &mut request, &who).await?;
-        if crate::policy::evaluate(&policies.policies, &request, None, Some(&user.id), None)
+        // The authorizer's own policy request and links: `operation.id` (FhirRead), roles.
+        let request = policy_request_for(app, &probe, &who).await?;
+        let (client, user_id, operation) = link_ids(&who, &request);
+        if crate::policy::evaluate(&policies.policies, &request, client, user_id, operation)
             .is_some()
         {
             out.push((id.to_string(), display_name(&p)));
