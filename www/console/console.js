@@ -2,6 +2,7 @@
 // with the signed-in user's bearer token. Everything the server says is shown as text (no HTML
 // from data); every validation error (422, `field`) appears next to its field.
 import { signIn, signOut, currentToken, forgetToken, randomString } from "./auth.js";
+import { renderTester, renderInspector, renderSessions } from "./debug.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -146,6 +147,9 @@ function route() {
     if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  if (section === "tester") return testerView();
+  if (section === "inspector") return inspectorView();
+  if (section === "users" && action === "sessions" && id) return sessionsView(id);
   const kind = TYPES[section] ?? TYPES.clients;
   const key = TYPES[section] ? section : "clients";
   if (key === "clients" && action === "new-basic") return clientForm("basic");
@@ -249,6 +253,9 @@ async function list(key, kind) {
               key === "clients" && r.grant_types?.some((g) => g !== "authorization_code" && g !== "code" && g !== "implicit")
               ? h("button", { type: "button", class: "secondary", onclick: () => rotate(r.id, secretBox) }, `Rotate secret`)
               : null,
+              key === "users"
+                ? h("a", { class: "button secondary", href: `#users/sessions/${encodeURIComponent(r.id)}` }, "Sessions and grants")
+                : null,
             h("button", { type: "button", class: "danger", onclick: () => remove(key, kind, r.id) }, "Delete"),
             ),
           ),
@@ -536,6 +543,24 @@ async function jsonEditor(key, kind, id) {
       area.focus();
     }
   });
+}
+
+// ---------------------------------------------------------------- debugging views (debug.js)
+
+const ui = { $, h, api, reportError, showAlert, field, showFieldError, stale: (gen) => gen !== renderGen };
+
+function testerView() {
+  ++renderGen;
+  renderTester(view, ui);
+}
+
+function inspectorView() {
+  ++renderGen;
+  renderInspector(view, ui);
+}
+
+function sessionsView(userId) {
+  renderSessions(view, ui, userId, ++renderGen);
 }
 
 // ---------------------------------------------------------------- wiring
