@@ -55,9 +55,9 @@ describe("browser: the console's policy tester, token inspector, sessions and gr
     return opened;
   }
 
-  async function shot(page, name) {
+  async function shot(page, name, { docs = true } = {}) {
     await page.screenshot({ path: path.join(OUT_DIR, `console-${name}.png`), fullPage: true });
-    if (process.env.UPDATE_SCREENSHOTS === "1") {
+    if (docs && process.env.UPDATE_SCREENSHOTS === "1") {
       await page.screenshot({ path: path.join(ROOT, "docs", `console-${name}.png`), fullPage: true });
     }
   }
@@ -150,7 +150,8 @@ describe("browser: the console's policy tester, token inspector, sessions and gr
     await obtainCode(w, john.page, callback);
     assert.equal((await json(await w.admin("GET", "/Grant?user=john"))).total, 1);
 
-    const { page, errors } = await fresh();
+    // On a phone, with the keyboard where it matters.
+    const { page, errors } = await fresh({ viewport: { width: 390, height: 844 } });
     page.on("dialog", (d) => d.accept());
     await consoleSignIn(page, ADMIN);
     await page.getByRole("link", { name: "Users" }).click();
@@ -162,8 +163,12 @@ describe("browser: the console's policy tester, token inspector, sessions and gr
     assert.match(await sessionRows.first().innerText(), /yes/);
     const grantRow = page.locator("#s-grant-table tbody tr");
     assert.match(await grantRow.innerText(), /web-app/);
+    await shot(page, "sessions", { docs: false });
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scrollWidth <= 390, `the page scrolls sideways on a phone (${scrollWidth}px)`);
 
-    await sessionRows.first().getByRole("button", { name: "End session" }).click();
+    await sessionRows.first().getByRole("button", { name: "End session" }).focus();
+    await page.keyboard.press("Enter");
     await explain(page, "expected no sessions", () => page.locator("#s-sessions", { hasText: "No sessions." }).waitFor());
     // john's browser is signed out: the next authorization request asks him to sign in.
     await john.page.goto(authorizeRequest(w, callback.redirectUri).url);
