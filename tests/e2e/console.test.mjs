@@ -184,7 +184,7 @@ describe("admin console: the built-in client and its pages", () => {
   });
 
   test("/console/ pages carry the strict CSP and the security headers; no other paths", async () => {
-    for (const path of ["/console/", "/console/index.html", "/console/callback.html", "/console/console.js", "/console/console.css"]) {
+    for (const path of ["/console/", "/console/index.html", "/console/callback.html", "/console/console.js", "/console/debug.js", "/console/console.css"]) {
       const res = await w.fetch(path);
       await res.arrayBuffer();
       assert.equal(res.status, 200, path);
