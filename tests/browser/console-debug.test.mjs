@@ -32,6 +32,7 @@ describe("browser: the console's policy tester, token inspector, sessions and gr
     await setupFixtures(w, callback.redirectUri);
     for (const [p, body] of [
       ["/User/ada", { email: "ada@example.com", password: ADMIN[1] }],
+      ["/User/mary", { email: "mary@example.com", password: "marypass1" }],
       ["/AccessPolicy/ada-admin", { engine: "matcho", matcho: { client: { id: "console" } }, link: [{ reference: "User/ada" }] }],
       ["/Client/basic", { secret: "s3cret-basic", grant_types: ["basic"] }],
       ["/AccessPolicy/basic-read", { engine: "matcho", matcho: { "request-method": "get", uri: "#^/Patient" }, link: [{ reference: "Client/basic" }] }],
@@ -142,6 +143,25 @@ describe("browser: the console's policy tester, token inspector, sessions and gr
     for (const url of requests) assert.ok(!url.includes(token.slice(-20)), `the token went into a URL: ${url}`);
     assert.ok(!page.url().includes("not-a-token"));
     assert.deepEqual(errors, []);
+  });
+
+  test("a user without an admin policy is told so in the tester, the inspector and the sessions view", TEST, async () => {
+    const { page } = await fresh();
+    await consoleSignIn(page, ["mary", "marypass1"]);
+    const alert = page.locator("#alert");
+    await page.getByRole("link", { name: "Policy tester" }).click();
+    await page.getByRole("button", { name: "Test request" }).click();
+    await explain(page, "expected the lack-of-rights message", () => alert.filter({ hasText: "lack the rights" }).waitFor());
+    assert.match(await alert.innerText(), /403/);
+    assert.equal(await page.locator("#t-decision").count(), 0);
+    await page.getByRole("link", { name: "Token inspector" }).click();
+    await page.getByLabel("Token", { exact: true }).fill("x.y.z");
+    await page.getByRole("button", { name: "Inspect" }).click();
+    await explain(page, "expected the lack-of-rights message", () => alert.filter({ hasText: "lack the rights" }).waitFor());
+    await page.goto(`${w.url}/console/#users/sessions/john`);
+    await page.getByRole("heading", { name: "Sessions and grants of john" }).waitFor();
+    await explain(page, "expected the lack-of-rights message", () => alert.filter({ hasText: "lack the rights" }).waitFor());
+    assert.equal(await page.locator("#s-session-table").count(), 0);
   });
 
   test("sessions and grants of a user: end a session (that browser is signed out), revoke a grant", TEST, async () => {
