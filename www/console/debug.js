@@ -22,7 +22,8 @@ export function dateOf(secs) {
   return `${d.toISOString().replace(".000Z", "Z")} (${delta >= 0 ? "in " : ""}${span}${delta < 0 ? " ago" : ""})`;
 }
 
-const show = (v) => (v === undefined ? "(absent)" : typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v));
+/** A value as JSON (strings quoted, so "" and absence differ). */
+const show = (v) => (v === undefined ? "(absent)" : JSON.stringify(v));
 
 /**
  * A policy's explanation in words: matcho's mismatch, json-schema's error, smart-on-fhir's
