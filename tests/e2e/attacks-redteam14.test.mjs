@@ -1,7 +1,8 @@
 // Issue 14, red team: the built-in `console` client, the policy tester, the token inspector and
 // /Session attacked as a hostile caller would (docs/attack-corpus.md "Issue 14 — red team").
 // Holes found and closed here: a `Client/console` stored before the upgrade (its policies would
-// apply to every console sign-in), `/Session` answering CORS to registered origins. The other
+// apply to every console sign-in), `/Session` answering CORS to registered origins, a session
+// hidden from `/Session` by 200 newer sign-ins. The other
 // cases were already refused; their tests keep them so.
 //
 //   node --test --test-concurrency=1 tests/e2e/attacks-redteam14.test.mjs
@@ -186,6 +187,27 @@ describe("console client, tester, inspector and /Session under attack", () => {
     assert.equal(body.revocation["credentials-changed"], false, JSON.stringify(body.revocation));
     const text = JSON.stringify(body);
     assert.ok(!text.includes("hs-secret-value"));
+  });
+
+  test("HOLE (closed): 200 more sign-ins cannot hide a session from DELETE /Session?user= (the oldest is signed out)", async () => {
+    await put(w, "/User/many", { email: "many@example.com", password: "pass-many-1" });
+    const first = await consoleSignIn(w, "many", "pass-many-1");
+    const listed = await (await w.admin("GET", "/Session?user=many")).json();
+    assert.equal(listed.total, 1);
+    const firstId = listed.entry[0].resource.id;
+    for (let i = 0; i < 200; i++) await consoleSignIn(w, "many", "pass-many-1");
+    const after = await (await w.admin("GET", "/Session?user=many")).json();
+    assert.equal(after.total, 200);
+    assert.ok(!after.entry.some((e) => e.resource.id === firstId));
+    const hidden = await w.admin("GET", `/Session/${firstId}`);
+    assert.equal(hidden.status, 404, "a session missing from the list must not live on");
+    // Its cookie no longer signs in: the login page is shown again.
+    const { challenge } = pkce();
+    const q = authorizeQuery({ response_type: "code", client_id: "console", redirect_uri: first.CB, state: "s", code_challenge: challenge, code_challenge_method: "S256" });
+    const res = await w.fetch(`/auth/authorize?${q}`, { headers: { cookie: Object.entries(first.jar).map(([k, v]) => `${k}=${v}`).join("; ") } });
+    assert.ok(!(res.headers.get("location") ?? "").includes("code="), `the old session still signs in: ${res.headers.get("location")}`);
+    const ended = await (await w.admin("DELETE", "/Session?user=many")).json();
+    assert.equal(ended.total, 200);
   });
 
   test("closed: /Session for another user by a user allowed only for himself", async () => {
