@@ -87,8 +87,17 @@ fn check_id(rt: ResourceType, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A `Client/console` stored before the console existed can be read and deleted (the console
+/// is off while it exists, src/authn.rs `load_client`), never written.
+fn check_id_to_read(rt: ResourceType, id: &str) -> Result<()> {
+    if rt == ResourceType::Client && id == crate::model::CONSOLE_CLIENT_ID {
+        return Ok(());
+    }
+    check_id(rt, id)
+}
+
 async fn read(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
-    check_id(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    check_id_to_read(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
     match app.repo().get_fresh(rt, id).await? {
         Some(doc) => Ok(json_response(200, &public_view(&doc))),
         None => Err(Error::NotFound(format!("{rt}/{id} not found"))),
@@ -96,7 +105,7 @@ async fn read(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
 }
 
 async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
-    check_id(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    check_id_to_read(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
     let repo = app.repo();
     let Some(doc) = repo.get_fresh(rt, id).await? else {
         return Err(Error::NotFound(format!("{rt}/{id} not found")));

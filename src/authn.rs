@@ -185,6 +185,12 @@ pub async fn load_client(app: &App, id: &str) -> Result<Option<Client>> {
         return Ok(None);
     }
     if id == crate::model::CONSOLE_CLIENT_ID {
+        // A `Client/console` stored before the console existed: policies linked to it were
+        // written for that client (its secret, its users), and would now apply to everyone
+        // who signs in to the console. The console stays off until an administrator deletes it.
+        if app.repo().get(ResourceType::Client, id).await?.is_some() {
+            return Ok(None);
+        }
         return Ok(Some(Client::from_doc(crate::model::console_client_doc())));
     }
     let client = app

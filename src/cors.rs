@@ -68,6 +68,8 @@ pub fn kind(path: &str, bases: &[String]) -> Option<Kind> {
         ["auth", "userinfo"] => Some(Kind::Registered("GET, POST")),
         ["auth", ..] | ["app", ..] => None,
         [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => None,
+        // `/Session` (src/sessions.rs) is admin API too: same-origin only.
+        ["Session", rest @ ..] if rest.len() <= 1 => None,
         _ => Some(Kind::Registered("GET, HEAD, POST, PUT, PATCH, DELETE")),
     }
 }

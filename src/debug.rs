@@ -169,7 +169,7 @@ fn simulated(outer: &Request, r: &Map<String, Value>, token: Option<&str>) -> Re
 fn served_by_us(path: &str) -> bool {
     matches!(
         path.trim_start_matches('/').split('/').next(),
-        Some("auth" | ".well-known" | "app")
+        Some("auth" | ".well-known" | "app" | "console")
     )
 }
 
@@ -430,6 +430,12 @@ async fn own_revocation(app: &App, claims: &Value) -> Result<Value> {
     };
     let repo = app.repo();
     let client = match claims.get("client_id").and_then(Value::as_str) {
+        // The built-in console client is not stored (its generation is none).
+        Some(crate::model::CONSOLE_CLIENT_ID) => {
+            crate::authn::load_client(app, crate::model::CONSOLE_CLIENT_ID)
+                .await?
+                .map(|c| std::rc::Rc::new(c.doc))
+        }
         Some(c) => repo.get(ResourceType::Client, c).await?,
         None => None,
     };

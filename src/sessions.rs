@@ -24,8 +24,8 @@ use crate::state::{self, Session};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Most sessions one user's index keeps; the oldest are dropped from it (they still end at their
-/// expiry, or with a password change).
+/// Most live sessions one user has: a new sign-in past it ends the oldest (signs it out), so
+/// the index names every session there is.
 pub const MAX_INDEXED: usize = 200;
 
 /// The store keys of a user's sessions, with when each was signed in.
@@ -54,9 +54,10 @@ pub async fn remember(app: &App, user_id: &str, session_key: &str, auth_time: i6
             .sessions
             .retain(|(k, t)| t + SESSION_TTL > now && k != session_key);
         index.sessions.push((session_key.to_string(), auth_time));
+        let mut dropped = Vec::new();
         if index.sessions.len() > MAX_INDEXED {
             let drop = index.sessions.len() - MAX_INDEXED;
-            index.sessions.drain(..drop);
+            dropped = index.sessions.drain(..drop).map(|(k, _)| k).collect();
         }
         let until = index
             .sessions
@@ -72,8 +73,31 @@ pub async fn remember(app: &App, user_id: &str, session_key: &str, auth_time: i6
             .cas(&key, current.as_deref(), Some(&new), until)
             .await?
         {
-            Cas::Swapped => return Ok(()),
+            Cas::Swapped => {
+                // A session the index no longer names is signed out: an administrator must be
+                // able to list and end every live session of a user (else 200 more sign-ins
+                // would hide one from `DELETE /Session?user=`).
+                for k in dropped {
+                    end_unlisted(app, user_id, &k).await?;
+                }
+                return Ok(());
+            }
             Cas::Conflict(_) => continue,
+        }
+    }
+    Err(Error::Unavailable(
+        "the session index is busy; try again".into(),
+    ))
+}
+
+/// Ends a session of `user_id` that left its user's index (the oldest, past [`MAX_INDEXED`]).
+async fn end_unlisted(app: &App, user_id: &str, key: &str) -> Result<()> {
+    for _ in 0..4 {
+        let Some((s, raw)) = state::read::<Session>(app, key).await? else {
+            return Ok(());
+        };
+        if s.user_id != user_id || state::remove(app, key, &raw).await? {
+            return Ok(());
         }
     }
     Err(Error::Unavailable(

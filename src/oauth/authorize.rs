@@ -85,7 +85,16 @@ pub async fn parse(
         .ok_or_else(|| Error::InvalidRequest("client_id is missing".into()))?;
     let client = crate::authn::load_client(app, client_id)
         .await?
-        .ok_or_else(|| Error::InvalidRequest("unknown client".into()))?;
+        .ok_or_else(|| {
+            Error::InvalidRequest(if client_id == crate::model::CONSOLE_CLIENT_ID {
+                "the console is off: a stored Client/console predates the built-in console \
+                 client; review the AccessPolicies linked to Client/console, then \
+                 DELETE /Client/console"
+                    .into()
+            } else {
+                "unknown client".into()
+            })
+        })?;
     let response_type = match p.get("response_type").map(String::as_str) {
         Some("code") => Some(ResponseType::Code),
         Some("token") => Some(ResponseType::Token),
