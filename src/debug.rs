@@ -386,7 +386,9 @@ pub async fn inspect_token(app: &App, req: &Request) -> Result<Response> {
         }
     };
     out.insert("verification".into(), verification);
-    if ours {
+    // Revocation marks only for a token we really signed (expired or revoked ones included):
+    // for forged claims the marks would be an oracle on which jti, family or client exists.
+    if ours && signed_by_us(app, &issuer, token, &claims).await? {
         out.insert("revocation".into(), own_revocation(app, &claims).await?);
     }
     Ok(json_response(200, &Value::Object(out)))
@@ -413,6 +415,33 @@ async fn vouched_by(app: &App, iss: Option<&str>, jwt: bool) -> Result<Value> {
         0 => json!("TokenIntrospector"),
         _ => Value::Array(ids),
     })
+}
+
+/// Is `token` an access token signed by our keys (as of its own `iat`, so an expired one
+/// counts)? Only the signature, `typ` and `iss` matter here.
+async fn signed_by_us(app: &App, issuer: &str, token: &str, claims: &Value) -> Result<bool> {
+    let Some(iat) = claims.get("iat").and_then(Value::as_i64) else {
+        return Ok(false);
+    };
+    let expect = crate::jwt::Expectations {
+        issuer,
+        audience: None,
+        typ: Some(crate::jwt::ACCESS_TOKEN_TYP),
+        leeway: app.config.leeway,
+        now: iat,
+    };
+    match crate::jwt::verify(
+        app.platform.crypto.as_ref(),
+        &app.config.keys,
+        token,
+        &expect,
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(crate::jwt::VerifyError::Backend(b)) => Err(Error::Unavailable(b.0)),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Our access token's revocation marks, each on its own.

@@ -249,11 +249,15 @@ test("inspector: valid, expired, foreign-signed, revoked, refresh and garbage to
   assert.equal(r.verification.active, false);
   assert.match(r.verification.reason, /expired/i);
   assert.equal(r.claims.sub, "john", "claims are decoded even when the token is invalid");
+  assert.deepEqual(r.revocation, { jti: false, family: false, "credentials-changed": false }, "signed by us, expired: marks shown");
 
   r = await inspect(forge(header, payload, { ed25519: otherEd25519Jwk() }));
   assert.equal(r.verification.active, false);
   assert.equal(r.verification.error, "invalid_token");
   assert.match(r.verification.reason, /signature|unknown key/);
+  // Forged claims with our `iss`: no revocation marks, or the inspector would be an oracle on
+  // which jti, family, client or user exists (red team, issue 14).
+  assert.equal(r.revocation, undefined);
 
   // Our key, but an ID token's type; our key, another audience.
   r = await inspect(forge({ ...header, typ: "JWT" }, payload, { ed25519: w.signingKey }));
