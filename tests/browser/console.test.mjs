@@ -205,6 +205,21 @@ describe("browser: the admin console", () => {
     assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
   });
 
+  test("the Basic client form shows the server's message next to an invalid client id", TEST, async () => {
+    const { page, errors } = await fresh();
+    await consoleSignIn(page, ADMIN);
+    await page.getByRole("heading", { name: "Clients" }).waitFor();
+    await page.getByRole("link", { name: "New Basic client" }).click();
+    await page.getByLabel("Client id").fill("not an id!");
+    await page.getByRole("button", { name: "Create client" }).click();
+    const fieldError = page.locator("#c-id-error");
+    await explain(page, "expected the id error next to the field", () => fieldError.waitFor());
+    assert.match(await fieldError.innerText(), /id/i);
+    assert.equal(await page.locator("#c-id").getAttribute("aria-invalid"), "true");
+    assert.equal((await w.admin("GET", "/Client/not%20an%20id!")).status, 404);
+    assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
+  });
+
   test("the client-credentials tutorial through the console: OAuth client form, policy, token, API", TEST, async () => {
     const { page } = await fresh();
     await consoleSignIn(page, ADMIN);
