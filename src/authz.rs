@@ -652,7 +652,11 @@ pub async fn handle(app: &App, req: Request) -> Result<Outcome> {
     let who = authorize_public(app, &req).await?;
     match &app.config.origin_url {
         Some(origin) => Ok(Outcome::Forward(forward_request(req, origin, &who)?)),
-        None => Ok(Outcome::Respond(crate::demo::handle(&req)?)),
+        None => {
+            let path = req.uri().path();
+            let rel = app.config.fhir_base_of(path).map_or(path, |(_, rest)| rest);
+            Ok(Outcome::Respond(crate::demo::handle(&req, rel)?))
+        }
     }
 }
 

@@ -45,10 +45,10 @@ fn fhir(status: u16, body: &Value) -> Response {
     r
 }
 
-pub fn handle(req: &Request) -> Result<Response> {
-    let segs: Vec<&str> = req
-        .uri()
-        .path()
+/// Answers `req`; `path` is its path relative to the FHIR base it is under (`FHIR_BASE_PATHS`:
+/// `/fhir/Patient/pt-1` is `/Patient/pt-1`, as Aidbox's docs write it).
+pub fn handle(req: &Request, path: &str) -> Result<Response> {
+    let segs: Vec<&str> = path
         .trim_start_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
@@ -80,7 +80,7 @@ pub fn handle(req: &Request) -> Result<Response> {
         _ => outcome(
             404,
             "not-found",
-            "the demo origin serves only /Patient and /Patient/{id}; set ORIGIN_URL to protect your own API",
+            "the demo origin serves only /Patient and /Patient/{id} (under each FHIR base); set ORIGIN_URL to protect your own API",
         ),
     })
 }
