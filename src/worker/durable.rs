@@ -292,6 +292,8 @@ impl worker::DurableObject for AuthState {
 pub struct DurableState {
     pub ns: ObjectNamespace,
     pub timeout_ms: u32,
+    /// `make scale`'s counts (src/worker/stats.rs); None in production.
+    pub stats: Option<std::rc::Rc<super::stats::Stats>>,
 }
 
 impl DurableState {
@@ -308,6 +310,7 @@ impl DurableState {
 
     async fn call_once(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
         let err = |e: worker::Error| BackendError(format!("durable object: {e}"));
+        super::stats::object(&self.stats, OBJECT_NAME);
         let stub = self
             .ns
             .id_from_name(OBJECT_NAME)

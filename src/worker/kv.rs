@@ -10,6 +10,8 @@ use std::future::Future;
 pub struct WorkerKv {
     pub kv: worker::kv::KvStore,
     pub timeout_ms: u32,
+    /// `make scale`'s counts (src/worker/stats.rs); None in production.
+    pub stats: Option<std::rc::Rc<super::stats::Stats>>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> BackendError {
@@ -34,6 +36,7 @@ impl WorkerKv {
 #[async_trait(?Send)]
 impl KvStore for WorkerKv {
     async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
+        super::stats::kv(&self.stats, super::stats::KvOp::Get);
         self.timed("get", async {
             self.kv.get(key).text().await.map_err(|e| err("get", e))
         })
@@ -41,6 +44,7 @@ impl KvStore for WorkerKv {
     }
 
     async fn put(&self, key: &str, value: &str) -> Result<(), BackendError> {
+        super::stats::kv(&self.stats, super::stats::KvOp::Put);
         self.timed("put", async {
             self.kv
                 .put(key, value)
@@ -53,6 +57,7 @@ impl KvStore for WorkerKv {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        super::stats::kv(&self.stats, super::stats::KvOp::Delete);
         self.timed("delete", async {
             self.kv.delete(key).await.map_err(|e| err("delete", e))
         })
@@ -73,6 +78,7 @@ impl WorkerKv {
             if let Some(c) = cursor.take() {
                 q = q.cursor(c);
             }
+            super::stats::kv(&self.stats, super::stats::KvOp::List);
             let page = q.execute().await.map_err(|e| err("list", e))?;
             out.extend(page.keys.into_iter().map(|k| k.name));
             match page.cursor {

@@ -5,6 +5,7 @@
 mod durable;
 mod kv;
 mod outbound;
+pub mod stats;
 
 use crate::app::{App, Log, Outcome, Platform};
 use crate::config::Config;
@@ -322,14 +323,21 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             )))
         }
     };
+    // `make scale` only (src/worker/stats.rs).
+    let stats = env
+        .var("SCALE_STATS")
+        .is_ok_and(|v| v.to_string() == "1")
+        .then(|| Rc::new(stats::Stats::default()));
     let platform = Platform {
         kv: Rc::new(kv::WorkerKv {
             kv,
             timeout_ms: config.store_timeout_ms,
+            stats: stats.clone(),
         }),
         state: Rc::new(durable::DurableState {
             ns: state,
             timeout_ms: config.store_timeout_ms,
+            stats: stats.clone(),
         }),
         http: Rc::new(outbound::WorkerHttp {
             timeout_ms: config.outbound_timeout_ms,
@@ -341,9 +349,24 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
     };
     let origin_timeout = config.outbound_timeout_ms;
     let app = App::new(config, platform, iso.cache.clone());
-    match app.handle(http_req).await {
+    let resp = match app.handle(http_req).await {
         Outcome::Respond(r) => respond(r),
         Outcome::Forward(r) => forward(&req, &original, r, origin_timeout).await,
         Outcome::Asset { path, headers } => asset(&env, &path, headers).await,
+    };
+    match (stats, resp) {
+        (Some(s), Ok(r)) => with_stats(r, &s),
+        (_, r) => r,
     }
+}
+
+/// The response with `make scale`'s counts added (a copy of the headers: a forwarded
+/// response's own may be immutable).
+fn with_stats(resp: Response, stats: &stats::Stats) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in resp.headers().entries() {
+        headers.append(&name, &value)?;
+    }
+    headers.set(stats::HEADER, &stats.header())?;
+    Ok(resp.with_headers(headers))
 }
