@@ -284,21 +284,21 @@ impl worker::DurableObject for AuthState {
     }
 }
 
-/// The Worker's side: [`StateStore`] over the `STATE` Durable Object binding. A call that fails,
-/// answers other than 200, or takes longer than `timeout_ms` (`STORE_TIMEOUT_MS`) is a
-/// [`BackendError`] (503 for the client). A timed-out `cas` may still have been applied by the
+/// A client of one kind of Durable Object: calls the object named `name` with an [`Op`]. A call
+/// that fails, answers other than 200, or takes longer than `timeout_ms` (`STORE_TIMEOUT_MS`) is
+/// a [`BackendError`] (503 for the client). A timed-out `cas` may still have been applied by the
 /// object; every caller of `cas` is written so that a retry after such an answer is safe (a
 /// consumed code answers `invalid_grant`, a rotated refresh token counts as reuse).
-pub struct DurableState {
+pub struct ObjectClient {
     pub ns: ObjectNamespace,
     pub timeout_ms: u32,
     /// `make scale`'s counts (src/worker/stats.rs); None in production.
     pub stats: Option<std::rc::Rc<super::stats::Stats>>,
 }
 
-impl DurableState {
-    async fn call(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
-        super::outbound::with_timeout(self.timeout_ms, self.call_once(op))
+impl ObjectClient {
+    async fn call(&self, name: &str, op: &Op) -> std::result::Result<Reply, BackendError> {
+        super::outbound::with_timeout(self.timeout_ms, self.call_once(name, op))
             .await
             .unwrap_or_else(|| {
                 Err(BackendError(format!(
@@ -308,12 +308,12 @@ impl DurableState {
             })
     }
 
-    async fn call_once(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
+    async fn call_once(&self, name: &str, op: &Op) -> std::result::Result<Reply, BackendError> {
         let err = |e: worker::Error| BackendError(format!("durable object: {e}"));
-        super::stats::object(&self.stats, OBJECT_NAME);
+        super::stats::object(&self.stats, name);
         let stub = self
             .ns
-            .id_from_name(OBJECT_NAME)
+            .id_from_name(name)
             .map_err(err)?
             .get_stub()
             .map_err(err)?;
@@ -337,12 +337,128 @@ impl DurableState {
         }
         resp.json().await.map_err(err)
     }
+
+    /// The keyed operations ([`StateStore::get`], [`StateStore::cas`], [`StateStore::throttle`])
+    /// on the object `name`.
+    pub async fn get(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> std::result::Result<Option<String>, BackendError> {
+        Ok(self.call(name, &Op::Get { key: key.into() }).await?.value)
+    }
+
+    pub async fn cas(
+        &self,
+        name: &str,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expires_at: i64,
+    ) -> std::result::Result<Cas, BackendError> {
+        let r = self
+            .call(
+                name,
+                &Op::Cas {
+                    key: key.into(),
+                    expected: expected.map(str::to_string),
+                    new: new.map(str::to_string),
+                    expires_at,
+                },
+            )
+            .await?;
+        Ok(if r.swapped {
+            Cas::Swapped
+        } else {
+            Cas::Conflict(r.value)
+        })
+    }
+
+    pub async fn throttle(
+        &self,
+        name: &str,
+        op: &crate::state::throttle::Op,
+    ) -> std::result::Result<crate::state::throttle::Answer, BackendError> {
+        self.call(
+            name,
+            &Op::Throttle {
+                throttle: op.clone(),
+            },
+        )
+        .await?
+        .throttle
+        .ok_or_else(|| BackendError("durable object: no throttle answer".into()))
+    }
+
+    /// The revocation feed of the object `name`.
+    pub async fn revoke_jti(
+        &self,
+        name: &str,
+        jti: &str,
+        until: i64,
+    ) -> std::result::Result<(), BackendError> {
+        self.call(
+            name,
+            &Op::Revoke {
+                jti: jti.into(),
+                until,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn revocations_since(
+        &self,
+        name: &str,
+        since: u64,
+        limit: u32,
+    ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
+        let r = self.call(name, &Op::Since { since, limit }).await?;
+        Ok((r.cursor, r.items))
+    }
+
+    pub async fn revoked_until(
+        &self,
+        name: &str,
+        jti: &str,
+    ) -> std::result::Result<Option<i64>, BackendError> {
+        Ok(self
+            .call(name, &Op::Revoked { jti: jti.into() })
+            .await?
+            .until)
+    }
+}
+
+/// The Worker's [`StateStore`]: the keyed records ([`KeyedState`]) and the revocation feed
+/// ([`RevocationFeed`]), each over its own objects.
+pub struct DurableState {
+    pub keyed: KeyedState,
+    pub feed: RevocationFeed,
+}
+
+/// Where codes, refresh families, sessions, launches, grants, `jti` records and throttle
+/// counters live: today the one object [`OBJECT_NAME`].
+pub struct KeyedState {
+    pub client: ObjectClient,
+}
+
+impl KeyedState {
+    fn object_for(&self, _key: &str) -> &'static str {
+        OBJECT_NAME
+    }
+}
+
+/// Where access-token revocations are written and read: today the one object [`OBJECT_NAME`].
+pub struct RevocationFeed {
+    pub client: ObjectClient,
 }
 
 #[async_trait(?Send)]
 impl StateStore for DurableState {
     async fn get(&self, key: &str) -> std::result::Result<Option<String>, BackendError> {
-        Ok(self.call(&Op::Get { key: key.into() }).await?.value)
+        let k = &self.keyed;
+        k.client.get(k.object_for(key), key).await
     }
 
     async fn cas(
@@ -352,28 +468,14 @@ impl StateStore for DurableState {
         new: Option<&str>,
         expires_at: i64,
     ) -> std::result::Result<Cas, BackendError> {
-        let r = self
-            .call(&Op::Cas {
-                key: key.into(),
-                expected: expected.map(str::to_string),
-                new: new.map(str::to_string),
-                expires_at,
-            })
-            .await?;
-        Ok(if r.swapped {
-            Cas::Swapped
-        } else {
-            Cas::Conflict(r.value)
-        })
+        let k = &self.keyed;
+        k.client
+            .cas(k.object_for(key), key, expected, new, expires_at)
+            .await
     }
 
     async fn revoke_jti(&self, jti: &str, until: i64) -> std::result::Result<(), BackendError> {
-        self.call(&Op::Revoke {
-            jti: jti.into(),
-            until,
-        })
-        .await
-        .map(|_| ())
+        self.feed.client.revoke_jti(OBJECT_NAME, jti, until).await
     }
 
     async fn revocations_since(
@@ -381,23 +483,25 @@ impl StateStore for DurableState {
         since: u64,
         limit: u32,
     ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
-        let r = self.call(&Op::Since { since, limit }).await?;
-        Ok((r.cursor, r.items))
+        self.feed
+            .client
+            .revocations_since(OBJECT_NAME, since, limit)
+            .await
     }
 
     async fn revoked_until(&self, jti: &str) -> std::result::Result<Option<i64>, BackendError> {
-        Ok(self.call(&Op::Revoked { jti: jti.into() }).await?.until)
+        self.feed.client.revoked_until(OBJECT_NAME, jti).await
     }
 
     async fn throttle(
         &self,
         op: &crate::state::throttle::Op,
     ) -> std::result::Result<crate::state::throttle::Answer, BackendError> {
-        self.call(&Op::Throttle {
-            throttle: op.clone(),
-        })
-        .await?
-        .throttle
-        .ok_or_else(|| BackendError("durable object: no throttle answer".into()))
+        let k = &self.keyed;
+        let name = op
+            .keys
+            .first()
+            .map_or(OBJECT_NAME, |key| k.object_for(&key.key));
+        k.client.throttle(name, op).await
     }
 }

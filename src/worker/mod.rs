@@ -335,9 +335,20 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             stats: stats.clone(),
         }),
         state: Rc::new(durable::DurableState {
-            ns: state,
-            timeout_ms: config.store_timeout_ms,
-            stats: stats.clone(),
+            keyed: durable::KeyedState {
+                client: durable::ObjectClient {
+                    ns: state.clone(),
+                    timeout_ms: config.store_timeout_ms,
+                    stats: stats.clone(),
+                },
+            },
+            feed: durable::RevocationFeed {
+                client: durable::ObjectClient {
+                    ns: state,
+                    timeout_ms: config.store_timeout_ms,
+                    stats: stats.clone(),
+                },
+            },
         }),
         http: Rc::new(outbound::WorkerHttp {
             timeout_ms: config.outbound_timeout_ms,
