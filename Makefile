@@ -6,6 +6,7 @@
 #   make size       print the wasm sizes (Worker and browser package), raw and gzipped
 #   make soak       build, then the full load run in workerd (LOAD_REQUESTS, LOAD_CONCURRENCY, LOAD_SEED)
 #   make bench      build, then benchmark against the peers in benches/ (not part of make test)
+#   make scale      build, then Durable Object/KV work per request at SCALE_SHARDS shards and the scale model (not in make test)
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
 #   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
@@ -27,8 +28,8 @@ PORT ?= 8787
 WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: help dev test build size bench bootstrap deploy clean soak fuzz \
-        fmt-check clippy test-native dry-run test-e2e test-browser
+.PHONY: help dev test build size bench scale bootstrap deploy clean soak fuzz \
+        fmt-check clippy test-native test-model dry-run test-e2e test-browser
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -65,7 +66,7 @@ deploy: build
 	$(WRANGLER) deploy
 
 # --- make test: each step stops the run on failure ----------------------------------------------
-test: bootstrap fmt-check clippy test-native build dry-run test-e2e test-browser
+test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-browser
 	$(call section,all checks passed)
 
 fmt-check:
@@ -83,6 +84,11 @@ clippy:
 test-native:
 	$(call section,cargo test (native))
 	cargo test
+
+# The scale model's arithmetic (tests/scale/model.mjs; well under a second, no Worker needed).
+test-model:
+	$(call section,scale model (node --test tests/scale/model.test.mjs))
+	node --test tests/scale/model.test.mjs
 
 dry-run:
 	$(call section,wrangler deploy --dry-run)
@@ -104,6 +110,15 @@ test-browser:
 soak: build
 	$(call section,load and soak (tests/load/soak.mjs))
 	node tests/load/soak.mjs
+
+# README "Scale": the mixed load per STATE_SHARDS in SCALE_SHARDS (default 1,4,16) for
+# SCALE_SECONDS (20) each, then the model on build/scale.json; MODEL_FLAGS go to the model
+# (e.g. MODEL_FLAGS="--shards 128 --feeds 16"). Fails on any unexpected answer in the mix.
+scale: build
+	$(call section,scale: tests/scale/run.mjs)
+	node tests/scale/run.mjs | tee build/scale.md
+	$(call section,scale: tests/scale/model.mjs $(MODEL_FLAGS))
+	node tests/scale/model.mjs build/scale.json $(MODEL_FLAGS) | tee -a build/scale.md
 
 clean:
 	rm -rf build .wrangler/tmp

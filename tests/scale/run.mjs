@@ -42,42 +42,13 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { startWorker, startOrigin, basicAuth, ROOT } from "../e2e/harness.mjs";
+import { parseStats, objectClass } from "./stats.mjs";
+
+export { parseStats, objectClass };
 
 const STATS_HEADER = "x-edge-stats";
 const FAILURES_KEPT = 20;
 const CALLBACK = "https://scale-app.example/cb";
-
-// --- the header ------------------------------------------------------------------------------------
-
-/**
- * `kv_get=1;kv_put=0;kv_delete=0;kv_list=0;do=shard-3,feed-0` -> { kv: {get, put, delete, list},
- * objects: ["shard-3", "feed-0"] }; null when absent. Unknown `kv_*` fields are kept.
- */
-export function parseStats(value) {
-  if (value == null) return null;
-  const out = { kv: { get: 0, put: 0, delete: 0, list: 0 }, objects: [] };
-  for (const part of String(value).split(";")) {
-    const i = part.indexOf("=");
-    if (i < 0) continue;
-    const k = part.slice(0, i).trim();
-    const v = part.slice(i + 1).trim();
-    if (k === "do") out.objects = v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
-    else if (k.startsWith("kv_")) out.kv[k.slice(3)] = Number(v) || 0;
-  }
-  return out;
-}
-
-/**
- * The class an object name belongs to, name-agnostic: a trailing number is a shard index
- * (`shard-12` -> `shard-*`, `feed-0` -> `feed-*`); `catalog-AccessPolicy` (any `catalog` prefix)
- * -> `catalog-*`; anything else is its own class (`auth-state`).
- */
-export function objectClass(name) {
-  const m = /^(.*?)[-_:/]?\d+$/.exec(name);
-  if (m && m[1]) return `${m[1]}-*`;
-  if (/^catalog([-_:/]|$)/i.test(name)) return "catalog-*";
-  return name;
-}
 
 // --- aggregation -----------------------------------------------------------------------------------
 
