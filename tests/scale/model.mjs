@@ -26,7 +26,8 @@
 //       out of the `protected` counts first, so they are not counted twice.
 //   Object counts: `shard-*` = --shards, `feed-*` = --feeds, others as many as the run saw
 //   (`auth-state`: 1).
-// - KV: operations in one invocation (the largest single request of the mix, and a reload of
+// - KV: operations in one invocation, KV and Durable Object calls together (Cloudflare counts
+//   both as operations to external services; the largest single request of the mix, and a reload of
 //   the resources after a change at --policies AccessPolicies, extrapolated linearly from the
 //   run's two reload probes) against 1,000; writes on the request path (the one-write-per-second-
 //   per-key limit cannot be checked from counts, so any write there fails the row); background
@@ -175,7 +176,7 @@ export function model(report, options = {}) {
     x.busiest = keyedMax + x.fanout_per_object + pollMax;
     x.how.push(spreadHow);
     if (x.fanout_per_object) x.how.push(`fan-out ${round(x.fanout_per_object)}/s to every object`);
-    if (x.poll) x.how.push(`polls ${round(x.poll)}/s (${o.isolates} isolates, ${k > 1 ? `busiest ${round(pollMax)}/s` : "all on it"})`);
+    if (x.poll) x.how.push(`polls ${round(x.poll)}/s (${round(o.isolates)} isolates, ${k > 1 ? `busiest ${round(pollMax)}/s` : "all on it"})`);
     rows.push({
       check: `busiest \`${x.class}\` object (${k} object${k === 1 ? "" : "s"})`,
       value: x.busiest,
@@ -190,27 +191,36 @@ export function model(report, options = {}) {
   let maxReq = 0;
   let maxReqType = "-";
   for (const [t, m] of Object.entries(run.types)) {
-    if ((o.mix[t] ?? 0) > 0 && m.max_kv_ops > maxReq) [maxReq, maxReqType] = [m.max_kv_ops, t];
+    const ops = m.max_ops ?? m.max_kv_ops ?? 0;
+    if ((o.mix[t] ?? 0) > 0 && ops > maxReq) [maxReq, maxReqType] = [ops, t];
   }
-  rows.push({ check: "KV ops in one request of the mix (measured max)", value: maxReq, limit: o.kvInvocationLimit, unit: "ops", pass: maxReq <= o.kvInvocationLimit, how: `largest: ${maxReqType}` });
+  rows.push({
+    check: "KV ops + DO calls in one request of the mix (measured max)",
+    value: maxReq,
+    limit: o.kvInvocationLimit,
+    unit: "ops",
+    pass: maxReq <= o.kvInvocationLimit,
+    how: `largest: ${maxReqType} (KV's limit counts every operation to an external service in one invocation)`,
+  });
   // A reload of the resources (after a change, and in every isolate once per CACHE_TTL) is one
   // invocation's KV work; extrapolated linearly in the number of AccessPolicies from the probes.
   const reload = run.probes?.reload ?? [];
   let reloadOps = null;
   if (reload.length >= 2) {
     const [a, b] = [reload[0], reload.at(-1)];
-    const slope = b.policies > a.policies ? Math.max(0, (b.kv_ops - a.kv_ops) / (b.policies - a.policies)) : 0;
-    reloadOps = b.kv_ops + slope * (o.policies - b.policies);
+    const opsOf = (x) => x.ops ?? x.kv_ops;
+    const slope = b.policies > a.policies ? Math.max(0, (opsOf(b) - opsOf(a)) / (b.policies - a.policies)) : 0;
+    reloadOps = opsOf(b) + slope * (o.policies - b.policies);
     rows.push({
-      check: `KV ops in one reload of the resources, ${round(o.policies)} AccessPolicies`,
+      check: `KV ops + DO calls in one reload of the resources, ${round(o.policies)} AccessPolicies`,
       value: reloadOps,
       limit: o.kvInvocationLimit,
       unit: "ops",
       pass: reloadOps <= o.kvInvocationLimit,
-      how: `reload probes: ${a.kv_ops} ops at ${a.policies}, ${b.kv_ops} at ${b.policies} policies: ${round(slope, 3)} per policy; each isolate reloads once per CACHE_TTL and after a change`,
+      how: `reload probes: ${opsOf(a)} ops at ${a.policies}, ${opsOf(b)} at ${b.policies} policies: ${round(slope, 3)} per policy; each isolate reloads once per CACHE_TTL and after a change`,
     });
   } else {
-    rows.push({ check: "KV ops in one reload of the resources", value: NaN, limit: o.kvInvocationLimit, unit: "ops", pass: false, how: "the run has no reload probes" });
+    rows.push({ check: "KV ops + DO calls in one reload of the resources", value: NaN, limit: o.kvInvocationLimit, unit: "ops", pass: false, how: "the run has no reload probes" });
   }
   let writes = 0;
   let reads = 0;

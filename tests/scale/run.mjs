@@ -53,7 +53,7 @@ const CALLBACK = "https://scale-app.example/cb";
 // --- aggregation -----------------------------------------------------------------------------------
 
 function newTypeStats() {
-  return { count: 0, kv: { get: 0, put: 0, delete: 0, list: 0 }, doCalls: 0, classes: {}, distinct: {}, maxKvOps: 0, statuses: {} };
+  return { count: 0, kv: { get: 0, put: 0, delete: 0, list: 0 }, doCalls: 0, classes: {}, distinct: {}, maxKvOps: 0, maxOps: 0, statuses: {} };
 }
 
 /** Adds one response's counts to a request type's totals and to the per-object totals. */
@@ -68,6 +68,8 @@ export function record(agg, type, status, stats) {
     ops += v;
   }
   t.maxKvOps = Math.max(t.maxKvOps, ops);
+  // KV operations and Durable Object calls both count against 1,000 external operations per invocation.
+  t.maxOps = Math.max(t.maxOps, ops + stats.objects.length);
   t.doCalls += stats.objects.length;
   const distinct = {};
   for (const name of stats.objects) {
@@ -95,6 +97,7 @@ export function summarize(agg, seconds) {
       kv_delete_per_req: +per(t.kv.delete).toFixed(4),
       kv_list_per_req: +per(t.kv.list).toFixed(4),
       max_kv_ops: t.maxKvOps,
+      max_ops: t.maxOps,
       class_calls_per_req: Object.fromEntries(Object.entries(t.classes).map(([c, n]) => [c, +per(n).toFixed(4)])),
       class_distinct_per_req: Object.fromEntries(Object.entries(t.distinct).map(([c, n]) => [c, +per(n).toFixed(4)])),
     };
@@ -420,7 +423,10 @@ export async function measure({
         for (let i = 0; i < add; i++) if (await policyPut(policies + i)) void 0;
         policies += add;
         const r = await probeGet("probe.reload", at);
-        if (r) reload.push({ policies, kv: r.kv, kv_ops: Object.values(r.kv).reduce((s, x) => s + x, 0), objects: r.objects });
+        if (r) {
+          const kvOps = Object.values(r.kv).reduce((s, x) => s + x, 0);
+          reload.push({ policies, kv: r.kv, kv_ops: kvOps, ops: kvOps + r.objects.length, objects: r.objects });
+        }
       }
     }
     const probeSummary = summarize(probes, 1).types;
