@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { model, maxBound, parseMix, parseArgs, formatModel, DEFAULTS } from "./model.mjs";
-import { parseStats, objectClass } from "./stats.mjs";
+import { parseStats, objectClass, record, summarize } from "./stats.mjs";
 
 const near = (a, b, eps = 1e-6) => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} != ${b}`);
 
@@ -185,4 +185,32 @@ test("the header and object classes", () => {
   assert.equal(objectClass("catalog-AccessPolicy"), "catalog-*");
   assert.equal(objectClass("catalog"), "catalog-*");
   assert.equal(objectClass("auth-state"), "auth-state");
+});
+
+test("aggregation of headers: per type, per object, per class, busiest share, fan-out visible", () => {
+  const agg = { types: {}, objects: {} };
+  record(agg, "token.refresh", 200, parseStats("kv_get=1;kv_put=0;kv_delete=0;kv_list=0;do=shard-3,shard-3"));
+  record(agg, "token.refresh", 200, parseStats("kv_get=0;kv_put=0;kv_delete=0;kv_list=0;do=shard-1"));
+  record(agg, "revoke.access", 200, parseStats("kv_get=0;kv_put=0;kv_delete=0;kv_list=0;do=shard-1,feed-0,feed-1"));
+  record(agg, "protected", 200, parseStats("kv_get=2;kv_put=0;kv_delete=0;kv_list=1;do=catalog-AccessPolicy"));
+  record(agg, "protected", 401, null);
+  const s = summarize(agg, 2);
+  assert.equal(s.requests, 5);
+  assert.equal(s.rps, 2.5);
+  assert.equal(s.do_calls, 7);
+  assert.deepEqual(s.objects, { "shard-3": 2, "shard-1": 2, "feed-0": 1, "feed-1": 1, "catalog-AccessPolicy": 1 });
+  assert.equal(s.busiest, "shard-3");
+  near(s.busiest_share, 2 / 7, 1e-3);
+  assert.deepEqual(Object.keys(s.classes).sort(), ["catalog-*", "feed-*", "shard-*"]);
+  assert.equal(s.classes["shard-*"].objects, 2);
+  assert.equal(s.classes["shard-*"].calls, 4);
+  const refresh = s.types["token.refresh"];
+  assert.equal(refresh.do_per_req, 1.5);
+  assert.equal(refresh.kv_get_per_req, 0.5);
+  assert.deepEqual(refresh.class_calls_per_req, { "shard-*": 1.5 });
+  assert.deepEqual(refresh.class_distinct_per_req, { "shard-*": 1 });
+  assert.deepEqual(s.types["revoke.access"].class_distinct_per_req, { "shard-*": 1, "feed-*": 2 });
+  assert.equal(s.types["revoke.access"].max_ops, 3);
+  assert.equal(s.types.protected.max_kv_ops, 3);
+  assert.deepEqual(s.types.protected.statuses, { 200: 1, 401: 1 });
 });
