@@ -208,9 +208,12 @@ export function model(report, options = {}) {
   let reloadOps = null;
   if (reload.length >= 2) {
     const [a, b] = [reload[0], reload.at(-1)];
+    // The slope from KV operations only; a probe's Durable Object calls (a revocation poll that
+    // fell due during it) are added as the smaller of the two, not extrapolated.
+    const doOf = (x) => Math.max(0, (x.ops ?? x.kv_ops) - x.kv_ops);
+    const slope = b.policies > a.policies ? Math.max(0, (b.kv_ops - a.kv_ops) / (b.policies - a.policies)) : 0;
+    reloadOps = b.kv_ops + slope * (o.policies - b.policies) + Math.min(doOf(a), doOf(b));
     const opsOf = (x) => x.ops ?? x.kv_ops;
-    const slope = b.policies > a.policies ? Math.max(0, (opsOf(b) - opsOf(a)) / (b.policies - a.policies)) : 0;
-    reloadOps = opsOf(b) + slope * (o.policies - b.policies);
     rows.push({
       check: `KV ops + DO calls in one reload of the resources, ${round(o.policies)} AccessPolicies`,
       value: reloadOps,

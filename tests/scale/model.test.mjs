@@ -147,6 +147,11 @@ test("KV: reload extrapolated to --policies; a constant bundle load stays consta
   near(row(bundled, "KV ops + DO calls in one reload").value, 5);
   assert.equal(row(bundled, "KV ops + DO calls in one reload").pass, true);
   assert.equal(row(bundled, "KV ops + DO calls in one request").value, 3);
+  // A poll during one probe is not a cost per policy.
+  const polled = model(report({ types, reload: [{ policies: 2, kv_ops: 3, ops: 3 }, { policies: 42, kv_ops: 43, ops: 44 }] }), { rate: 1000, mix: { protected: 1 }, policies: 5000 });
+  near(row(polled, "KV ops + DO calls in one reload").value, 5001);
+  const withDo = model(report({ types, reload: [{ policies: 2, kv_ops: 3, ops: 4 }, { policies: 42, kv_ops: 3, ops: 5 }] }), { rate: 1000, mix: { protected: 1 }, policies: 5000 });
+  near(row(withDo, "KV ops + DO calls in one reload").value, 4);
   const reads = row(bundled, "KV reads");
   near(reads.value, 500 + (DEFAULTS.isolates * 5) / DEFAULTS.cacheTtl);
   near(row(linear, "KV reads").value, 500 + (DEFAULTS.isolates * 5001) / DEFAULTS.cacheTtl);
