@@ -22,7 +22,8 @@
 //     the per-isolate revocation poll, which per-request counts miss: the run's poll probe names
 //       the object(s) one poll calls; each isolate polls once a second, so a class of k poll
 //       targets gets isolates x calls/s spread over k (each isolate on one, by hash: the same
-//       bound on isolates per object). The run's own polls (one isolate, one a second) are taken
+//       bound on isolates per object), or, when one poll read every object of the class, every
+//       object gets isolates/s. The run's own polls (one isolate, one a second) are taken
 //       out of the `protected` counts first, so they are not counted twice.
 //   Object counts: `shard-*` = --shards, `feed-*` = --feeds, others as many as the run saw
 //   (`auth-state`: 1).
@@ -127,7 +128,11 @@ export function model(report, options = {}) {
   // The run's own polls: one isolate, one a second, each calling the probe's objects.
   const poll = run.probes?.poll ?? { objects: [] };
   const pollCalls = {};
-  for (const name of poll.objects) pollCalls[objectClass(name)] = (pollCalls[objectClass(name)] ?? 0) + 1;
+  const pollDistinct = {};
+  for (const name of poll.objects) {
+    pollCalls[objectClass(name)] = (pollCalls[objectClass(name)] ?? 0) + 1;
+    (pollDistinct[objectClass(name)] ??= new Set()).add(name);
+  }
 
   const classes = {};
   const cls = (c) =>
@@ -169,8 +174,16 @@ export function model(report, options = {}) {
     let pollMax = 0;
     if (pollCalls[x.class]) {
       const perIsolate = o.pollPerSec * pollCalls[x.class];
-      x.poll = o.isolates * perIsolate;
-      pollMax = k > 1 ? maxBound(o.isolates / k, k, o.delta) * perIsolate : x.poll;
+      if (x.run_objects > 1 && pollDistinct[x.class].size >= x.run_objects) {
+        // A poll that reads every object of the class: each object gets every isolate's poll.
+        const perObject = (o.pollPerSec * pollCalls[x.class]) / x.run_objects;
+        x.poll = o.isolates * perObject * k;
+        pollMax = o.isolates * perObject;
+        x.how.push("every isolate polls every object");
+      } else {
+        x.poll = o.isolates * perIsolate;
+        pollMax = k > 1 ? maxBound(o.isolates / k, k, o.delta) * perIsolate : x.poll;
+      }
     }
     x.total = x.keyed + x.fanout_per_object * k + x.poll;
     x.busiest = keyedMax + x.fanout_per_object + pollMax;

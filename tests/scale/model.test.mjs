@@ -133,6 +133,15 @@ test("feeds: a revocation written to every feed (fan-out) plus isolates polling 
   near(c.busiest, 100 + maxBound(10_000 / 32, 32, DEFAULTS.delta));
   near(c.total, 100 * 32 + 10_000);
   assert.equal(row(m, "busiest `feed-*`").pass, true);
+  // A poll that reads every feed: each feed gets every isolate's poll, however many feeds.
+  const all = structuredClone(r);
+  all.runs[0].probes.poll.objects = ["feed-0", "feed-1", "feed-2", "feed-3"];
+  all.runs[0].types.protected.class_calls_per_req["feed-*"] = 0.04;
+  const m2 = model(all, { rate: 10_000, isolates: 10_000, feeds: 32, mix: { "revoke.access": 0.01, protected: 0.99 } });
+  near(m2.classes["feed-*"].poll, 10_000 * 32);
+  near(m2.classes["feed-*"].busiest, 100 + 10_000);
+  near(m2.classes["feed-*"].keyed, 0);
+  assert.equal(row(m2, "busiest `feed-*`").pass, false);
   // Two feeds: 5,000 isolates each.
   const few = model(r, { rate: 10_000, isolates: 10_000, feeds: 2, mix: { "revoke.access": 0.01, protected: 0.99 } });
   assert.equal(row(few, "busiest `feed-*`").pass, false);
