@@ -3,7 +3,7 @@
 // Cloudflare's limits. Runs after the measurement in `make scale`, or alone:
 //
 //   node tests/scale/model.mjs [build/scale.json] [--rate 100000] [--isolates 10000]
-//        [--shards 64] [--feeds 32] [--cache-ttl 10] [--policies 5000] [--types 5]
+//        [--shards 64] [--feeds 32] [--cache-ttl 10] [--policies 5000] [--types 5] [--admin-writes 10]
 //        [--mix protected=0.95,token.refresh=0.03,...] [--run 16] [--spread bound|measured]
 //        [--delta 1e-6] [--object-limit 1000] [--kv-invocation-limit 1000] [--json]
 //
@@ -25,6 +25,8 @@
 //       bound on isolates per object), or, when one poll read every object of the class, every
 //       object gets isolates/s. The run's own polls (one isolate, one a second) are taken
 //       out of the `protected` counts first, so they are not counted twice.
+//   Admin writes are outside the mix: the reload probe's AccessPolicy PUTs, at --admin-writes/s,
+//   add their object calls (a catalog object's share) the same way.
 //   Object counts: `shard-*` = --shards, `feed-*` = --feeds, others as many as the run saw
 //   (`auth-state`: 1).
 // - KV: operations in one invocation, KV and Durable Object calls together (Cloudflare counts
@@ -63,6 +65,7 @@ export const DEFAULTS = {
   objectLimit: 1_000,
   kvInvocationLimit: 1_000,
   kvWritesPerKeyLimit: 1,
+  adminWrites: 10, // AccessPolicy/Client/... writes per second through the admin API (a burst)
   spread: "bound",
   mix: DEFAULT_MIX,
   run: null, // the run (shard count) to read; default the one with the most shards
@@ -153,6 +156,17 @@ export function model(report, options = {}) {
     }
   }
   for (const c of Object.keys(pollCalls)) cls(c);
+  // Admin writes (outside the mix): the reload probe's AccessPolicy PUTs, at --admin-writes/s.
+  const adminPut = run.probes?.requests?.["probe.policy.put"];
+  if (adminPut) {
+    for (const [c, calls] of Object.entries(adminPut.class_calls_per_req ?? {})) {
+      const k = runObjects(c);
+      const x = cls(c);
+      if (k > 1 && (adminPut.class_distinct_per_req?.[c] ?? 0) >= k - 1e-9) x.fanout_per_object += (o.adminWrites * calls) / k;
+      else x.keyed += o.adminWrites * calls;
+      x.admin = o.adminWrites * calls;
+    }
+  }
 
   const rows = [];
   for (const x of Object.values(classes)) {
@@ -237,6 +251,17 @@ export function model(report, options = {}) {
     });
   } else {
     rows.push({ check: "KV ops + DO calls in one reload of the resources", value: NaN, limit: o.kvInvocationLimit, unit: "ops", pass: false, how: "the run has no reload probes" });
+  }
+  if (adminPut) {
+    const puts = (adminPut.kv_put_per_req ?? 0) + (adminPut.kv_delete_per_req ?? 0);
+    rows.push({
+      check: `KV writes of admin writes (${o.adminWrites}/s)`,
+      value: o.adminWrites * puts,
+      limit: null,
+      unit: "writes/s",
+      pass: null,
+      how: `${round(puts, 2)} KV writes per AccessPolicy PUT (measured); whether one key gets more than ${o.kvWritesPerKeyLimit}/s depends on the keys (information)`,
+    });
   }
   let writes = 0;
   let reads = 0;
@@ -335,6 +360,7 @@ export function parseArgs(argv) {
       case "--feeds": options.feeds = num(flag, val()); break;
       case "--cache-ttl": options.cacheTtl = num(flag, val()); break;
       case "--policies": options.policies = num(flag, val()); break;
+      case "--admin-writes": options.adminWrites = num(flag, val()); break;
       case "--types": options.types = num(flag, val()); break;
       case "--delta": options.delta = num(flag, val()); break;
       case "--object-limit": options.objectLimit = num(flag, val()); break;

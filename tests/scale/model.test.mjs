@@ -172,6 +172,19 @@ test("KV: reload extrapolated to --policies; a constant bundle load stays consta
   assert.match(formatModel(writing), /\*\*FAIL\*\*/);
 });
 
+test("admin writes: the probe's PUTs reach the catalog object at --admin-writes/s", () => {
+  const r = report({ poll: [], types: { protected: {} } });
+  r.runs[0].probes.requests = {
+    "probe.policy.put": { count: 40, kv_put_per_req: 2, kv_delete_per_req: 0, class_calls_per_req: { "catalog-*": 1 }, class_distinct_per_req: { "catalog-*": 1 } },
+  };
+  r.runs[0].classes = { "catalog-*": { objects: 1, calls: 40, busiest: "catalog-AccessPolicy", busiest_calls: 40, busiest_share_in_class: 1 } };
+  const m = model(r, { rate: 1000, mix: { protected: 1 }, adminWrites: 25 });
+  near(m.classes["catalog-*"].keyed, 25);
+  near(m.classes["catalog-*"].busiest, 25);
+  near(row(m, "KV writes of admin writes").value, 50);
+  assert.equal(row(m, "busiest `catalog-*`").pass, true);
+});
+
 test("inputs are checked: a mix type the run did not measure, a bad flag", () => {
   const r = report({ types: { protected: {} } });
   assert.throws(() => model(r, { mix: { protected: 1, "token.nope": 1 } }), /token\.nope was not measured/);
