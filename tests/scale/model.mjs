@@ -174,7 +174,7 @@ export function model(report, options = {}) {
     // Keyed calls spread over k objects.
     const mean = x.keyed / k;
     let keyedMax = maxBound(mean, k, o.delta);
-    let spreadHow = k > 1 ? `Bernstein bound on the max of ${k} (delta ${o.delta})` : "one object";
+    let spreadHow = k > 1 ? `Bernstein bound on the max of ${k} (delta ${o.delta.toExponential(0)})` : "one object";
     const runClass = run.classes?.[x.class];
     if (o.spread === "measured" && k > 1) {
       if (x.run_objects === k && runClass) {
