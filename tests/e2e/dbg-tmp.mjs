@@ -1,0 +1,15 @@
+import { startWorker } from "./harness.mjs";
+import { mkdtempSync } from "node:fs";
+const dir = mkdtempSync("/tmp/shdbg-");
+let w = await startWorker({ persistDir: dir, vars: { STATE_SHARDS: "single" }, captureLogs: true });
+const ns = await w.miniflare.getDurableObjectNamespace("STATE");
+const op = async (w, b, n, body) => { const ns = await w.miniflare.getDurableObjectNamespace(b); const r = await ns.get(ns.idFromName(n)).fetch("https://x/op", {method:"POST", body: JSON.stringify(body)}); return [r.status, await r.text()]; };
+const exp = Math.floor(Date.now()/1000) + 3600;
+console.log(await op(w, "STATE", "auth-state", {op:"cas", key:"session/abc", expected:null, new:"{}", expires_at: exp}));
+await w.dispose();
+w = await startWorker({ persistDir: dir, captureLogs: true });
+console.log(await op(w, "STATE", "auth-state", {op:"get", key:"session/abc", role:{previous:{me:"auth-state", shards:64}}}));
+await new Promise(r => setTimeout(r, 2000));
+console.log(await op(w, "STATE", "auth-state", {op:"get", key:"session/abc"}));
+console.log(w.logs);
+await w.dispose();
