@@ -226,19 +226,26 @@ async function migration(before, afterVars, { previous, count }) {
     const c = await signIn(w); // an unredeemed code and a session
     const rt = await refreshToken(w);
     const untouched = await signIn(w); // a session nobody uses after the upgrade
+    const raced = { rt: await refreshToken(w), code: await signIn(w) }; // used by 10 at once after
     // A grant: consent for app-b.
     const q = authorizeQuery({ response_type: "code", client_id: "app-b", redirect_uri: B_CB, scope: "openid patient/*.rs", state: "s" });
     const page = await interaction(w, q, c.jar);
     const ok = await postConsent(w, { query: q, csrf: page.csrf, jar: page.jar });
     assert.equal(ok.status, 303);
     assert.ok(ok.headers.get("location").startsWith(B_CB), ok.headers.get("location"));
-    saved = { c, rt, untouched, jar: page.jar };
+    saved = { c, rt, untouched, raced, jar: page.jar };
   } finally {
     await w.dispose();
   }
   w = await startWorker({ ...base, signingKey: key, vars: { ...base.vars, ...afterVars } });
   try {
-    const { c, rt, untouched, jar } = saved;
+    const { c, rt, untouched, raced, jar } = saved;
+    // Many requests moving one record at once: still exactly one redemption, one refresh.
+    const statuses = async (n, f) => (await Promise.all(Array.from({ length: n }, () => f().then(async (r) => (await r.arrayBuffer(), r.status))))).sort();
+    const reds = await statuses(10, () => redeem(w, raced.code));
+    assert.deepEqual(reds, [200, ...Array(9).fill(400)], `parallel redemptions of a code from before: ${reds}`);
+    const refs = await statuses(10, () => token(w, { grant_type: "refresh_token", refresh_token: raced.rt }));
+    assert.deepEqual(refs, [200, ...Array(9).fill(400)], `parallel refreshes of a token from before: ${refs}`);
     const family = rt.split(".")[0];
     // The refresh token refreshes; the old one's reuse then revokes the family.
     const r1 = await token(w, { grant_type: "refresh_token", refresh_token: rt });
