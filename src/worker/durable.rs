@@ -421,28 +421,27 @@ impl Core {
         Ok(done == 0)
     }
 
-    /// After a write of `keys`. A Worker from before shards (no role) may have written a record
-    /// that belongs elsewhere: the drain runs again. A write of the current layout to a key
-    /// that the drain would move away means the layout changed back: the drain is dropped.
+    /// After a write of `keys`. A write of a record that belongs elsewhere, from a Worker from
+    /// before shards (no role) or of an earlier shard count still running during a rolling
+    /// deploy, makes the drain run again. A current-layout write to `auth-state` means
+    /// `STATE_SHARDS = "single"` is in force: the drain is dropped.
     fn written(&self, role: Option<&Role>, keys: &[String]) -> Result<bool> {
         let Some(spec) = self.spec()? else {
             return Ok(false);
         };
+        if role == Some(&Role::Current) && spec.me == OBJECT_NAME {
+            self.sql().exec("DELETE FROM drain WHERE id = 1", None)?;
+            return Ok(false);
+        }
         let misplaced = |k: &str| {
             crate::config::shard_name(crate::config::shard_index(k, spec.shards as u32)) != spec.me
         };
-        match role {
-            None if keys.iter().any(|k| misplaced(k)) => {
-                self.sql()
-                    .exec("UPDATE drain SET done = 0, dirty = 1 WHERE id = 1", None)?;
-                Ok(true)
-            }
-            Some(Role::Current) if keys.iter().any(|k| misplaced(k)) => {
-                self.sql().exec("DELETE FROM drain WHERE id = 1", None)?;
-                Ok(false)
-            }
-            _ => Ok(false),
+        if matches!(role, None | Some(Role::Current)) && keys.iter().any(|k| misplaced(k)) {
+            self.sql()
+                .exec("UPDATE drain SET done = 0, dirty = 1 WHERE id = 1", None)?;
+            return Ok(true);
         }
+        Ok(false)
     }
 
     /// One page of the drain: moves live records that belong in another shard there (copy
