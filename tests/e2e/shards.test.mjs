@@ -6,7 +6,7 @@
 // upgrade, its records moved out. `x-edge-stats` (SCALE_STATS=1) names the objects reached.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, generateKeyPairSync, sign as nodeSign, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -317,6 +317,49 @@ test("upgrade from the single object: refresh, reuse, code, session and grant su
 
 test("STATE_SHARDS 4 -> 16 with STATE_SHARDS_PREVIOUS=4: the same", async () => {
   await migration({ STATE_SHARDS: "4" }, { STATE_SHARDS: "16", STATE_SHARDS_PREVIOUS: "4" }, { previous: 4, count: 16 });
+});
+
+test("a client assertion used before the upgrade is refused after it: a creation never shadows a record still in auth-state", async () => {
+  // The `jti` record is created with compare-and-set from absent: without the look into the
+  // previous layout first, the shard would accept the replay as new.
+  const dir = mkdtempSync(path.join(tmpdir(), "shards-"));
+  dirs.push(dir);
+  const ISSUER = "https://auth.example";
+  const ec = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const b64 = (x) => Buffer.from(JSON.stringify(x)).toString("base64url");
+  const assertion = () => {
+    const now = Math.floor(Date.now() / 1000);
+    const input = `${b64({ alg: "ES384", kid: "ec-1", typ: "JWT" })}.${b64({ iss: "bulk", sub: "bulk", aud: `${ISSUER}/auth/token`, exp: now + 240, jti: randomUUID() })}`;
+    return `${input}.${nodeSign("sha384", Buffer.from(input), { key: ec.privateKey, dsaEncoding: "ieee-p1363" }).toString("base64url")}`;
+  };
+  const grant = (w, a) =>
+    w.fetch("/auth/token", {
+      method: "POST", headers: FORM,
+      body: form({ grant_type: "client_credentials", scope: "system/*.rs", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: a }),
+    });
+  const start = (vars) => startWorker({ persistDir: dir, vars: { ISSUER, ...vars } });
+  const a = assertion();
+  let w = await start({ STATE_SHARDS: "single" });
+  try {
+    await put(w, "/Client/bulk", {
+      grant_types: ["client_credentials"], "allowed-scopes": ["system/*.rs"],
+      jwks: { keys: [{ ...ec.publicKey.export({ format: "jwk" }), kid: "ec-1", alg: "ES384" }] },
+    });
+    const r = await grant(w, a);
+    assert.equal(r.status, 200, await r.text());
+  } finally {
+    await w.dispose();
+  }
+  w = await start({});
+  try {
+    const replay = await grant(w, a);
+    assert.equal(replay.status, 401, "the replayed assertion");
+    assert.equal((await json(replay)).error, "invalid_client");
+    const fresh = await grant(w, assertion());
+    assert.equal(fresh.status, 200, `control: a new assertion ${await fresh.text()}`);
+  } finally {
+    await w.dispose();
+  }
 });
 
 test("STATE_SHARDS out of range or malformed is refused at config load (500 configuration, logged)", async () => {
