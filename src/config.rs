@@ -289,6 +289,8 @@ impl Config {
             }
             Ok(ms)
         };
+        // Read again by the Worker (src/worker/durable.rs); refused here at load.
+        state_layout(get("STATE_SHARDS"), get("STATE_SHARDS_PREVIOUS"))?;
         Ok(Config {
             issuer: get("ISSUER").map(trim_slash),
             audience: get("AUDIENCE").map(|s| s.trim().to_string()),
@@ -308,10 +310,142 @@ impl Config {
     }
 }
 
+/// Where the keyed records (codes, refresh families, sessions, launches, grants, `jti` records,
+/// throttle counters) live: `STATE_SHARDS` (docs/scale.md "Keyed state (shards)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateLayout {
+    /// `STATE_SHARDS = "single"`: everything in the one object `auth-state`, as before shards.
+    Single,
+    /// `count` objects `shard-{i}`, and where records may still be from an earlier layout.
+    Shards { count: u32, previous: Previous },
+}
+
+/// The layout before this one, consulted on a miss until it is known to be empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Previous {
+    /// The single object `auth-state` (a deployment from before shards): the default.
+    Single,
+    /// `STATE_SHARDS_PREVIOUS = N`: N objects `shard-{i}`.
+    Shards(u32),
+}
+
+/// Default of `STATE_SHARDS`.
+pub const DEFAULT_STATE_SHARDS: u32 = 64;
+/// Largest `STATE_SHARDS` / `STATE_SHARDS_PREVIOUS`.
+pub const MAX_STATE_SHARDS: u32 = 1024;
+
+/// Reads `STATE_SHARDS` (`single` or 1..=1024, default 64) and `STATE_SHARDS_PREVIOUS`
+/// (1..=1024, different from `STATE_SHARDS`; unset: the single object `auth-state`).
+pub fn state_layout(
+    shards: Option<String>,
+    previous: Option<String>,
+) -> Result<StateLayout, String> {
+    let parse = |name: &str, v: &str| -> Result<u32, String> {
+        match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_STATE_SHARDS).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{name} must be a whole number from 1 to {MAX_STATE_SHARDS}{}, got {v:?}",
+                if name == "STATE_SHARDS" {
+                    " or \"single\""
+                } else {
+                    ""
+                }
+            )),
+        }
+    };
+    let shards = shards.filter(|s| !s.trim().is_empty());
+    let previous = previous.filter(|s| !s.trim().is_empty());
+    match shards.as_deref().map(str::trim) {
+        Some("single") => match previous {
+            Some(_) => Err("STATE_SHARDS_PREVIOUS needs STATE_SHARDS to be a number".into()),
+            None => Ok(StateLayout::Single),
+        },
+        s => {
+            let count = match s {
+                None => DEFAULT_STATE_SHARDS,
+                Some(v) => parse("STATE_SHARDS", v)?,
+            };
+            let previous = match previous {
+                None => Previous::Single,
+                Some(p) => {
+                    let n = parse("STATE_SHARDS_PREVIOUS", &p)?;
+                    if n == count {
+                        return Err("STATE_SHARDS_PREVIOUS must differ from STATE_SHARDS".into());
+                    }
+                    Previous::Shards(n)
+                }
+            };
+            Ok(StateLayout::Shards { count, previous })
+        }
+    }
+}
+
 /// [`Config::fhir_base_of`] over a list of bases (longest first).
 pub fn split_fhir_base<'a>(bases: &'a [String], path: &'a str) -> Option<(&'a str, &'a str)> {
     bases.iter().find_map(|b| {
         let rest = path.strip_prefix(b.as_str())?;
         (rest.is_empty() || rest.starts_with('/')).then_some((b.as_str(), rest))
     })
+}
+
+/// The shard of `key` among `count`: the first 8 bytes of SHA-256(key), big-endian, mod `count`.
+pub fn shard_index(key: &str, count: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(b) % u64::from(count.max(1))) as u32
+}
+
+/// The name of shard `i`'s object.
+pub fn shard_name(i: u32) -> String {
+    format!("shard-{i}")
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn state_shards_parse_and_refuse() {
+        let s = |v: Option<&str>, p: Option<&str>| {
+            state_layout(v.map(str::to_string), p.map(str::to_string))
+        };
+        assert_eq!(
+            s(None, None),
+            Ok(StateLayout::Shards {
+                count: 64,
+                previous: Previous::Single
+            })
+        );
+        assert_eq!(s(Some("single"), None), Ok(StateLayout::Single));
+        assert_eq!(
+            s(Some("16"), Some("4")),
+            Ok(StateLayout::Shards {
+                count: 16,
+                previous: Previous::Shards(4)
+            })
+        );
+        for bad in ["0", "1025", "-1", "x", "1.5"] {
+            assert!(s(Some(bad), None).is_err(), "{bad}");
+            assert!(s(Some("8"), Some(bad)).is_err(), "{bad}");
+        }
+        assert!(s(Some("8"), Some("8")).is_err());
+        assert!(s(Some("single"), Some("8")).is_err());
+        assert_eq!(s(Some("1024"), None).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn shard_index_spreads_and_is_stable() {
+        assert_eq!(shard_index("code/x", 1), 0);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let k = format!("code/{i}");
+            let s = shard_index(&k, 64);
+            assert!(s < 64);
+            assert_eq!(s, shard_index(&k, 64));
+            seen.insert(s);
+        }
+        assert_eq!(seen.len(), 64);
+    }
 }

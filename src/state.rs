@@ -563,12 +563,16 @@ pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
 /// Throttling of password and secret checks: attempts counted per account (a User, a Client,
 /// `root`) and per client address in the Durable Object, so the count holds across isolates.
 ///
-/// Every check first makes a **reservation** ([`throttle::reserve`]): one atomic store operation
-/// ([`StateStore::throttle`](crate::platform::StateStore::throttle)) that reads the records of
-/// the account and the address, decides, and counts the attempt as pending, with nothing awaited
-/// in between. Only then is the slow KDF run. So N parallel guesses get at most `max` checked
-/// answers (failures counted plus checks in flight never exceed the limit) and the rest 429,
-/// and no lost compare-and-swap round can skip a count. A wrong secret turns the reservation
+/// Every check first makes a **reservation** ([`throttle::reserve`]): per key, first the
+/// account's and then the address's, one atomic store operation
+/// ([`StateStore::throttle`](crate::platform::StateStore::throttle)) that reads that key's
+/// record, decides, and counts the attempt as pending, with nothing awaited in between (the two
+/// keys live in different Durable Objects, docs/scale.md). When the address refuses, the
+/// account's reservation is released again (cancelled; if even that fails it counts as a
+/// failure once stale: more counted, never fewer). Only with both reserved is the slow KDF run.
+/// So N parallel guesses get at most `max` checked answers per key (failures counted plus
+/// checks in flight never exceed the limit) and the rest 429, and no lost compare-and-swap
+/// round can skip a count. A wrong secret turns the reservation
 /// into a counted failure; a right one releases it (and clears the account's failures); a
 /// reservation that is never settled (the request died) counts as a failure once it is
 /// [`RESERVATION_TTL`](throttle::RESERVATION_TTL) old.
@@ -963,29 +967,58 @@ pub mod throttle {
         }
     }
 
-    /// Reserves one check against the account and the address, or refuses it with 429.
-    pub async fn reserve(app: &App, keys: &Keys, secret: &str) -> Result<Reservation> {
-        let fp = fingerprint(app, &keys.user, secret);
-        let op = op(app, keys, super::random_id(app), fp);
-        match app.platform.state.throttle(&op).await? {
-            Answer::Reserved => Ok(Reservation { op }),
-            Answer::Refused(wait) => Err(Error::TooManyRequests {
-                retry_after: wait.max(1),
-            }),
-            Answer::Done => Err(Error::Internal("throttle: unexpected answer".into())),
+    impl Op {
+        /// This op on one of its keys only: what one object executes.
+        pub fn for_key(&self, key: &KeyLimit) -> Op {
+            Op {
+                keys: vec![key.clone()],
+                ..self.clone()
+            }
         }
     }
 
+    /// Reserves one check against the account and then the address, each in one atomic step
+    /// on its own key, or refuses it with 429 (releasing what was already reserved).
+    pub async fn reserve(app: &App, keys: &Keys, secret: &str) -> Result<Reservation> {
+        let fp = fingerprint(app, &keys.user, secret);
+        let op = op(app, keys, super::random_id(app), fp);
+        for (i, key) in op.keys.iter().enumerate() {
+            let refused = match app.platform.state.throttle(&op.for_key(key)).await {
+                Ok(Answer::Reserved) => continue,
+                Ok(Answer::Refused(wait)) => Error::TooManyRequests {
+                    retry_after: wait.max(1),
+                },
+                Ok(Answer::Done) => Error::Internal("throttle: unexpected answer".into()),
+                Err(e) => e.into(),
+            };
+            // Release the keys reserved before this one (best effort, as `settle`).
+            let mut cancel = op.clone();
+            cancel.action = Action::Cancel;
+            for k in &op.keys[..i] {
+                if let Err(e) = app.platform.state.throttle(&cancel.for_key(k)).await {
+                    app.platform
+                        .log
+                        .log(&format!("throttle: could not release a reservation: {e}"));
+                }
+            }
+            return Err(refused);
+        }
+        Ok(Reservation { op })
+    }
+
     impl Reservation {
-        /// Best effort: if the store cannot be reached now, the reservation stays pending and
-        /// counts as a failure once it is stale, so a wrong secret is counted either way (the
-        /// answer to the client stays the truth: a wrong secret is a 400, not a 503).
+        /// Each key in its own step. Best effort: if the store cannot be reached now, the
+        /// reservation stays pending on that key and counts as a failure there once it is
+        /// stale, so a wrong secret is counted either way (the answer to the client stays the
+        /// truth: a wrong secret is a 400, not a 503).
         async fn settle(mut self, app: &App, action: Action) {
             self.op.action = action;
-            if let Err(e) = app.platform.state.throttle(&self.op).await {
-                app.platform
-                    .log
-                    .log(&format!("throttle: could not settle a reservation: {e}"));
+            for k in &self.op.keys {
+                if let Err(e) = app.platform.state.throttle(&self.op.for_key(k)).await {
+                    app.platform
+                        .log
+                        .log(&format!("throttle: could not settle a reservation: {e}"));
+                }
             }
         }
 

@@ -422,10 +422,11 @@ fn a_reservation_never_settled_counts_as_a_failure() {
 
 #[test]
 fn a_wrong_password_is_counted_even_when_the_count_cannot_be_written_at_once() {
-    // The Durable Object fails right after the reservation (client: 2 calls, user: 1): the
-    // answer is still the truth (400), and the guess still counts.
+    // The Durable Object fails right after the reservation (one call per key and step: client
+    // reserve 2 + settle 2, user reserve 2): the answer is still the truth (400), and the
+    // guess still counts.
     let t = setup();
-    t.state.fail_after(3);
+    t.state.fail_after(6);
     let r = grant(&t, "192.0.2.9", "john", "wrong");
     assert_eq!(r.status(), 400, "{}", r.text());
     t.state.heal();
@@ -602,6 +603,86 @@ fn a_verified_client_secret_skips_the_throttle() {
     assert_eq!(token_with(&t, Some(APP), &cc, "192.0.2.1").status(), 200);
     let before = t.state.calls.get();
     assert_eq!(token_with(&t, Some(APP), &cc, "192.0.2.1").status(), 200);
-    // The user's password is still reserved and settled (2 calls); the client's is not.
-    assert_eq!(t.state.calls.get() - before, 2);
+    // The user's password is still reserved and settled (account and address, one call per
+    // key: 4 calls); the client's is not.
+    assert_eq!(t.state.calls.get() - before, 4);
+}
+
+// ---- across objects (issue 15): one key per store op ----
+
+fn record(t: &TestApp, key: &str) -> Option<throttle::Record> {
+    t.state
+        .dump()
+        .get(key)
+        .map(|v| serde_json::from_str(v).unwrap())
+}
+
+#[test]
+fn every_store_op_names_one_key_so_each_lives_in_its_own_object() {
+    let t = setup();
+    assert_eq!(grant(&t, "192.0.2.1", "john", "wrong").status(), 400);
+    assert_eq!(grant(&t, "192.0.2.1", "john", "pass123").status(), 200);
+    assert_eq!(t.state.throttle_keys_max.get(), 1);
+}
+
+#[test]
+fn an_address_refusal_releases_the_accounts_reservation() {
+    let t = setup_with(|c| c.throttle.address_max_failures = 3);
+    for i in 0..3 {
+        assert_eq!(
+            grant(&t, "192.0.2.5", &format!("nobody{i}"), "x").status(),
+            400
+        );
+    }
+    // The address is locked: jane's guess from it is refused after her account was reserved
+    // first, and that reservation is released, not left to count as a failure.
+    retry_after(&grant(&t, "192.0.2.5", "jane", "wrong"));
+    let jane = format!(
+        "throttle/user/{}",
+        edge_authorizer::state::hash(&throttle::known_user("jane"))
+    );
+    assert_eq!(
+        record(&t, &jane),
+        None,
+        "no reservation, no failure left on jane"
+    );
+    t.clock.advance(throttle::RESERVATION_TTL + 1);
+    // Her count is untouched: exactly 5 checked guesses from elsewhere, then the lock.
+    for i in 0..5 {
+        assert_eq!(
+            grant(&t, &format!("198.51.100.{i}"), "jane", "wrong").status(),
+            400,
+            "{i}"
+        );
+    }
+    retry_after(&grant(&t, "198.51.100.9", "jane", "pass123"));
+}
+
+#[test]
+fn a_failed_second_reservation_checks_nothing_and_never_counts_less() {
+    // The client check (reserve 2 + settle 2) and the account's reservation go through; the
+    // address's reservation and the release of the account's fail.
+    let t = setup();
+    t.state.fail_after(5);
+    let r = grant(&t, "192.0.2.9", "john", "pass123");
+    assert_eq!(r.status(), 503, "{}", r.text());
+    t.state.heal();
+    let john = format!(
+        "throttle/user/{}",
+        edge_authorizer::state::hash(&throttle::known_user("john"))
+    );
+    // Not checked (no success cleared anything), and the account's reservation is still there:
+    // once stale it counts as a failure (more counted, never fewer).
+    let rec = record(&t, &john).expect("the account's reservation stays");
+    assert_eq!(rec.pending.len(), 1);
+    assert_eq!(rec.failures, 0);
+    t.clock.advance(throttle::RESERVATION_TTL);
+    for i in 0..4 {
+        assert_eq!(
+            grant(&t, "192.0.2.9", "john", &format!("w{i}")).status(),
+            400,
+            "{i}"
+        );
+    }
+    retry_after(&grant(&t, "192.0.2.9", "john", "pass123"));
 }

@@ -126,6 +126,9 @@ pub struct MemoryState {
     pub countdown: Countdown,
     /// Number of calls made.
     pub calls: Cell<u64>,
+    /// The most keys one `throttle` op named (the core sends one per op: in the Worker the
+    /// account's and the address's records live in different objects).
+    pub throttle_keys_max: Cell<usize>,
 }
 
 impl MemoryState {
@@ -139,6 +142,7 @@ impl MemoryState {
             failing: Cell::new(false),
             countdown: Countdown::default(),
             calls: Cell::new(0),
+            throttle_keys_max: Cell::new(0),
         }
     }
 
@@ -277,6 +281,8 @@ impl crate::platform::StateStore for MemoryState {
         op: &crate::state::throttle::Op,
     ) -> Result<crate::state::throttle::Answer, BackendError> {
         self.enter()?;
+        self.throttle_keys_max
+            .set(self.throttle_keys_max.get().max(op.keys.len()));
         // No await from here on: atomic, like the Durable Object.
         let now = self.clock.now();
         let raw = op.keys.iter().map(|k| self.current(&k.key)).collect();

@@ -4,7 +4,14 @@
 //! SQLite-backed: `kv(key, value, expires_at)` and `revoked(seq, jti, until)`. Each operation
 //! reads and writes with synchronous SQL calls and awaits nothing in between, so a Durable
 //! Object's single-threaded execution makes it atomic: of N concurrent `cas` calls with the same
-//! expected value, exactly one swaps. One object (named `auth-state`) serves the deployment.
+//! expected value, exactly one swaps.
+//!
+//! Two classes share that code and those tables: `AuthState` (binding `STATE`; the object
+//! `auth-state`, which held every record before shards and still holds the revocation feed) and
+//! `StateShard` (binding `SHARDS`; objects `shard-{i}`), where the keyed records live, each in
+//! the shard of its key ([`crate::config::shard_index`]). Records still in the previous layout
+//! move on touch ([`KeyedState::adopt`]) and by the previous object's own drain (an alarm,
+//! [`Core::drain`]); docs/scale.md "Keyed state (shards)".
 
 use crate::platform::{BackendError, Cas, StateStore};
 use async_trait::async_trait;
@@ -22,12 +29,16 @@ const OBJECT_NAME: &str = "auth-state";
 enum Op {
     Get {
         key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     Cas {
         key: String,
         expected: Option<String>,
         new: Option<String>,
         expires_at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     Revoke {
         jti: String,
@@ -46,7 +57,20 @@ enum Op {
     },
     Throttle {
         throttle: crate::state::throttle::Op,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
+}
+
+/// Why a keyed op reaches an object. None: a Worker from before shards (a rolling deploy).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Role {
+    /// The key belongs here in the caller's layout.
+    Current,
+    /// The object is `me` of the caller's previous layout and the keys belong in `shards`
+    /// shards: the object starts draining its records there and says whether any are left.
+    Previous { me: String, shards: u32 },
 }
 
 fn default_page() -> u32 {
@@ -67,7 +91,45 @@ struct Reply {
     until: Option<i64>,
     #[serde(default)]
     throttle: Option<crate::state::throttle::Answer>,
+    /// The expiry of `value` (a Get).
+    #[serde(default)]
+    expires_at: Option<i64>,
+    /// To a [`Role::Previous`] op: does the object still hold live records that belong
+    /// elsewhere? None (an object from before shards): assume so.
+    #[serde(default)]
+    more: Option<bool>,
 }
+
+#[derive(Deserialize)]
+struct RowExp {
+    value: String,
+    expires_at: f64,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    key: String,
+    value: String,
+    expires_at: f64,
+}
+
+#[derive(Deserialize)]
+struct SpecRow {
+    me: String,
+    shards: f64,
+    done: f64,
+    dirty: f64,
+    cursor: String,
+}
+
+#[derive(Deserialize)]
+struct One {
+    #[allow(dead_code)]
+    one: f64,
+}
+
+/// Records one drain alarm moves.
+const DRAIN_PAGE: usize = 100;
 
 #[derive(Deserialize)]
 struct Row {
@@ -86,16 +148,30 @@ struct UntilRow {
     until: Option<f64>,
 }
 
+/// The old single object (`auth-state`): the revocation feed, and every keyed record with
+/// `STATE_SHARDS = "single"` or before shards.
 #[durable_object]
 pub struct AuthState {
+    core: Core,
+}
+
+/// One shard of the keyed records (`shard-{i}`).
+#[durable_object]
+pub struct StateShard {
+    core: Core,
+}
+
+/// The code both classes run: same tables, same ops.
+pub struct Core {
     state: State,
+    env: Env,
 }
 
 fn now() -> i64 {
     (js_sys::Date::now() / 1000.0) as i64
 }
 
-impl AuthState {
+impl Core {
     fn sql(&self) -> worker::SqlStorage {
         self.state.storage().sql()
     }
@@ -144,7 +220,8 @@ impl AuthState {
         Ok(())
     }
 
-    fn apply(&self, op: Op) -> Result<Reply> {
+    /// The op's answer, and whether the drain alarm must be (re)started.
+    fn apply(&self, op: Op) -> Result<(Reply, bool)> {
         let now = now();
         let sql = self.sql();
         let mut reply = Reply {
@@ -154,14 +231,44 @@ impl AuthState {
             items: Vec::new(),
             until: None,
             throttle: None,
+            expires_at: None,
+            more: None,
         };
+        // The keys this op may write live records to, and who sent it.
+        let (role, written): (Option<Role>, Vec<String>) = match &op {
+            Op::Get { role, .. } => (role.clone(), Vec::new()),
+            Op::Cas { key, new, role, .. } => {
+                (role.clone(), new.iter().map(|_| key.clone()).collect())
+            }
+            Op::Throttle { throttle, role } => (
+                role.clone(),
+                throttle.keys.iter().map(|k| k.key.clone()).collect(),
+            ),
+            _ => (Some(Role::Current), Vec::new()),
+        };
+        let mut wake = false;
+        if let Some(Role::Previous { me, shards }) = &role {
+            wake |= self.drain_requested(me, *shards, now)?;
+        }
         match op {
-            Op::Get { key } => reply.value = self.current(&key, now)?,
+            Op::Get { key, .. } => {
+                let rows: Vec<RowExp> = sql
+                    .exec(
+                        "SELECT value, expires_at FROM kv WHERE key = ? AND expires_at > ?",
+                        vec![key.into(), SqlStorageValue::Integer(now)],
+                    )?
+                    .to_array()?;
+                if let Some(r) = rows.into_iter().next() {
+                    reply.value = Some(r.value);
+                    reply.expires_at = Some(r.expires_at as i64);
+                }
+            }
             Op::Cas {
                 key,
                 expected,
                 new,
                 expires_at,
+                ..
             } => {
                 // No await between this read and the write below: atomic in a Durable Object.
                 let cur = self.current(&key, now)?;
@@ -229,7 +336,7 @@ impl AuthState {
                     .and_then(|r| r.until)
                     .map(|u| u as i64);
             }
-            Op::Throttle { throttle: op } => {
+            Op::Throttle { throttle: op, .. } => {
                 // Reads, the decision and the writes with nothing awaited in between: atomic.
                 let raw = op
                     .keys
@@ -248,12 +355,199 @@ impl AuthState {
                 reply.throttle = Some(answer);
             }
         }
-        Ok(reply)
+        if !written.is_empty() {
+            wake |= self.written(role.as_ref(), &written)?;
+        }
+        if let Some(Role::Previous { me, shards }) = &role {
+            // After this op (the delete of a moved record): maybe nothing is left.
+            wake |= self.drain_requested(me, *shards, now)?;
+            reply.more = Some(self.spec()?.is_none_or(|s| s.done == 0.0));
+        }
+        Ok((reply, wake))
     }
-}
 
-impl worker::DurableObject for AuthState {
-    fn new(state: State, _env: Env) -> Self {
+    /// The drain's state: `me`, the shard count records go to, done, a record that stayed
+    /// behind in this pass (dirty) and the pass's cursor (the last key handled).
+    fn spec(&self) -> Result<Option<SpecRow>> {
+        let rows: Vec<SpecRow> = self
+            .sql()
+            .exec(
+                "SELECT me, shards, done, dirty, cursor FROM drain WHERE id = 1",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn any_live(&self, now: i64) -> Result<bool> {
+        let rows: Vec<One> = self
+            .sql()
+            .exec(
+                "SELECT 1 AS one FROM kv WHERE expires_at > ? LIMIT 1",
+                vec![SqlStorageValue::Integer(now)],
+            )?
+            .to_array()?;
+        Ok(!rows.is_empty())
+    }
+
+    /// A Worker of the new layout called this object as its previous location: remember
+    /// where the records go, and start the drain unless nothing is left. True: set the alarm.
+    fn drain_requested(&self, me: &str, shards: u32, now: i64) -> Result<bool> {
+        let spec = self.spec()?;
+        if spec
+            .as_ref()
+            .is_some_and(|s| s.me == me && s.shards as u32 == shards)
+        {
+            // Nothing live at all: done without a pass (the old object, once emptied).
+            if spec.as_ref().is_some_and(|s| s.done == 0.0) && !self.any_live(now)? {
+                self.sql().exec(
+                    "UPDATE drain SET done = 1, dirty = 0, cursor = '' WHERE id = 1",
+                    None,
+                )?;
+            }
+            return Ok(false);
+        }
+        let done = i64::from(!self.any_live(now)?);
+        self.sql().exec(
+            "INSERT INTO drain (id, me, shards, done, dirty, cursor) VALUES (1, ?, ?, ?, 0, '') \
+             ON CONFLICT(id) DO UPDATE SET me = excluded.me, shards = excluded.shards, \
+             done = excluded.done, dirty = 0, cursor = ''",
+            vec![
+                me.to_string().into(),
+                SqlStorageValue::Integer(i64::from(shards)),
+                SqlStorageValue::Integer(done),
+            ],
+        )?;
+        Ok(done == 0)
+    }
+
+    /// After a write of `keys`. A write of a record that belongs elsewhere, from a Worker from
+    /// before shards (no role) or of an earlier shard count still running during a rolling
+    /// deploy, makes the drain run again. A current-layout write to `auth-state` means
+    /// `STATE_SHARDS = "single"` is in force: the drain is dropped.
+    fn written(&self, role: Option<&Role>, keys: &[String]) -> Result<bool> {
+        let Some(spec) = self.spec()? else {
+            return Ok(false);
+        };
+        if role == Some(&Role::Current) && spec.me == OBJECT_NAME {
+            self.sql().exec("DELETE FROM drain WHERE id = 1", None)?;
+            return Ok(false);
+        }
+        let misplaced = |k: &str| {
+            crate::config::shard_name(crate::config::shard_index(k, spec.shards as u32)) != spec.me
+        };
+        if matches!(role, None | Some(Role::Current)) && keys.iter().any(|k| misplaced(k)) {
+            self.sql()
+                .exec("UPDATE drain SET done = 0, dirty = 1 WHERE id = 1", None)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One page of the drain: moves live records that belong in another shard there (copy
+    /// into the shard if absent there, then delete here if unchanged; a record changed here
+    /// meanwhile has its copy undone and stays for the next pass). Returns when to run again
+    /// (ms from now), or None when the drain is done.
+    async fn drain(&self) -> Result<Option<i64>> {
+        let Some(spec) = self.spec()? else {
+            return Ok(None);
+        };
+        if spec.done != 0.0 {
+            return Ok(None);
+        }
+        let now = now();
+        let rows: Vec<KeyRow> = self
+            .sql()
+            .exec(
+                "SELECT key, value, expires_at FROM kv WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?",
+                vec![
+                    spec.cursor.clone().into(),
+                    SqlStorageValue::Integer(now),
+                    SqlStorageValue::Integer(DRAIN_PAGE as i64),
+                ],
+            )?
+            .to_array()?;
+        let shards = ObjectClient {
+            ns: self.env.durable_object("SHARDS")?,
+            timeout_ms: 10_000,
+            stats: None,
+        };
+        let mut stayed = false;
+        for r in &rows {
+            let target =
+                crate::config::shard_name(crate::config::shard_index(&r.key, spec.shards as u32));
+            if target == spec.me {
+                continue;
+            }
+            let exp = r.expires_at as i64;
+            let copied = match shards
+                .cas(
+                    &target,
+                    &r.key,
+                    None,
+                    Some(&r.value),
+                    exp,
+                    Some(Role::Current),
+                )
+                .await
+            {
+                Ok(c) => c == Cas::Swapped,
+                Err(e) => {
+                    worker::console_error!("drain: {e}");
+                    stayed = true;
+                    continue;
+                }
+            };
+            // Awaited above: compare again before deleting.
+            match self.current(&r.key, now)? {
+                Some(v) if v == r.value => {
+                    self.sql()
+                        .exec("DELETE FROM kv WHERE key = ?", vec![r.key.clone().into()])?;
+                }
+                // Moved (or removed) meanwhile by another mover: the shard's copy stands.
+                None => {}
+                Some(_) => {
+                    if copied {
+                        let _ = shards
+                            .cas(
+                                &target,
+                                &r.key,
+                                Some(&r.value),
+                                None,
+                                0,
+                                Some(Role::Current),
+                            )
+                            .await;
+                    }
+                    stayed = true;
+                }
+            }
+        }
+        // The spec may have changed while awaiting (a new layout, or dropped).
+        let Some(now_spec) = self.spec()? else {
+            return Ok(None);
+        };
+        if now_spec.me != spec.me || now_spec.shards != spec.shards {
+            return Ok(Some(0));
+        }
+        let dirty = now_spec.dirty != 0.0 || stayed;
+        if rows.len() == DRAIN_PAGE {
+            let last = rows.last().map(|r| r.key.clone()).unwrap_or_default();
+            self.sql().exec(
+                "UPDATE drain SET cursor = ?, dirty = ? WHERE id = 1",
+                vec![last.into(), SqlStorageValue::Integer(i64::from(dirty))],
+            )?;
+            return Ok(Some(0));
+        }
+        // The end of a pass: done if nothing stayed behind in it.
+        self.sql().exec(
+            "UPDATE drain SET cursor = '', dirty = 0, done = ? WHERE id = 1",
+            vec![SqlStorageValue::Integer(i64::from(!dirty))],
+        )?;
+        Ok(dirty.then_some(2_000))
+    }
+
+    fn setup(state: &State) {
         let sql = state.storage().sql();
         let setup = [
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL)",
@@ -263,13 +557,21 @@ impl worker::DurableObject for AuthState {
             // isolate, both O(log n) (without them the sweep read the whole table each time).
             "CREATE INDEX IF NOT EXISTS revoked_until ON revoked (until)",
             "CREATE INDEX IF NOT EXISTS revoked_jti ON revoked (jti)",
+            // The drain of records left from a previous layout (one row at most).
+            "CREATE TABLE IF NOT EXISTS drain (id INTEGER PRIMARY KEY, me TEXT NOT NULL, shards INTEGER NOT NULL, done INTEGER NOT NULL, dirty INTEGER NOT NULL, cursor TEXT NOT NULL)",
         ];
         for s in setup {
             if let Err(e) = sql.exec(s, None) {
-                worker::console_error!("AuthState schema: {e}");
+                worker::console_error!("state schema: {e}");
             }
         }
-        AuthState { state }
+    }
+
+    async fn wake_at(&self, ms_from_now: i64) {
+        // An i64 is an offset from now (worker::ScheduledTime), not a time.
+        if let Err(e) = self.state.storage().set_alarm(ms_from_now.max(1)).await {
+            worker::console_error!("state: could not set the drain alarm: {e}");
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -278,9 +580,60 @@ impl worker::DurableObject for AuthState {
             Err(e) => return Response::error(format!("bad op: {e}"), 400),
         };
         match self.apply(op) {
-            Ok(reply) => Response::from_json(&reply),
+            Ok((reply, wake)) => {
+                if wake {
+                    self.wake_at(1).await;
+                }
+                Response::from_json(&reply)
+            }
             Err(e) => Response::error(format!("state: {e}"), 500),
         }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        match self.drain().await {
+            Ok(Some(ms)) => self.wake_at(ms).await,
+            Ok(None) => {}
+            Err(e) => {
+                worker::console_error!("drain: {e}");
+                self.wake_at(10_000).await;
+            }
+        }
+        Response::ok("")
+    }
+}
+
+impl worker::DurableObject for AuthState {
+    fn new(state: State, env: Env) -> Self {
+        Core::setup(&state);
+        AuthState {
+            core: Core { state, env },
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        self.core.fetch(req).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.core.alarm().await
+    }
+}
+
+impl worker::DurableObject for StateShard {
+    fn new(state: State, env: Env) -> Self {
+        Core::setup(&state);
+        StateShard {
+            core: Core { state, env },
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        self.core.fetch(req).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.core.alarm().await
     }
 }
 
@@ -340,21 +693,30 @@ impl ObjectClient {
 
     /// The keyed operations ([`StateStore::get`], [`StateStore::cas`], [`StateStore::throttle`])
     /// on the object `name`.
-    pub async fn get(
+    async fn get(
         &self,
         name: &str,
         key: &str,
-    ) -> std::result::Result<Option<String>, BackendError> {
-        Ok(self.call(name, &Op::Get { key: key.into() }).await?.value)
+        role: Option<Role>,
+    ) -> std::result::Result<Reply, BackendError> {
+        self.call(
+            name,
+            &Op::Get {
+                key: key.into(),
+                role,
+            },
+        )
+        .await
     }
 
-    pub async fn cas(
+    async fn cas(
         &self,
         name: &str,
         key: &str,
         expected: Option<&str>,
         new: Option<&str>,
         expires_at: i64,
+        role: Option<Role>,
     ) -> std::result::Result<Cas, BackendError> {
         let r = self
             .call(
@@ -364,6 +726,7 @@ impl ObjectClient {
                     expected: expected.map(str::to_string),
                     new: new.map(str::to_string),
                     expires_at,
+                    role,
                 },
             )
             .await?;
@@ -374,7 +737,7 @@ impl ObjectClient {
         })
     }
 
-    pub async fn throttle(
+    async fn throttle(
         &self,
         name: &str,
         op: &crate::state::throttle::Op,
@@ -383,6 +746,7 @@ impl ObjectClient {
             name,
             &Op::Throttle {
                 throttle: op.clone(),
+                role: Some(Role::Current),
             },
         )
         .await?
@@ -438,14 +802,136 @@ pub struct DurableState {
 }
 
 /// Where codes, refresh families, sessions, launches, grants, `jti` records and throttle
-/// counters live: today the one object [`OBJECT_NAME`].
+/// counters live: the shard of their key ([`crate::config::StateLayout`]), or the one object
+/// [`OBJECT_NAME`] with `STATE_SHARDS = "single"`. Every op is one call to one object; a record
+/// still in the previous layout is moved first ([`KeyedState::adopt`]).
 pub struct KeyedState {
+    /// The `STATE` namespace (`auth-state`).
     pub client: ObjectClient,
+    /// The `SHARDS` namespace (`shard-{i}`); None with the single layout.
+    pub shards: Option<ObjectClient>,
+    pub layout: crate::config::StateLayout,
+}
+
+thread_local! {
+    /// Objects of the previous layout that said they hold nothing more to move: this isolate
+    /// no longer consults them.
+    static PREVIOUS_EMPTY: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
 impl KeyedState {
-    fn object_for(&self, _key: &str) -> &'static str {
-        OBJECT_NAME
+    /// The layout from `STATE_SHARDS` / `STATE_SHARDS_PREVIOUS` (already checked at config
+    /// load) and the namespaces.
+    pub fn from_env(
+        env: &Env,
+        timeout_ms: u32,
+        stats: Option<std::rc::Rc<super::stats::Stats>>,
+    ) -> Result<KeyedState> {
+        let var = |n: &str| env.var(n).ok().map(|v| v.to_string());
+        let layout = crate::config::state_layout(var("STATE_SHARDS"), var("STATE_SHARDS_PREVIOUS"))
+            .map_err(worker::Error::RustError)?;
+        let shards = match layout {
+            crate::config::StateLayout::Single => None,
+            crate::config::StateLayout::Shards { .. } => Some(ObjectClient {
+                ns: env.durable_object("SHARDS")?,
+                timeout_ms,
+                stats: stats.clone(),
+            }),
+        };
+        Ok(KeyedState {
+            client: ObjectClient {
+                ns: env.durable_object("STATE")?,
+                timeout_ms,
+                stats,
+            },
+            shards,
+            layout,
+        })
+    }
+
+    /// The object `key` lives in.
+    fn object_for(&self, key: &str) -> (&ObjectClient, String) {
+        match (self.layout, &self.shards) {
+            (crate::config::StateLayout::Shards { count, .. }, Some(c)) => (
+                c,
+                crate::config::shard_name(crate::config::shard_index(key, count)),
+            ),
+            _ => (&self.client, OBJECT_NAME.to_string()),
+        }
+    }
+
+    /// Where `key` lived in the previous layout, with the role to call it with; None when
+    /// there is no previous layout, it is the same object, or it said it holds nothing more.
+    fn previous_for(&self, key: &str) -> Option<(&ObjectClient, String, Role)> {
+        let crate::config::StateLayout::Shards { count, previous } = self.layout else {
+            return None;
+        };
+        let (client, name) = match previous {
+            crate::config::Previous::Single => (&self.client, OBJECT_NAME.to_string()),
+            crate::config::Previous::Shards(n) => (
+                self.shards.as_ref()?,
+                crate::config::shard_name(crate::config::shard_index(key, n)),
+            ),
+        };
+        if name == self.object_for(key).1 || PREVIOUS_EMPTY.with(|e| e.borrow().contains(&name)) {
+            return None;
+        }
+        Some((
+            client,
+            name.clone(),
+            Role::Previous {
+                me: name,
+                shards: count,
+            },
+        ))
+    }
+
+    /// Move on touch: if `key` is still in its previous location, copy it into its shard
+    /// (with its expiry, only if absent there) and delete it there if unchanged. A record
+    /// changed there meanwhile (a Worker from before shards, during a rolling deploy) has its
+    /// copy undone, and the move starts over. Two movers at once are safe: the second one's
+    /// copy conflicts and its delete either finds the record gone or deletes the same value.
+    async fn adopt(&self, key: &str) -> std::result::Result<(), BackendError> {
+        let Some((prev, pname, role)) = self.previous_for(key) else {
+            return Ok(());
+        };
+        let (target, tname) = self.object_for(key);
+        for _ in 0..4 {
+            let r = prev.get(&pname, key, Some(role.clone())).await?;
+            if r.more == Some(false) {
+                PREVIOUS_EMPTY.with(|e| e.borrow_mut().insert(pname.clone()));
+            }
+            let Some(value) = r.value else {
+                return Ok(());
+            };
+            let Some(exp) = r.expires_at else {
+                return Err(BackendError(
+                    "durable object: the previous layout gave no expiry".into(),
+                ));
+            };
+            let copied = target
+                .cas(&tname, key, None, Some(&value), exp, Some(Role::Current))
+                .await?
+                == Cas::Swapped;
+            match prev
+                .cas(&pname, key, Some(&value), None, 0, Some(role.clone()))
+                .await?
+            {
+                // Deleted by us, or already by another mover: the shard's copy stands.
+                Cas::Swapped | Cas::Conflict(None) => return Ok(()),
+                Cas::Conflict(Some(_)) => {
+                    if copied {
+                        target
+                            .cas(&tname, key, Some(&value), None, 0, Some(Role::Current))
+                            .await?;
+                    }
+                }
+            }
+        }
+        Err(BackendError(format!(
+            "durable object: could not move {key} from the previous layout (contention)"
+        )))
     }
 }
 
@@ -458,7 +944,13 @@ pub struct RevocationFeed {
 impl StateStore for DurableState {
     async fn get(&self, key: &str) -> std::result::Result<Option<String>, BackendError> {
         let k = &self.keyed;
-        k.client.get(k.object_for(key), key).await
+        let (c, name) = k.object_for(key);
+        let found = c.get(&name, key, Some(Role::Current)).await?.value;
+        if found.is_some() || k.previous_for(key).is_none() {
+            return Ok(found);
+        }
+        k.adopt(key).await?;
+        Ok(c.get(&name, key, Some(Role::Current)).await?.value)
     }
 
     async fn cas(
@@ -469,11 +961,21 @@ impl StateStore for DurableState {
         expires_at: i64,
     ) -> std::result::Result<Cas, BackendError> {
         let k = &self.keyed;
-        k.client
-            .cas(k.object_for(key), key, expected, new, expires_at)
+        let (c, name) = k.object_for(key);
+        // A creation must not shadow a record still in the previous layout.
+        if expected.is_none() {
+            k.adopt(key).await?;
+        }
+        let r = c
+            .cas(&name, key, expected, new, expires_at, Some(Role::Current))
+            .await?;
+        if r != Cas::Conflict(None) || expected.is_none() || k.previous_for(key).is_none() {
+            return Ok(r);
+        }
+        k.adopt(key).await?;
+        c.cas(&name, key, expected, new, expires_at, Some(Role::Current))
             .await
     }
-
     async fn revoke_jti(&self, jti: &str, until: i64) -> std::result::Result<(), BackendError> {
         self.feed.client.revoke_jti(OBJECT_NAME, jti, until).await
     }
@@ -493,15 +995,23 @@ impl StateStore for DurableState {
         self.feed.client.revoked_until(OBJECT_NAME, jti).await
     }
 
+    /// A throttle op over keys of one object (the core sends one key per op: throttle
+    /// module docs); keys in different objects are refused, never half applied.
     async fn throttle(
         &self,
         op: &crate::state::throttle::Op,
     ) -> std::result::Result<crate::state::throttle::Answer, BackendError> {
         let k = &self.keyed;
-        let name = op
-            .keys
-            .first()
-            .map_or(OBJECT_NAME, |key| k.object_for(&key.key));
-        k.client.throttle(name, op).await
+        let Some(first) = op.keys.first() else {
+            return Err(BackendError("throttle: an op without keys".into()));
+        };
+        let (c, name) = k.object_for(&first.key);
+        if op.keys.iter().any(|x| k.object_for(&x.key).1 != name) {
+            return Err(BackendError("throttle: one op over several objects".into()));
+        }
+        for x in &op.keys {
+            k.adopt(&x.key).await?;
+        }
+        c.throttle(&name, op).await
     }
 }

@@ -335,12 +335,10 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             stats: stats.clone(),
         }),
         state: Rc::new(durable::DurableState {
-            keyed: durable::KeyedState {
-                client: durable::ObjectClient {
-                    ns: state.clone(),
-                    timeout_ms: config.store_timeout_ms,
-                    stats: stats.clone(),
-                },
+            keyed: match durable::KeyedState::from_env(&env, config.store_timeout_ms, stats.clone())
+            {
+                Ok(k) => k,
+                Err(e) => return error(Error::Internal(format!("keyed state: {e}"))),
             },
             feed: durable::RevocationFeed {
                 client: durable::ObjectClient {

@@ -37,12 +37,14 @@ process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
  *                                                 Worker (harness self-tests only)
  * @param {boolean} [options.captureLogs]          collect the Worker's console output (workerd's
  *                                                 structured logs) in `w.logs` instead of printing it
+ * @param {string} [options.persistDir]            keep KV and Durable Objects in this directory,
+ *                                                 so a later Worker on it finds them (default: memory)
  *
  * E2E_WORKER_SCRIPT=path/to/worker.mjs runs every test against that single-file JS Worker instead
  * of the build: a way to check the tests themselves against a model of the spec.
  * E2E_LOG=1 shows Miniflare's debug log.
  */
-export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, noAssets = false, script, captureLogs = false } = {}) {
+export async function startWorker({ vars = {}, originUrl, adminSecret, signingKey, noAssets = false, script, captureLogs = false, persistDir } = {}) {
   if (!script && process.env.E2E_WORKER_SCRIPT) script = readFileSync(process.env.E2E_WORKER_SCRIPT, "utf8");
   adminSecret ??= randomSecret(18);
   signingKey ??= await generateSigningJwk();
@@ -74,7 +76,8 @@ export async function startWorker({ vars = {}, originUrl, adminSecret, signingKe
     ...code,
     name: "edge-authorizer",
     bindings,
-    // No persistence options: KV (and everything else) lives in memory and dies with `mf`.
+    // No persistence by default: KV (and everything else) lives in memory and dies with `mf`.
+    ...(persistDir ? { kvPersist: path.join(persistDir, "kv"), durableObjectsPersist: path.join(persistDir, "do") } : {}),
     host: "127.0.0.1",
     port: 0,
     cf: false, // do not fetch request.cf data from the network
