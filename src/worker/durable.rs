@@ -221,6 +221,9 @@ impl AuthState {
                 self.sweep_revoked(now)?;
             }
             Op::Since { since, limit, .. } => {
+                // Expired rows go first (through the index), so that a feed nobody writes to any
+                // more (auth-state after the upgrade) empties once its revocations have expired.
+                self.sweep_revoked(now)?;
                 // One page, in feed order; the cursor is the last row read.
                 let rows: Vec<RevokedRow> = sql
                     .exec(
