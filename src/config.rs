@@ -41,6 +41,9 @@ pub struct Config {
     /// aliases of the admin API, the smart-on-fhir engine's default base and
     /// `<base>/.well-known/smart-configuration`.
     pub fhir_bases: Vec<String>,
+    /// `REVOCATION_FEEDS`: how many objects (`feed-0` .. `feed-{n-1}`) every access-token
+    /// revocation is written to; each isolate polls one (default 16, 1 to 256; docs/scale.md).
+    pub revocation_feeds: u16,
 }
 
 /// The default of `FHIR_BASE_PATHS`: the root and `/fhir`, as Aidbox serves FHIR.
@@ -172,6 +175,7 @@ impl Default for Config {
             store_timeout_ms: 10_000,
             user_scope_types: DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec(),
             fhir_bases: DEFAULT_FHIR_BASES.map(str::to_string).to_vec(),
+            revocation_feeds: DEFAULT_REVOCATION_FEEDS,
         }
     }
 }
@@ -203,6 +207,7 @@ impl std::fmt::Debug for Config {
             .field("leeway", &self.leeway)
             .field("user_scope_types", &self.user_scope_types)
             .field("fhir_bases", &self.fhir_bases)
+            .field("revocation_feeds", &self.revocation_feeds)
             .finish()
     }
 }
@@ -306,6 +311,7 @@ impl Config {
             store_timeout_ms: timeout("STORE_TIMEOUT_MS")?,
             user_scope_types: user_scope_types(get("SMART_USER_SCOPE_TYPES"))?,
             fhir_bases: fhir_bases(get("FHIR_BASE_PATHS"))?,
+            revocation_feeds: revocation_feeds(get("REVOCATION_FEEDS"))?,
         })
     }
 }
@@ -377,6 +383,20 @@ pub fn state_layout(
             };
             Ok(StateLayout::Shards { count, previous })
         }
+    }
+}
+
+/// The default of `REVOCATION_FEEDS`.
+pub const DEFAULT_REVOCATION_FEEDS: u16 = 16;
+
+/// Reads `REVOCATION_FEEDS`: a whole number from 1 to 256 (unset: [`DEFAULT_REVOCATION_FEEDS`]).
+pub fn revocation_feeds(v: Option<String>) -> Result<u16, String> {
+    let n: u32 = parse_num("REVOCATION_FEEDS", v, u32::from(DEFAULT_REVOCATION_FEEDS))?;
+    match u16::try_from(n) {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "REVOCATION_FEEDS must be between 1 and 256, got {n}"
+        )),
     }
 }
 

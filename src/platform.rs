@@ -183,23 +183,34 @@ pub trait StateStore {
     ) -> Result<Cas, BackendError>;
 
     /// Records that the access token `jti` is revoked until `until` (its `exp` plus the clock
-    /// leeway). O(log n) in the number of live revocations.
+    /// leeway), in every revocation feed; answers only once every feed has it (a retry after an
+    /// error is harmless). O(log n) per feed in the number of live revocations.
     async fn revoke_jti(&self, jti: &str, until: i64) -> Result<(), BackendError>;
 
-    /// At most `limit` revocations newer than `since` (a cursor from an earlier call; 0 for
-    /// all), oldest first, as `(jti, until)`, and the cursor to pass next time (the position of
-    /// the last one returned). Lets each isolate keep a copy and poll it, page by page, instead
-    /// of asking on every request. Revocations past their `until` that are still stored are
-    /// returned too: a page shorter than `limit` must mean the end of the feed.
+    /// [`StateStore::revoke_jti`] for several tokens at once (one call per feed).
+    async fn revoke_many(&self, items: &[(String, i64)]) -> Result<(), BackendError> {
+        for (jti, until) in items {
+            self.revoke_jti(jti, *until).await?;
+        }
+        Ok(())
+    }
+
+    /// At most `limit` revocations of `feed` newer than `since` (a cursor from an earlier call
+    /// on the same feed; 0 for all), oldest first, as `(jti, until)`, and the cursor to pass
+    /// next time (the position of the last one returned). Lets each isolate keep a copy and
+    /// poll it, page by page, instead of asking on every request. Revocations past their
+    /// `until` that are still stored are returned too: a page shorter than `limit` must mean
+    /// the end of the feed.
     async fn revocations_since(
         &self,
+        feed: Feed,
         since: u64,
         limit: u32,
     ) -> Result<(u64, Vec<(String, i64)>), BackendError>;
 
-    /// Until when `jti` is revoked, if it is (a point lookup, for an isolate whose copy of the
-    /// list has not caught up yet).
-    async fn revoked_until(&self, jti: &str) -> Result<Option<i64>, BackendError>;
+    /// Until when `jti` is revoked according to `feed`, if it is (a point lookup, for an
+    /// isolate whose copy of that feed has not caught up yet).
+    async fn revoked_until(&self, feed: Feed, jti: &str) -> Result<Option<i64>, BackendError>;
 
     /// One atomic throttle operation (see [`crate::state::throttle`]): reads the records of
     /// the op's keys, decides with [`crate::state::throttle::apply`] and writes them back,
@@ -208,6 +219,17 @@ pub trait StateStore {
         &self,
         op: &crate::state::throttle::Op,
     ) -> Result<crate::state::throttle::Answer, BackendError>;
+}
+
+/// A revocation feed an isolate reads (README "Storage", docs/scale.md "Revocation feeds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Replica `i` of `REVOCATION_FEEDS` (the object `feed-{i}`): every revocation is written
+    /// to each, an isolate polls one.
+    Replica(u16),
+    /// The single feed of versions before the replicas (the object `auth-state`): read once
+    /// to its end by each isolate, for the revocations an earlier version wrote there.
+    Old,
 }
 
 /// Outbound HTTP for fetching JWKS and calling introspection endpoints.

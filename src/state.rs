@@ -9,7 +9,7 @@
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http_util::b64url;
-use crate::platform::Cas;
+use crate::platform::{Cas, Feed};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
@@ -377,22 +377,24 @@ pub async fn revoke_family(app: &App, family_id: &str) -> Result<()> {
         let now = app.now();
         let until = fam.access_until() + app.config.leeway;
         if fam.revoked {
+            let mut missing = Vec::new();
             if until > now && !is_revoked(app, &mark).await? {
-                revoke_access_token(app, &mark, until).await?;
+                missing.push((mark.clone(), until));
             }
             for (jti, exp) in &fam.issued {
                 if *exp > now && !is_revoked(app, jti).await? {
-                    revoke_access_token(app, jti, *exp).await?;
+                    missing.push((jti.clone(), *exp));
                 }
             }
-            return Ok(());
+            return revoke_access_tokens(app, &missing).await;
         }
+        let mut all = Vec::with_capacity(fam.issued.len() + 1);
         if until > now {
-            revoke_access_token(app, &mark, until).await?;
+            all.push((mark.clone(), until));
         }
-        for (jti, exp) in &fam.issued {
-            revoke_access_token(app, jti, *exp).await?;
-        }
+        all.extend(fam.issued.iter().cloned());
+        // One write per feed for all of them (each feed's op is atomic).
+        revoke_access_tokens(app, &all).await?;
         let mut revoked = fam.clone();
         revoked.revoked = true;
         // Keep the revoked record as long as its tokens could be presented.
@@ -440,12 +442,22 @@ pub const REVOCATION_PAGE: u32 = 5_000;
 
 /// The isolate's copy of the revoked `jti`s, refreshed from the store at most once per
 /// [`REVOCATION_POLL_SECS`]. Revocations made through this isolate apply at once.
+///
+/// Every revocation is written to each of the `REVOCATION_FEEDS` replicas; the isolate picks one
+/// at random on first use and polls only that one (docs/scale.md "Revocation feeds"). Until it
+/// has once read the old single feed ([`Feed::Old`], where earlier versions wrote) to its end,
+/// it polls that one too; never again after.
 #[derive(Debug, Default)]
 pub struct Revocations {
+    /// The replica this isolate reads, once picked.
+    feed: Cell<Option<u16>>,
     cursor: Cell<u64>,
     polled_at: Cell<i64>,
-    /// The copy holds the whole feed as of `polled_at` (false until a poll reached its end).
+    /// The copy holds the whole replica as of `polled_at` (false until a poll reached its end).
     caught_up: Cell<bool>,
+    /// The old single feed: where the next page starts, and whether it was read to its end.
+    old_cursor: Cell<u64>,
+    old_done: Cell<bool>,
     /// A poll is on its way (its number and when it began): concurrent requests use the current
     /// list rather than each asking the store. A request that never resumes leaves the mark
     /// set, so a mark older than the store timeout counts as dead.
@@ -480,11 +492,48 @@ impl Revocations {
         self.len() == 0
     }
 
+    /// The replica this isolate polls, if it has picked one.
+    pub fn feed(&self) -> Option<u16> {
+        self.feed.get()
+    }
+
+    /// Has the old single feed been read to its end (so it is never asked again)?
+    pub fn old_done(&self) -> bool {
+        self.old_done.get()
+    }
+
+    /// The replica to read: picked at random among `feeds` on first use (and picked again,
+    /// from the start, should `feeds` ever no longer include it).
+    fn pick(&self, feeds: u16, random: &dyn crate::platform::Random) -> u16 {
+        let feeds = feeds.max(1);
+        if let Some(f) = self.feed.get().filter(|f| *f < feeds) {
+            return f;
+        }
+        let mut b = [0u8; 4];
+        random.fill(&mut b);
+        let f = (u32::from_le_bytes(b) % u32::from(feeds)) as u16;
+        self.feed.set(Some(f));
+        self.cursor.set(0);
+        self.caught_up.set(false);
+        f
+    }
+
     /// Is a poll in flight that is younger than `stale_after` seconds?
     fn polling(&self, now: i64, stale_after: i64) -> bool {
         self.in_flight
             .get()
             .is_some_and(|(_, since)| now - since <= stale_after)
+    }
+
+    /// Takes one page read from a feed into the copy; true if it was full (more to read).
+    fn take(&self, list: Vec<(String, i64)>, now: i64) -> bool {
+        let full = list.len() >= REVOCATION_PAGE as usize;
+        for (j, until) in list {
+            if until > now {
+                self.insert(j, until, now);
+            }
+        }
+        full
     }
 }
 
@@ -499,13 +548,16 @@ impl Drop for PollMark<'_> {
     }
 }
 
-/// Revokes one access token for as long as any verifier of ours would accept it: until its
-/// `exp` plus the clock leeway (the verifier and the token cache accept it up to and at that
-/// second).
+/// Until when a revocation of a token expiring at `exp` must hold: its `exp` plus the clock
+/// leeway (the verifier and the token cache accept it up to and at that second).
+fn revoked_until(app: &App, exp: i64) -> i64 {
+    exp.saturating_add(app.config.leeway.max(0))
+        .saturating_add(1)
+}
+
+/// Revokes one access token for as long as any verifier of ours would accept it, in every feed.
 pub async fn revoke_access_token(app: &App, jti: &str, exp: i64) -> Result<()> {
-    let until = exp
-        .saturating_add(app.config.leeway.max(0))
-        .saturating_add(1);
+    let until = revoked_until(app, exp);
     app.platform.state.revoke_jti(jti, until).await?;
     app.cache
         .revocations
@@ -513,49 +565,87 @@ pub async fn revoke_access_token(app: &App, jti: &str, exp: i64) -> Result<()> {
     Ok(())
 }
 
-/// Is this access token revoked? Polls the store when the isolate's copy is stale; until the
-/// copy has caught up with the whole feed, asks the store about this token directly.
+/// [`revoke_access_token`] for several `(jti, exp)` at once: one write per feed.
+pub async fn revoke_access_tokens(app: &App, tokens: &[(String, i64)]) -> Result<()> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<(String, i64)> = tokens
+        .iter()
+        .map(|(j, exp)| (j.clone(), revoked_until(app, *exp)))
+        .collect();
+    app.platform.state.revoke_many(&items).await?;
+    let now = app.now();
+    for (j, until) in items {
+        app.cache.revocations.insert(j, until, now);
+    }
+    Ok(())
+}
+
+/// Is this access token revoked? Polls the isolate's replica when the copy is stale (and the
+/// old single feed, until it has once been read to its end); until the copy has caught up with
+/// both, asks the feeds not yet caught up about this token directly.
 pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
     let r = &app.cache.revocations;
     let now = app.now();
     if r.contains(jti, now) {
         return Ok(true);
     }
-    let due = !r.caught_up.get() || now - r.polled_at.get() >= REVOCATION_POLL_SECS;
+    let feed = Feed::Replica(r.pick(app.config.revocation_feeds, &*app.platform.random));
+    let state = &app.platform.state;
+    let whole = r.caught_up.get() && r.old_done.get();
+    let due = !whole || now - r.polled_at.get() >= REVOCATION_POLL_SECS;
     if due && !r.polling(now, app.config.store_timeout_secs()) {
         let n = r.polls.get() + 1;
         r.polls.set(n);
         r.in_flight.set(Some((n, now)));
         let mark = PollMark(r, n);
-        let polled = app
-            .platform
-            .state
-            .revocations_since(r.cursor.get(), REVOCATION_PAGE)
-            .await;
+        let old_due = !r.old_done.get();
+        let (polled, old) = futures::join!(
+            state.revocations_since(feed, r.cursor.get(), REVOCATION_PAGE),
+            async {
+                if old_due {
+                    Some(
+                        state
+                            .revocations_since(Feed::Old, r.old_cursor.get(), REVOCATION_PAGE)
+                            .await,
+                    )
+                } else {
+                    None
+                }
+            }
+        );
         drop(mark);
         let (cursor, list) = polled?;
-        let full = list.len() >= REVOCATION_PAGE as usize;
-        for (j, until) in list {
-            if until > now {
-                r.insert(j, until, now);
+        let old = old.transpose()?;
+        let full = r.take(list, now);
+        r.cursor.set(r.cursor.get().max(cursor));
+        if let Some((old_cursor, old_list)) = old {
+            let old_full = r.take(old_list, now);
+            r.old_cursor.set(r.old_cursor.get().max(old_cursor));
+            if !old_full {
+                r.old_done.set(true);
             }
         }
-        r.cursor.set(r.cursor.get().max(cursor));
         r.polled_at.set(now);
         r.caught_up.set(!full);
         if r.contains(jti, now) {
             return Ok(true);
         }
     }
-    if r.caught_up.get() {
+    let (ask_feed, ask_old) = (!r.caught_up.get(), !r.old_done.get());
+    if !ask_feed && !ask_old {
         return Ok(false);
     }
-    Ok(app
-        .platform
-        .state
-        .revoked_until(jti)
-        .await?
-        .is_some_and(|u| u > now))
+    let lookup = |f: Feed, ask: bool| async move {
+        if ask {
+            state.revoked_until(f, jti).await
+        } else {
+            Ok(None)
+        }
+    };
+    let (a, b) = futures::join!(lookup(feed, ask_feed), lookup(Feed::Old, ask_old));
+    Ok(a?.is_some_and(|u| u > now) || b?.is_some_and(|u| u > now))
 }
 
 // ---- login throttling ----

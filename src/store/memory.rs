@@ -118,6 +118,12 @@ pub struct MemoryState {
     /// O(log n) per insert.
     revoked: RefCell<BTreeMap<u64, (String, i64)>>,
     revoked_by_jti: RefCell<BTreeMap<String, i64>>,
+    /// The old single feed ([`Feed::Old`](crate::platform::Feed::Old)), which only
+    /// [`MemoryState::revoke_old`] writes: state left by an earlier version. Every replica
+    /// reads `revoked` (every write reaches every replica).
+    old: RefCell<BTreeMap<u64, (String, i64)>>,
+    /// The feed of every `revocations_since` and `revoked_until` call, in order.
+    pub feed_reads: RefCell<Vec<crate::platform::Feed>>,
     /// While set, `revocations_since` and `list`-like loads never answer (a request that
     /// never resumes; tests of stuck marks).
     pub hang_polls: Cell<bool>,
@@ -138,6 +144,8 @@ impl MemoryState {
             data: RefCell::new(BTreeMap::new()),
             revoked: RefCell::new(BTreeMap::new()),
             revoked_by_jti: RefCell::new(BTreeMap::new()),
+            old: RefCell::new(BTreeMap::new()),
+            feed_reads: RefCell::new(Vec::new()),
             hang_polls: Cell::new(false),
             failing: Cell::new(false),
             countdown: Countdown::default(),
@@ -166,6 +174,13 @@ impl MemoryState {
             .filter(|(_, (_, e))| *e > now)
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// A revocation in the old single feed, as an earlier version left it.
+    pub fn revoke_old(&self, jti: &str, until: i64) {
+        let mut r = self.old.borrow_mut();
+        let seq = r.last_key_value().map_or(1, |(k, _)| k + 1);
+        r.insert(seq, (jti.to_string(), until));
     }
 
     /// The revoked access-token `jti`s, for assertions.
@@ -254,14 +269,19 @@ impl crate::platform::StateStore for MemoryState {
 
     async fn revocations_since(
         &self,
+        feed: crate::platform::Feed,
         since: u64,
         limit: u32,
     ) -> Result<(u64, Vec<(String, i64)>), BackendError> {
         self.enter()?;
+        self.feed_reads.borrow_mut().push(feed);
         if self.hang_polls.get() {
             futures::future::pending::<()>().await;
         }
-        let r = self.revoked.borrow();
+        let r = match feed {
+            crate::platform::Feed::Old => self.old.borrow(),
+            crate::platform::Feed::Replica(_) => self.revoked.borrow(),
+        };
         let page: Vec<(u64, (String, i64))> = r
             .range(since + 1..)
             .take(limit as usize)
@@ -271,9 +291,23 @@ impl crate::platform::StateStore for MemoryState {
         Ok((cursor, page.into_iter().map(|(_, v)| v).collect()))
     }
 
-    async fn revoked_until(&self, jti: &str) -> Result<Option<i64>, BackendError> {
+    async fn revoked_until(
+        &self,
+        feed: crate::platform::Feed,
+        jti: &str,
+    ) -> Result<Option<i64>, BackendError> {
         self.enter()?;
-        Ok(self.revoked_by_jti.borrow().get(jti).copied())
+        self.feed_reads.borrow_mut().push(feed);
+        Ok(match feed {
+            crate::platform::Feed::Old => self
+                .old
+                .borrow()
+                .values()
+                .filter(|(j, _)| j == jti)
+                .map(|(_, u)| *u)
+                .max(),
+            crate::platform::Feed::Replica(_) => self.revoked_by_jti.borrow().get(jti).copied(),
+        })
     }
 
     async fn throttle(

@@ -13,7 +13,7 @@
 //! move on touch ([`KeyedState::adopt`]) and by the previous object's own drain (an alarm,
 //! [`Core::drain`]); docs/scale.md "Keyed state (shards)".
 
-use crate::platform::{BackendError, Cas, StateStore};
+use crate::platform::{BackendError, Cas, Feed, StateStore};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -40,20 +40,31 @@ enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role: Option<Role>,
     },
+    // The revocation ops. `feed` is set by this version when it calls the replica `feed-{i}`
+    // (docs/scale.md "Revocation feeds"); absent, the op has the shape of the versions that
+    // wrote only to `auth-state`: such a write is forwarded to every replica.
     Revoke {
         jti: String,
         until: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<u16>,
     },
     RevokeMany {
         items: Vec<(String, i64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<u16>,
     },
     Since {
         since: u64,
         #[serde(default = "default_page")]
         limit: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<u16>,
     },
     Revoked {
         jti: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<u16>,
     },
     Throttle {
         throttle: crate::state::throttle::Op,
@@ -165,6 +176,8 @@ pub struct StateShard {
 pub struct Core {
     state: State,
     env: Env,
+    /// A replica's following of `feed-0` ([`Core::follow`]).
+    follow: Follow,
 }
 
 fn now() -> i64 {
@@ -203,10 +216,18 @@ impl Core {
         Ok(())
     }
 
+    /// Adds a revocation unless one of `jti` lasting as long is already there (through the
+    /// `revoked_jti` index): a retried, forwarded or followed write adds nothing.
     fn revoke(&self, jti: &str, until: i64) -> Result<()> {
         self.sql().exec(
-            "INSERT INTO revoked (jti, until) VALUES (?, ?)",
-            vec![jti.to_string().into(), SqlStorageValue::Integer(until)],
+            "INSERT INTO revoked (jti, until) SELECT ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM revoked WHERE jti = ? AND until >= ?)",
+            vec![
+                jti.to_string().into(),
+                SqlStorageValue::Integer(until),
+                jti.to_string().into(),
+                SqlStorageValue::Integer(until),
+            ],
         )?;
         Ok(())
     }
@@ -294,18 +315,21 @@ impl Core {
                     reply.value = cur;
                 }
             }
-            Op::Revoke { jti, until } => {
+            Op::Revoke { jti, until, .. } => {
                 // O(log n): the insert and the expiry sweep both go through an index.
                 self.revoke(&jti, until)?;
                 self.sweep_revoked(now)?;
             }
-            Op::RevokeMany { items } => {
+            Op::RevokeMany { items, .. } => {
                 for (jti, until) in items {
                     self.revoke(&jti, until)?;
                 }
                 self.sweep_revoked(now)?;
             }
-            Op::Since { since, limit } => {
+            Op::Since { since, limit, .. } => {
+                // Expired rows go first (through the index), so that a feed nobody writes to any
+                // more (auth-state after the upgrade) empties once its revocations have expired.
+                self.sweep_revoked(now)?;
                 // One page, in feed order; the cursor is the last row read.
                 let rows: Vec<RevokedRow> = sql
                     .exec(
@@ -323,7 +347,7 @@ impl Core {
                 // answered "not revoked" for revocations on the pages it had not read.
                 reply.items = rows.into_iter().map(|r| (r.jti, r.until as i64)).collect();
             }
-            Op::Revoked { jti } => {
+            Op::Revoked { jti, .. } => {
                 let rows: Vec<UntilRow> = sql
                     .exec(
                         "SELECT MAX(until) AS until FROM revoked WHERE jti = ?",
@@ -579,15 +603,162 @@ impl Core {
             Ok(op) => op,
             Err(e) => return Response::error(format!("bad op: {e}"), 400),
         };
-        match self.apply(op) {
-            Ok((reply, wake)) => {
-                if wake {
-                    self.wake_at(1).await;
+        // A replica other than feed-0 first takes what feed-0 has that it lacks.
+        if let Op::Since { feed: Some(i), .. } | Op::Revoked { feed: Some(i), .. } = &op {
+            if *i != 0 {
+                if let Err(e) = self.follow().await {
+                    return Response::error(format!("feed-{i} following feed-0: {e}"), 503);
                 }
-                Response::from_json(&reply)
             }
-            Err(e) => Response::error(format!("state: {e}"), 500),
         }
+        // A write in the old shape (a Worker of an earlier version, which knows only
+        // auth-state) goes on to every replica before it is answered.
+        let forward = match &op {
+            Op::Revoke {
+                jti,
+                until,
+                feed: None,
+            } => Some(vec![(jti.clone(), *until)]),
+            Op::RevokeMany { items, feed: None } => Some(items.clone()),
+            _ => None,
+        };
+        let (reply, wake) = match self.apply(op) {
+            Ok(r) => r,
+            Err(e) => return Response::error(format!("state: {e}"), 500),
+        };
+        if wake {
+            self.wake_at(1).await;
+        }
+        if let Some(items) = forward {
+            if let Err(e) = self.forward(&items).await {
+                return Response::error(format!("forwarding to the feeds: {e}"), 503);
+            }
+        }
+        Response::from_json(&reply)
+    }
+}
+
+/// A replica's following of `feed-0`: when it last completed (ms), and the one in progress.
+#[derive(Default)]
+struct Follow {
+    done_at: std::cell::Cell<f64>,
+    running: std::cell::Cell<Option<(u64, f64)>>,
+    runs: std::cell::Cell<u64>,
+}
+
+#[derive(Deserialize)]
+struct CursorRow {
+    cursor: f64,
+}
+
+impl Core {
+    /// The client this object calls the replicas with (the `STATE` namespace, the Worker's
+    /// `STORE_TIMEOUT_MS`).
+    fn feeds_client(&self) -> std::result::Result<(ObjectClient, u16), BackendError> {
+        let var = |n: &str| {
+            self.env
+                .var(n)
+                .ok()
+                .map(|v| v.to_string())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let feeds =
+            crate::config::revocation_feeds(var("REVOCATION_FEEDS")).map_err(BackendError)?;
+        let timeout_ms = var("STORE_TIMEOUT_MS")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(10_000)
+            .clamp(100, 60_000);
+        let ns = self
+            .env
+            .durable_object("STATE")
+            .map_err(|e| BackendError(format!("binding STATE: {e}")))?;
+        Ok((
+            ObjectClient {
+                ns,
+                timeout_ms,
+                stats: None,
+            },
+            feeds,
+        ))
+    }
+
+    /// Writes revocations of the old shape to every replica (marked, so none forwards again).
+    async fn forward(&self, items: &[(String, i64)]) -> std::result::Result<(), BackendError> {
+        let (client, feeds) = self.feeds_client()?;
+        RevocationFeed { client, feeds }.revoke_many(items).await
+    }
+
+    /// Takes into this replica every live revocation `feed-0` has that it has not taken yet
+    /// (from the cursor kept in `feed_follow`, page by page to the end), at most once a second;
+    /// concurrent requests wait for the one in progress. `feed-0` receives every write of
+    /// every configuration, so a replica that a smaller `REVOCATION_FEEDS` did not write to
+    /// (new, or unused for a while) is whole again before it answers.
+    async fn follow(&self) -> std::result::Result<(), BackendError> {
+        let f = &self.follow;
+        let (client, _) = self.feeds_client()?;
+        loop {
+            let now = js_sys::Date::now();
+            if now - f.done_at.get() < (crate::state::REVOCATION_POLL_SECS * 1000) as f64 {
+                return Ok(());
+            }
+            match f.running.get() {
+                Some((_, since)) if now - since <= f64::from(client.timeout_ms) => {
+                    worker::Delay::from(std::time::Duration::from_millis(5)).await;
+                }
+                _ => break,
+            }
+        }
+        let started = js_sys::Date::now();
+        let n = f.runs.get() + 1;
+        f.runs.set(n);
+        f.running.set(Some((n, started)));
+        let result = self.follow_once(&client).await;
+        if f.running.get().is_some_and(|(m, _)| m == n) {
+            f.running.set(None);
+        }
+        if result.is_ok() {
+            f.done_at.set(f.done_at.get().max(started));
+        }
+        result
+    }
+
+    async fn follow_once(&self, client: &ObjectClient) -> std::result::Result<(), BackendError> {
+        let err = |e: worker::Error| BackendError(format!("feed storage: {e}"));
+        let sql = self.sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS feed_follow (id INTEGER PRIMARY KEY, cursor INTEGER NOT NULL)",
+            None,
+        )
+        .map_err(err)?;
+        let rows: Vec<CursorRow> = sql
+            .exec("SELECT cursor FROM feed_follow WHERE id = 0", None)
+            .map_err(err)?
+            .to_array()
+            .map_err(err)?;
+        let mut cursor = rows.first().map_or(0, |r| r.cursor as u64);
+        let page = crate::state::REVOCATION_PAGE;
+        loop {
+            let (next, items) = client
+                .revocations_since(&feed_name(0), Some(0), cursor, page)
+                .await?;
+            let now = now();
+            for (jti, until) in &items {
+                if *until > now {
+                    self.revoke(jti, *until).map_err(err)?;
+                }
+            }
+            cursor = cursor.max(next);
+            sql.exec(
+                "INSERT INTO feed_follow (id, cursor) VALUES (0, ?) \
+                 ON CONFLICT(id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)",
+                vec![SqlStorageValue::Integer(cursor as i64)],
+            )
+            .map_err(err)?;
+            if items.len() < page as usize {
+                break;
+            }
+        }
+        self.sweep_revoked(now()).map_err(err)
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -607,7 +778,11 @@ impl worker::DurableObject for AuthState {
     fn new(state: State, env: Env) -> Self {
         Core::setup(&state);
         AuthState {
-            core: Core { state, env },
+            core: Core {
+                state,
+                env,
+                follow: Follow::default(),
+            },
         }
     }
 
@@ -624,7 +799,11 @@ impl worker::DurableObject for StateShard {
     fn new(state: State, env: Env) -> Self {
         Core::setup(&state);
         StateShard {
-            core: Core { state, env },
+            core: Core {
+                state,
+                env,
+                follow: Follow::default(),
+            },
         }
     }
 
@@ -754,41 +933,52 @@ impl ObjectClient {
         .ok_or_else(|| BackendError("durable object: no throttle answer".into()))
     }
 
-    /// The revocation feed of the object `name`.
-    pub async fn revoke_jti(
+    /// The revocation ops on the object `name`; `feed` marks a call to a replica.
+    pub async fn revoke_many(
         &self,
         name: &str,
-        jti: &str,
-        until: i64,
+        feed: Option<u16>,
+        items: &[(String, i64)],
     ) -> std::result::Result<(), BackendError> {
-        self.call(
-            name,
-            &Op::Revoke {
-                jti: jti.into(),
-                until,
+        let op = match items {
+            [(jti, until)] => Op::Revoke {
+                jti: jti.clone(),
+                until: *until,
+                feed,
             },
-        )
-        .await
-        .map(|_| ())
+            _ => Op::RevokeMany {
+                items: items.to_vec(),
+                feed,
+            },
+        };
+        self.call(name, &op).await.map(|_| ())
     }
 
     pub async fn revocations_since(
         &self,
         name: &str,
+        feed: Option<u16>,
         since: u64,
         limit: u32,
     ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
-        let r = self.call(name, &Op::Since { since, limit }).await?;
+        let r = self.call(name, &Op::Since { since, limit, feed }).await?;
         Ok((r.cursor, r.items))
     }
 
     pub async fn revoked_until(
         &self,
         name: &str,
+        feed: Option<u16>,
         jti: &str,
     ) -> std::result::Result<Option<i64>, BackendError> {
         Ok(self
-            .call(name, &Op::Revoked { jti: jti.into() })
+            .call(
+                name,
+                &Op::Revoked {
+                    jti: jti.into(),
+                    feed,
+                },
+            )
             .await?
             .until)
     }
@@ -935,9 +1125,51 @@ impl KeyedState {
     }
 }
 
-/// Where access-token revocations are written and read: today the one object [`OBJECT_NAME`].
+/// The object of replica `i`.
+fn feed_name(i: u16) -> String {
+    format!("feed-{i}")
+}
+
+/// Where access-token revocations are written and read: `feeds` replicas (`feed-0` ..), each
+/// written by every revocation and read by the isolates that picked it; and, for what earlier
+/// versions wrote, the old single feed in [`OBJECT_NAME`] (docs/scale.md "Revocation feeds").
 pub struct RevocationFeed {
     pub client: ObjectClient,
+    /// `REVOCATION_FEEDS`.
+    pub feeds: u16,
+}
+
+impl RevocationFeed {
+    /// The object of `feed`, and the marker its ops carry.
+    fn object(feed: Feed) -> (String, Option<u16>) {
+        match feed {
+            Feed::Replica(i) => (feed_name(i), Some(i)),
+            Feed::Old => (OBJECT_NAME.to_string(), None),
+        }
+    }
+
+    /// Writes to every replica at once; succeeds only when every one has answered that it
+    /// holds them (a retry adds nothing where they are already held).
+    pub async fn revoke_many(
+        &self,
+        items: &[(String, i64)],
+    ) -> std::result::Result<(), BackendError> {
+        let writes = (0..self.feeds.max(1)).map(|i| async move {
+            self.client
+                .revoke_many(&feed_name(i), Some(i), items)
+                .await
+                .map_err(|e| BackendError(format!("feed-{i}: {e}")))
+        });
+        let failed: Vec<BackendError> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .filter_map(std::result::Result::err)
+            .collect();
+        match failed.into_iter().next() {
+            None => Ok(()),
+            Some(e) => Err(BackendError(format!("revocation not in every feed: {e}"))),
+        }
+    }
 }
 
 #[async_trait(?Send)]
@@ -977,22 +1209,33 @@ impl StateStore for DurableState {
             .await
     }
     async fn revoke_jti(&self, jti: &str, until: i64) -> std::result::Result<(), BackendError> {
-        self.feed.client.revoke_jti(OBJECT_NAME, jti, until).await
+        self.feed.revoke_many(&[(jti.to_string(), until)]).await
+    }
+
+    async fn revoke_many(&self, items: &[(String, i64)]) -> std::result::Result<(), BackendError> {
+        self.feed.revoke_many(items).await
     }
 
     async fn revocations_since(
         &self,
+        feed: Feed,
         since: u64,
         limit: u32,
     ) -> std::result::Result<(u64, Vec<(String, i64)>), BackendError> {
+        let (name, marker) = RevocationFeed::object(feed);
         self.feed
             .client
-            .revocations_since(OBJECT_NAME, since, limit)
+            .revocations_since(&name, marker, since, limit)
             .await
     }
 
-    async fn revoked_until(&self, jti: &str) -> std::result::Result<Option<i64>, BackendError> {
-        self.feed.client.revoked_until(OBJECT_NAME, jti).await
+    async fn revoked_until(
+        &self,
+        feed: Feed,
+        jti: &str,
+    ) -> std::result::Result<Option<i64>, BackendError> {
+        let (name, marker) = RevocationFeed::object(feed);
+        self.feed.client.revoked_until(&name, marker, jti).await
     }
 
     /// A throttle op over keys of one object (the core sends one key per op: throttle

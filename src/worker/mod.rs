@@ -346,6 +346,7 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
                     timeout_ms: config.store_timeout_ms,
                     stats: stats.clone(),
                 },
+                feeds: config.revocation_feeds,
             },
         }),
         http: Rc::new(outbound::WorkerHttp {
