@@ -184,15 +184,28 @@ async fn patch(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<R
     if !patch.is_object() {
         return Err(Error::validation("", "a merge patch must be a JSON object"));
     }
-    let Some(doc) = app.repo().get_fresh(rt, id).await? else {
+    // Applied to the record each attempt reads, so concurrent patches compose.
+    store_body(app, rt, id, Body::Patch(&patch), false).await
+}
+
+/// What a write stores: a whole resource, or a merge patch of the stored one.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Whole(&'a Value),
+    Patch(&'a Value),
+}
+
+/// The merge patch applied to the stored resource as GET shows it (without `meta`).
+fn patched(rt: ResourceType, id: &str, existing: Option<&Value>, patch: &Value) -> Result<Value> {
+    let Some(doc) = existing else {
         return Err(Error::NotFound(format!("{rt}/{id} not found")));
     };
-    let mut target = public_view(&doc);
+    let mut target = public_view(doc);
     if let Value::Object(m) = &mut target {
         m.remove("meta");
     }
-    merge_patch(&mut target, &patch);
-    store(app, rt, id, &target, false).await
+    merge_patch(&mut target, patch);
+    Ok(target)
 }
 
 /// RFC 7396 section 2, MergePatch(Target, Patch).
@@ -256,6 +269,16 @@ async fn store(
     body: &Value,
     create_only: bool,
 ) -> Result<Response> {
+    store_body(app, rt, id, Body::Whole(body), create_only).await
+}
+
+async fn store_body(
+    app: &App,
+    rt: ResourceType,
+    id: &str,
+    body: Body<'_>,
+    create_only: bool,
+) -> Result<Response> {
     check_id(rt, id)?;
     for _ in 0..WRITE_ATTEMPTS {
         if let Some(r) = store_once(app, rt, id, body, create_only).await? {
@@ -270,13 +293,19 @@ async fn store_once(
     app: &App,
     rt: ResourceType,
     id: &str,
-    body: &Value,
+    body: Body<'_>,
     create_only: bool,
 ) -> Result<Option<Response>> {
-    let mut map = check_envelope(rt, id, body)?;
+    if let Body::Whole(b) = body {
+        check_envelope(rt, id, b)?;
+    }
     let repo = app.repo();
     let existing_raw = repo.get_raw(rt, id).await?;
     let existing = parse_stored(rt, id, existing_raw.as_deref())?;
+    let mut map = match body {
+        Body::Whole(b) => check_envelope(rt, id, b)?,
+        Body::Patch(p) => check_envelope(rt, id, &patched(rt, id, existing.as_ref(), p)?)?,
+    };
     if create_only && existing.is_some() {
         return Err(Error::Conflict(format!(
             "{rt}/{id} already exists; use PUT or PATCH to change it"

@@ -178,6 +178,19 @@ describe("bursts of admin writes", () => {
     assert.deepEqual(JSON.parse(await kv.get("AccessPolicy/shared")).matcho, last.matcho);
   });
 
+  test("20 concurrent PATCHes of one id compose: each applies to the record the one before left", async () => {
+    await written(await w.admin("PUT", "/AccessPolicy/patched", policy("/Patient/patched")), "patched");
+    const patches = Array.from({ length: 20 }, (_, i) =>
+      w.admin("PATCH", "/AccessPolicy/patched", { matcho: { params: { [`k${i}`]: `v${i}` } } }),
+    );
+    const bodies = await Promise.all(patches.map(async (r, i) => written(await r, `PATCH ${i}`)));
+    const versions = bodies.map((b) => Number(b.meta.versionId)).sort((a, b) => a - b);
+    assert.deepEqual(versions, Array.from({ length: 20 }, (_, i) => i + 2));
+    const stored = await json(await w.admin("GET", "/AccessPolicy/patched"));
+    assert.equal(Object.keys(stored.matcho.params).length, 20, JSON.stringify(stored.matcho));
+    assert.equal(stored.matcho.uri, "/Patient/patched");
+  });
+
   test("a write through the admin API applies at once, though the bundle lags", async () => {
     await written(await w.admin("PUT", "/AccessPolicy/quick", policy("/Patient/quick")), "quick");
     const r = await w.fetch("/Patient/quick", { headers: { authorization: AUTH } });
