@@ -208,7 +208,7 @@ describe("bursts of admin writes", () => {
 
 describe("upgrade from the per-id layout", () => {
   let w, origin;
-  const N = 450; // more than one import page (400)
+  const N = 1600; // four import pages of 400: the first inline, three by alarm
   before(async () => {
     origin = await startOrigin();
     w = await startWorker({ originUrl: origin.url, vars: { SCALE_STATS: "1" } });
@@ -233,6 +233,27 @@ describe("upgrade from the per-id layout", () => {
 
   test("they are enforced, listed, and imported into the catalog and its bundle", async () => {
     await written(await w.admin("PUT", "/Client/cat-app", APP), "client");
+    // The first use of AccessPolicy imports one page inline; the second comes by alarm. A write
+    // in between is refused (503, Retry-After) and stores nothing; once imported it works.
+    let first = await w.admin("PUT", "/AccessPolicy/legacy-new", policy("/Patient/legacy-new"));
+    assert.equal(first.status, 503, "a write while the import runs");
+    assert.ok(first.headers.get("retry-after"), "503 without Retry-After");
+    await first.arrayBuffer();
+    // Meanwhile (or once done) a policy the first page did not hold (keys sort as text:
+    // legacy-999 comes last) is enforced: from the per-id records while importing.
+    const during = await w.fetch("/Patient/legacy-999", { headers: { authorization: AUTH } });
+    assert.equal(during.status, 200, "a policy past the first import page");
+    await during.arrayBuffer();
+    {
+      for (let i = 0; i < 50 && first.status === 503; i++) {
+        await sleep(100);
+        first = await w.admin("PUT", "/AccessPolicy/legacy-new", policy("/Patient/legacy-new"));
+        if (first.status === 503) await first.arrayBuffer();
+      }
+    }
+    const created = await written(first, "PUT legacy-new");
+    assert.equal(created.meta.versionId, "1", "stored once");
+    await written(await w.admin("DELETE", "/AccessPolicy/legacy-new"), "DELETE legacy-new");
     for (const i of [0, 223, N - 1]) {
       const r = await w.fetch(`/Patient/legacy-${i}`, { headers: { authorization: AUTH } });
       assert.equal(r.status, 200, `legacy-${i}`);
