@@ -4,11 +4,12 @@
 //!
 //! - Reads, lists and compare-and-set writes are synchronous SQL with nothing awaited between
 //!   the read and the write: serialised, no lost write.
-//! - It publishes the type's bundle (`bundle/{Type}`, src/store/mod.rs) and mirrors each changed
-//!   document to its per-id KV record (`{Type}/{id}`), from its alarm only, and at most once a
-//!   second: a burst of writes is coalesced into one bundle write and one write per changed id,
-//!   so KV's one-write-per-second-per-key limit holds. A failed KV write is retried a second
-//!   later (the changed ids stay marked until written).
+//! - It publishes the type's bundle (`bundle/{Type}`, src/store/mod.rs) from its alarm, at most
+//!   once a second: a burst of writes is coalesced into one bundle write, so KV's
+//!   one-write-per-second-per-key limit holds. It mirrors each changed document to its per-id
+//!   KV record (`{Type}/{id}`) before answering the write, unless that key was written less
+//!   than a second ago or is being written: then the alarm writes its newest version later.
+//!   A failed KV write is retried a second later (the changed ids stay marked until written).
 //! - Upgrade: with no state yet, it imports the type's per-id KV records (today's layout) in
 //!   pages of [`IMPORT_PAGE`] keys (one list and a read each, inside the per-invocation limit
 //!   of 1,000 KV operations), the first page inline, the rest by alarm. Until the import is
@@ -18,7 +19,8 @@
 use crate::platform::{BackendError, CatalogGet, CatalogStore, CatalogWrite};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use worker::{
     durable_object, Delay, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response,
     Result, SqlStorageValue, State,
@@ -92,6 +94,9 @@ pub struct Catalog {
     env: Env,
     /// An import page is running in this instance (inline or by alarm).
     importing: Cell<bool>,
+    /// Ids whose per-id KV record is being written right now: no second write of the same key
+    /// starts until it ends (it could land after a newer one).
+    inflight: RefCell<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -127,6 +132,29 @@ fn doc(sql: &Sql, id: &str) -> Result<Option<String>> {
         )?
         .to_array()?;
     Ok(rows.into_iter().next().map(|r| r.body))
+}
+
+/// When the per-id record of `id` was last written to KV (ms), 0 if never.
+fn written_at(sql: &Sql, id: &str) -> Result<i64> {
+    #[derive(Deserialize)]
+    struct At {
+        at: f64,
+    }
+    let rows: Vec<At> = sql
+        .exec(
+            "SELECT at FROM written WHERE id = ?",
+            vec![id.to_string().into()],
+        )?
+        .to_array()?;
+    Ok(rows.into_iter().next().map_or(0, |r| r.at as i64))
+}
+
+fn set_written(sql: &Sql, id: &str, at: i64) -> Result<()> {
+    sql.exec(
+        "INSERT INTO written (id, at) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+        vec![id.to_string().into(), SqlStorageValue::Integer(at)],
+    )?;
+    Ok(())
 }
 
 fn all_docs(sql: &Sql) -> Result<Vec<String>> {
@@ -211,6 +239,52 @@ impl Catalog {
         r
     }
 
+    /// Writes `id`'s per-id KV record now, before the write is answered, unless that key was
+    /// written less than a second ago or is being written (then the alarm does it later).
+    /// So a single change is in KV when acknowledged, and a burst stays within KV's limit.
+    async fn mirror_now(&self, rt: &str, id: &str) -> Result<()> {
+        let sql = self.sql();
+        let now = now_ms();
+        if self.inflight.borrow().contains(id) || now - written_at(&sql, id)? < PUBLISH_EVERY_MS {
+            return Ok(());
+        }
+        let seq = {
+            let rows: Vec<DirtyRow> = sql
+                .exec(
+                    "SELECT id, seq FROM dirty WHERE id = ?",
+                    vec![id.to_string().into()],
+                )?
+                .to_array()?;
+            match rows.into_iter().next() {
+                Some(r) => r.seq as i64,
+                None => return Ok(()),
+            }
+        };
+        let body = doc(&sql, id)?;
+        let kv = self.kv()?;
+        set_written(&sql, id, now)?;
+        self.inflight.borrow_mut().insert(id.to_string());
+        let key = format!("{rt}/{id}");
+        let r = async {
+            match &body {
+                Some(b) => kv.put(&key, b.as_str())?.execute().await,
+                None => kv.delete(&key).await,
+            }
+        }
+        .await;
+        self.inflight.borrow_mut().remove(id);
+        match r {
+            Ok(()) => {
+                sql.exec(
+                    "DELETE FROM dirty WHERE id = ? AND seq <= ?",
+                    vec![id.to_string().into(), SqlStorageValue::Integer(seq)],
+                )?;
+            }
+            Err(e) => worker::console_error!("catalog {key}: KV write failed: {e}"),
+        }
+        Ok(())
+    }
+
     /// Sets the alarm to run in `delay_ms` (or sooner, if it is set sooner already).
     async fn schedule(&self, delay_ms: i64) -> Result<()> {
         let storage = self.state.storage();
@@ -285,10 +359,18 @@ impl Catalog {
         let bundle = (version > published)
             .then(|| all_docs(&sql).map(|d| crate::store::bundle_body(rt, version as u64, &d)))
             .transpose()?;
-        let mirror = dirty
-            .iter()
-            .map(|r| Ok((r.id.clone(), r.seq as i64, doc(&sql, &r.id)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut mirror = Vec::new();
+        for r in &dirty {
+            let busy = self.inflight.borrow().contains(&r.id);
+            if busy || now - written_at(&sql, &r.id)? < PUBLISH_EVERY_MS {
+                continue; // stays marked: the next run writes it
+            }
+            set_written(&sql, &r.id, now)?;
+            mirror.push((r.id.clone(), r.seq as i64, doc(&sql, &r.id)?));
+        }
+        for (id, _, _) in &mirror {
+            self.inflight.borrow_mut().insert(id.clone());
+        }
         set_meta(&sql, "published_at", &now.to_string())?;
         let kv = self.kv()?;
         if let Some(b) = bundle {
@@ -309,6 +391,9 @@ impl Catalog {
             }
         });
         let results = futures::future::join_all(writes).await;
+        for (id, _, _) in &mirror {
+            self.inflight.borrow_mut().remove(id);
+        }
         for ((id, seq, _), r) in mirror.iter().zip(results) {
             match r {
                 // Only if not changed again meanwhile (then its newer seq stays marked).
@@ -340,6 +425,8 @@ impl worker::DurableObject for Catalog {
             // Ids whose per-id KV record is behind, with the version that changed them.
             "CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS dirty_seq ON dirty (seq)",
+            // When each per-id record was last written to KV (ms): at most once a second.
+            "CREATE TABLE IF NOT EXISTS written (id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
         ];
         for s in setup {
             if let Err(e) = sql.exec(s, None) {
@@ -350,6 +437,7 @@ impl worker::DurableObject for Catalog {
             state,
             env,
             importing: Cell::new(false),
+            inflight: RefCell::new(HashSet::new()),
         }
     }
 
@@ -371,7 +459,17 @@ impl worker::DurableObject for Catalog {
                     ..Reply::default()
                 });
             }
+            let written = match &op {
+                Op::Write { id, .. } => Some(id.clone()),
+                _ => None,
+            };
             let reply = self.apply(op)?;
+            if let Some(id) = written.filter(|_| reply.swapped) {
+                // The write is committed: a failure here only leaves the record to the alarm.
+                if let Err(e) = self.mirror_now(&rt, &id).await {
+                    worker::console_error!("catalog {rt}/{id}: {e}");
+                }
+            }
             if reply.swapped || meta(&self.sql(), "published")?.is_none() {
                 let wait = meta_num(&self.sql(), "published_at")? + PUBLISH_EVERY_MS - now_ms();
                 self.schedule(wait).await?;

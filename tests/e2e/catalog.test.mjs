@@ -193,6 +193,9 @@ describe("bursts of admin writes", () => {
 
   test("a write through the admin API applies at once, though the bundle lags", async () => {
     await written(await w.admin("PUT", "/AccessPolicy/quick", policy("/Patient/quick")), "quick");
+    // A single write's per-id record is in KV when it is acknowledged (the previous layout).
+    const kv = await w.miniflare.getKVNamespace("RESOURCES");
+    assert.equal(JSON.parse(await kv.get("AccessPolicy/quick")).matcho.uri, "/Patient/quick");
     const r = await w.fetch("/Patient/quick", { headers: { authorization: AUTH } });
     assert.equal(r.status, 200);
     await r.arrayBuffer();
