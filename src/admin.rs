@@ -259,6 +259,7 @@ fn parse_body(req: &Request) -> Result<Value> {
 
 /// Validates and stores a whole resource (PUT, POST, and PATCH after merging). With
 /// `create_only`, an existing resource is a 409 and nothing changes.
+///
 /// Under a Catalog the write is a compare-and-set against what was read, retried from the read
 /// when another write came in between: concurrent writes of one id are applied one after the
 /// other, none lost, each acknowledged write built on the one before.
