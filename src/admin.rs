@@ -104,10 +104,37 @@ async fn read(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
     }
 }
 
+/// How often a write is retried when the resource changed between its read and its
+/// compare-and-set (the Catalog, src/store/mod.rs): each round lets at least one writer through.
+const WRITE_ATTEMPTS: usize = 64;
+
+fn too_contended(rt: ResourceType, id: &str) -> Error {
+    Error::Conflict(format!(
+        "{rt}/{id} kept changing under concurrent writes; retry"
+    ))
+}
+
+fn parse_stored(rt: ResourceType, id: &str, raw: Option<&str>) -> Result<Option<Value>> {
+    raw.map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("stored record {rt}/{id} is not JSON: {e}")))
+}
+
 async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
     check_id_to_read(rt, id).map_err(|_| Error::NotFound(format!("{rt}/{id} not found")))?;
+    for _ in 0..WRITE_ATTEMPTS {
+        if let Some(r) = delete_once(app, rt, id).await? {
+            return Ok(r);
+        }
+    }
+    Err(too_contended(rt, id))
+}
+
+/// One attempt of a DELETE; `None` when the resource changed since it was read.
+async fn delete_once(app: &App, rt: ResourceType, id: &str) -> Result<Option<Response>> {
     let repo = app.repo();
-    let Some(doc) = repo.get_fresh(rt, id).await? else {
+    let raw = repo.get_raw(rt, id).await?;
+    let Some(doc) = parse_stored(rt, id, raw.as_deref())? else {
         return Err(Error::NotFound(format!("{rt}/{id} not found")));
     };
     // The email index goes first: a failure between the two steps leaves the User without
@@ -128,8 +155,10 @@ async fn delete(app: &App, rt: ResourceType, id: &str) -> Result<Response> {
         // Our hash of an imported credential goes with the resource.
         repo.delete_rehash(rt.name(), id).await?;
     }
-    repo.delete(rt, id).await?;
-    Ok(json_response(200, &public_view(&doc)))
+    if !repo.write(rt, id, raw.as_deref(), None).await? {
+        return Ok(None);
+    }
+    Ok(Some(json_response(200, &public_view(&doc))))
 }
 
 /// `POST /{Type}`: the body's `id` when it has one (checked like a PUT's URL id; 409 when a
@@ -155,15 +184,28 @@ async fn patch(app: &App, req: &Request, rt: ResourceType, id: &str) -> Result<R
     if !patch.is_object() {
         return Err(Error::validation("", "a merge patch must be a JSON object"));
     }
-    let Some(doc) = app.repo().get_fresh(rt, id).await? else {
+    // Applied to the record each attempt reads, so concurrent patches compose.
+    store_body(app, rt, id, Body::Patch(&patch), false).await
+}
+
+/// What a write stores: a whole resource, or a merge patch of the stored one.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Whole(&'a Value),
+    Patch(&'a Value),
+}
+
+/// The merge patch applied to the stored resource as GET shows it (without `meta`).
+fn patched(rt: ResourceType, id: &str, existing: Option<&Value>, patch: &Value) -> Result<Value> {
+    let Some(doc) = existing else {
         return Err(Error::NotFound(format!("{rt}/{id} not found")));
     };
-    let mut target = public_view(&doc);
+    let mut target = public_view(doc);
     if let Value::Object(m) = &mut target {
         m.remove("meta");
     }
-    merge_patch(&mut target, &patch);
-    store(app, rt, id, &target, false).await
+    merge_patch(&mut target, patch);
+    Ok(target)
 }
 
 /// RFC 7396 section 2, MergePatch(Target, Patch).
@@ -217,6 +259,10 @@ fn parse_body(req: &Request) -> Result<Value> {
 
 /// Validates and stores a whole resource (PUT, POST, and PATCH after merging). With
 /// `create_only`, an existing resource is a 409 and nothing changes.
+///
+/// Under a Catalog the write is a compare-and-set against what was read, retried from the read
+/// when another write came in between: concurrent writes of one id are applied one after the
+/// other, none lost, each acknowledged write built on the one before.
 async fn store(
     app: &App,
     rt: ResourceType,
@@ -224,10 +270,43 @@ async fn store(
     body: &Value,
     create_only: bool,
 ) -> Result<Response> {
+    store_body(app, rt, id, Body::Whole(body), create_only).await
+}
+
+async fn store_body(
+    app: &App,
+    rt: ResourceType,
+    id: &str,
+    body: Body<'_>,
+    create_only: bool,
+) -> Result<Response> {
     check_id(rt, id)?;
-    let mut map = check_envelope(rt, id, body)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        if let Some(r) = store_once(app, rt, id, body, create_only).await? {
+            return Ok(r);
+        }
+    }
+    Err(too_contended(rt, id))
+}
+
+/// One attempt of [`store`]; `None` when the resource changed since it was read.
+async fn store_once(
+    app: &App,
+    rt: ResourceType,
+    id: &str,
+    body: Body<'_>,
+    create_only: bool,
+) -> Result<Option<Response>> {
+    if let Body::Whole(b) = body {
+        check_envelope(rt, id, b)?;
+    }
     let repo = app.repo();
-    let existing = repo.get_fresh(rt, id).await?;
+    let existing_raw = repo.get_raw(rt, id).await?;
+    let existing = parse_stored(rt, id, existing_raw.as_deref())?;
+    let mut map = match body {
+        Body::Whole(b) => check_envelope(rt, id, b)?,
+        Body::Patch(p) => check_envelope(rt, id, &patched(rt, id, existing.as_ref(), p)?)?,
+    };
     if create_only && existing.is_some() {
         return Err(Error::Conflict(format!(
             "{rt}/{id} already exists; use PUT or PATCH to change it"
@@ -364,7 +443,12 @@ async fn store(
     // before or as asked with its index not yet (or no longer) matching; a retried PUT writes
     // the same again and completes it, and a stale index entry is ignored on login (its User
     // must still have that email, src/oauth/password.rs) and on the email conflict check above.
-    repo.put(rt, id, &doc).await?;
+    if !repo
+        .write(rt, id, existing_raw.as_deref(), Some(&doc))
+        .await?
+    {
+        return Ok(None);
+    }
     if let Some(e) = &new_email {
         repo.put_email_index(e, id).await?;
     }
@@ -376,7 +460,7 @@ async fn store(
     if let Ok(loc) = http::HeaderValue::from_str(&format!("/{rt}/{id}")) {
         resp.headers_mut().insert("location", loc);
     }
-    Ok(resp)
+    Ok(Some(resp))
 }
 
 /// Stores a new secret's hash, or keeps the existing hash when the body names no secret

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::ResourceType;
-use crate::platform::{Clock, Crypto, HttpClient, KvStore, Random, StateStore};
+use crate::platform::{CatalogStore, Clock, Crypto, HttpClient, KvStore, Random, StateStore};
 use crate::store::{Cache, Repo};
 use std::rc::Rc;
 
@@ -25,6 +25,10 @@ impl Log for NoLog {
 pub struct Platform {
     pub kv: Rc<dyn KvStore>,
     pub state: Rc<dyn StateStore>,
+    /// The authority for AccessPolicy, TokenIntrospector, Role, Scope and Client, which
+    /// publishes one KV bundle per type (src/store/mod.rs). `None`: those types are read and
+    /// written as per-id KV records only (the native tests and tools).
+    pub catalog: Option<Rc<dyn CatalogStore>>,
     /// Outbound HTTP: external JWKS and introspection endpoints.
     pub http: Rc<dyn HttpClient>,
     pub crypto: Rc<dyn Crypto>,
@@ -76,6 +80,7 @@ impl App {
     pub fn repo(&self) -> Repo<'_> {
         Repo {
             kv: self.platform.kv.as_ref(),
+            catalog: self.platform.catalog.as_deref(),
             cache: self.cache.as_ref(),
             clock: self.platform.clock.as_ref(),
             ttl: self.config.cache_ttl,

@@ -18,8 +18,9 @@
 //! and `Vary: Origin` always, so caches never hand one origin's answer to another.
 //!
 //! The registered origins are computed from all Clients once per `CACHE_TTL` per isolate (like
-//! the AccessPolicies), and only for requests that carry a cross-origin `Origin`; a Client
-//! write through this isolate drops the cached set at once.
+//! the AccessPolicies: one KV get of `bundle/Client`, src/store/mod.rs), and only for requests
+//! that carry a cross-origin `Origin`; a Client write through this isolate drops the cached set
+//! at once.
 
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -164,8 +165,7 @@ pub async fn registered_origins(app: &App) -> Result<Rc<BTreeSet<String>>> {
             return Ok(set.clone());
         }
     }
-    let clients = app.repo().list(ResourceType::Client).await?;
-    let set: Rc<BTreeSet<String>> = Rc::new(clients.iter().flat_map(client_origins).collect());
+    let set = Rc::new(app.repo().cors_origins().await?);
     *app.cache.cors.origins.borrow_mut() = Some((now, set.clone()));
     Ok(set)
 }

@@ -245,3 +245,46 @@ pub trait HttpClient {
         body: Option<&str>,
     ) -> Result<(u16, String), BackendError>;
 }
+
+/// The outcome of [`CatalogStore::write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogWrite {
+    /// Applied; the type's catalog version after it (the bundle that carries it is at least
+    /// this version).
+    Done(u64),
+    /// The stored document was not `expected`; nothing changed. Carries the current one.
+    Conflict(Option<String>),
+    /// The catalog is still importing this type from the old per-id KV records: retry shortly.
+    Importing,
+}
+
+/// The authority for the resource types loaded in bulk (AccessPolicy, TokenIntrospector, Role,
+/// Scope, Client; README "Storage"): strongly consistent and serialised, one writer per type.
+/// It publishes one bundle record per type to KV (`bundle/{Type}`), which the hot path reads
+/// (src/store/mod.rs). In the Worker, a Durable Object per type (src/worker/catalog.rs);
+/// natively, memory (src/store/memory.rs `MemoryCatalog`).
+#[async_trait(?Send)]
+pub trait CatalogStore {
+    /// Every document of `rt` (raw JSON, ordered by id) and the type's version; `None` while
+    /// the type is still being imported from the old per-id KV records.
+    async fn list(&self, rt: &str) -> Result<Option<(u64, Vec<String>)>, BackendError>;
+    /// One document (`Found(None)`: absent).
+    async fn get(&self, rt: &str, id: &str) -> Result<CatalogGet, BackendError>;
+    /// Compare-and-set of one document: when the stored one equals `expected` (None: absent),
+    /// replace it by `new` (None: delete).
+    async fn write(
+        &self,
+        rt: &str,
+        id: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<CatalogWrite, BackendError>;
+}
+
+/// The answer of [`CatalogStore::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogGet {
+    Found(Option<String>),
+    /// Still importing this type (see [`CatalogWrite::Importing`]).
+    Importing,
+}

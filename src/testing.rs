@@ -120,6 +120,7 @@ impl TestApp {
         let platform = Platform {
             kv: kv.clone(),
             state: state.clone(),
+            catalog: None,
             http: http.clone(),
             crypto: Rc::new(RustCrypto),
             clock: clock.clone(),

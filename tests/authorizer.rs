@@ -461,6 +461,7 @@ fn verified_tokens_are_cached_until_exp_and_revocation_still_applies() {
         Platform {
             kv: p.kv.clone(),
             state: p.state.clone(),
+            catalog: p.catalog.clone(),
             http: p.http.clone(),
             crypto: counter.clone(),
             clock: p.clock.clone(),

@@ -394,3 +394,220 @@ impl crate::platform::HttpClient for MemoryHttp {
             .unwrap_or((404, "not found".into())))
     }
 }
+
+/// An in-memory [`CatalogStore`](crate::platform::CatalogStore) over a [`MemoryKv`]: the
+/// authority for the catalog types, which publishes each type's bundle (`bundle/{Type}`) and
+/// mirrors the per-id record into the KV at once after every write (natively there is no
+/// per-key write limit to coalesce for). On the first use of a type it imports that type's
+/// per-id records already in the KV, as the Worker's Catalog object does.
+/// One type's version and documents by id.
+type CatalogType = (u64, BTreeMap<String, String>);
+
+pub struct MemoryCatalog {
+    kv: std::rc::Rc<MemoryKv>,
+    types: RefCell<BTreeMap<String, CatalogType>>,
+    /// Number of bundle writes, by type.
+    pub published: RefCell<BTreeMap<String, u64>>,
+}
+
+impl MemoryCatalog {
+    pub fn new(kv: std::rc::Rc<MemoryKv>) -> Self {
+        MemoryCatalog {
+            kv,
+            types: RefCell::new(BTreeMap::new()),
+            published: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    async fn ensure(&self, rt: &str) -> Result<(), BackendError> {
+        if self.types.borrow().contains_key(rt) {
+            return Ok(());
+        }
+        let prefix = format!("{rt}/");
+        let mut docs = BTreeMap::new();
+        for key in self.kv.list(&prefix).await? {
+            if let Some(v) = self.kv.get(&key).await? {
+                docs.insert(key[prefix.len()..].to_string(), v);
+            }
+        }
+        self.types
+            .borrow_mut()
+            .entry(rt.into())
+            .or_insert((1, docs));
+        self.publish(rt).await
+    }
+
+    async fn publish(&self, rt: &str) -> Result<(), BackendError> {
+        let body = {
+            let types = self.types.borrow();
+            let (version, docs) = &types[rt];
+            super::bundle_body(rt, *version, &docs.values().cloned().collect::<Vec<_>>())
+        };
+        self.kv.put(&super::bundle_key(rt), &body).await?;
+        *self.published.borrow_mut().entry(rt.into()).or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl crate::platform::CatalogStore for MemoryCatalog {
+    async fn list(&self, rt: &str) -> Result<Option<(u64, Vec<String>)>, BackendError> {
+        self.ensure(rt).await?;
+        let types = self.types.borrow();
+        let (v, docs) = &types[rt];
+        Ok(Some((*v, docs.values().cloned().collect())))
+    }
+
+    async fn get(&self, rt: &str, id: &str) -> Result<crate::platform::CatalogGet, BackendError> {
+        self.ensure(rt).await?;
+        Ok(crate::platform::CatalogGet::Found(
+            self.types.borrow()[rt].1.get(id).cloned(),
+        ))
+    }
+
+    async fn write(
+        &self,
+        rt: &str,
+        id: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<crate::platform::CatalogWrite, BackendError> {
+        self.ensure(rt).await?;
+        let version = {
+            let mut types = self.types.borrow_mut();
+            let (v, docs) = types.get_mut(rt).expect("ensured");
+            let cur = docs.get(id).cloned();
+            if cur.as_deref() != expected {
+                return Ok(crate::platform::CatalogWrite::Conflict(cur));
+            }
+            match new {
+                Some(n) => docs.insert(id.into(), n.into()),
+                None => docs.remove(id),
+            };
+            *v += 1;
+            *v
+        };
+        let key = format!("{rt}/{id}");
+        match new {
+            Some(n) => self.kv.put(&key, n).await?,
+            None => self.kv.delete(&key).await?,
+        }
+        self.publish(rt).await?;
+        Ok(crate::platform::CatalogWrite::Done(version))
+    }
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+    use crate::testing::TestApp;
+    use serde_json::json;
+    use std::rc::Rc;
+
+    fn with_catalog(t: &mut TestApp) -> Rc<MemoryCatalog> {
+        let c = Rc::new(MemoryCatalog::new(t.kv.clone()));
+        t.app.platform.catalog = Some(c.clone());
+        c
+    }
+
+    fn admin_list(t: &TestApp, path: &str) -> serde_json::Value {
+        t.call(
+            TestApp::req("GET", path)
+                .header("authorization", TestApp::root())
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .json()
+    }
+
+    fn policy(uri: &str) -> serde_json::Value {
+        json!({"engine": "matcho", "matcho": {"uri": uri},
+               "link": [{"id": "app", "resourceType": "Client"}]})
+    }
+
+    fn status(t: &TestApp, path: &str) -> u16 {
+        let req = TestApp::req("GET", path)
+            .header("authorization", TestApp::basic("app", "app-secret-1"))
+            .body(Vec::new())
+            .unwrap();
+        match t.send(req) {
+            crate::app::Outcome::Forward(_) => 200,
+            crate::app::Outcome::Respond(r) => r.status().as_u16(),
+            crate::app::Outcome::Asset { .. } => 0,
+        }
+    }
+
+    /// Past the policies (the demo origin may still answer 404 for an unknown patient).
+    fn allowed(t: &TestApp, path: &str) -> bool {
+        !matches!(status(t, path), 401 | 403)
+    }
+
+    #[test]
+    fn policies_load_with_one_kv_get_however_many_there_are() {
+        let mut t = TestApp::new();
+        let catalog = with_catalog(&mut t);
+        t.admin_put(
+            "/Client/app",
+            json!({"secret": "app-secret-1", "grant_types": ["basic"]}),
+        );
+        for i in 0..300 {
+            let r = t.admin_put(
+                &format!("/AccessPolicy/p-{i}"),
+                policy(&format!("/Patient/p-{i}")),
+            );
+            assert!(r.status() == 201, "{i}");
+        }
+        assert!(allowed(&t, "/Patient/p-299"));
+        // A cold isolate: a fresh cache.
+        t.app.cache = Rc::new(crate::store::Cache::default());
+        let before = t.kv.calls.get();
+        assert!(allowed(&t, "/Patient/p-150"));
+        assert_eq!(status(&t, "/Patient/p-300"), 403);
+        let used = t.kv.calls.get() - before;
+        assert!(used <= 3, "{used} KV calls");
+        assert!(catalog.published.borrow()["AccessPolicy"] >= 300);
+        let list = admin_list(&t, "/AccessPolicy");
+        assert_eq!(list["total"], 300);
+    }
+
+    #[test]
+    fn records_in_the_per_id_layout_are_imported_on_first_use() {
+        let mut t = TestApp::new();
+        t.admin_put(
+            "/Client/app",
+            json!({"secret": "app-secret-1", "grant_types": ["basic"]}),
+        );
+        for i in 0..20 {
+            let mut doc = policy(&format!("/Patient/old-{i}"));
+            doc["id"] = json!(format!("old-{i}"));
+            doc["resourceType"] = json!("AccessPolicy");
+            futures::executor::block_on(
+                t.kv.put(&format!("AccessPolicy/old-{i}"), &doc.to_string()),
+            )
+            .unwrap();
+        }
+        // The upgrade: the same KV, now with a Catalog.
+        with_catalog(&mut t);
+        t.app.cache = Rc::new(crate::store::Cache::default());
+        assert!(allowed(&t, "/Patient/old-7"));
+        assert_eq!(status(&t, "/Patient/new"), 403);
+        assert_eq!(admin_list(&t, "/AccessPolicy")["total"], 20);
+        assert!(t.kv.dump().contains_key("bundle/AccessPolicy"));
+    }
+
+    #[test]
+    fn a_write_on_a_stale_read_is_refused_by_the_catalog() {
+        use crate::platform::{CatalogStore, CatalogWrite};
+        let kv = Rc::new(MemoryKv::new());
+        let c = MemoryCatalog::new(kv);
+        let w = |e: Option<&str>, n: &str| {
+            futures::executor::block_on(c.write("Role", "r", e, Some(n))).unwrap()
+        };
+        assert_eq!(w(None, "{\"a\":1}"), CatalogWrite::Done(2));
+        assert_eq!(
+            w(None, "{\"a\":2}"),
+            CatalogWrite::Conflict(Some("{\"a\":1}".into()))
+        );
+        assert_eq!(w(Some("{\"a\":1}"), "{\"a\":2}"), CatalogWrite::Done(3));
+    }
+}

@@ -5,6 +5,17 @@
 //!   resource JSON (hashes included).
 //! - `idx/User/email/{lowercased email}`: the id of the User with that email.
 //!
+//! - `bundle/{Type}` for AccessPolicy, TokenIntrospector, Role, Scope: `{"version": n, "docs":
+//!   [...]}`, every document of the type; `bundle/Client`: `{"version": n, "origins": {id:
+//!   [origin, ...]}}`, the CORS origins each Client registers. Written only by the Catalog
+//!   ([`CatalogStore`], docs/scale.md "Catalog and bundles"), at most once a second per type.
+//!
+//! With a Catalog (the Worker), those five types are written, read and listed by the admin API
+//! through it (strongly consistent, compare-and-set: no lost write), and the hot path loads a
+//! type with one KV get of its bundle per `CACHE_TTL` however many documents there are. A write
+//! through this isolate applies here at once: its answer carries the type's new version, and a
+//! bundle older than that is not used by this isolate (it asks the Catalog instead).
+//!
 //! KV is eventually consistent and read on every request, so reads are cached in isolate
 //! memory for `ttl` seconds (Config `CACHE_TTL`, default 10 s); a write through this isolate
 //! drops its own cache at once. Another isolate sees a change after its cache entry expires
@@ -15,7 +26,7 @@ mod shared;
 
 use crate::error::{Error, Result};
 use crate::model::ResourceType;
-use crate::platform::{Clock, KvStore};
+use crate::platform::{CatalogGet, CatalogStore, CatalogWrite, Clock, KvStore};
 use crate::policy::CompiledPolicy;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -46,6 +57,9 @@ pub struct Cache {
     roles: shared::SharedSet<crate::model::role::RoleSet>,
     scopes: shared::SharedSet<crate::model::scope::ScopeSet>,
     verified: RefCell<HashMap<[u8; 32], i64>>,
+    /// Per type, the newest catalog version a write through this isolate produced: an older
+    /// bundle is not used here.
+    min_versions: RefCell<HashMap<&'static str, u64>>,
     /// Revoked access tokens (see [`crate::state::Revocations`]).
     pub revocations: crate::state::Revocations,
     /// JWKS and introspection answers of external issuers.
@@ -97,6 +111,48 @@ impl Cache {
     }
 }
 
+/// The types the Catalog holds and publishes as bundles.
+pub fn in_catalog(rt: ResourceType) -> bool {
+    matches!(
+        rt,
+        ResourceType::AccessPolicy
+            | ResourceType::TokenIntrospector
+            | ResourceType::Role
+            | ResourceType::Scope
+            | ResourceType::Client
+    )
+}
+
+/// The KV key of a type's bundle.
+pub fn bundle_key(rt: &str) -> String {
+    format!("bundle/{rt}")
+}
+
+/// The bundle record of a type: every document, or for Client the CORS origins by client id.
+pub fn bundle_body(rt: &str, version: u64, docs: &[String]) -> String {
+    let parsed = docs
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok());
+    if rt == ResourceType::Client.name() {
+        let origins: serde_json::Map<String, Value> = parsed
+            .filter_map(|d| {
+                let id = d.get("id")?.as_str()?.to_string();
+                let o = crate::cors::client_origins(&d);
+                (!o.is_empty()).then(|| (id, Value::from(o)))
+            })
+            .collect();
+        serde_json::json!({"version": version, "origins": origins}).to_string()
+    } else {
+        serde_json::json!({"version": version, "docs": parsed.collect::<Vec<_>>()}).to_string()
+    }
+}
+
+fn parse_docs(raw: &[String]) -> Vec<Value> {
+    raw.iter()
+        .filter_map(|s| serde_json::from_str::<Value>(s).ok())
+        .collect()
+}
+
 pub fn resource_key(rt: ResourceType, id: &str) -> String {
     format!("{}/{id}", rt.name())
 }
@@ -117,6 +173,8 @@ fn rehash_key(kind: &str, id: &str) -> String {
 /// Typed access to the resources in KV.
 pub struct Repo<'a> {
     pub kv: &'a dyn KvStore,
+    /// The Catalog, when there is one (see the module doc).
+    pub catalog: Option<&'a dyn CatalogStore>,
     pub cache: &'a Cache,
     pub clock: &'a dyn Clock,
     pub ttl: i64,
@@ -152,14 +210,75 @@ impl Repo<'_> {
         self.get_key(&resource_key(rt, id)).await
     }
 
-    /// Reads a resource straight from KV, bypassing the cache (for read-modify-write).
+    fn catalog_for(&self, rt: ResourceType) -> Option<&dyn CatalogStore> {
+        self.catalog.filter(|_| in_catalog(rt))
+    }
+
+    /// The stored record as it is, bypassing the cache: from the Catalog for its types (while
+    /// it still imports a type: the old per-id KV record), else from KV.
+    pub async fn get_raw(&self, rt: ResourceType, id: &str) -> Result<Option<String>> {
+        if let Some(c) = self.catalog_for(rt) {
+            if let CatalogGet::Found(v) = c.get(rt.name(), id).await? {
+                return Ok(v);
+            }
+        }
+        Ok(self.kv.get(&resource_key(rt, id)).await?)
+    }
+
+    /// Reads a resource bypassing the cache (for read-modify-write).
     pub async fn get_fresh(&self, rt: ResourceType, id: &str) -> Result<Option<Value>> {
-        let key = resource_key(rt, id);
-        match self.kv.get(&key).await? {
+        match self.get_raw(rt, id).await? {
             Some(s) => serde_json::from_str(&s)
                 .map(Some)
-                .map_err(|e| Error::Internal(format!("stored record {key} is not JSON: {e}"))),
+                .map_err(|e| Error::Internal(format!("stored record {rt}/{id} is not JSON: {e}"))),
             None => Ok(None),
+        }
+    }
+
+    /// Writes (`new`) or deletes (`None`) a resource if it is still `expected` (the raw record
+    /// [`Repo::get_raw`] returned; None: absent). `Ok(false)`: it changed meanwhile, nothing was
+    /// written. Without a Catalog (or for other types) KV has no compare-and-set: it just
+    /// writes. The change applies in this isolate at once.
+    pub async fn write(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        expected: Option<&str>,
+        new: Option<&Value>,
+    ) -> Result<bool> {
+        let Some(c) = self.catalog_for(rt) else {
+            match new {
+                Some(doc) => self.put(rt, id, doc).await?,
+                None => self.delete(rt, id).await?,
+            }
+            return Ok(true);
+        };
+        let body = new
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let key = resource_key(rt, id);
+        self.cache.invalidate(&key, rt);
+        match c.write(rt.name(), id, expected, body.as_deref()).await? {
+            CatalogWrite::Done(version) => {
+                {
+                    let mut m = self.cache.min_versions.borrow_mut();
+                    let v = m.entry(rt.name()).or_insert(0);
+                    *v = (*v).max(version);
+                }
+                self.cache.invalidate(&key, rt);
+                // The per-id record in KV follows within a second or so; this isolate reads
+                // the new one from now on.
+                self.cache
+                    .docs
+                    .borrow_mut()
+                    .insert(key, (self.clock.now(), new.cloned().map(Rc::new)));
+                Ok(true)
+            }
+            CatalogWrite::Conflict(_) => Ok(false),
+            CatalogWrite::Importing => Err(Error::Unavailable(format!(
+                "the catalog is still importing the {rt} records of the previous version"
+            ))),
         }
     }
 
@@ -180,8 +299,89 @@ impl Repo<'_> {
         Ok(())
     }
 
-    /// Every resource of a type, ordered by id. Records that are not JSON are skipped.
+    /// Every resource of a type, ordered by id, strongly consistent where there is a Catalog
+    /// (the admin API). Records that are not JSON are skipped.
     pub async fn list(&self, rt: ResourceType) -> Result<Vec<Value>> {
+        if let Some(c) = self.catalog_for(rt) {
+            if let Some((_, docs)) = c.list(rt.name()).await? {
+                return Ok(parse_docs(&docs));
+            }
+        }
+        self.list_kv(rt).await
+    }
+
+    /// Every resource of a type for the hot path: one KV get of its bundle (see the module
+    /// doc); the Catalog's own list when the bundle is missing or older than a write this
+    /// isolate made; the per-id records while the Catalog still imports them.
+    pub async fn load(&self, rt: ResourceType) -> Result<Vec<Value>> {
+        let Some(c) = self.catalog_for(rt) else {
+            return self.list_kv(rt).await;
+        };
+        let min = self
+            .cache
+            .min_versions
+            .borrow()
+            .get(rt.name())
+            .copied()
+            .unwrap_or(0);
+        if let Some(b) = self.bundle(rt).await? {
+            if b.get("version").and_then(Value::as_u64).unwrap_or(0) >= min {
+                if let Some(Value::Array(docs)) = b.get("docs") {
+                    return Ok(docs.clone());
+                }
+            }
+        }
+        match c.list(rt.name()).await? {
+            Some((_, docs)) => Ok(parse_docs(&docs)),
+            None => self.list_kv(rt).await,
+        }
+    }
+
+    async fn bundle(&self, rt: ResourceType) -> Result<Option<Value>> {
+        Ok(self
+            .kv
+            .get(&bundle_key(rt.name()))
+            .await?
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok()))
+    }
+
+    /// The CORS origins every Client registers ([`crate::cors::client_origins`]): from
+    /// `bundle/Client` where there is a Catalog, as [`Repo::load`] does.
+    pub async fn cors_origins(&self) -> Result<std::collections::BTreeSet<String>> {
+        let from_docs =
+            |docs: &[Value]| docs.iter().flat_map(crate::cors::client_origins).collect();
+        let rt = ResourceType::Client;
+        let Some(c) = self.catalog_for(rt) else {
+            return Ok(from_docs(&self.list_kv(rt).await?));
+        };
+        let min = self
+            .cache
+            .min_versions
+            .borrow()
+            .get(rt.name())
+            .copied()
+            .unwrap_or(0);
+        if let Some(b) = self.bundle(rt).await? {
+            if b.get("version").and_then(Value::as_u64).unwrap_or(0) >= min {
+                if let Some(Value::Object(by_id)) = b.get("origins") {
+                    return Ok(by_id
+                        .values()
+                        .filter_map(Value::as_array)
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect());
+                }
+            }
+        }
+        match c.list(rt.name()).await? {
+            Some((_, docs)) => Ok(from_docs(&parse_docs(&docs))),
+            None => Ok(from_docs(&self.list_kv(rt).await?)),
+        }
+    }
+
+    /// Every per-id KV record of a type (the layout without a Catalog): a list and a read each.
+    pub async fn list_kv(&self, rt: ResourceType) -> Result<Vec<Value>> {
         let prefix = format!("{}/", rt.name());
         let keys = self.kv.list(&prefix).await?;
         let reads = keys.iter().map(|k| self.kv.get(k));
@@ -201,7 +401,7 @@ impl Repo<'_> {
     /// (written around the API) is left out rather than failing every request.
     pub async fn policies(&self) -> Result<Rc<PolicySet>> {
         let load = || async {
-            let docs = self.list(ResourceType::AccessPolicy).await?;
+            let docs = self.load(ResourceType::AccessPolicy).await?;
             let mut set = PolicySet::default();
             for d in &docs {
                 let Some(id) = d.get("id").and_then(Value::as_str) else {
@@ -223,7 +423,7 @@ impl Repo<'_> {
     /// All TokenIntrospectors, cached for `ttl` like the policies: every external bearer token
     /// needs them, and a KV list per request would cost a read per introspector.
     pub async fn introspectors(&self) -> Result<Rc<Vec<Value>>> {
-        let load = || self.list(ResourceType::TokenIntrospector);
+        let load = || self.load(ResourceType::TokenIntrospector);
         self.cache
             .introspectors
             .get(self.clock.now(), self.ttl, self.stale_after, load)
@@ -234,7 +434,7 @@ impl Repo<'_> {
     /// needs the user's Roles for its policy request (`role`, `session.role`, `roleName`).
     pub async fn roles(&self) -> Result<Rc<crate::model::role::RoleSet>> {
         let load = || async {
-            let docs = self.list(ResourceType::Role).await?;
+            let docs = self.load(ResourceType::Role).await?;
             Ok(crate::model::role::RoleSet::from_docs(&docs))
         };
         self.cache
@@ -247,7 +447,7 @@ impl Repo<'_> {
     /// a Client that refers to Scopes).
     pub async fn scopes(&self) -> Result<Rc<crate::model::scope::ScopeSet>> {
         let load = || async {
-            let docs = self.list(ResourceType::Scope).await?;
+            let docs = self.load(ResourceType::Scope).await?;
             Ok(crate::model::scope::ScopeSet::from_docs(&docs))
         };
         self.cache

@@ -2,6 +2,7 @@
 //! `worker::Request`/`Response` and `http` types, gives the core its platform (KV, WebCrypto,
 //! clock, randomness, console log), and performs the origin fetch for allowed requests.
 
+mod catalog;
 mod durable;
 mod kv;
 mod outbound;
@@ -323,6 +324,14 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             )))
         }
     };
+    let catalog = match env.durable_object("CATALOG") {
+        Ok(ns) => ns,
+        Err(e) => {
+            return error(Error::Internal(format!(
+                "Durable Object binding CATALOG: {e}"
+            )))
+        }
+    };
     // `make scale` only (src/worker/stats.rs).
     let stats = env
         .var("SCALE_STATS")
@@ -349,6 +358,11 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
                 feeds: config.revocation_feeds,
             },
         }),
+        catalog: Some(Rc::new(catalog::CatalogClient {
+            ns: catalog,
+            timeout_ms: config.store_timeout_ms,
+            stats: stats.clone(),
+        })),
         http: Rc::new(outbound::WorkerHttp {
             timeout_ms: config.outbound_timeout_ms,
         }),

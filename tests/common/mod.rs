@@ -162,3 +162,14 @@ pub fn login_body(username: &str, password: &str, csrf: &str, query: &str) -> Ve
         .finish()
         .into_bytes()
 }
+
+/// Gives `t` a memory Catalog (src/store/memory.rs `MemoryCatalog`): AccessPolicy,
+/// TokenIntrospector, Role, Scope and Client are then written through it and loaded from their
+/// KV bundles, as in the Worker. Without it the native tests use the per-id KV layout.
+pub fn with_catalog(t: &mut TestApp) -> std::rc::Rc<edge_authorizer::store::memory::MemoryCatalog> {
+    let c = std::rc::Rc::new(edge_authorizer::store::memory::MemoryCatalog::new(
+        t.kv.clone(),
+    ));
+    t.app.platform.catalog = Some(c.clone());
+    c
+}
