@@ -387,7 +387,7 @@ pub fn state_layout(
 }
 
 /// The default of `REVOCATION_FEEDS`.
-pub const DEFAULT_REVOCATION_FEEDS: u16 = 16;
+pub const DEFAULT_REVOCATION_FEEDS: u16 = 32;
 
 /// Reads `REVOCATION_FEEDS`: a whole number from 1 to 256 (unset: [`DEFAULT_REVOCATION_FEEDS`]).
 pub fn revocation_feeds(v: Option<String>) -> Result<u16, String> {

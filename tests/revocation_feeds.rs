@@ -132,7 +132,7 @@ fn a_failing_feed_fails_the_bearer_request_closed() {
 #[test]
 fn revocation_feeds_is_refused_outside_1_to_256() {
     use edge_authorizer::config::revocation_feeds;
-    assert_eq!(revocation_feeds(None), Ok(16));
+    assert_eq!(revocation_feeds(None), Ok(32));
     assert_eq!(revocation_feeds(Some("1".into())), Ok(1));
     assert_eq!(revocation_feeds(Some("256".into())), Ok(256));
     for bad in ["0", "257", "-1", "x", "65537"] {

@@ -203,7 +203,8 @@ test("IPv6 client addresses are throttled per /64", async () => {
 
 test("a new isolate's first bearer request with 100,000 live revocations does not stall", async () => {
   const COUNT = Number(process.env.REVOCATIONS ?? 100_000);
-  const wr = await startWorker({ originUrl: origin.url });
+  // One replica, so the isolate's feed is feed-0, seeded below as this version writes it.
+  const wr = await startWorker({ originUrl: origin.url, vars: { REVOCATION_FEEDS: "1" } });
   try {
     await put(wr, "/Client/svc", { secret: "svcsecret", grant_types: ["client_credentials"] });
     await put(wr, "/AccessPolicy/all", { engine: "allow" });
@@ -216,7 +217,7 @@ test("a new isolate's first bearer request with 100,000 live revocations does no
     // Seed the revocation feed straight in the Durable Object (the harness holds its binding;
     // nothing on the Worker's HTTP surface can send this op).
     const ns = await wr.miniflare.getDurableObjectNamespace("STATE");
-    const stub = ns.get(ns.idFromName("auth-state"));
+    const stub = ns.get(ns.idFromName("feed-0"));
     const until = Math.floor(Date.now() / 1000) + 3600;
     const t0 = performance.now();
     for (let done = 0; done < COUNT; done += 10_000) {
@@ -227,7 +228,7 @@ test("a new isolate's first bearer request with 100,000 live revocations does no
       const r = await stub.fetch("https://auth-state.internal/op", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ op: "revoke_many", items }),
+        body: JSON.stringify({ op: "revoke_many", items, feed: 0 }),
       });
       assert.equal(r.status, 200, await r.text());
     }

@@ -123,6 +123,7 @@ export async function measure({
   refreshes = 2,
   protectedPerToken = 4,
   probePolicies = 40,
+  bundleWaitMs = 11_500,
   feeds = process.env.REVOCATION_FEEDS,
   log = () => {},
 } = {}) {
@@ -343,15 +344,25 @@ export async function measure({
           into: probes,
         });
       let policies = 1; // scale-read
+      const record = (r, via) => {
+        const kvOps = Object.values(r.kv).reduce((s, x) => s + x, 0);
+        reload.push({ policies, via, kv: r.kv, kv_ops: kvOps, ops: kvOps + r.objects.length, objects: r.objects });
+      };
       for (const add of [1, probePolicies]) {
-        for (let i = 0; i < add; i++) if (await policyPut(policies + i)) void 0;
-        policies += add;
-        const r = await probeGet("probe.reload", at);
-        if (r) {
-          const kvOps = Object.values(r.kv).reduce((s, x) => s + x, 0);
-          reload.push({ policies, kv: r.kv, kv_ops: kvOps, ops: kvOps + r.objects.length, objects: r.objects });
+        // 50 writes at a time (the Catalog serialises them; each answers when stored).
+        for (let i = 0; i < add; i += 50) {
+          await Promise.all(Array.from({ length: Math.min(50, add - i) }, (_, j) => policyPut(policies + i + j)));
         }
+        policies += add;
+        // Right after this isolate's own write: the write's version is newer than the bundle.
+        const r = await probeGet("probe.reload", at);
+        if (r) record(r, "after a write");
       }
+      // Once the cached set has aged (CACHE_TTL, default 10 s) and the bundle caught up (its
+      // writes are at most one a second): the reload every isolate does, one KV get of the bundle.
+      await new Promise((r) => setTimeout(r, bundleWaitMs));
+      const b = await probeGet("probe.reload", at);
+      if (b) record(b, "bundle");
     }
     const probeSummary = summarize(probes, 1).types;
     const seedSummary = summarize(seed, 1).types.seed;
@@ -402,7 +413,7 @@ export function markdown(report) {
   for (const r of report.runs) {
     const classes = Object.entries(r.classes).map(([c, v]) => `${c} ${v.calls} (${v.objects})`).join(", ");
     const poll = r.probes.poll ? r.probes.poll.objects.join(",") || "none" : "n/a";
-    const reload = r.probes.reload.map((x) => `${x.kv_ops} (${x.policies})`).join(", ");
+    const reload = r.probes.reload.map((x) => `${x.kv_ops} (${x.policies}${x.via === "bundle" ? ", bundle" : ""})`).join(", ");
     out.push(`| ${r.shards} | ${r.do_calls} | ${Object.keys(r.objects).length} | ${r.busiest ?? "-"} | ${(r.busiest_share * 100).toFixed(1)} % | ${classes} | ${poll} | ${reload} |`);
   }
   return out.join("\n");
@@ -418,7 +429,7 @@ async function main() {
     clients: envNum("SCALE_CLIENTS", 4),
     refreshes: Number(process.env.SCALE_REFRESHES ?? 2),
     protectedPerToken: envNum("SCALE_PROTECTED", 4),
-    probePolicies: envNum("SCALE_PROBE_POLICIES", 40),
+    probePolicies: envNum("SCALE_PROBE_POLICIES", 5000),
     log: (l) => console.error(l),
   };
   const out = process.env.SCALE_OUT ?? path.join(ROOT, "build/scale.json");
