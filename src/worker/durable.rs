@@ -1001,6 +1001,8 @@ pub struct KeyedState {
     /// The `SHARDS` namespace (`shard-{i}`); None with the single layout.
     pub shards: Option<ObjectClient>,
     pub layout: crate::config::StateLayout,
+    /// `STATE_PREVIOUS_LOOKUPS` ([`PREVIOUS_LOOKUPS_PER_SECOND`]).
+    pub previous_budget: u32,
 }
 
 thread_local! {
@@ -1008,6 +1010,39 @@ thread_local! {
     /// no longer consults them.
     static PREVIOUS_EMPTY: std::cell::RefCell<std::collections::HashSet<String>> =
         std::cell::RefCell::new(std::collections::HashSet::new());
+    /// This isolate's look-ups in the previous layout in the current second: (second, count).
+    static PREVIOUS_LOOKUPS: std::cell::Cell<(i64, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Default of `STATE_PREVIOUS_LOOKUPS`: most look-ups one isolate makes in the previous layout
+/// per second. Every miss in a shard is a look-up there until the previous layout is empty, and
+/// forged refresh tokens, codes or session cookies all miss: without a budget an
+/// unauthenticated caller would drive the old object at their own rate during a migration.
+/// Past it the request is a 503 with `Retry-After` (a real record from before the upgrade is
+/// found on the retry, or has been moved by the drain meanwhile). docs/scale.md "Upgrading".
+pub const PREVIOUS_LOOKUPS_PER_SECOND: u32 = 200;
+
+/// Takes one look-up from this isolate's budget (`per_second`) for the second `now`.
+fn previous_lookup_allowed(now: i64, per_second: u32) -> bool {
+    PREVIOUS_LOOKUPS.with(|c| {
+        let (second, used) = c.get();
+        let used = if second == now { used } else { 0 };
+        if used >= per_second {
+            c.set((now, used));
+            return false;
+        }
+        c.set((now, used + 1));
+        true
+    })
+}
+
+/// Keys created with a fresh 128- or 256-bit random part (`state::create` refuses a
+/// collision): no record of the previous layout can hold them, so creating one needs no look
+/// there. (`grants/{user}`, `jti/..` and throttle keys are named after their owner: they do.)
+fn fresh_random_key(key: &str) -> bool {
+    ["code/", "session/", "rt/", "launch/"]
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 impl KeyedState {
@@ -1037,6 +1072,14 @@ impl KeyedState {
             },
             shards,
             layout,
+            previous_budget: match var("STATE_PREVIOUS_LOOKUPS").filter(|v| !v.trim().is_empty()) {
+                None => PREVIOUS_LOOKUPS_PER_SECOND,
+                Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    worker::Error::RustError(format!(
+                        "configuration: STATE_PREVIOUS_LOOKUPS must be a whole number of at least 1, got {v:?}"
+                    ))
+                })?,
+            },
         })
     }
 
@@ -1087,6 +1130,12 @@ impl KeyedState {
             return Ok(());
         };
         let (target, tname) = self.object_for(key);
+        if !previous_lookup_allowed(now(), self.previous_budget) {
+            return Err(BackendError(format!(
+                "previous layout: this isolate's {} look-ups a second are spent",
+                self.previous_budget
+            )));
+        }
         for _ in 0..4 {
             let r = prev.get(&pname, key, Some(role.clone())).await?;
             if r.more == Some(false) {
@@ -1195,7 +1244,7 @@ impl StateStore for DurableState {
         let k = &self.keyed;
         let (c, name) = k.object_for(key);
         // A creation must not shadow a record still in the previous layout.
-        if expected.is_none() {
+        if expected.is_none() && !fresh_random_key(key) {
             k.adopt(key).await?;
         }
         let r = c
