@@ -256,7 +256,15 @@ pub enum CatalogWrite {
     Conflict(Option<String>),
     /// The catalog is still importing this type from the old per-id KV records: retry shortly.
     Importing,
+    /// Refused: the type's documents would exceed [`CATALOG_MAX_BYTES`] together, more than one
+    /// KV bundle record holds; nothing changed.
+    TooLarge,
 }
+
+/// Most bytes the documents of one bundled type (all but Client, whose bundle holds only the
+/// CORS origins) may take together: KV holds at most 25 MiB in one value, and a bundle that
+/// could not be published would leave every other isolate on the old one for good.
+pub const CATALOG_MAX_BYTES: usize = 20 * 1024 * 1024;
 
 /// The authority for the resource types loaded in bulk (AccessPolicy, TokenIntrospector, Role,
 /// Scope, Client; README "Storage"): strongly consistent and serialised, one writer per type.

@@ -480,6 +480,16 @@ impl crate::platform::CatalogStore for MemoryCatalog {
             if cur.as_deref() != expected {
                 return Ok(crate::platform::CatalogWrite::Conflict(cur));
             }
+            if let (Some(n), true) = (new, rt != "Client") {
+                let others: usize = docs
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != id)
+                    .map(|(_, d)| d.len())
+                    .sum();
+                if others + n.len() > crate::platform::CATALOG_MAX_BYTES {
+                    return Ok(crate::platform::CatalogWrite::TooLarge);
+                }
+            }
             match new {
                 Some(n) => docs.insert(id.into(), n.into()),
                 None => docs.remove(id),

@@ -279,6 +279,11 @@ impl Repo<'_> {
             CatalogWrite::Importing => Err(Error::Unavailable(format!(
                 "the catalog is still importing the {rt} records of the previous version"
             ))),
+            CatalogWrite::TooLarge => Err(Error::Conflict(format!(
+                "the {rt} resources would take more than {} bytes together, the most one KV \
+                 bundle holds (docs/scale.md \"Catalog and bundles\"); nothing was written",
+                crate::platform::CATALOG_MAX_BYTES
+            ))),
         }
     }
 

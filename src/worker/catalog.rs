@@ -70,6 +70,14 @@ struct Reply {
     value: Option<String>,
     #[serde(default)]
     swapped: bool,
+    /// The write would take the type over [`crate::platform::CATALOG_MAX_BYTES`].
+    #[serde(default)]
+    too_large: bool,
+}
+
+#[derive(Deserialize)]
+struct SizeRow {
+    n: f64,
 }
 
 #[derive(Deserialize)]
@@ -305,13 +313,29 @@ impl Catalog {
             Op::List { .. } => reply.docs = all_docs(&sql)?,
             Op::Get { id, .. } => reply.value = doc(&sql, &id)?,
             Op::Write {
-                id, expected, new, ..
+                id,
+                expected,
+                new,
+                rt: op_rt,
             } => {
                 // No await between this read and the writes: serialised in the object.
                 let cur = doc(&sql, &id)?;
                 if cur != expected {
                     reply.value = cur;
                     return Ok(reply);
+                }
+                if let (Some(body), true) = (&new, op_rt != "Client") {
+                    let others: Vec<SizeRow> = sql
+                        .exec(
+                            "SELECT COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) AS n FROM docs WHERE id != ?",
+                            vec![id.clone().into()],
+                        )?
+                        .to_array()?;
+                    let others = others.first().map_or(0.0, |r| r.n) as usize;
+                    if others + body.len() > crate::platform::CATALOG_MAX_BYTES {
+                        reply.too_large = true;
+                        return Ok(reply);
+                    }
                 }
                 match new {
                     Some(body) => sql.exec(
@@ -594,6 +618,8 @@ impl CatalogStore for CatalogClient {
             .await?;
         Ok(if r.importing {
             CatalogWrite::Importing
+        } else if r.too_large {
+            CatalogWrite::TooLarge
         } else if r.swapped {
             CatalogWrite::Done(r.version)
         } else {

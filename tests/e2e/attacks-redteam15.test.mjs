@@ -93,3 +93,41 @@ test("STATE_PREVIOUS_LOOKUPS that is not a whole number of at least 1 is a confi
     await w.dispose();
   }
 });
+
+test("an AccessPolicy set larger than one KV bundle holds is refused (409), and the bundle keeps being published", async () => {
+  // 20 MiB of documents per bundled type (KV's values stop at 25 MiB). Before the cap the
+  // Catalog stored the write and then failed to publish the bundle again and again: every
+  // other isolate kept the old policy set for good, silently.
+  const w = await startWorker({ vars: { PBKDF2_ITERATIONS: "1000" } });
+  try {
+    const big = (i) => ({ engine: "matcho", matcho: { uri: `#^/nothing-${i}$` }, description: "x".repeat(1_000_000) });
+    for (let i = 0; i < 20; i++) {
+      const r = await w.admin("PUT", `/AccessPolicy/big-${i}`, big(i));
+      assert.equal(r.status, 201, `big-${i}: ${r.status}`);
+      await r.arrayBuffer();
+    }
+    const over = await w.admin("PUT", "/AccessPolicy/big-20", big(20));
+    const body = await over.json();
+    assert.equal(over.status, 409, JSON.stringify(body).slice(0, 300));
+    assert.match(JSON.stringify(body), /bundle/);
+    assert.equal((await w.admin("GET", "/AccessPolicy/big-20")).status, 404, "nothing was written");
+    // Replacing one counts the new size instead of the old, not both (a full set still edits).
+    const edit = await w.admin("PUT", "/AccessPolicy/big-0", { ...big(0), description: "y".repeat(1_000_000) });
+    assert.equal(edit.status, 200);
+    await edit.arrayBuffer();
+    const small = await w.admin("PUT", "/AccessPolicy/small", { engine: "allow", link: [{ id: "nobody", resourceType: "Client" }] });
+    assert.equal(small.status, 201);
+    await small.arrayBuffer();
+    // The bundle in KV follows within about a second and holds the small one.
+    const kv = await w.miniflare.getKVNamespace("RESOURCES");
+    let ids = [];
+    for (let i = 0; i < 20 && !ids.includes("small"); i++) {
+      await sleep(300);
+      const b = JSON.parse((await kv.get("bundle/AccessPolicy")) ?? "{\"docs\":[]}");
+      ids = b.docs.map((d) => d.id);
+    }
+    assert.ok(ids.includes("small") && ids.includes("big-19") && !ids.includes("big-20"), `bundle ids: ${ids}`);
+  } finally {
+    await w.dispose();
+  }
+});
