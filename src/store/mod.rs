@@ -322,18 +322,9 @@ impl Repo<'_> {
         let Some(c) = self.catalog_for(rt) else {
             return self.list_kv(rt).await;
         };
-        let min = self
-            .cache
-            .min_versions
-            .borrow()
-            .get(rt.name())
-            .copied()
-            .unwrap_or(0);
-        if let Some(b) = self.bundle(rt).await? {
-            if b.get("version").and_then(Value::as_u64).unwrap_or(0) >= min {
-                if let Some(Value::Array(docs)) = b.get("docs") {
-                    return Ok(docs.clone());
-                }
+        if let Some(b) = self.fresh_bundle(rt).await? {
+            if let Some(Value::Array(docs)) = b.get("docs") {
+                return Ok(docs.clone());
             }
         }
         match c.list(rt.name()).await? {
@@ -342,12 +333,21 @@ impl Repo<'_> {
         }
     }
 
-    async fn bundle(&self, rt: ResourceType) -> Result<Option<Value>> {
+    /// The bundle of `rt` in KV, unless it is older than a write this isolate made.
+    async fn fresh_bundle(&self, rt: ResourceType) -> Result<Option<Value>> {
+        let min = self
+            .cache
+            .min_versions
+            .borrow()
+            .get(rt.name())
+            .copied()
+            .unwrap_or(0);
         Ok(self
             .kv
             .get(&bundle_key(rt.name()))
             .await?
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok()))
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .filter(|b| b.get("version").and_then(Value::as_u64).unwrap_or(0) >= min))
     }
 
     /// The CORS origins every Client registers ([`crate::cors::client_origins`]): from
@@ -359,24 +359,15 @@ impl Repo<'_> {
         let Some(c) = self.catalog_for(rt) else {
             return Ok(from_docs(&self.list_kv(rt).await?));
         };
-        let min = self
-            .cache
-            .min_versions
-            .borrow()
-            .get(rt.name())
-            .copied()
-            .unwrap_or(0);
-        if let Some(b) = self.bundle(rt).await? {
-            if b.get("version").and_then(Value::as_u64).unwrap_or(0) >= min {
-                if let Some(Value::Object(by_id)) = b.get("origins") {
-                    return Ok(by_id
-                        .values()
-                        .filter_map(Value::as_array)
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect());
-                }
+        if let Some(b) = self.fresh_bundle(rt).await? {
+            if let Some(Value::Object(by_id)) = b.get("origins") {
+                return Ok(by_id
+                    .values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect());
             }
         }
         match c.list(rt.name()).await? {

@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use worker::{
-    durable_object, Delay, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response,
-    Result, SqlStorageValue, State,
+    durable_object, Delay, Env, ObjectNamespace, Request, Response, Result, SqlStorageValue, State,
 };
 
 /// Per-id records read per import page (plus one list): under 1,000 KV operations.
@@ -546,34 +545,9 @@ impl CatalogClient {
     }
 
     async fn call_once(&self, op: &Op) -> std::result::Result<Reply, BackendError> {
-        let err = |e: worker::Error| BackendError(format!("catalog: {e}"));
         let name = op.rt();
         super::stats::object(&self.stats, &format!("catalog-{name}"));
-        let stub = self
-            .ns
-            .id_from_name(name)
-            .map_err(err)?
-            .get_stub()
-            .map_err(err)?;
-        let body = serde_json::to_string(op).map_err(|e| BackendError(e.to_string()))?;
-        let headers = Headers::new();
-        headers
-            .set("content-type", "application/json")
-            .map_err(err)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let req = Request::new_with_init("https://catalog.internal/op", &init).map_err(err)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(err)?;
-        if resp.status_code() != 200 {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(BackendError(format!(
-                "catalog answered {}: {text}",
-                resp.status_code()
-            )));
-        }
-        resp.json().await.map_err(err)
+        super::durable::post_json(&self.ns, name, "catalog", op).await
     }
 }
 

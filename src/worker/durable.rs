@@ -816,6 +816,41 @@ impl worker::DurableObject for StateShard {
     }
 }
 
+/// Sends `op` as JSON to the object `name` of `ns` and reads its JSON answer. Any failure or an
+/// answer other than 200 is a [`BackendError`] that starts with `what`.
+pub(super) async fn post_json<O: Serialize, R: serde::de::DeserializeOwned>(
+    ns: &ObjectNamespace,
+    name: &str,
+    what: &str,
+    op: &O,
+) -> std::result::Result<R, BackendError> {
+    let err = |e: worker::Error| BackendError(format!("{what}: {e}"));
+    let stub = ns
+        .id_from_name(name)
+        .map_err(err)?
+        .get_stub()
+        .map_err(err)?;
+    let body = serde_json::to_string(op).map_err(|e| BackendError(e.to_string()))?;
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json")
+        .map_err(err)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init("https://object.internal/op", &init).map_err(err)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(err)?;
+    if resp.status_code() != 200 {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(BackendError(format!(
+            "{what} answered {}: {text}",
+            resp.status_code()
+        )));
+    }
+    resp.json().await.map_err(err)
+}
+
 /// A client of one kind of Durable Object: calls the object named `name` with an [`Op`]. A call
 /// that fails, answers other than 200, or takes longer than `timeout_ms` (`STORE_TIMEOUT_MS`) is
 /// a [`BackendError`] (503 for the client). A timed-out `cas` may still have been applied by the
@@ -841,33 +876,8 @@ impl ObjectClient {
     }
 
     async fn call_once(&self, name: &str, op: &Op) -> std::result::Result<Reply, BackendError> {
-        let err = |e: worker::Error| BackendError(format!("durable object: {e}"));
         super::stats::object(&self.stats, name);
-        let stub = self
-            .ns
-            .id_from_name(name)
-            .map_err(err)?
-            .get_stub()
-            .map_err(err)?;
-        let body = serde_json::to_string(op).map_err(|e| BackendError(e.to_string()))?;
-        let headers = Headers::new();
-        headers
-            .set("content-type", "application/json")
-            .map_err(err)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let req = Request::new_with_init("https://auth-state.internal/op", &init).map_err(err)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(err)?;
-        if resp.status_code() != 200 {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(BackendError(format!(
-                "durable object answered {}: {text}",
-                resp.status_code()
-            )));
-        }
-        resp.json().await.map_err(err)
+        post_json(&self.ns, name, "durable object", op).await
     }
 
     /// The keyed operations ([`StateStore::get`], [`StateStore::cas`], [`StateStore::throttle`])
