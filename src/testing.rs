@@ -193,6 +193,26 @@ impl TestApp {
         self.call(b.body(body.into_bytes()).unwrap_or_default())
     }
 
+    /// A client_credentials access token of the client `id` (Basic auth; asserts 200) and its
+    /// claims.
+    pub fn cc_token(&self, id: &str, secret: &str) -> (String, serde_json::Value) {
+        let r = self.token(
+            Some(&Self::basic(id, secret)),
+            &[("grant_type", "client_credentials")],
+        );
+        assert_eq!(r.status(), 200, "{}", r.text());
+        let token = r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string();
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let claims = serde_json::from_slice(
+            &crate::http_util::b64url_decode(payload).expect("base64url payload"),
+        )
+        .expect("JSON claims");
+        (token, claims)
+    }
+
     /// `GET path` with an Authorization header.
     pub fn get_with(&self, path: &str, auth: &str) -> Outcome {
         self.send(

@@ -1,5 +1,7 @@
 //! The admin API (`/Client`, `/User`, `/AccessPolicy`) through the real handler.
 
+mod common;
+
 use edge_authorizer::testing::{TestApp, TestResponse};
 use serde_json::{json, Value};
 
@@ -947,4 +949,57 @@ fn an_imported_sha256_client_secret_is_rehashed_on_first_use() {
     );
     assert!(t.kv.dump()["rehash/Client/api-client"].contains("$pbkdf2-sha256$"));
     assert_eq!(cc("verysecret").status(), 200);
+}
+
+/// With the memory Catalog (as the Worker has its `Catalog` objects): a policy written through
+/// the admin API is listed, enforced at once, published in the type's one KV bundle, and
+/// deleted the same way.
+#[test]
+fn with_the_catalog_policies_are_listed_enforced_and_published_as_one_bundle() {
+    use edge_authorizer::app::Outcome;
+    use edge_authorizer::platform::KvStore;
+    let mut t = TestApp::new();
+    common::with_catalog(&mut t);
+    let allowed = |t: &TestApp, auth: &str| match t.get_with("/Patient", auth) {
+        // Allowed: forwarded, or answered by the built-in demo origin (no ORIGIN_URL).
+        Outcome::Forward(_) => true,
+        Outcome::Respond(r) => {
+            assert!(matches!(r.status().as_u16(), 200 | 403), "{}", r.status());
+            r.status() == 200
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        t.admin_put(
+            "/Client/cc",
+            json!({"secret": "ccs", "grant_types": ["client_credentials"]})
+        )
+        .status(),
+        201
+    );
+    let auth = format!("Bearer {}", t.cc_token("cc", "ccs").0);
+    assert!(!allowed(&t, &auth), "no policy yet");
+    let policy = json!({"engine": "allow", "link": [{"id": "cc", "resourceType": "Client"}]});
+    assert_eq!(t.admin_put("/AccessPolicy/cc", policy).status(), 201);
+    assert!(allowed(&t, &auth), "the write applies at once");
+    assert_eq!(root_get(&t, "/AccessPolicy").json()["total"], 1);
+    let bundle = futures::executor::block_on(t.kv.get("bundle/AccessPolicy"))
+        .unwrap()
+        .expect("the bundle");
+    let bundle: Value = serde_json::from_str(&bundle).unwrap();
+    assert_eq!(bundle["docs"][0]["id"], "cc", "{bundle}");
+    let d = call(
+        &t,
+        "DELETE",
+        "/AccessPolicy/cc",
+        Some(&TestApp::root()),
+        None,
+        "",
+    );
+    assert_eq!(d.status(), 200);
+    assert!(!allowed(&t, &auth), "the delete applies at once");
+    let bundle = futures::executor::block_on(t.kv.get("bundle/AccessPolicy"))
+        .unwrap()
+        .unwrap();
+    assert!(!bundle.contains("\"cc\""), "{bundle}");
 }

@@ -21,16 +21,7 @@ fn setup(feeds: u16) -> TestApp {
 }
 
 fn token(t: &TestApp) -> (String, String) {
-    let r = t.token(
-        Some(&TestApp::basic("cc", "ccs")),
-        &[("grant_type", "client_credentials")],
-    );
-    assert_eq!(r.status(), 200, "{}", r.text());
-    let token = r.json()["access_token"].as_str().unwrap().to_string();
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&edge_authorizer::http_util::b64url_decode(payload).unwrap())
-            .unwrap();
+    let (token, claims) = t.cc_token("cc", "ccs");
     (
         format!("Bearer {token}"),
         claims["jti"].as_str().unwrap().to_string(),

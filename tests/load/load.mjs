@@ -142,11 +142,11 @@ async function startEchoOrigin() {
 
 // --- the HTTP client ------------------------------------------------------------------------------
 
-/** A keep-alive connection pool of `connections` sockets to `baseUrl`. */
-function httpClient(baseUrl, connections) {
+/** A keep-alive connection pool of `connections` sockets to `baseUrl` (also tests/scale). */
+export function httpClient(baseUrl, connections) {
   const base = new URL(baseUrl);
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
-  /** Resolves to { status, text, ms }; rejects on a network error. */
+  /** Resolves to { status, headers, text, ms }; rejects on a network error. */
   const send = (method, path, { headers = {}, body } = {}) =>
     new Promise((resolve, reject) => {
       const t0 = performance.now();

@@ -35,7 +35,6 @@
 //            SCALE_PROBE_POLICIES (40) more, so the model can extrapolate KV operations per
 //            invocation to thousands of policies.
 
-import http from "node:http";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -43,6 +42,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { startWorker, startOrigin, basicAuth, ROOT } from "../e2e/harness.mjs";
 import { parseStats, objectClass, record, summarize } from "./stats.mjs";
+import { httpClient } from "../load/load.mjs";
 
 export { parseStats, objectClass, record, summarize };
 
@@ -52,27 +52,6 @@ const CALLBACK = "https://scale-app.example/cb";
 
 // --- HTTP ------------------------------------------------------------------------------------------
 
-/** Keep-alive pool to `baseUrl`; send() resolves to { status, headers, text }. */
-function httpClient(baseUrl, connections) {
-  const base = new URL(baseUrl);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
-  const send = (method, p, { headers = {}, body } = {}) =>
-    new Promise((resolve, reject) => {
-      const h = { ...headers };
-      if (body !== undefined) h["content-length"] = Buffer.byteLength(body);
-      const req = http.request({ agent, host: base.hostname, port: base.port, method, path: p, headers: h }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") }));
-        res.on("error", reject);
-      });
-      req.setTimeout(60_000, () => req.destroy(new Error("timeout after 60 s")));
-      req.on("error", reject);
-      if (body !== undefined) req.write(body);
-      req.end();
-    });
-  return { send, close: () => agent.destroy() };
-}
 
 const form = (params) => new URLSearchParams(params).toString();
 const FORM = "application/x-www-form-urlencoded";
