@@ -1,8 +1,9 @@
 # edge-authorizer: build, run and test the Worker.
 #
-#   make dev        install what is missing, build, run `wrangler dev` on 127.0.0.1:$(PORT)
+#   make dev        install what is missing, build what changed, run `wrangler dev` on 127.0.0.1:$(PORT)
 #   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
-#   make build      build the browser verifier package and the Worker into build/ (and print sizes)
+#   make build      build the browser verifier package and the Worker into build/ (and print sizes);
+#                   each is skipped when nothing it is built from changed (BUILD_FORCE=1 rebuilds)
 #   make size       print the wasm sizes (Worker and browser package), raw and gzipped
 #   make soak       build, then the full load run in workerd (LOAD_REQUESTS, LOAD_CONCURRENCY, LOAD_SEED)
 #   make bench      build, then benchmark against the peers in benches/ (not part of make test)

@@ -7,6 +7,9 @@
 #
 # Its own cargo target directory (target/browser): the Worker build compiles the same crate with
 # other features into target/, and the two may then run in any order, even at once.
+#
+# Skipped when no input changed since the last build and its outputs are as that build left them
+# (build/.stamps/browser; scripts/lib.sh, build_fingerprint). BUILD_FORCE=1 rebuilds anyway.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -19,6 +22,24 @@ WASM_OPT="$NODE_BIN/wasm-opt"
 OUT="$BUILD_DIR/verifier"
 PKG_SRC="$ROOT/packages/verifier"
 SPA_PKG="$ROOT/www/app/pkg"
+
+print_size() {
+  local wasm="$OUT/edge_authorizer_bg.wasm" raw gz
+  raw=$(stat -c %s "$wasm")
+  gz=$(gzip -9 -c "$wasm" | wc -c)
+  printf '%s: %d bytes raw (%d KiB), %d bytes gzipped (%d KiB)\n' \
+    "${wasm#"$ROOT"/}" "$raw" $(((raw + 1023) / 1024)) "$gz" $(((gz + 1023) / 1024))
+}
+
+OUTPUTS=("$OUT" "$SPA_PKG")
+fingerprint="$(build_fingerprint browser "cargo --lib --no-default-features --features browser; wasm-bindgen --target web; wasm-opt -Oz --converge")"
+if build_is_current browser "$fingerprint" "${OUTPUTS[@]}"; then
+  log "browser package up to date (no input changed since the last build; BUILD_FORCE=1 rebuilds)"
+  print_size
+  exit 0
+fi
+build_stamp_clear browser
+
 STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
 
@@ -45,8 +66,5 @@ mkdir -p "$SPA_PKG"
 rm -f "$SPA_PKG"/edge_authorizer*
 cp "$OUT/edge_authorizer.js" "$OUT/edge_authorizer_bg.wasm" "$SPA_PKG/"
 
-wasm="$OUT/edge_authorizer_bg.wasm"
-raw=$(stat -c %s "$wasm")
-gz=$(gzip -9 -c "$wasm" | wc -c)
-printf '%s: %d bytes raw (%d KiB), %d bytes gzipped (%d KiB)\n' \
-  "${wasm#"$ROOT"/}" "$raw" $(((raw + 1023) / 1024)) "$gz" $(((gz + 1023) / 1024))
+build_stamp_write browser "$fingerprint" "${OUTPUTS[@]}"
+print_size

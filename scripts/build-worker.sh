@@ -2,12 +2,34 @@
 # Builds the Worker: Rust -> wasm32 -> wasm-bindgen -> wasm-opt -> esbuild, all with local tools.
 # Output: build/index.js (the module wrangler.toml's `main` points at) and build/index_bg.wasm.
 # Then prints the wasm size (scripts/size.sh).
+#
+# Skipped (in well under a second) when no input changed since the last build and its outputs
+# are as that build left them (build/.stamps/worker; scripts/lib.sh, build_fingerprint).
+# BUILD_FORCE=1 rebuilds anyway.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 "$ROOT/scripts/bootstrap.sh"
 worker_build_env
+
+# The outputs: index.js and index_bg.wasm by name (either missing rebuilds), and every other
+# module worker-build writes (build/*.js, *.mjs, *.wasm, worker/).
+outputs() {
+  local extra=()
+  shopt -s nullglob
+  extra=("$BUILD_DIR"/*.{js,mjs,wasm})
+  shopt -u nullglob
+  printf '%s\0' "$BUILD_DIR/index.js" "$BUILD_DIR/index_bg.wasm" "$BUILD_DIR/worker" "${extra[@]}" | sort -zu
+}
+fingerprint="$(build_fingerprint worker "worker-build --release --features worker")"
+mapfile -d '' OUTPUTS < <(outputs)
+if build_is_current worker "$fingerprint" "${OUTPUTS[@]}"; then
+  log "Worker up to date (no input changed since the last build; BUILD_FORCE=1 rebuilds)"
+  "$ROOT/scripts/size.sh"
+  exit 0
+fi
+build_stamp_clear worker
 
 log "worker-build --release --features worker"
 "$TOOLS_DIR/bin/worker-build" --release --features worker
@@ -21,4 +43,6 @@ log "worker-build --release --features worker"
 for wasm in "$BUILD_DIR"/*.wasm; do
   "$WASM_OPT_BIN" "$wasm" --strip-debug --strip-producers -o "$wasm"
 done
+mapfile -d '' OUTPUTS < <(outputs)
+build_stamp_write worker "$fingerprint" "${OUTPUTS[@]}"
 "$ROOT/scripts/size.sh"
