@@ -2,19 +2,25 @@
 //
 //   node benches/run.mjs            (after `make build` and `npm ci --prefix benches`)
 //
-// Parts (BENCH_PARTS, comma-separated, default all): http, native, wasm, size.
+// Parts (BENCH_PARTS, comma-separated, default all): http, cpu, native, wasm, size.
 //   http    protected request through our Worker vs a @cloudflare/workers-oauth-provider Worker
 //           and a `jose` Worker (all three in workerd through Miniflare's own HTTP server, no
 //           `wrangler dev` proxy), and client_credentials issuance vs a `jose` issuer Worker in
 //           the same workerd (and node `oidc-provider`, off the edge, for reference).
 //           Interleaved: for each round, each system gets BENCH_DURATION seconds of autocannon
 //           at BENCH_CONNECTIONS connections. Medians and min-max over the rounds.
+//   cpu     CPU µs per request per path (protected, issuance, 401, 403) of our Worker, the jose
+//           Worker and the jose issuer, from V8 CPU profiles through workerd's inspector
+//           (benches/cpu.mjs), split into our wasm, the Worker's JS (wasm-bindgen glue) and the
+//           runtime; and the workerd process's CPU time per request without the profiler.
 //   native  criterion micro-benchmarks (benches/native.rs): sign/verify, matcho, 1/10/100 policies
 //   wasm    the same jwt::verify compiled to wasm32 (benches/wasm-verify) and run in node
 //   size    the Worker's wasm gzipped, compile/instantiate time in Chromium (V8), cold start in Miniflare
 //
 // Env: BENCH_ROUNDS (5), BENCH_DURATION (10 s), BENCH_CONNECTIONS (10), BENCH_WARMUP (3 s),
-// BENCH_MEASURE (criterion measurement seconds, 3), BENCH_PLOT (docs/bench.png; "0" = none).
+// BENCH_MEASURE (criterion measurement seconds, 3), BENCH_PLOT (docs/bench.png; "0" = none),
+// BENCH_CPU_REQUESTS (2000 per measurement), BENCH_CPU_WARMUP (500), BENCH_CPU_CONNECTIONS (4),
+// BENCH_CPU_REPEATS (3: each path and system measured that many times, alternated).
 // The table goes to stdout and to build/bench.md, the raw numbers to build/bench.json; progress
 // goes to stderr.
 import { spawn, execFileSync } from "node:child_process";
@@ -29,6 +35,7 @@ import * as esbuild from "esbuild";
 import { Miniflare, Log, LogLevel } from "miniflare";
 import { startWorker, basicAuth, form, FORM } from "../tests/e2e/harness.mjs";
 import { runWasmVerify } from "./wasm-verify.mjs";
+import { profilePath, SAMPLE_INTERVAL_US, GAP_CAP } from "./cpu.mjs";
 import { renderPlot } from "./plot.mjs";
 import { launchBrowser } from "../tests/browser/helpers.mjs";
 
@@ -47,7 +54,11 @@ const DURATION = num("BENCH_DURATION", 10);
 const CONNECTIONS = num("BENCH_CONNECTIONS", 10);
 const WARMUP = num("BENCH_WARMUP", 3);
 const MEASURE = num("BENCH_MEASURE", 3);
-const PARTS = new Set((process.env.BENCH_PARTS ?? "http,native,wasm,size").split(",").map((s) => s.trim()));
+const CPU_REQUESTS = num("BENCH_CPU_REQUESTS", 2000);
+const CPU_WARMUP = num("BENCH_CPU_WARMUP", 500);
+const CPU_CONNECTIONS = num("BENCH_CPU_CONNECTIONS", 4);
+const CPU_REPEATS = num("BENCH_CPU_REPEATS", 3);
+const PARTS = new Set((process.env.BENCH_PARTS ?? "http,cpu,native,wasm,size").split(",").map((s) => s.trim()));
 const PLOT = process.env.BENCH_PLOT ?? path.join(ROOT, "docs/bench.png");
 
 const log = (...a) => console.error("[bench]", ...a);
@@ -377,6 +388,75 @@ async function runHttp(originUrl) {
   }
 }
 
+// --- cpu: µs of CPU per request per path, from profiles (benches/cpu.mjs) ---------------------
+// The last repeat's profile of each path and system stays in build/bench/cpu-<path>-<system>.cpuprofile.
+const CPU_PATHS = [
+  ["protected", `GET ${PROTECTED_PATH}, bearer, allowed, forwarded`],
+  ["issuance", "POST /auth/token, client_credentials + Basic"],
+  ["401", `GET ${PROTECTED_PATH}, a token with a bad signature`],
+  ["403", `GET ${PROTECTED_PATH}, a valid token, no policy allows`],
+];
+
+async function runCpu(originUrl) {
+  log("cpu: setting up the systems with inspector ports");
+  const ports = [await freePort(), await freePort(), await freePort()];
+  // The harness takes the inspector port from the environment (tests/e2e/harness.mjs).
+  process.env.E2E_INSPECTOR_PORT = String(ports[0]);
+  let ours;
+  try {
+    ours = await setupOurs(originUrl);
+  } finally {
+    delete process.env.E2E_INSPECTOR_PORT;
+  }
+  const denied = `${CLIENT_ID}-denied`;
+  await ensureOk(await ours.w.admin("PUT", `/Client/${denied}`, { secret: CLIENT_SECRET, grant_types: ["client_credentials"] }), "PUT Client (denied)");
+  const deniedRes = await ours.w.fetch("/auth/token", {
+    method: "POST",
+    headers: { ...FORM, authorization: basicAuth(denied, CLIENT_SECRET) },
+    body: ISSUE_BODY,
+  });
+  const { access_token: deniedToken } = await (await ensureOk(deniedRes, "denied client's token")).json();
+  const jose = await setupJose(originUrl, ours, { inspectorPort: ports[1] });
+  const joseIssuer = await setupJoseIssuer(ours, { inspectorPort: ports[2] });
+  try {
+    const bearer = (t) => ({ authorization: `Bearer ${t}` });
+    const tampered = ours.token.slice(0, -4) + (ours.token.endsWith("AAAA") ? "BBBB" : "AAAA");
+    const get = (base, token) => ({ url: base + PROTECTED_PATH, headers: bearer(token) });
+    const issue = (base) => ({ url: base + "/auth/token", method: "POST", headers: issueHeaders(), body: ISSUE_BODY });
+    const cases = [
+      { path: "protected", status: 200, systems: [["edge-authorizer (ours)", ports[0], get(ours.w.url, ours.token)], ["jose Worker", ports[1], get(jose.p.url, ours.token)]] },
+      { path: "issuance", status: 200, systems: [["edge-authorizer (ours)", ports[0], issue(ours.w.url)], ["jose issuer Worker", ports[2], issue(joseIssuer.p.url)]] },
+      { path: "401", status: 401, systems: [["edge-authorizer (ours)", ports[0], get(ours.w.url, tampered)], ["jose Worker", ports[1], get(jose.p.url, tampered)]] },
+      { path: "403", status: 403, systems: [["edge-authorizer (ours)", ports[0], get(ours.w.url, deniedToken)], ["jose Worker", ports[1], get(jose.p.url, deniedToken)]] },
+    ];
+    const runs = new Map();
+    for (let rep = 1; rep <= CPU_REPEATS; rep++) {
+      for (const c of cases) {
+        for (const [name, inspectorPort, target] of c.systems) {
+          const profileFile = path.join(OUT, "bench", `cpu-${c.path}-${name.split(" ")[0]}.cpuprofile`);
+          const r = await profilePath({ inspectorPort, target, status: c.status, count: CPU_REQUESTS, warmup: CPU_WARMUP, connections: CPU_CONNECTIONS, profileFile });
+          const key = `${c.path}\0${name}`;
+          if (!runs.has(key)) runs.set(key, { path: c.path, name, ours: name.includes("(ours)"), runs: [] });
+          runs.get(key).runs.push(r);
+          log(
+            `cpu ${rep}/${CPU_REPEATS} ${c.path} ${name}: ${r.cpuUs.toFixed(0)} µs/req profiled ` +
+              `(wasm ${r.wasmUs.toFixed(0)}, JS ${r.glueUs.toFixed(0)}, runtime ${r.runtimeUs.toFixed(0)}, program ${r.programUs.toFixed(0)}, GC ${r.gcUs.toFixed(0)}); ` +
+              `workerd ${r.processUs.toFixed(0)} µs/req; sampled ${r.sampledMs.toFixed(0)} ms of ${r.wallMs.toFixed(0)} ms wall, gaps ${r.gapsMs.toFixed(0)} ms`,
+          );
+        }
+      }
+    }
+    const fields = ["cpuUs", "cpuUncappedUs", "programUs", "gcUs", "wasmUs", "glueUs", "runtimeUs", "processUs", "processProfiledUs", "medianIntervalUs", "sampledMs", "busyMs", "profiledProcessMs", "idleMs", "wallMs", "plainWallMs", "gapsMs", "samples"];
+    return [...runs.values()].map((row) => {
+      const out = { ...row };
+      for (const f of fields) out[f] = spread(row.runs.map((r) => r[f]));
+      return out;
+    });
+  } finally {
+    await Promise.allSettled([ours.w.dispose(), jose.p.dispose(), joseIssuer.p.dispose()]);
+  }
+}
+
 // --- native (criterion) -----------------------------------------------------------------------
 const NATIVE_IDS = [
   ["sign/EdDSA", "sign EdDSA (Ed25519)"],
@@ -486,7 +566,63 @@ function machine() {
   };
 }
 
-function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
+function cpuTable(cpu) {
+  const L = [];
+  L.push(
+    `**CPU per request, from CPU profiles** (\`BENCH_PARTS=cpu node benches/run.mjs\`, benches/cpu.mjs): per path and ` +
+      `system, ${fmt(CPU_WARMUP)} warm-up requests, then ${fmt(CPU_REQUESTS)} requests at ${CPU_CONNECTIONS} connections while ` +
+      `the workerd process's CPU time is read, then ${fmt(CPU_REQUESTS)} more under V8's profiler (workerd's DevTools inspector, ` +
+      `${SAMPLE_INTERVAL_US} µs sampling, the Worker's own isolate); ${CPU_REPEATS} repeats alternated between systems, median (min-max). ` +
+      `Profile µs/request: sampled time of the isolate except \`(idle)\`, each sample capped at ${GAP_CAP}× the median interval ` +
+      "(the rest is time the isolate was not running: other isolates, the event loop, the OS); split into our wasm, the Worker's " +
+      "own JS (ours: the wasm-bindgen glue in build/index.js; a peer: all its code, jose included), the runtime (workerd's APIs, " +
+      "V8 builtins), `(program)` (native work outside any frame) and GC. workerd µs/request: the whole workerd process without " +
+      "the profiler (Miniflare's entry Worker and the sockets included, the same for every system).",
+  );
+  L.push("");
+  L.push("| path | system | profile µs/request | wasm | Worker JS (glue) | runtime | (program) | GC | workerd process µs/request |");
+  L.push("|---|---|---|---|---|---|---|---|---|");
+  const pct = (part, whole) => `${fmt(part)} (${fmt((100 * part) / whole)} %)`;
+  for (const [p, what] of CPU_PATHS) {
+    for (const r of cpu.filter((x) => x.path === p)) {
+      const c = r.cpuUs.median;
+      L.push(
+        `| ${p}: ${what} | ${r.name} | ${range(r.cpuUs)} | ${pct(r.wasmUs.median, c)} | ${pct(r.glueUs.median, c)} | ` +
+          `${pct(r.runtimeUs.median, c)} | ${pct(r.programUs.median, c)} | ${pct(r.gcUs.median, c)} | ${range(r.processUs)} |`,
+      );
+    }
+  }
+  L.push("");
+  const o = cpu.find((r) => r.path === "protected" && r.ours);
+  const j = cpu.find((r) => r.path === "protected" && !r.ours);
+  if (o && j) {
+    L.push(
+      `Goal (issue 16): protected path CPU lower than the jose Worker's: ${fmt(o.cpuUs.median)} vs ${fmt(j.cpuUs.median)} µs ` +
+        `(profile), ${fmt(o.processUs.median)} vs ${fmt(j.processUs.median)} µs (workerd process): ${verdict(o.cpuUs.median < j.cpuUs.median)}.`,
+    );
+    L.push("");
+  }
+  L.push(
+    "Sanity per row (medians over the repeats): samples and their median interval; the profiled requests' wall time (first " +
+      "request to last response); the isolate's sampled busy time (capped) and idle time; the gap time left out by the cap; " +
+      "the workerd process's CPU time over the same profiled run (busy must not exceed it; the difference is Miniflare's " +
+      "entry Worker, sockets and the profiler's own cost); workerd µs/request with the profiler on (the profiler's overhead " +
+      "is this minus the unprofiled figure above).",
+  );
+  L.push("");
+  L.push("| path | system | samples | interval µs | wall ms | busy ms | idle ms | gaps ms | workerd CPU ms (profiled run) | workerd µs/request, profiled |");
+  L.push("|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of cpu) {
+    L.push(
+      `| ${r.path} | ${r.name} | ${fmt(r.samples.median)} | ${fmt(r.medianIntervalUs.median)} | ${fmt(r.wallMs.median)} | ${fmt(r.busyMs.median)} | ` +
+        `${fmt(r.idleMs.median)} | ${fmt(r.gapsMs.median)} | ${fmt(r.profiledProcessMs.median)} | ${range(r.processProfiledUs)} |`,
+    );
+  }
+  L.push("");
+  return L;
+}
+
+function table({ http, cpu, native, wasm, size, env, startedAt, loadBefore }) {
   const L = [];
   L.push(`Run ${startedAt} on ${env.cpus} × ${env.cpu}; node ${env.node}, workerd ${env.workerd} (Miniflare ${env.miniflare}).`);
   L.push(`Load average before/after: ${loadBefore} / ${env.load}.`);
@@ -545,6 +681,7 @@ function table({ http, native, wasm, size, env, startedAt, loadBefore }) {
     );
     L.push("");
   }
+  if (cpu) L.push(...cpuTable(cpu));
   if (native) {
     L.push("**Native micro-benchmarks** (criterion; bench profile: `opt-level = 3`, LTO; median and its 95% CI)");
     L.push("");
@@ -587,7 +724,11 @@ async function main() {
   const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(", ");
   mkdirSync(path.join(OUT, "bench"), { recursive: true });
   if (!existsSync(path.join(OUT, "index.js"))) throw new Error("build/index.js missing: run make build");
-  const result = { startedAt, loadBefore, config: { ROUNDS, DURATION, CONNECTIONS, WARMUP, MEASURE } };
+  const result = {
+    startedAt,
+    loadBefore,
+    config: { ROUNDS, DURATION, CONNECTIONS, WARMUP, MEASURE, CPU_REQUESTS, CPU_WARMUP, CPU_CONNECTIONS, CPU_REPEATS, SAMPLE_INTERVAL_US, GAP_CAP },
+  };
 
   if (PARTS.has("native")) result.native = runNative();
   if (PARTS.has("wasm")) {
@@ -598,10 +739,11 @@ async function main() {
     log("size and start");
     result.size = await runSize();
   }
-  if (PARTS.has("http")) {
+  if (PARTS.has("http") || PARTS.has("cpu")) {
     const origin = await startNode(path.join(HERE, "origin.mjs"));
     try {
-      result.http = await runHttp(origin.url);
+      if (PARTS.has("http")) result.http = await runHttp(origin.url);
+      if (PARTS.has("cpu")) result.cpu = await runCpu(origin.url);
     } finally {
       await origin.stop();
     }
