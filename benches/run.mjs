@@ -441,7 +441,8 @@ async function runCpu(originUrl) {
           log(
             `cpu ${rep}/${CPU_REPEATS} ${c.path} ${name}: ${r.cpuUs.toFixed(0)} µs/req profiled ` +
               `(wasm ${r.wasmUs.toFixed(0)}, JS ${r.glueUs.toFixed(0)}, runtime ${r.runtimeUs.toFixed(0)}, program ${r.programUs.toFixed(0)}, GC ${r.gcUs.toFixed(0)}); ` +
-              `workerd ${r.processUs.toFixed(0)} µs/req; sampled ${r.sampledMs.toFixed(0)} ms of ${r.wallMs.toFixed(0)} ms wall, gaps ${r.gapsMs.toFixed(0)} ms`,
+              `workerd ${r.processUs.toFixed(0)} µs/req; busy ${r.busyMs.toFixed(0)} ms of ${r.wallMs.toFixed(0)} ms wall, gaps ${r.gapsMs.toFixed(0)} ms, ` +
+              `workerd CPU ${r.profiledProcessMs.toFixed(0)} ms`,
           );
         }
       }
