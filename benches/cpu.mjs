@@ -21,6 +21,8 @@ import WebSocket from "ws";
 export const SAMPLE_INTERVAL_US = 100;
 /** A sample counts at most this many median intervals; the rest is a gap (see above). */
 export const GAP_CAP = 4;
+/** Functions listed per profile, by self time. */
+export const TOP_FUNCTIONS = 8;
 const TICK_MS = 1000 / 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s (Linux's fixed USER_HZ)
 
 /** The workerd process Miniflare started with this inspector port. */
@@ -124,16 +126,23 @@ export function summarize(profile) {
   const cap = GAP_CAP * median;
   const capped = { idle: 0, program: 0, gc: 0, wasm: 0, glue: 0, runtime: 0 };
   const raw = { ...capped };
+  const byFunction = new Map(); // "kind name" -> capped self time
   let gaps = 0;
   for (let i = 0; i < samples.length; i++) {
     // DevTools' convention: a sample lasts until the next one (the last: one median interval).
     const d = i + 1 < samples.length ? timeDeltas[i + 1] : median;
-    const kind = kindOf(byId.get(samples[i]).callFrame);
+    const { callFrame } = byId.get(samples[i]);
+    const kind = kindOf(callFrame);
     raw[kind] += d;
     capped[kind] += Math.min(d, cap);
     gaps += Math.max(0, d - cap);
+    if (kind !== "idle") {
+      const key = `${kind} ${callFrame.functionName || "(anonymous)"}`;
+      byFunction.set(key, (byFunction.get(key) ?? 0) + Math.min(d, cap));
+    }
   }
-  return { samples: samples.length, medianIntervalUs: median, capUs: cap, capped, raw, gapsUs: gaps, spanUs: profile.endTime - profile.startTime };
+  const top = [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, TOP_FUNCTIONS);
+  return { samples: samples.length, medianIntervalUs: median, capUs: cap, capped, raw, top, gapsUs: gaps, spanUs: profile.endTime - profile.startTime };
 }
 
 /**
@@ -174,6 +183,8 @@ export async function profilePath({ inspectorPort, target, status, count, warmup
       wasmUs: per(s.capped.wasm),
       glueUs: per(s.capped.glue),
       runtimeUs: per(s.capped.runtime),
+      // [kind and function name, µs per request] by self time
+      top: s.top.map(([f, us]) => [f, per(us)]),
       processUs: (plain.processCpuMs * 1000) / count,
       processProfiledUs: (profiled.processCpuMs * 1000) / count,
       // sanity

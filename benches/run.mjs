@@ -604,6 +604,16 @@ function cpuTable(cpu) {
     L.push("");
   }
   L.push(
+    `Our Worker's top functions by self time (µs per request, the last repeat; wasm names are stripped in the build: ` +
+      "`wasm-function[N]` is the N-th function of build/index_bg.wasm):",
+  );
+  L.push("");
+  for (const r of cpu.filter((x) => x.ours)) {
+    const top = r.runs.at(-1).top.map(([f, us]) => `${(/^(program|gc) /.test(f) ? f.replace(/^\S+ /, "") : f.replace(/^(\S+) (.*)$/, "$2 ($1)"))} ${fmt(us)}`);
+    L.push(`- ${r.path}: ${top.join(", ")}`);
+  }
+  L.push("");
+  L.push(
     "Sanity per row (medians over the repeats): samples and their median interval; the profiled requests' wall time (first " +
       "request to last response); the isolate's sampled busy time (capped) and idle time; the gap time left out by the cap; " +
       "the workerd process's CPU time over the same profiled run (busy must not exceed it; the difference is Miniflare's " +
