@@ -6,6 +6,9 @@
 //
 // Env: PROFILE_REQUESTS (2000) tokens per profile, PROFILE_WARMUP (1500) before it,
 // PROFILE_CONNECTIONS (8), PROFILE_AB_ROUNDS (3) alternated rounds of PROFILE_AB_SECONDS (5),
+// PROFILE_FLOOR=1 the process CPU of a refused `GET /auth/token` too (entering and answering),
+// PROFILE_BASELINE=dir another build of ours (a copy of an older build/) in the alternation,
+// PROFILE_THREADS=1 per-thread CPU,
 // PROFILE_ONLY=ours|jose, PROFILE_TOP (25) functions listed per system, PROFILE_SAVE=dir to write
 // the .cpuprofile files (open them in Chrome DevTools).
 //
@@ -197,13 +200,13 @@ function threadSeconds(pid) {
 }
 
 /** Process CPU per token (µs): the whole workerd, so KV, Durable Objects, HTTP included. */
-async function processCpu(label, url, pid, amount) {
+async function processCpu(label, url, pid, amount, floor = false) {
   const threads = process.env.PROFILE_THREADS ? threadSeconds(pid) : null;
   const before = cpuSeconds(pid);
   const t0 = performance.now();
-  const res = await load(url, { amount });
+  const res = await load(url, { amount, floor });
   const wall = (performance.now() - t0) / 1e3;
-  if (res.non2xx) throw new Error(`${label}: ${res.non2xx} non-2xx`);
+  if (res.non2xx && !floor) throw new Error(`${label}: ${res.non2xx} non-2xx`);
   const us = ((cpuSeconds(pid) - before) * 1e6) / amount;
   if (threads) {
     const after = threadSeconds(pid);
@@ -213,10 +216,11 @@ async function processCpu(label, url, pid, amount) {
   return { us, rps: amount / wall };
 }
 
-function load(url, { amount, duration }) {
+function load(url, { amount, duration, floor = false }) {
+  const req = floor ? { method: "GET" } : { method: "POST", headers: ISSUE_HEADERS, body: ISSUE_BODY };
   return new Promise((resolve, reject) => {
     autocannon(
-      { url, method: "POST", headers: ISSUE_HEADERS, body: ISSUE_BODY, connections: CONNECTIONS, ...(amount ? { amount } : { duration }) },
+      { url, ...req, connections: CONNECTIONS, ...(amount ? { amount } : { duration }) },
       (err, res) => (err ? reject(err) : resolve(res)),
     );
   });
@@ -363,6 +367,17 @@ try {
   if (ONLY !== "ours") results.jose = await profileOne("jose", joseUrl + "/auth/token", JOSE_PORT, "");
   if (results.ours && results.jose) {
     console.log(`\nCPU per token: ours ${results.ours.busyPerToken.toFixed(1)} µs, jose ${results.jose.busyPerToken.toFixed(1)} µs (ours ÷ jose ${(results.ours.busyPerToken / results.jose.busyPerToken).toFixed(2)})`);
+  }
+  if (process.env.PROFILE_FLOOR) {
+    // The floor: `GET /auth/token`, refused before any work (ours 405, the peer 404), i.e. what
+    // a request costs each Worker to enter and answer.
+    const fl = { ours: [], jose: [] };
+    for (let r = 0; r < AB_ROUNDS; r++) {
+      fl.ours.push((await processCpu("ours", ours.url + "/auth/token", oursPid, N, true)).us);
+      fl.jose.push((await processCpu("jose", joseUrl + "/auth/token", josePid, N, true)).us);
+    }
+    const medOf = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+    console.log(`floor (GET /auth/token refused) process CPU per request: ours ${fl.ours.map((x) => x.toFixed(0)).join(" ")} (median ${medOf(fl.ours).toFixed(0)} µs), jose ${fl.jose.map((x) => x.toFixed(0)).join(" ")} (median ${medOf(fl.jose).toFixed(0)} µs)`);
   }
   if (AB_ROUNDS > 0 && !ONLY) {
     // Process CPU (no profiler attached), alternated: the number least disturbed by other load.
