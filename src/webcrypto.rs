@@ -16,6 +16,11 @@ use web_sys::{Crypto as WebCryptoApi, CryptoKey, SubtleCrypto};
 
 thread_local! {
     static KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+    /// `crypto.subtle` of this isolate (or page), looked up once.
+    static SUBTLE: RefCell<Option<SubtleCrypto>> = const { RefCell::new(None) };
+    /// The `sign` algorithm parameter of each algorithm, built once: signing runs on every
+    /// token request.
+    static SIGN_ALGS: RefCell<Vec<(SigAlg, Object)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Most imported keys kept per isolate.
@@ -32,6 +37,9 @@ fn err(what: &str, e: JsValue) -> BackendError {
 }
 
 fn subtle() -> Result<SubtleCrypto, BackendError> {
+    if let Some(s) = SUBTLE.with(|c| c.borrow().clone()) {
+        return Ok(s);
+    }
     let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
         .map_err(|e| err("crypto", e))?;
     if crypto.is_undefined() {
@@ -39,7 +47,9 @@ fn subtle() -> Result<SubtleCrypto, BackendError> {
             "webcrypto: no crypto object in this runtime".into(),
         ));
     }
-    Ok(crypto.unchecked_into::<WebCryptoApi>().subtle())
+    let subtle = crypto.unchecked_into::<WebCryptoApi>().subtle();
+    SUBTLE.with(|c| *c.borrow_mut() = Some(subtle.clone()));
+    Ok(subtle)
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> Object {
@@ -74,6 +84,19 @@ fn import_algorithm(alg: SigAlg) -> Object {
         SigAlg::Es384 => obj(&[("name", s("ECDSA")), ("namedCurve", s("P-384"))]),
         SigAlg::Hs256 => obj(&[("name", s("HMAC")), ("hash", s("SHA-256"))]),
     }
+}
+
+/// [`sign_algorithm`], built once per isolate.
+fn cached_sign_algorithm(alg: SigAlg) -> Object {
+    SIGN_ALGS.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some((_, o)) = m.iter().find(|(a, _)| *a == alg) {
+            return o.clone();
+        }
+        let o = sign_algorithm(alg);
+        m.push((alg, o.clone()));
+        o
+    })
 }
 
 fn sign_algorithm(alg: SigAlg) -> Object {
@@ -223,22 +246,23 @@ impl Crypto for WebCrypto {
         message: &[u8],
     ) -> Result<Vec<u8>, BackendError> {
         let subtle = subtle()?;
-        let jwk = match key {
-            PrivateKey::Ed25519 { seed, public } => obj(&[
-                ("kty", s("OKP")),
-                ("crv", s("Ed25519")),
-                ("d", b64url(seed)),
-                ("x", b64url(public)),
-            ]),
-            PrivateKey::P256 { d, x, y } => obj(&[
-                ("kty", s("EC")),
-                ("crv", s("P-256")),
-                ("d", b64url(d)),
-                ("x", b64url(x)),
-                ("y", b64url(y)),
-            ]),
-        };
+        // The JWK is built only when the key is not imported yet (once per isolate).
         let ck = cached_key(format!("sign/{key_id}"), || {
+            let jwk = match key {
+                PrivateKey::Ed25519 { seed, public } => obj(&[
+                    ("kty", s("OKP")),
+                    ("crv", s("Ed25519")),
+                    ("d", b64url(seed)),
+                    ("x", b64url(public)),
+                ]),
+                PrivateKey::P256 { d, x, y } => obj(&[
+                    ("kty", s("EC")),
+                    ("crv", s("P-256")),
+                    ("d", b64url(d)),
+                    ("x", b64url(x)),
+                    ("y", b64url(y)),
+                ]),
+            };
             subtle.import_key_with_object(
                 "jwk",
                 &jwk,
@@ -248,13 +272,12 @@ impl Crypto for WebCrypto {
             )
         })
         .await?;
+        // The message is handed over as a view of wasm memory, not copied into a new array:
+        // `sign` takes a copy of its data before it returns (WebCrypto, "get a copy of the
+        // bytes held by the data parameter"), and nothing runs in between.
         let sig = JsFuture::from(
             subtle
-                .sign_with_object_and_js_u8_array(
-                    &sign_algorithm(alg),
-                    &ck,
-                    &Uint8Array::from(message),
-                )
+                .sign_with_object_and_u8_array(&cached_sign_algorithm(alg), &ck, message)
                 .map_err(|e| err("sign", e))?,
         )
         .await

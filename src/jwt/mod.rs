@@ -6,9 +6,9 @@
 //! the key the `kid` names, `none` never verifies, `jku`/`x5u`/`x5c`/`jwk` headers and any `crit`
 //! are refused, and `iss`, `aud`, `exp` are required.
 
+pub mod flat;
 pub mod keys;
 
-use crate::http_util::b64url;
 use crate::platform::{BackendError, Crypto};
 use chrono::{DateTime, Duration, Utc};
 use jwt_compact::{Claims, TimeOptions, UntrustedToken};
@@ -29,16 +29,42 @@ pub async fn sign(
     typ: &str,
     claims: &Value,
 ) -> Result<String, BackendError> {
-    let header = serde_json::json!({ "alg": key.alg.jws_name(), "typ": typ, "kid": key.kid });
-    let mut input = b64url(&serde_json::to_vec(&header).unwrap_or_default());
-    input.push('.');
-    input.push_str(&b64url(&serde_json::to_vec(claims).unwrap_or_default()));
+    sign_json(
+        crypto,
+        key,
+        typ,
+        &serde_json::to_vec(claims).unwrap_or_default(),
+    )
+    .await
+}
+
+/// Signs a compact JWS over claims given as JSON text (see [`flat::FlatJson`]): the header
+/// `{"alg","kid","typ"}` and the claims are base64url-encoded once, into the token itself.
+pub async fn sign_json(
+    crypto: &dyn Crypto,
+    key: &SigningKey,
+    typ: &str,
+    claims: &[u8],
+) -> Result<String, BackendError> {
+    use base64::Engine;
+    let mut header = flat::FlatJson::new();
+    header
+        .str("alg", key.alg.jws_name())
+        .str("typ", typ)
+        .str("kid", &key.kid);
+    let header = header.finish();
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // 4/3 of header and claims, a dot, and room for a signature of up to 512 bytes.
+    let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 700);
+    engine.encode_string(header.as_bytes(), &mut token);
+    token.push('.');
+    engine.encode_string(claims, &mut token);
     let sig = crypto
-        .sign(key.alg, &key.kid, &key.private, input.as_bytes())
+        .sign(key.alg, &key.kid, &key.private, token.as_bytes())
         .await?;
-    input.push('.');
-    input.push_str(&b64url(&sig));
-    Ok(input)
+    token.push('.');
+    engine.encode_string(&sig, &mut token);
+    Ok(token)
 }
 
 /// The standard time claims of a new token, through jwt-compact's `Claims`.

@@ -21,7 +21,7 @@ pub mod userinfo;
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::http_util::{json_response, no_store, Request, Response};
+use crate::http_util::{no_store, Request, Response};
 use crate::jwt::{self, ACCESS_TOKEN_TYP};
 use crate::model::client::Client;
 use crate::model::user::User;
@@ -205,50 +205,55 @@ pub async fn sign_access_token(
         .ok_or_else(|| Error::Internal("SIGNING_KEY is not configured".into()))?;
     let lifetime = what.client.access_token_lifetime(what.grant.flow());
     let now = app.now();
-    let mut claims = jwt::time_claims(now, lifetime);
     let (sub, kind) = match what.user {
         Some(u) => (u.id.as_str(), "user"),
         None => (what.client.id.as_str(), "client"),
     };
-    claims.insert("iss".into(), json!(app.issuer(req)));
-    claims.insert("sub".into(), json!(sub));
-    claims.insert("aud".into(), json!(what.audience));
-    claims.insert("client_id".into(), json!(what.client.id));
-    claims.insert("jti".into(), json!(jti));
-    claims.insert(SUB_KIND_CLAIM.into(), json!(kind));
+    let issuer = app.issuer(req);
     // Bound to the credential generations of its client and user (src/authn.rs checks it).
-    if let Some(tag) = what.generation_tag() {
-        claims.insert(crate::model::GENERATION_CLAIM.into(), json!(tag));
-    }
-    if let Some(s) = &what.scope {
-        claims.insert("scope".into(), json!(s));
-    }
-    if let Some(t) = what.auth_time {
-        claims.insert("auth_time".into(), json!(t));
-    }
-    if let Some(p) = &what.launch.patient {
-        claims.insert("patient".into(), json!(p));
-    }
-    if let Some(e) = &what.launch.encounter {
-        claims.insert("encounter".into(), json!(e));
-    }
+    let tag = what.generation_tag();
     // Issued with a refresh token: the family, so that revoking the family revokes this token
     // however many the family issued (checked by the authorizer with the revocation list).
-    if let Some((family, _)) = what
+    let family = what
         .refresh_token
         .as_deref()
         .and_then(crate::state::split_refresh_token)
-    {
-        claims.insert(
-            crate::state::FAMILY_CLAIM.into(),
-            json!(crate::state::family_claim(family)),
-        );
+        .map(|(family, _)| crate::state::family_claim(family));
+    // The claims written as JSON directly (the same text a `serde_json::Value` of them
+    // would print), signed over once.
+    let mut claims = jwt::flat::FlatJson::new();
+    claims
+        .int("iat", now)
+        .int("exp", now + lifetime)
+        .str("iss", &issuer)
+        .str("sub", sub)
+        .str("aud", &what.audience)
+        .str("client_id", &what.client.id)
+        .str("jti", jti)
+        .str(SUB_KIND_CLAIM, kind);
+    if let Some(tag) = &tag {
+        claims.str(crate::model::GENERATION_CLAIM, tag);
     }
-    let token = jwt::sign(
+    if let Some(s) = &what.scope {
+        claims.str("scope", s);
+    }
+    if let Some(t) = what.auth_time {
+        claims.int("auth_time", t);
+    }
+    if let Some(p) = &what.launch.patient {
+        claims.str("patient", p);
+    }
+    if let Some(e) = &what.launch.encounter {
+        claims.str("encounter", e);
+    }
+    if let Some(f) = &family {
+        claims.str(crate::state::FAMILY_CLAIM, f);
+    }
+    let token = jwt::sign_json(
         app.platform.crypto.as_ref(),
         key,
         ACCESS_TOKEN_TYP,
-        &Value::Object(claims),
+        claims.finish().as_bytes(),
     )
     .await?;
     Ok((token, now + lifetime))
@@ -281,29 +286,43 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
         None => crate::state::random_id(app),
     };
     let (token, exp) = sign_access_token(app, req, &what, &jti).await?;
-    let mut body = json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": exp - app.now(),
-    });
+    let expires_in = exp - app.now();
+    let id_token = match (what.user, has_scope(what.scope.as_deref(), "openid")) {
+        (Some(u), true) => Some(id_token::sign(app, req, &what, u, &token, exp).await?),
+        _ => None,
+    };
+    // The answer written directly, as for the claims (see `jwt::flat`).
+    let mut body = jwt::flat::FlatJson::new();
+    body.str("access_token", &token)
+        .str("token_type", "Bearer")
+        .int("expires_in", expires_in);
     if let Some(s) = &what.scope {
-        body["scope"] = json!(s);
+        body.str("scope", s);
     }
     if let Some(r) = &what.refresh_token {
-        body["refresh_token"] = json!(r);
+        body.str("refresh_token", r);
     }
     // SMART App Launch: the launch context beside the token.
     if let Some(p) = &what.launch.patient {
-        body["patient"] = json!(p);
+        body.str("patient", p);
     }
     if let Some(e) = &what.launch.encounter {
-        body["encounter"] = json!(e);
+        body.str("encounter", e);
     }
-    if let (Some(u), true) = (what.user, has_scope(what.scope.as_deref(), "openid")) {
-        body["id_token"] = json!(id_token::sign(app, req, &what, u, &token, exp).await?);
+    if let Some(t) = &id_token {
+        body.str("id_token", t);
     }
     if let (Some(u), true) = (what.user, what.userinfo) {
-        body["userinfo"] = userinfo_view(u, what.scope.as_deref());
+        let view = userinfo_view(u, what.scope.as_deref());
+        body.raw(
+            "userinfo",
+            serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()),
+        );
     }
-    Ok(no_store(json_response(200, &body)))
+    let mut resp = http::Response::new(body.finish().into_bytes());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(no_store(resp))
 }
