@@ -149,23 +149,26 @@ pub const CONSOLE_CLIENT_ID: &str = "console";
 pub const CONSOLE_REDIRECT_PATH: &str = "/console/callback.html";
 
 /// The console Client's document (see [`CONSOLE_CLIENT_ID`]). `redirect_uri` holds the path;
-/// the authorization endpoint resolves it against the issuer of the request.
+/// the authorization endpoint resolves it against the issuer of the request. Kept as JSON text
+/// parsed on use (less wasm than `json!`); a unit test checks it against the constants above.
 pub fn console_client_doc() -> serde_json::Value {
-    serde_json::json!({
-        "resourceType": "Client",
-        "id": CONSOLE_CLIENT_ID,
-        "name": "Admin console",
-        "first_party": true,
-        "grant_types": ["authorization_code"],
-        "scope": ["openid", "profile"],
-        "auth": {"authorization_code": {
-            "redirect_uri": CONSOLE_REDIRECT_PATH,
-            "pkce": true,
-            "refresh_token": false,
-            "access_token_expiration": 900
-        }}
-    })
+    serde_json::from_str(CONSOLE_CLIENT_DOC).unwrap_or_default()
 }
+
+const CONSOLE_CLIENT_DOC: &str = r#"{
+    "resourceType": "Client",
+    "id": "console",
+    "name": "Admin console",
+    "first_party": true,
+    "grant_types": ["authorization_code"],
+    "scope": ["openid", "profile"],
+    "auth": {"authorization_code": {
+        "redirect_uri": "/console/callback.html",
+        "pkce": true,
+        "refresh_token": false,
+        "access_token_expiration": 900
+    }}
+}"#;
 
 /// FHIR id rule: `[A-Za-z0-9\-\.]{1,64}`.
 pub fn valid_id(id: &str) -> bool {
@@ -411,4 +414,30 @@ pub(crate) fn check_reference<'a>(
         ));
     }
     Ok((t, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_client_doc_text_matches() {
+        assert_eq!(
+            console_client_doc(),
+            serde_json::json!({
+                "resourceType": "Client",
+                "id": CONSOLE_CLIENT_ID,
+                "name": "Admin console",
+                "first_party": true,
+                "grant_types": ["authorization_code"],
+                "scope": ["openid", "profile"],
+                "auth": {"authorization_code": {
+                    "redirect_uri": CONSOLE_REDIRECT_PATH,
+                    "pkce": true,
+                    "refresh_token": false,
+                    "access_token_expiration": 900
+                }}
+            })
+        );
+    }
 }

@@ -4,58 +4,179 @@
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, Request, Response};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
-fn metadata(app: &App, req: &Request) -> Value {
+// The documents are built from tables by one loop rather than `json!` (which unrolls every
+// entry into its own code): smaller wasm, and the same JSON, since a `Value` object serialises
+// its keys in sorted order whatever the insertion order.
+
+/// An object: `issuer`, then each `(key, path)` as the URL `{issuer}{path}`, then each `(key,
+/// strings)` as an array of strings.
+fn document(iss: &str, urls: &[(&str, &str)], lists: &[(&str, &[&str])]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("issuer".into(), Value::String(iss.to_string()));
+    for (key, path) in urls {
+        m.insert((*key).into(), Value::String(format!("{iss}{path}")));
+    }
+    for (key, items) in lists {
+        m.insert((*key).into(), strings(items));
+    }
+    m
+}
+
+fn strings(items: &[&str]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String((*s).into())).collect())
+}
+
+const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
+
+fn metadata(app: &App, req: &Request) -> Map<String, Value> {
     let iss = app.issuer(req);
-    json!({
-        "issuer": iss,
-        "authorization_endpoint": format!("{iss}/auth/authorize"),
-        "token_endpoint": format!("{iss}/auth/token"),
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "revocation_endpoint": format!("{iss}/auth/revoke"),
-        "introspection_endpoint": format!("{iss}/auth/introspect"),
-        "response_types_supported": ["code", "token"],
-        "response_modes_supported": ["query", "fragment"],
-        "grant_types_supported": ["authorization_code", "implicit", "client_credentials", "password", "refresh_token"],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "ES256", "ES384", "EdDSA"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access", "online_access"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "jti", "client_id", "scope", "name", "given_name", "family_name", "email"],
-        "authorization_response_iss_parameter_supported": true,
-        "access_token_signing_alg_values_supported": signing_algs(app),
-    })
+    let mut m = document(
+        &iss,
+        &[
+            ("authorization_endpoint", "/auth/authorize"),
+            ("token_endpoint", "/auth/token"),
+            ("jwks_uri", "/.well-known/jwks.json"),
+            ("revocation_endpoint", "/auth/revoke"),
+            ("introspection_endpoint", "/auth/introspect"),
+        ],
+        &[
+            ("response_types_supported", &["code", "token"]),
+            ("response_modes_supported", &["query", "fragment"]),
+            (
+                "grant_types_supported",
+                &[
+                    "authorization_code",
+                    "implicit",
+                    "client_credentials",
+                    "password",
+                    "refresh_token",
+                ],
+            ),
+            ("code_challenge_methods_supported", &["S256"]),
+            ("token_endpoint_auth_methods_supported", AUTH_METHODS),
+            (
+                "token_endpoint_auth_signing_alg_values_supported",
+                &["RS256", "RS384", "ES256", "ES384", "EdDSA"],
+            ),
+            (
+                "revocation_endpoint_auth_methods_supported",
+                &["client_secret_basic", "client_secret_post", "none"],
+            ),
+            (
+                "introspection_endpoint_auth_methods_supported",
+                &["client_secret_basic", "client_secret_post"],
+            ),
+            (
+                "scopes_supported",
+                &[
+                    "openid",
+                    "profile",
+                    "email",
+                    "offline_access",
+                    "online_access",
+                ],
+            ),
+            (
+                "claims_supported",
+                &[
+                    "iss",
+                    "sub",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "at_hash",
+                    "azp",
+                    "jti",
+                    "client_id",
+                    "scope",
+                    "name",
+                    "given_name",
+                    "family_name",
+                    "email",
+                ],
+            ),
+            (
+                "access_token_signing_alg_values_supported",
+                &signing_algs(app),
+            ),
+        ],
+    );
+    m.insert(
+        "authorization_response_iss_parameter_supported".into(),
+        Value::Bool(true),
+    );
+    m
 }
 
 /// SMART App Launch 2.x `/.well-known/smart-configuration`: the capabilities implemented.
-fn smart(app: &App, req: &Request) -> Value {
+fn smart(app: &App, req: &Request) -> Map<String, Value> {
     let iss = app.issuer(req);
-    json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "authorization_endpoint": format!("{iss}/auth/authorize"),
-        "token_endpoint": format!("{iss}/auth/token"),
-        "introspection_endpoint": format!("{iss}/auth/introspect"),
-        "revocation_endpoint": format!("{iss}/auth/revoke"),
-        "userinfo_endpoint": format!("{iss}/auth/userinfo"),
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256", "EdDSA"],
-        "scopes_supported": ["openid", "fhirUser", "profile", "email", "launch", "launch/patient",
-                             "offline_access", "online_access"],
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "capabilities": [
-            "launch-ehr", "launch-standalone",
-            "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
-            "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
-            "sso-openid-connect", "permission-offline", "permission-online",
-            "permission-patient", "permission-user", "permission-v1", "permission-v2"
+    document(
+        &iss,
+        &[
+            ("jwks_uri", "/.well-known/jwks.json"),
+            ("authorization_endpoint", "/auth/authorize"),
+            ("token_endpoint", "/auth/token"),
+            ("introspection_endpoint", "/auth/introspect"),
+            ("revocation_endpoint", "/auth/revoke"),
+            ("userinfo_endpoint", "/auth/userinfo"),
         ],
-    })
+        &[
+            (
+                "grant_types_supported",
+                &["authorization_code", "client_credentials", "refresh_token"],
+            ),
+            ("token_endpoint_auth_methods_supported", AUTH_METHODS),
+            (
+                "token_endpoint_auth_signing_alg_values_supported",
+                &["RS384", "ES384", "RS256", "ES256", "EdDSA"],
+            ),
+            (
+                "scopes_supported",
+                &[
+                    "openid",
+                    "fhirUser",
+                    "profile",
+                    "email",
+                    "launch",
+                    "launch/patient",
+                    "offline_access",
+                    "online_access",
+                ],
+            ),
+            ("response_types_supported", &["code"]),
+            ("code_challenge_methods_supported", &["S256"]),
+            (
+                "capabilities",
+                &[
+                    "launch-ehr",
+                    "launch-standalone",
+                    "client-public",
+                    "client-confidential-symmetric",
+                    "client-confidential-asymmetric",
+                    "context-ehr-patient",
+                    "context-ehr-encounter",
+                    "context-standalone-patient",
+                    "sso-openid-connect",
+                    "permission-offline",
+                    "permission-online",
+                    "permission-patient",
+                    "permission-user",
+                    "permission-v1",
+                    "permission-v2",
+                ],
+            ),
+        ],
+    )
 }
 
 fn signing_algs(app: &App) -> Vec<&'static str> {
@@ -83,16 +204,32 @@ fn cacheable(mut r: Response) -> Response {
 pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
     crate::app::only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
     match rest {
-        ["oauth-authorization-server"] => Ok(cacheable(json_response(200, &metadata(app, req)))),
+        ["oauth-authorization-server"] => Ok(cacheable(json_response(
+            200,
+            &Value::Object(metadata(app, req)),
+        ))),
         ["openid-configuration"] => {
             let mut m = metadata(app, req);
-            m["subject_types_supported"] = json!(["public"]);
-            m["userinfo_endpoint"] = json!(format!("{}/auth/userinfo", app.issuer(req)));
-            m["end_session_endpoint"] = json!(format!("{}/auth/logout", app.issuer(req)));
-            m["id_token_signing_alg_values_supported"] = json!(signing_algs(app));
-            Ok(cacheable(json_response(200, &m)))
+            let iss = app.issuer(req);
+            m.insert("subject_types_supported".into(), strings(&["public"]));
+            m.insert(
+                "userinfo_endpoint".into(),
+                Value::String(format!("{iss}/auth/userinfo")),
+            );
+            m.insert(
+                "end_session_endpoint".into(),
+                Value::String(format!("{iss}/auth/logout")),
+            );
+            m.insert(
+                "id_token_signing_alg_values_supported".into(),
+                strings(&signing_algs(app)),
+            );
+            Ok(cacheable(json_response(200, &Value::Object(m))))
         }
-        ["smart-configuration"] => Ok(cacheable(json_response(200, &smart(app, req)))),
+        ["smart-configuration"] => Ok(cacheable(json_response(
+            200,
+            &Value::Object(smart(app, req)),
+        ))),
         ["jwks.json"] => Ok(cacheable(json_response(200, &app.config.keys.jwks()))),
         _ => Err(Error::NotFound("no such discovery document".into())),
     }

@@ -17,6 +17,7 @@
 //!   refuses writes with 503 (docs/scale.md "Catalog and bundles").
 
 use crate::platform::{BackendError, CatalogGet, CatalogStore, CatalogWrite};
+use crate::worker::durable::{FromRow, Rows, SqlRow};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -74,25 +75,50 @@ struct Reply {
     too_large: bool,
 }
 
-#[derive(Deserialize)]
 struct SizeRow {
     n: f64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for SizeRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(SizeRow { n: r.num("n")? })
+    }
+}
+
 struct Body {
     body: String,
 }
 
-#[derive(Deserialize)]
+impl FromRow for Body {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(Body {
+            body: r.text("body")?,
+        })
+    }
+}
+
 struct MetaRow {
     v: String,
 }
 
-#[derive(Deserialize)]
+impl FromRow for MetaRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(MetaRow { v: r.text("v")? })
+    }
+}
+
 struct DirtyRow {
     id: String,
     seq: f64,
+}
+
+impl FromRow for DirtyRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(DirtyRow {
+            id: r.text("id")?,
+            seq: r.num("seq")?,
+        })
+    }
 }
 
 #[durable_object]
@@ -115,7 +141,7 @@ type Sql = worker::SqlStorage;
 fn meta(sql: &Sql, k: &str) -> Result<Option<String>> {
     let rows: Vec<MetaRow> = sql
         .exec("SELECT v FROM meta WHERE k = ?", vec![k.to_string().into()])?
-        .to_array()?;
+        .rows()?;
     Ok(rows.into_iter().next().map(|r| r.v))
 }
 
@@ -137,22 +163,26 @@ fn doc(sql: &Sql, id: &str) -> Result<Option<String>> {
             "SELECT body FROM docs WHERE id = ?",
             vec![id.to_string().into()],
         )?
-        .to_array()?;
+        .rows()?;
     Ok(rows.into_iter().next().map(|r| r.body))
 }
 
 /// When the per-id record of `id` was last written to KV (ms), 0 if never.
 fn written_at(sql: &Sql, id: &str) -> Result<i64> {
-    #[derive(Deserialize)]
     struct At {
         at: f64,
+    }
+    impl FromRow for At {
+        fn from_row(r: &SqlRow) -> Result<Self> {
+            Ok(At { at: r.num("at")? })
+        }
     }
     let rows: Vec<At> = sql
         .exec(
             "SELECT at FROM written WHERE id = ?",
             vec![id.to_string().into()],
         )?
-        .to_array()?;
+        .rows()?;
     Ok(rows.into_iter().next().map_or(0, |r| r.at as i64))
 }
 
@@ -167,7 +197,7 @@ fn set_written(sql: &Sql, id: &str, at: i64) -> Result<()> {
 fn all_docs(sql: &Sql) -> Result<Vec<String>> {
     let rows: Vec<Body> = sql
         .exec("SELECT body FROM docs ORDER BY id", None)?
-        .to_array()?;
+        .rows()?;
     Ok(rows.into_iter().map(|r| r.body).collect())
 }
 
@@ -261,7 +291,7 @@ impl Catalog {
                     "SELECT id, seq FROM dirty WHERE id = ?",
                     vec![id.to_string().into()],
                 )?
-                .to_array()?;
+                .rows()?;
             match rows.into_iter().next() {
                 Some(r) => r.seq as i64,
                 None => return Ok(()),
@@ -329,7 +359,7 @@ impl Catalog {
                             "SELECT COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) AS n FROM docs WHERE id != ?",
                             vec![id.clone().into()],
                         )?
-                        .to_array()?;
+                        .rows()?;
                     let others = others.first().map_or(0.0, |r| r.n) as usize;
                     if others + body.len() > crate::platform::CATALOG_MAX_BYTES {
                         reply.too_large = true;
@@ -374,7 +404,7 @@ impl Catalog {
                 "SELECT id, seq FROM dirty ORDER BY seq LIMIT ?",
                 vec![SqlStorageValue::Integer(MIRROR_PAGE as i64)],
             )?
-            .to_array()?;
+            .rows()?;
         if version <= published && dirty.is_empty() {
             return Ok(());
         }
@@ -431,7 +461,7 @@ impl Catalog {
         }
         let left: Vec<DirtyRow> = sql
             .exec("SELECT id, seq FROM dirty LIMIT 1", None)?
-            .to_array()?;
+            .rows()?;
         if !left.is_empty() || meta_num(&sql, "published")? < meta_num(&sql, "version")? {
             self.schedule(PUBLISH_EVERY_MS).await?;
         }

@@ -111,20 +111,36 @@ struct Reply {
     more: Option<bool>,
 }
 
-#[derive(Deserialize)]
 struct RowExp {
     value: String,
     expires_at: f64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for RowExp {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(RowExp {
+            value: r.text("value")?,
+            expires_at: r.num("expires_at")?,
+        })
+    }
+}
+
 struct KeyRow {
     key: String,
     value: String,
     expires_at: f64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for KeyRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(KeyRow {
+            key: r.text("key")?,
+            value: r.text("value")?,
+            expires_at: r.num("expires_at")?,
+        })
+    }
+}
+
 struct SpecRow {
     me: String,
     shards: f64,
@@ -133,30 +149,122 @@ struct SpecRow {
     cursor: String,
 }
 
-#[derive(Deserialize)]
+impl FromRow for SpecRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(SpecRow {
+            me: r.text("me")?,
+            shards: r.num("shards")?,
+            done: r.num("done")?,
+            dirty: r.num("dirty")?,
+            cursor: r.text("cursor")?,
+        })
+    }
+}
+
 struct One {
     #[allow(dead_code)]
     one: f64,
 }
 
+impl FromRow for One {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(One { one: r.num("one")? })
+    }
+}
+
 /// Records one drain alarm moves.
 const DRAIN_PAGE: usize = 100;
 
-#[derive(Deserialize)]
 struct Row {
     value: String,
 }
 
-#[derive(Deserialize)]
+impl FromRow for Row {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(Row {
+            value: r.text("value")?,
+        })
+    }
+}
+
 struct RevokedRow {
     seq: f64,
     jti: String,
     until: f64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for RevokedRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(RevokedRow {
+            seq: r.num("seq")?,
+            jti: r.text("jti")?,
+            until: r.num("until")?,
+        })
+    }
+}
+
 struct UntilRow {
     until: Option<f64>,
+}
+
+impl FromRow for UntilRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(UntilRow {
+            until: r.opt_num("until")?,
+        })
+    }
+}
+
+/// One row of a SQL query, read by column name by hand. `SqlCursor::to_array` deserialises rows
+/// with serde_wasm_bindgen, whose deserializer and one `Deserialize` per row type were about
+/// 30 KB of the Worker's wasm; the columns here are only strings and numbers.
+pub(crate) struct SqlRow(wasm_bindgen::JsValue);
+
+impl SqlRow {
+    fn column(&self, name: &str) -> Result<wasm_bindgen::JsValue> {
+        js_sys::Reflect::get(&self.0, &wasm_bindgen::JsValue::from_str(name))
+            .map_err(worker::Error::from)
+    }
+
+    pub(crate) fn text(&self, name: &str) -> Result<String> {
+        self.column(name)?
+            .as_string()
+            .ok_or_else(|| bad_column(name))
+    }
+
+    pub(crate) fn num(&self, name: &str) -> Result<f64> {
+        self.column(name)?.as_f64().ok_or_else(|| bad_column(name))
+    }
+
+    /// A number or SQL NULL.
+    pub(crate) fn opt_num(&self, name: &str) -> Result<Option<f64>> {
+        let v = self.column(name)?;
+        if v.is_null() || v.is_undefined() {
+            Ok(None)
+        } else {
+            v.as_f64().map(Some).ok_or_else(|| bad_column(name))
+        }
+    }
+}
+
+fn bad_column(name: &str) -> worker::Error {
+    worker::Error::RustError(format!("SQL column `{name}`: unexpected type"))
+}
+
+/// A row type a query reads ([`Rows::rows`]).
+pub(crate) trait FromRow: Sized {
+    fn from_row(row: &SqlRow) -> Result<Self>;
+}
+
+/// `cursor.rows()`: every row of a query as `T`.
+pub(crate) trait Rows {
+    fn rows<T: FromRow>(self) -> Result<Vec<T>>;
+}
+
+impl Rows for worker::SqlCursor {
+    fn rows<T: FromRow>(self) -> Result<Vec<T>> {
+        self.map(|row| T::from_row(&SqlRow(row?))).collect()
+    }
 }
 
 /// The old single object (`auth-state`): the revocation feed, and every keyed record with
@@ -199,7 +307,7 @@ impl Core {
                     SqlStorageValue::Integer(now),
                 ],
             )?
-            .to_array()?;
+            .rows()?;
         Ok(rows.into_iter().next().map(|r| r.value))
     }
 
@@ -278,7 +386,7 @@ impl Core {
                         "SELECT value, expires_at FROM kv WHERE key = ? AND expires_at > ?",
                         vec![key.into(), SqlStorageValue::Integer(now)],
                     )?
-                    .to_array()?;
+                    .rows()?;
                 if let Some(r) = rows.into_iter().next() {
                     reply.value = Some(r.value);
                     reply.expires_at = Some(r.expires_at as i64);
@@ -339,7 +447,7 @@ impl Core {
                             SqlStorageValue::Integer(i64::from(limit.clamp(1, 10_000))),
                         ],
                     )?
-                    .to_array()?;
+                    .rows()?;
                 reply.cursor = rows.last().map_or(since, |r| r.seq as u64).max(since);
                 // Every row read, expired ones too: the caller tells a full page (more to read)
                 // by its length, and drops the expired itself. Filtered here, an expired row
@@ -353,7 +461,7 @@ impl Core {
                         "SELECT MAX(until) AS until FROM revoked WHERE jti = ?",
                         vec![jti.into()],
                     )?
-                    .to_array()?;
+                    .rows()?;
                 reply.until = rows
                     .into_iter()
                     .next()
@@ -399,7 +507,7 @@ impl Core {
                 "SELECT me, shards, done, dirty, cursor FROM drain WHERE id = 1",
                 None,
             )?
-            .to_array()?;
+            .rows()?;
         Ok(rows.into_iter().next())
     }
 
@@ -410,7 +518,7 @@ impl Core {
                 "SELECT 1 AS one FROM kv WHERE expires_at > ? LIMIT 1",
                 vec![SqlStorageValue::Integer(now)],
             )?
-            .to_array()?;
+            .rows()?;
         Ok(!rows.is_empty())
     }
 
@@ -490,7 +598,7 @@ impl Core {
                     SqlStorageValue::Integer(DRAIN_PAGE as i64),
                 ],
             )?
-            .to_array()?;
+            .rows()?;
         let shards = ObjectClient {
             ns: self.env.durable_object("SHARDS")?,
             timeout_ms: 10_000,
@@ -646,9 +754,16 @@ struct Follow {
     runs: std::cell::Cell<u64>,
 }
 
-#[derive(Deserialize)]
 struct CursorRow {
     cursor: f64,
+}
+
+impl FromRow for CursorRow {
+    fn from_row(r: &SqlRow) -> Result<Self> {
+        Ok(CursorRow {
+            cursor: r.num("cursor")?,
+        })
+    }
 }
 
 impl Core {
@@ -733,7 +848,7 @@ impl Core {
         let rows: Vec<CursorRow> = sql
             .exec("SELECT cursor FROM feed_follow WHERE id = 0", None)
             .map_err(err)?
-            .to_array()
+            .rows()
             .map_err(err)?;
         let mut cursor = rows.first().map_or(0, |r| r.cursor as u64);
         let page = crate::state::REVOCATION_PAGE;
