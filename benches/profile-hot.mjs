@@ -365,9 +365,12 @@ try {
 }
 if (ROUNDS > 1) {
   const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  console.error(`medians over ${ROUNDS} rounds (µs CPU per request: isolate profile / workerd process):`);
+  console.error(`medians over ${ROUNDS} rounds (µs CPU per request: isolate profile / workerd process, and req/s at ${CONC} connections):`);
   for (const c of CASES) {
-    const cells = Object.keys(results).map((sys) => `${sys} ${med(results[sys][c].map((r) => r.us)).toFixed(0)} / ${med(results[sys][c].map((r) => r.processUs)).toFixed(0)}`);
+    const cells = Object.keys(results).map(
+      (sys) =>
+        `${sys} ${med(results[sys][c].map((r) => r.us)).toFixed(0)} / ${med(results[sys][c].map((r) => r.processUs)).toFixed(0)} (${med(results[sys][c].map((r) => r.rps)).toFixed(0)} req/s)`,
+    );
     console.error(`  ${c.padEnd(10)} ${cells.join("   ")}`);
   }
 }
