@@ -497,11 +497,11 @@ pub fn policy_request_in(req: &Request, who: &Identity, bases: &[String]) -> Val
             .filter_map(|v| v.to_str().ok())
             .collect();
         if !values.is_empty() {
-            headers.insert(n.to_string(), json!(values.join(", ")));
+            headers.insert(n.to_string(), Value::String(values.join(", ")));
         }
     }
     for (name, value) in forwarding_headers(req) {
-        headers.insert(name.to_string(), json!(value));
+        headers.insert(name.to_string(), Value::String(value));
     }
     let body = match media_type(req) {
         Some(m) if is_json(&m) && !req.body().is_empty() => {
@@ -521,25 +521,59 @@ pub fn policy_request_in(req: &Request, who: &Identity, bases: &[String]) -> Val
         .and_then(|(_, rel)| operation_id(req.method().as_str(), rel, &body))
         .map(|id| json!({ "id": id }))
         .unwrap_or(Value::Null);
-    json!({
-        "request-method": req.method().as_str().to_ascii_lowercase(),
-        "scheme": uri.scheme_str().unwrap_or("https"),
-        "uri": uri.path(),
-        "query-string": query,
-        "params": params,
-        "headers": headers,
-        // Aidbox gives the incoming resource twice: as `body` and as `resource` (the
-        // matcho reference's `$reference` example matches under `resource`).
-        "resource": if body.is_object() { body.clone() } else { Value::Null },
-        "body": body,
-        "remote-addr": crate::http_util::header(req, "cf-connecting-ip").unwrap_or(""),
-        "client": client,
-        "user": who.user.as_ref().map(|u| public_view(&u.doc)).unwrap_or(Value::Null),
-        "jwt": who.jwt.clone().map(Value::Object).unwrap_or(Value::Null),
-        "operation": operation,
-        "fhir-base": under.map(|(b, _)| json!(b)).unwrap_or(Value::Null),
-        "token": who.token.clone().map(Value::Object).unwrap_or(Value::Null),
-    })
+    // Built as a map, not with `json!`: `json!` serializes each value into a new tree, a deep
+    // copy of the claims, the client and the parameters on every request.
+    let str_value = |s: &str| Value::String(s.to_string());
+    let mut out = Map::new();
+    let mut put = |k: &str, v: Value| {
+        out.insert(k.to_string(), v);
+    };
+    put(
+        "request-method",
+        Value::String(req.method().as_str().to_ascii_lowercase()),
+    );
+    put("scheme", str_value(uri.scheme_str().unwrap_or("https")));
+    put("uri", str_value(uri.path()));
+    put("query-string", str_value(query));
+    put("params", Value::Object(params));
+    put("headers", Value::Object(headers));
+    // Aidbox gives the incoming resource twice: as `body` and as `resource` (the
+    // matcho reference's `$reference` example matches under `resource`).
+    put(
+        "resource",
+        if body.is_object() {
+            body.clone()
+        } else {
+            Value::Null
+        },
+    );
+    put("body", body);
+    put(
+        "remote-addr",
+        str_value(crate::http_util::header(req, "cf-connecting-ip").unwrap_or("")),
+    );
+    put("client", client);
+    put(
+        "user",
+        who.user
+            .as_ref()
+            .map(|u| public_view(&u.doc))
+            .unwrap_or(Value::Null),
+    );
+    put(
+        "jwt",
+        who.jwt.clone().map(Value::Object).unwrap_or(Value::Null),
+    );
+    put("operation", operation);
+    put(
+        "fhir-base",
+        under.map(|(b, _)| str_value(b)).unwrap_or(Value::Null),
+    );
+    put(
+        "token",
+        who.token.clone().map(Value::Object).unwrap_or(Value::Null),
+    );
+    Value::Object(out)
 }
 
 /// Adds the user's Roles to a policy request (`role`, `session.role`; `null` without a user

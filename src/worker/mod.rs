@@ -19,12 +19,126 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use worker::{console_error, console_log, event, Context, Env, Headers, Response, Result};
 
+/// The few runtime calls of a request, each made in one crossing of the JS/wasm boundary
+/// (the per-header calls they replace were about a third of a protected request's CPU in a
+/// profile, `benches/profile-hot.mjs`). Header lists cross as one string, one `name:value` a
+/// line: a runtime header name holds no `:` and no value holds a line break (`Headers` refuses
+/// them, and so does `http::HeaderValue`).
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function request_head(req) {
+  let s = req.method + "\n" + req.url;
+  for (const [k, v] of req.headers) s += "\n" + k + ":" + v;
+  return s;
+}
+export function response_of(status, headers, body) {
+  const h = new Headers();
+  if (headers) {
+    for (const line of headers.split("\n")) {
+      const i = line.indexOf(":");
+      h.append(line.slice(0, i), line.slice(i + 1));
+    }
+  }
+  return new Response(body.length ? body : null, { status, headers: h });
+}
+export function origin_fetch(req, url, method, edits, body, ms, cors) {
+  const headers = new Headers(req.headers);
+  for (const line of edits.split("\n")) {
+    if (line[0] === "-") headers.delete(line.slice(1));
+    else if (line[0] === "+") {
+      const i = line.indexOf(":");
+      headers.append(line.slice(1, i), line.slice(i + 1));
+    }
+  }
+  const controller = new AbortController();
+  const init = { method, headers, redirect: "manual", signal: controller.signal };
+  if (body.length) init.body = body;
+  const out = new Request(url, init);
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      resolve(null);
+    }, ms);
+  });
+  const sent = fetch(out);
+  const stop = () => clearTimeout(timer);
+  sent.then(stop, stop);
+  return Promise.race([sent, late]).then((r) => (r === null ? null : origin_answer(r, cors)));
+}
+// Rust's str::trim for the characters a header value can hold.
+const trim = (s) => s.replace(/^[\t-\r \u0085\u00a0]+|[\t-\r \u0085\u00a0]+$/g, "");
+function origin_answer(r, cors) {
+  let headers = r.headers;
+  if (cors !== undefined) {
+    headers = new Headers();
+    const vary = [];
+    for (const [k, v] of r.headers) {
+      if (k.startsWith("access-control-")) continue;
+      if (k === "vary") {
+        for (const part of v.split(",")) vary.push(trim(part));
+        continue;
+      }
+      headers.append(k, v);
+    }
+    for (const line of cors.split("\n")) {
+      const i = line.indexOf(":");
+      const k = line.slice(0, i);
+      const v = line.slice(i + 1);
+      if (k === "vary") {
+        if (!vary.some((x) => x.toLowerCase() === "origin")) vary.push(v);
+      } else headers.set(k, v);
+    }
+    headers.set("vary", vary.filter((x) => x !== "").join(", "));
+  }
+  const init = { status: r.status, headers };
+  if (r.cf !== undefined && r.cf !== null) init.cf = r.cf;
+  if (r.webSocket !== undefined && r.webSocket !== null) init.webSocket = r.webSocket;
+  return new Response(r.body, init);
+}
+"#)]
+extern "C" {
+    /// `METHOD\nURL` and then the headers, one `name:value` a line.
+    fn request_head(req: &web_sys::Request) -> String;
+    /// A `Response` with this status, these headers (`name:value` lines) and body (none when
+    /// empty).
+    #[wasm_bindgen(catch)]
+    fn response_of(
+        status: u16,
+        headers: &str,
+        body: Vec<u8>,
+    ) -> std::result::Result<web_sys::Response, wasm_bindgen::JsValue>;
+    /// Sends `req`'s headers, edited (`-name` lines delete, `+name:value` lines append, in
+    /// order), with `method` and `body` (none when empty) to `url`, redirects not followed.
+    /// Resolves to the origin's answer, or to `null` when it has not answered within `ms`
+    /// (the request is aborted then); rejects when the fetch fails. The answer is a new
+    /// `Response` over the origin's body, status and headers; with `cors` (`name:value` lines,
+    /// [`crate::cors::forward_headers`]) the origin's `access-control-*` headers are dropped,
+    /// these set, and `Vary` lists the origin's values (trimmed, empty ones
+    /// dropped) plus `Origin` if they lack it.
+    #[wasm_bindgen(catch)]
+    fn origin_fetch(
+        req: &web_sys::Request,
+        url: &str,
+        method: &str,
+        edits: &str,
+        body: Vec<u8>,
+        ms: u32,
+        cors: Option<String>,
+    ) -> std::result::Result<js_sys::Promise, wasm_bindgen::JsValue>;
+}
+
 /// What lives as long as the isolate: the parsed configuration and the caches.
 struct Isolate {
     config: std::result::Result<Rc<Config>, String>,
     cache: Rc<Cache>,
     /// The signing key pair's probe (`KeySet::check_signing_pair`), once it has run.
     key_check: RefCell<Option<std::result::Result<(), String>>>,
+    /// The platform over this isolate's bindings, built by the first request (bindings and
+    /// vars do not change for an isolate's life); `Err`: the message of the 500 every request
+    /// then gets. Not kept with `SCALE_STATS=1`, whose counts are per request.
+    platform: RefCell<Option<std::result::Result<Platform, String>>>,
+    /// `SCALE_STATS=1` (`make scale` only).
+    scale_stats: bool,
 }
 
 thread_local! {
@@ -46,6 +160,8 @@ fn isolate(env: &Env) -> Rc<Isolate> {
             config: Config::from_vars(var).map(Rc::new),
             cache: Rc::new(Cache::default()),
             key_check: RefCell::new(None),
+            platform: RefCell::new(None),
+            scale_stats: env.var("SCALE_STATS").is_ok_and(|v| v.to_string() == "1"),
         });
         *cell.borrow_mut() = Some(i.clone());
         i
@@ -66,23 +182,23 @@ impl Log for ConsoleLog {
     }
 }
 
-fn respond(resp: crate::http_util::Response) -> Result<Response> {
+fn respond(resp: crate::http_util::Response) -> Result<web_sys::Response> {
     let (parts, body) = resp.into_parts();
-    let headers = Headers::new();
+    let mut headers = String::new();
     for (name, value) in &parts.headers {
         if let Ok(v) = value.to_str() {
-            headers.append(name.as_str(), v)?;
+            if !headers.is_empty() {
+                headers.push('\n');
+            }
+            headers.push_str(name.as_str());
+            headers.push(':');
+            headers.push_str(v);
         }
     }
-    let r = if body.is_empty() {
-        Response::empty()?
-    } else {
-        Response::from_bytes(body)?
-    };
-    Ok(r.with_status(parts.status.as_u16()).with_headers(headers))
+    Ok(response_of(parts.status.as_u16(), &headers, body)?)
 }
 
-fn error(e: Error) -> Result<Response> {
+fn error(e: Error) -> Result<web_sys::Response> {
     if let Some(reason) = e.internal_reason() {
         console_error!("{}: {reason}", e.code());
     }
@@ -93,30 +209,34 @@ fn error(e: Error) -> Result<Response> {
 ///
 /// It takes the runtime's `Request` as it is: `worker::Request` would read `request.cf` (a
 /// getter that builds an object per request, 4 % of a protected request's CPU in a profile) and
-/// parse the URL again, none of which the core needs.
+/// parse the URL again, none of which the core needs. Method, URL and headers cross in one
+/// string ([`request_head`]).
 async fn to_http(
     req: &web_sys::Request,
     max: usize,
     original: &mut Vec<(String, String)>,
 ) -> std::result::Result<crate::http_util::Request, Error> {
-    let headers = Headers(req.headers());
-    let declared = headers
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let head = request_head(req);
+    let mut lines = head.split('\n');
+    let method = lines.next().unwrap_or_default();
+    let url = lines.next().unwrap_or_default();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            original.push((name.to_string(), value.to_string()));
+        }
+    }
+    let declared = original
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Error::PayloadTooLarge(max));
     }
-    let method = req.method();
-    let mut b = http::Request::builder()
-        .method(method.as_str())
-        .uri(req.url());
-    for (name, value) in headers.entries() {
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (name, value) in original.iter() {
         b = b.header(name.as_str(), value.as_str());
-        original.push((name, value));
     }
-    let body = match method.as_str() {
+    let body = match method {
         "GET" | "HEAD" | "OPTIONS" => Vec::new(),
         _ => {
             let read = |e: wasm_bindgen::JsValue| {
@@ -150,23 +270,22 @@ async fn to_http(
 /// copy, and every header the core set or rewrote (`Cookie` without our cookies, our identity
 /// and forwarding headers) replaces the caller's. `tests/e2e/attacks-request.test.mjs` checks
 /// what the origin receives.
-/// The request goes to the global `fetch` directly: `worker::Fetch` would convert it into a
-/// `worker::Request`, which reads `request.cf` again.
+/// The outbound request is built and sent in one call ([`origin_fetch`]): the header edits
+/// cross as one string, and the deadline is a JS timer, not a Rust future per request.
 async fn forward(
     incoming: &web_sys::Request,
     original: &[(String, String)],
     req: crate::http_util::Request,
     timeout_ms: u32,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let (parts, body) = req.into_parts();
     let cors = parts.extensions.get::<crate::cors::ForwardCors>().cloned();
-    let headers = web_sys::Headers::new_with_headers(&incoming.headers())?;
-    for name in ["host", "content-length"] {
-        headers.delete(name)?;
-    }
+    let mut edits = String::from("-host\n-content-length\n");
     for (name, _) in original {
         if !parts.headers.contains_key(name.as_str()) {
-            headers.delete(name)?;
+            edits.push('-');
+            edits.push_str(name);
+            edits.push('\n');
         }
     }
     for name in parts.headers.keys() {
@@ -185,76 +304,53 @@ async fn forward(
             .map(|(_, v)| v.as_str())
             .collect();
         if ours != theirs {
-            headers.delete(name.as_str())?;
+            edits.push('-');
+            edits.push_str(name.as_str());
+            edits.push('\n');
             for v in ours {
-                headers.append(name.as_str(), v)?;
+                edits.push('+');
+                edits.push_str(name.as_str());
+                edits.push(':');
+                edits.push_str(v);
+                edits.push('\n');
             }
         }
     }
-    let controller = web_sys::AbortController::new()?;
-    let init = web_sys::RequestInit::new();
-    init.set_method(parts.method.as_str());
-    init.set_headers(&headers);
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-    if !body.is_empty() {
-        init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
-    }
-    let out = web_sys::Request::new_with_str_and_init(&parts.uri.to_string(), &init)?;
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let sent = wasm_bindgen_futures::JsFuture::from(global.fetch_with_request(&out));
+    let sent = origin_fetch(
+        incoming,
+        &parts.uri.to_string(),
+        parts.method.as_str(),
+        &edits,
+        body,
+        timeout_ms,
+        cors.map(|c| {
+            crate::cors::forward_headers(&c)
+                .iter()
+                .map(|(n, v)| format!("{n}:{v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+    )?;
     // The deadline covers the origin's status and headers; the body then streams through.
     // Unreachable origin: 502; no answer in time: 504 (RFC 9110 15.6.3, 15.6.5).
-    match outbound::with_timeout(timeout_ms, sent).await {
-        Some(Ok(r)) => {
-            let r = Response::from(r.unchecked_into::<web_sys::Response>());
-            match cors {
-                Some(c) => with_cors(r, &c),
-                None => Ok(r),
-            }
-        }
-        Some(Err(e)) => error(Error::BadGateway(format!(
+    match wasm_bindgen_futures::JsFuture::from(sent).await {
+        Ok(r) if r.is_null() => error(Error::GatewayTimeout(format!(
+            "origin did not answer within {timeout_ms} ms"
+        ))),
+        Ok(r) => Ok(r.unchecked_into::<web_sys::Response>()),
+        Err(e) => error(Error::BadGateway(format!(
             "origin fetch failed: {}",
             e.as_string().unwrap_or_else(|| format!("{e:?}"))
         ))),
-        None => {
-            controller.abort();
-            error(Error::GatewayTimeout(format!(
-                "origin did not answer within {timeout_ms} ms"
-            )))
-        }
     }
-}
-
-fn with_cors(resp: Response, cors: &crate::cors::ForwardCors) -> Result<Response> {
-    let headers = Headers::new();
-    let mut vary: Vec<String> = Vec::new();
-    for (name, value) in resp.headers().entries() {
-        if name.starts_with("access-control-") {
-            continue;
-        }
-        if name == "vary" {
-            vary.extend(value.split(',').map(|v| v.trim().to_string()));
-            continue;
-        }
-        headers.append(&name, &value)?;
-    }
-    for (name, value) in crate::cors::forward_headers(cors) {
-        if name == "vary" {
-            if !vary.iter().any(|v| v.eq_ignore_ascii_case("origin")) {
-                vary.push(value);
-            }
-        } else {
-            headers.set(name, &value)?;
-        }
-    }
-    vary.retain(|v| !v.is_empty());
-    headers.set("vary", &vary.join(", "))?;
-    Ok(resp.with_headers(headers))
 }
 
 /// Serves a file of `www/` through the ASSETS binding, with our security headers.
-async fn asset(env: &Env, path: &str, extra: Vec<(&'static str, String)>) -> Result<Response> {
+async fn asset(
+    env: &Env,
+    path: &str,
+    extra: Vec<(&'static str, String)>,
+) -> Result<web_sys::Response> {
     let assets = match env.assets("ASSETS") {
         Ok(a) => a,
         Err(e) => return error(Error::Internal(format!("ASSETS binding: {e}"))),
@@ -280,11 +376,62 @@ async fn asset(env: &Env, path: &str, extra: Vec<(&'static str, String)>) -> Res
     }
     Ok(Response::from_bytes(body)?
         .with_status(200)
-        .with_headers(headers))
+        .with_headers(headers)
+        .into())
+}
+
+/// The platform over the bindings; `Err`: the message of the 500 (a binding is missing, or
+/// the state layout's vars are wrong).
+fn platform(
+    env: &Env,
+    config: &Config,
+    stats: Option<Rc<stats::Stats>>,
+) -> std::result::Result<Platform, String> {
+    let kv = env
+        .kv("RESOURCES")
+        .map_err(|e| format!("KV binding RESOURCES: {e}"))?;
+    let state = env
+        .durable_object("STATE")
+        .map_err(|e| format!("Durable Object binding STATE: {e}"))?;
+    let catalog = env
+        .durable_object("CATALOG")
+        .map_err(|e| format!("Durable Object binding CATALOG: {e}"))?;
+    let keyed = durable::KeyedState::from_env(env, config.store_timeout_ms, stats.clone())
+        .map_err(|e| format!("keyed state: {e}"))?;
+    Ok(Platform {
+        kv: Rc::new(kv::WorkerKv {
+            kv,
+            timeout_ms: config.store_timeout_ms,
+            stats: stats.clone(),
+        }),
+        state: Rc::new(durable::DurableState {
+            keyed,
+            feed: durable::RevocationFeed {
+                client: durable::ObjectClient {
+                    ns: state,
+                    timeout_ms: config.store_timeout_ms,
+                    stats: stats.clone(),
+                },
+                feeds: config.revocation_feeds,
+            },
+        }),
+        catalog: Some(Rc::new(catalog::CatalogClient {
+            ns: catalog,
+            timeout_ms: config.store_timeout_ms,
+            stats,
+        })),
+        http: Rc::new(outbound::WorkerHttp {
+            timeout_ms: config.outbound_timeout_ms,
+        }),
+        crypto: Rc::new(crate::webcrypto::WebCrypto),
+        clock: Rc::new(JsClock),
+        random: Rc::new(OsRandom),
+        log: Rc::new(ConsoleLog),
+    })
 }
 
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     console_error_panic_hook::set_once();
     let iso = isolate(&env);
     let config = match &iso.config {
@@ -312,64 +459,25 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    let kv = match env.kv("RESOURCES") {
-        Ok(kv) => kv,
-        Err(e) => return error(Error::Internal(format!("KV binding RESOURCES: {e}"))),
-    };
-    let state = match env.durable_object("STATE") {
-        Ok(ns) => ns,
-        Err(e) => {
-            return error(Error::Internal(format!(
-                "Durable Object binding STATE: {e}"
-            )))
-        }
-    };
-    let catalog = match env.durable_object("CATALOG") {
-        Ok(ns) => ns,
-        Err(e) => {
-            return error(Error::Internal(format!(
-                "Durable Object binding CATALOG: {e}"
-            )))
-        }
-    };
     // `make scale` only (src/worker/stats.rs).
-    let stats = env
-        .var("SCALE_STATS")
-        .is_ok_and(|v| v.to_string() == "1")
-        .then(|| Rc::new(stats::Stats::default()));
-    let platform = Platform {
-        kv: Rc::new(kv::WorkerKv {
-            kv,
-            timeout_ms: config.store_timeout_ms,
-            stats: stats.clone(),
-        }),
-        state: Rc::new(durable::DurableState {
-            keyed: match durable::KeyedState::from_env(&env, config.store_timeout_ms, stats.clone())
-            {
-                Ok(k) => k,
-                Err(e) => return error(Error::Internal(format!("keyed state: {e}"))),
-            },
-            feed: durable::RevocationFeed {
-                client: durable::ObjectClient {
-                    ns: state,
-                    timeout_ms: config.store_timeout_ms,
-                    stats: stats.clone(),
-                },
-                feeds: config.revocation_feeds,
-            },
-        }),
-        catalog: Some(Rc::new(catalog::CatalogClient {
-            ns: catalog,
-            timeout_ms: config.store_timeout_ms,
-            stats: stats.clone(),
-        })),
-        http: Rc::new(outbound::WorkerHttp {
-            timeout_ms: config.outbound_timeout_ms,
-        }),
-        crypto: Rc::new(crate::webcrypto::WebCrypto),
-        clock: Rc::new(JsClock),
-        random: Rc::new(OsRandom),
-        log: Rc::new(ConsoleLog),
+    let stats = iso.scale_stats.then(|| Rc::new(stats::Stats::default()));
+    let platform = match &stats {
+        Some(_) => platform(&env, &config, stats.clone()),
+        None => {
+            let cached = iso.platform.borrow().clone();
+            match cached {
+                Some(p) => p,
+                None => {
+                    let p = platform(&env, &config, None);
+                    *iso.platform.borrow_mut() = Some(p.clone());
+                    p
+                }
+            }
+        }
+    };
+    let platform = match platform {
+        Ok(p) => p,
+        Err(msg) => return error(Error::Internal(msg)),
     };
     let origin_timeout = config.outbound_timeout_ms;
     let app = App::new(config, platform, iso.cache.clone());
@@ -386,11 +494,12 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
 
 /// The response with `make scale`'s counts added (a copy of the headers: a forwarded
 /// response's own may be immutable).
-fn with_stats(resp: Response, stats: &stats::Stats) -> Result<Response> {
+fn with_stats(resp: web_sys::Response, stats: &stats::Stats) -> Result<web_sys::Response> {
+    let resp = Response::from(resp);
     let headers = Headers::new();
     for (name, value) in resp.headers().entries() {
         headers.append(&name, &value)?;
     }
     headers.set(stats::HEADER, &stats.header())?;
-    Ok(resp.with_headers(headers))
+    Ok(resp.with_headers(headers).into())
 }
