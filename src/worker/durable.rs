@@ -172,6 +172,9 @@ impl FromRow for One {
     }
 }
 
+/// The key the drain kick looks up in each previous shard: never a record (no prefix of ours).
+const DRAIN_KICK_KEY: &str = "drain-kick";
+
 /// Records one drain alarm moves.
 const DRAIN_PAGE: usize = 100;
 
@@ -1135,6 +1138,9 @@ thread_local! {
     /// no longer consults them.
     static PREVIOUS_EMPTY: std::cell::RefCell<std::collections::HashSet<String>> =
         std::cell::RefCell::new(std::collections::HashSet::new());
+    /// The previous shards this isolate has called to start their drains: (random start,
+    /// how many so far) ([`KeyedState::kick_previous_shard`]).
+    static PREVIOUS_KICKED: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
     /// This isolate's look-ups in the previous layout in the current second: (second, count).
     static PREVIOUS_LOOKUPS: std::cell::Cell<(i64, u32)> = const { std::cell::Cell::new((0, 0)) };
 }
@@ -1245,12 +1251,65 @@ impl KeyedState {
         ))
     }
 
+    /// With `STATE_SHARDS_PREVIOUS = N`, an object of the previous layout drains only once a
+    /// Worker of the new layout has called it as such, and a previous shard that no look-up
+    /// happens to reach would keep its records (found on touch, but never moved). So each
+    /// keyed look-up (whatever its key) also calls the next previous shard this isolate has not
+    /// called yet (from a random start; a look-up of an absent key, which starts its drain),
+    /// until it has called all N: one extra call on each of an isolate's first N look-ups, no
+    /// burst. A shard that answers it holds nothing more is not consulted again. A failure is
+    /// only logged: its records stay reachable by move on touch, and other isolates call it.
+    async fn kick_previous_shard(&self) {
+        let crate::config::StateLayout::Shards {
+            count,
+            previous: crate::config::Previous::Shards(n),
+        } = self.layout
+        else {
+            return;
+        };
+        let Some(client) = self.shards.as_ref() else {
+            return;
+        };
+        let next = PREVIOUS_KICKED.with(|k| {
+            let (start, done) = k.get().unwrap_or_else(|| {
+                let mut b = [0u8; 4];
+                let _ = getrandom::getrandom(&mut b);
+                (u32::from_le_bytes(b) % n.max(1), 0)
+            });
+            if done >= n {
+                k.set(Some((start, done)));
+                return None;
+            }
+            k.set(Some((start, done + 1)));
+            Some((start + done) % n)
+        });
+        let Some(i) = next else {
+            return;
+        };
+        let name = crate::config::shard_name(i);
+        if PREVIOUS_EMPTY.with(|e| e.borrow().contains(&name)) {
+            return;
+        }
+        let role = Role::Previous {
+            me: name.clone(),
+            shards: count,
+        };
+        match client.get(&name, DRAIN_KICK_KEY, Some(role)).await {
+            Ok(r) if r.more == Some(false) => {
+                PREVIOUS_EMPTY.with(|e| e.borrow_mut().insert(name));
+            }
+            Ok(_) => {}
+            Err(e) => worker::console_error!("previous layout: could not reach {name}: {e}"),
+        }
+    }
+
     /// Move on touch: if `key` is still in its previous location, copy it into its shard
     /// (with its expiry, only if absent there) and delete it there if unchanged. A record
     /// changed there meanwhile (a Worker from before shards, during a rolling deploy) has its
     /// copy undone, and the move starts over. Two movers at once are safe: the second one's
     /// copy conflicts and its delete either finds the record gone or deletes the same value.
     async fn adopt(&self, key: &str) -> std::result::Result<(), BackendError> {
+        self.kick_previous_shard().await;
         let Some((prev, pname, role)) = self.previous_for(key) else {
             return Ok(());
         };
@@ -1352,6 +1411,7 @@ impl StateStore for DurableState {
         let k = &self.keyed;
         let (c, name) = k.object_for(key);
         let found = c.get(&name, key, Some(Role::Current)).await?.value;
+        k.kick_previous_shard().await;
         if found.is_some() || k.previous_for(key).is_none() {
             return Ok(found);
         }

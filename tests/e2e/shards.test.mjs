@@ -319,6 +319,58 @@ test("STATE_SHARDS 4 -> 16 with STATE_SHARDS_PREVIOUS=4: the same", async () => 
   await migration({ STATE_SHARDS: "4" }, { STATE_SHARDS: "16", STATE_SHARDS_PREVIOUS: "4" }, { previous: 4, count: 16 });
 });
 
+// A previous shard drains only once a Worker of the new layout has called it; before the fix a
+// shard no look-up happened to reach kept its records for good (found on touch, never moved),
+// and the test above failed whenever the random keys of a run missed one of the four. Now every
+// keyed look-up also calls one more previous shard, until the isolate has called all of them
+// (here shard-0 is empty after the first two, so the rest never look back by themselves).
+test("STATE_SHARDS 4 -> 16: every previous shard drains, also those no look-up reaches", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "shards-"));
+  dirs.push(dir);
+  const base = { persistDir: dir, adminSecret: "root-secret-0123456789", vars: { PBKDF2_ITERATIONS: "1000", SCALE_STATS: "1" } };
+  const key = await (await import("../../scripts/keys.mjs")).generateSigningJwk();
+  // One live record in each of the four shards, each belonging to another shard under 16.
+  const placed = [];
+  for (let i = 0; i < 4; i++) {
+    let k;
+    do k = `launch/${randomBytes(12).toString("hex")}`;
+    while (shardOf(k, 4) !== `shard-${i}` || shardOf(k, 16) === `shard-${i}`);
+    placed.push(k);
+  }
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  let w = await startWorker({ ...base, signingKey: key, vars: { ...base.vars, STATE_SHARDS: "4" } });
+  try {
+    await setup(w);
+    for (const k of placed) {
+      assert.equal((await op(w, "SHARDS", shardOf(k, 4), { op: "cas", key: k, expected: null, new: "{}", expires_at: exp })).swapped, true);
+    }
+  } finally {
+    await w.dispose();
+  }
+  w = await startWorker({ ...base, signingKey: key, vars: { ...base.vars, STATE_SHARDS: "16", STATE_SHARDS_PREVIOUS: "4" } });
+  try {
+    // Four look-ups of unknown sessions, all of whose previous shard is shard-0 (and their new
+    // one another): by themselves they reach only shard-0 of the previous layout.
+    for (let n = 0; n < 4; n++) {
+      let cookie;
+      do cookie = randomBytes(32).toString("base64url");
+      while (shardOf(`session/${hashKey(cookie)}`, 4) !== "shard-0" || shardOf(`session/${hashKey(cookie)}`, 16) === "shard-0");
+      assert.match(await authorizeWith(w, { edge_session: cookie }), /^\/auth\/ui\/login\.html/, "an unknown session signs nobody in");
+    }
+    let left = [];
+    for (let i = 0; i < 40; i++) {
+      left = [];
+      for (const k of placed) if ((await getIn(w, "SHARDS", shardOf(k, 4), k)) !== null) left.push(`${shardOf(k, 4)}:${k}`);
+      if (left.length === 0) break;
+      await sleep(250);
+    }
+    assert.deepEqual(left, [], "records left in previous shards");
+    for (const k of placed) assert.equal(await getIn(w, "SHARDS", shardOf(k, 16), k), "{}", `${k} moved to ${shardOf(k, 16)}`);
+  } finally {
+    await w.dispose();
+  }
+});
+
 test("a client assertion used before the upgrade is refused after it: a creation never shadows a record still in auth-state", async () => {
   // The `jti` record is created with compare-and-set from absent: without the look into the
   // previous layout first, the shard would accept the replay as new.
