@@ -348,6 +348,12 @@ impl CompiledPolicy {
         self.role_name.as_deref()
     }
 
+    /// Does [`allows`](Self::allows) read the request? Not for an `allow` policy without a
+    /// `roleName`: it allows every request it applies to.
+    pub fn reads_request(&self) -> bool {
+        self.engine != "allow" || self.role_name.is_some()
+    }
+
     /// Evaluate against the policy request (a JSON object, see the module docs). Never panics.
     /// It does not look at `link`; see [`CompiledPolicy::applies_to`] and [`evaluate`]. A
     /// policy with `roleName` allows only when the request's user has a Role of that name
