@@ -35,6 +35,9 @@ log "worker-build --release --features worker"
 "$TOOLS_DIR/bin/worker-build" --release --features worker
 
 [ -f "$BUILD_DIR/index.js" ] || die "worker-build did not produce $BUILD_DIR/index.js"
+# A plain entry module in front of worker-build's bundle (scripts/worker-entry.mjs).
+mv "$BUILD_DIR/index.js" "$BUILD_DIR/app.mjs"
+cp "$ROOT/scripts/worker-entry.mjs" "$BUILD_DIR/index.js"
 
 # Drop the function-name and producers sections that worker-build keeps (about 240 KB raw,
 # 65 KB gzipped); panics still print their messages. No feature flags: wasm-opt takes them

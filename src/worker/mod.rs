@@ -17,7 +17,7 @@ use crate::store::Cache;
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
-use worker::{console_error, console_log, event, Context, Env, Headers, Response, Result};
+use worker::{console_error, console_log, Env, Headers, Response, Result};
 
 /// The few runtime calls of a request, each made in one crossing of the JS/wasm boundary
 /// (the per-header calls they replace were about a third of a protected request's CPU in a
@@ -430,8 +430,51 @@ fn platform(
     })
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
+/// The Worker's `fetch` handler (what `#[event(fetch)]` would export, without its promise for
+/// answers that need no `await`). The request is polled once at once: when it completes
+/// without waiting on the runtime (a refused request, an answer from the isolate's caches),
+/// the `Response` itself is returned, which the runtime takes as it takes a promise of one;
+/// only a request that does wait (the origin, KV, a Durable Object, WebCrypto) is handed to
+/// `wasm-bindgen-futures` as before. Skipping its promise, task and microtask for the first
+/// case is most of what a refused request cost to enter and leave the Worker (docs/perf.md
+/// "Request entry and exit"). A future is polled again with its task's waker when spawned, so
+/// nothing registered under the first poll's no-op waker is lost.
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn fetch(
+    req: web_sys::Request,
+    env: Env,
+    _ctx: wasm_bindgen::JsValue,
+) -> wasm_bindgen::JsValue {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut served = Box::pin(async move { answer(serve(req, env).await) });
+    match served
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(r) => r.into(),
+        Poll::Pending => {
+            wasm_bindgen_futures::future_to_promise(async move { Ok(served.await.into()) }).into()
+        }
+    }
+}
+
+/// The handler's result as `#[event(fetch)]` answers it: an error that escaped is logged and
+/// becomes its bare 500.
+fn answer(result: Result<web_sys::Response>) -> web_sys::Response {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            console_error!("{}", e);
+            // A 500 is in the range `Response::error` accepts: it cannot fail.
+            Response::error("INTERNAL SERVER ERROR", 500)
+                .expect("a 500 is an error status")
+                .into()
+        }
+    }
+}
+
+async fn serve(req: web_sys::Request, env: Env) -> Result<web_sys::Response> {
     console_error_panic_hook::set_once();
     let iso = isolate(&env);
     let config = match &iso.config {
