@@ -108,18 +108,29 @@ test("a revocation is written to every feed; an isolate polls one feed and, caug
     assert.ok(reached.includes("auth-state"), `the old feed read once: ${reached}`);
     const mine = feeds[0];
     // Caught up: no Durable Object call at all (positive control for the header: the first had some).
+    // The poll is due once a second (whole seconds of the clock): a request that happens to
+    // cross a second boundary polls the isolate's own feed, never more, and at most one of five.
+    let polledAgain = 0;
     for (let i = 0; i < 5; i++) {
       const r = await bearer(w, live);
       assert.equal(r.status, 200);
-      assert.deepEqual(objects(r), [], "no object call per request once caught up");
+      const o = objects(r);
+      if (o.length) {
+        assert.deepEqual(o, [mine], "at most the isolate's own feed, on a second boundary");
+        polledAgain++;
+      }
     }
+    assert.ok(polledAgain <= 1, `no object call per request once caught up (${polledAgain} of 5 polled)`);
 
     const jti = decodeJwt(doomed).payload.jti;
     assert.equal((await bearer(w, doomed)).status, 200, "live before the revocation");
     const rv = await revoke(w, doomed);
     assert.equal(rv.status, 200, await rv.text());
+    // Every replica written (the request may also have polled the isolate's own feed, if it
+    // crossed a second boundary: that is the one name that may appear twice).
     const wrote = objects(rv).filter((n) => n.startsWith("feed-")).sort();
-    assert.deepEqual(wrote, ["feed-0", "feed-1", "feed-2", "feed-3"], "written to every feed");
+    assert.deepEqual([...new Set(wrote)], ["feed-0", "feed-1", "feed-2", "feed-3"], "written to every feed");
+    assert.ok(wrote.length === 4 || (wrote.length === 5 && wrote.filter((n) => n === mine).length === 2), `written once each: ${wrote}`);
     for (let i = 0; i < 4; i++) assert.ok((await inFeed(w, i, jti)) > nowSecs(), `feed-${i} holds it`);
     // A retry adds nothing (idempotent): feed-0 still has exactly one row for it.
     assert.equal((await revoke(w, doomed)).status, 200);
