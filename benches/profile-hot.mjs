@@ -15,7 +15,7 @@
 // of a client no policy allows). Env: PROFILE_CASES (comma-separated), PROFILE_ONLY (ours|jose),
 // PROFILE_TOP (print the N functions with most self time, default 0), PROFILE_JSON=path.
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,6 +25,7 @@ import WebSocket from "ws";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { basicAuth, form, FORM } from "../tests/e2e/harness.mjs";
 import { generateSigningJwk, randomSecret } from "../scripts/keys.mjs";
+import { WORKER_BUNDLE, startOrigin, workerdPids } from "./lib.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..");
@@ -37,51 +38,7 @@ const log = (...a) => console.error("[profile]", ...a);
 const COMPAT_DATE = /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"))[1];
 const PATH = "/Patient/pt-1";
 
-// --- origin (in this process: its CPU is not the Worker's) -----------------------------------
-const BODY = JSON.stringify({ resourceType: "Patient", id: "pt-1", name: [{ family: "Bench" }] });
-async function startOrigin() {
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(BODY) });
-      res.end(BODY);
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => (server.closeAllConnections(), server.close()) };
-}
-
-// --- workerd processes and their CPU -------------------------------------------------------------
-function children(pid) {
-  const out = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === pid) out.push(Number(d));
-    } catch {}
-  }
-  return out;
-}
-function workerdPids() {
-  const all = [];
-  const walk = (p) => {
-    for (const c of children(p)) {
-      all.push(c);
-      walk(c);
-    }
-  };
-  walk(process.pid);
-  return all.filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, "utf8").trim() === "workerd";
-    } catch {
-      return false;
-    }
-  });
-}
+// The origin runs in this process (its CPU is not the Worker's); workerd's processes: lib.mjs.
 const TICK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 function cpuMs(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -287,18 +244,7 @@ async function setupOurs(originUrl, port, dir = path.join(ROOT, "build")) {
 
 async function setupJose(originUrl, ours, port) {
   const outfile = path.join(ROOT, "build", "bench", "jose-worker-profile.js");
-  await esbuild.build({
-    entryPoints: [path.join(HERE, "peers", "jose-worker.mjs")],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["module", "main"],
-    external: ["cloudflare:*", "node:*"],
-    outfile,
-    logLevel: "warning",
-  });
+  await esbuild.build({ ...WORKER_BUNDLE, entryPoints: [path.join(HERE, "peers", "jose-worker.mjs")], outfile });
   const before = new Set(workerdPids());
   const mf = new Miniflare({
     modules: true,

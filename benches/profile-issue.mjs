@@ -22,6 +22,7 @@ import { writeFileSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { webcrypto } from "node:crypto";
+import { WORKER_BUNDLE, workerdPids } from "./lib.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..");
@@ -116,14 +117,8 @@ export default {
 async function bundleJose() {
   const out = await esbuild.build({
     stdin: { contents: JOSE_ISSUER, resolveDir: HERE, loader: "js", sourcefile: "jose-issuer.mjs" },
-    bundle: true,
+    ...WORKER_BUNDLE,
     write: false,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["module", "main"],
-    logLevel: "warning",
   });
   return out.outputFiles[0].text;
 }
@@ -162,20 +157,6 @@ async function inspector(port, name) {
       ws.send(JSON.stringify({ id, method, params }));
     });
   return { send, close: () => ws.close(), targets: list };
-}
-
-// The workerd processes this script started (Miniflare spawns one per instance).
-function workerdPids() {
-  const out = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === process.pid && stat.includes("(workerd)")) out.push(Number(d));
-    } catch {}
-  }
-  return out;
 }
 
 /** CPU seconds (user + system, all threads) of a process so far. */

@@ -37,6 +37,7 @@ import { startWorker, basicAuth, form, FORM } from "../tests/e2e/harness.mjs";
 import { runWasmVerify } from "./wasm-verify.mjs";
 import { profilePath, SAMPLE_INTERVAL_US, GAP_CAP } from "./cpu.mjs";
 import { renderPlot } from "./plot.mjs";
+import { WORKER_BUNDLE } from "./lib.mjs";
 import { launchBrowser } from "../tests/browser/helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -109,19 +110,7 @@ function startNode(script, env = {}) {
 /** Bundles a peer Worker (its imports from benches/node_modules) into build/bench/. */
 async function bundle(entry, define = {}) {
   const outfile = path.join(OUT, "bench", path.basename(entry).replace(/\.mjs$/, ".js"));
-  await esbuild.build({
-    entryPoints: [path.join(HERE, "peers", entry)],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["module", "main"],
-    external: ["cloudflare:*", "node:*"],
-    outfile,
-    define,
-    logLevel: "warning",
-  });
+  await esbuild.build({ ...WORKER_BUNDLE, entryPoints: [path.join(HERE, "peers", entry)], outfile, define });
   return outfile;
 }
 
