@@ -68,28 +68,28 @@ export function origin_fetch(req, url, method, edits, body, ms, cors) {
 // Rust's str::trim for the characters a header value can hold.
 const trim = (s) => s.replace(/^[\t-\r \u0085\u00a0]+|[\t-\r \u0085\u00a0]+$/g, "");
 function origin_answer(r, cors) {
-  let headers = r.headers;
-  if (cors !== undefined) {
-    headers = new Headers();
-    const vary = [];
-    for (const [k, v] of r.headers) {
-      if (k.startsWith("access-control-")) continue;
-      if (k === "vary") {
-        for (const part of v.split(",")) vary.push(trim(part));
-        continue;
-      }
-      headers.append(k, v);
+  // No CORS to apply: the origin's answer as it came (a new Response would cost a
+  // construction per forwarded request and drop only the reason phrase).
+  if (cors === undefined) return r;
+  const headers = new Headers();
+  const vary = [];
+  for (const [k, v] of r.headers) {
+    if (k.startsWith("access-control-")) continue;
+    if (k === "vary") {
+      for (const part of v.split(",")) vary.push(trim(part));
+      continue;
     }
-    for (const line of cors.split("\n")) {
-      const i = line.indexOf(":");
-      const k = line.slice(0, i);
-      const v = line.slice(i + 1);
-      if (k === "vary") {
-        if (!vary.some((x) => x.toLowerCase() === "origin")) vary.push(v);
-      } else headers.set(k, v);
-    }
-    headers.set("vary", vary.filter((x) => x !== "").join(", "));
+    headers.append(k, v);
   }
+  for (const line of cors.split("\n")) {
+    const i = line.indexOf(":");
+    const k = line.slice(0, i);
+    const v = line.slice(i + 1);
+    if (k === "vary") {
+      if (!vary.some((x) => x.toLowerCase() === "origin")) vary.push(v);
+    } else headers.set(k, v);
+  }
+  headers.set("vary", vary.filter((x) => x !== "").join(", "));
   const init = { status: r.status, headers };
   if (r.cf !== undefined && r.cf !== null) init.cf = r.cf;
   if (r.webSocket !== undefined && r.webSocket !== null) init.webSocket = r.webSocket;
@@ -110,11 +110,11 @@ extern "C" {
     /// Sends `req`'s headers, edited (`-name` lines delete, `+name:value` lines append, in
     /// order), with `method` and `body` (none when empty) to `url`, redirects not followed.
     /// Resolves to the origin's answer, or to `null` when it has not answered within `ms`
-    /// (the request is aborted then); rejects when the fetch fails. The answer is a new
-    /// `Response` over the origin's body, status and headers; with `cors` (`name:value` lines,
-    /// [`crate::cors::forward_headers`]) the origin's `access-control-*` headers are dropped,
-    /// these set, and `Vary` lists the origin's values (trimmed, empty ones
-    /// dropped) plus `Origin` if they lack it.
+    /// (the request is aborted then); rejects when the fetch fails. Without `cors` the answer
+    /// is the origin's `Response` itself; with `cors` (`name:value` lines,
+    /// [`crate::cors::forward_headers`]) it is a new `Response` over the origin's body and
+    /// status, the origin's `access-control-*` headers dropped, these set, and `Vary` listing
+    /// the origin's values (trimmed, empty ones dropped) plus `Origin` if they lack it.
     #[wasm_bindgen(catch)]
     fn origin_fetch(
         req: &web_sys::Request,
