@@ -98,15 +98,19 @@ impl App {
 
     /// Our issuer: `ISSUER`, or the origin this request came to.
     pub fn issuer(&self, req: &Request) -> String {
+        self.issuer_of(req.uri(), req.headers().get("host"))
+    }
+
+    /// [`App::issuer`] from a request's URI and `Host` header.
+    pub fn issuer_of(&self, uri: &http::Uri, host: Option<&http::HeaderValue>) -> String {
         if let Some(i) = &self.config.issuer {
             return i.clone();
         }
-        let uri = req.uri();
         let scheme = uri.scheme_str().unwrap_or("https");
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_string())
-            .or_else(|| crate::http_util::header(req, "host").map(str::to_string))
+            .or_else(|| host.and_then(|h| h.to_str().ok()).map(str::to_string))
             .unwrap_or_else(|| "localhost".into());
         format!("{scheme}://{authority}")
     }
@@ -128,6 +132,9 @@ impl App {
         let fhir_json = crate::http_util::header(&req, "accept")
             .is_some_and(|a| a.to_ascii_lowercase().contains("application/fhir+json"));
         let preflight = cors_kind.is_some() && crate::cors::is_preflight(&req);
+        // RFC 9728 5.1: a Bearer challenge on the protected API names the metadata of the
+        // resource the path belongs to; kept here for an error (the request moves on).
+        let origin_of = fhir_error.then(|| (req.uri().clone(), req.headers().get("host").cloned()));
         // The CORS grant is decided before routing (the request moves into the handler). Only a
         // cross-origin `Origin` costs a lookup, and that is cached per isolate.
         let allowed = match cors_kind {
@@ -152,8 +159,12 @@ impl App {
                 if let Some(reason) = e.internal_reason() {
                     self.log(&format!("{method} {path}: {} ({reason})", e.code()));
                 }
-                Outcome::Respond(if fhir_error {
-                    e.to_fhir_response(fhir_json)
+                Outcome::Respond(if let Some((uri, host)) = &origin_of {
+                    let mut r = e.to_fhir_response(fhir_json);
+                    let issuer = self.issuer_of(uri, host.as_ref());
+                    let resource = crate::resource::of_path(self, &issuer, &path);
+                    crate::resource::add_metadata_to_challenge(&mut r, &resource);
+                    r
                 } else {
                     e.to_response()
                 })

@@ -277,8 +277,17 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     // One of ours verified before: no issuer peek, no signature check. Revocation, the client
     // and the user are still checked below, on every request.
     let audience = app.audience(req);
+    // RFC 8707 / RFC 9728: the resource this path belongs to (`PROTECTED_RESOURCES`); a token
+    // minted for it passes here besides one for the default audience, and a token for another
+    // of our resources does not (src/resource.rs).
+    let resource =
+        crate::resource::prefix_resource(app, &issuer, req.uri().path()).filter(|r| *r != audience);
+    let cache_key = match &resource {
+        Some(r) => std::borrow::Cow::Owned(format!("{audience} {r}")),
+        None => std::borrow::Cow::Borrowed(audience.as_str()),
+    };
     let now = app.now();
-    let cached = app.cache.tokens.get(token, &issuer, &audience, now);
+    let cached = app.cache.tokens.get(token, &issuer, &cache_key, now);
     if cached.is_none() {
         if token.matches('.').count() != 2 {
             // One of our refresh tokens sent as a bearer token (a client's mistake): never shown
@@ -310,14 +319,31 @@ pub async fn authenticate_bearer(app: &App, req: &Request, token: &str) -> Resul
     let claims = match cached {
         Some(claims) => claims,
         None => {
-            let claims = verify_own(app, token, &issuer, Some(&audience)).await?;
+            let claims = match &resource {
+                None => verify_own(app, token, &issuer, Some(&audience)).await?,
+                Some(r) => {
+                    let claims = verify_own(app, token, &issuer, None).await?;
+                    let for_here = |a: &Value| a.as_str().is_some_and(|a| a == audience || a == r);
+                    let ok = match claims.get("aud") {
+                        Some(Value::Array(list)) => list.iter().any(for_here),
+                        Some(a) => for_here(a),
+                        None => false,
+                    };
+                    if !ok {
+                        return Err(Error::InvalidToken(
+                            "token was issued for another resource (aud)".into(),
+                        ));
+                    }
+                    claims
+                }
+            };
             // `verify` requires `exp`; the entry lives exactly as long as the token would pass.
             let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
             let claims = std::rc::Rc::new(claims);
             app.cache.tokens.insert(
                 token,
                 &issuer,
-                &audience,
+                &cache_key,
                 exp + app.config.leeway,
                 now,
                 claims.clone(),

@@ -670,6 +670,14 @@ pub async fn authorize_identity(app: &App, req: &Request, who: &Identity) -> Res
     let (client, user, operation) = link_ids(who, &request);
     match policy::evaluate(&policies.policies, &request, client, user, operation) {
         Some(_) => Ok(()),
+        // RFC 6750 3.1: a bearer token a SMART scope policy would let through with one more
+        // scope gets `insufficient_scope` naming it; any other denial stays a plain 403.
+        None if who.jwt.is_some() => Err(policies
+            .policies
+            .iter()
+            .filter(|p| p.applies_to(client, user, operation))
+            .find_map(|p| p.needed_scope(&request))
+            .map_or_else(forbidden, Error::InsufficientScope)),
         None => Err(forbidden()),
     }
 }

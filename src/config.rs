@@ -44,6 +44,10 @@ pub struct Config {
     /// `REVOCATION_FEEDS`: how many objects (`feed-0` .. `feed-{n-1}`) every access-token
     /// revocation is written to; each isolate polls one (default 16, 1 to 256; docs/scale.md).
     pub revocation_feeds: u16,
+    /// `PROTECTED_RESOURCES`: path prefixes of the protected API that are resources of their
+    /// own (RFC 8707, RFC 9728), `{issuer}{prefix}`; empty: one resource, the issuer
+    /// ([`crate::resource::parse_setting`]).
+    pub protected_resources: Vec<String>,
 }
 
 /// The default of `FHIR_BASE_PATHS`: the root and `/fhir`, as Aidbox serves FHIR.
@@ -176,6 +180,7 @@ impl Default for Config {
             user_scope_types: DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec(),
             fhir_bases: DEFAULT_FHIR_BASES.map(str::to_string).to_vec(),
             revocation_feeds: DEFAULT_REVOCATION_FEEDS,
+            protected_resources: Vec::new(),
         }
     }
 }
@@ -208,6 +213,7 @@ impl std::fmt::Debug for Config {
             .field("user_scope_types", &self.user_scope_types)
             .field("fhir_bases", &self.fhir_bases)
             .field("revocation_feeds", &self.revocation_feeds)
+            .field("protected_resources", &self.protected_resources)
             .finish()
     }
 }
@@ -312,6 +318,7 @@ impl Config {
             user_scope_types: user_scope_types(get("SMART_USER_SCOPE_TYPES"))?,
             fhir_bases: fhir_bases(get("FHIR_BASE_PATHS"))?,
             revocation_feeds: revocation_feeds(get("REVOCATION_FEEDS"))?,
+            protected_resources: crate::resource::parse_setting(get("PROTECTED_RESOURCES"))?,
         })
     }
 }

@@ -278,7 +278,7 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
     // 3. The decision, by the authorizer's own code.
     let decision = match authorize_identity(app, &sim, &who).await {
         Ok(()) => json!({"status": 200, "outcome": "forward"}),
-        Err(e @ Error::Forbidden(_)) => refusal(&e),
+        Err(e @ (Error::Forbidden(_) | Error::InsufficientScope(_))) => refusal(&e),
         Err(e) => return Err(e),
     };
     let doc = policy_request_for(app, &sim, &who).await?;

@@ -40,6 +40,10 @@ pub enum Error {
     InvalidBasic(String),
     /// Authenticated, but no AccessPolicy allows the request. 403.
     Forbidden(String),
+    /// RFC 6750 3.1 `insufficient_scope`: a SMART scope policy denied a bearer token that
+    /// would pass with the scope held here (the scopes this request needs). 403 with
+    /// `error="insufficient_scope", scope="..."` in the challenge.
+    InsufficientScope(String),
     /// 404 on the admin API or the demo origin.
     NotFound(String),
     /// 409: the write conflicts with another record (an email already taken).
@@ -86,7 +90,7 @@ impl Error {
             | Error::MissingCredentials
             | Error::InvalidToken(_)
             | Error::InvalidBasic(_) => 401,
-            Error::Forbidden(_) => 403,
+            Error::Forbidden(_) | Error::InsufficientScope(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
@@ -115,6 +119,7 @@ impl Error {
             Error::InvalidToken(_) => "invalid_token",
             Error::InvalidBasic(_) => "invalid_client",
             Error::Forbidden(_) => "forbidden",
+            Error::InsufficientScope(_) => "insufficient_scope",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict(_) => "conflict",
@@ -146,6 +151,9 @@ impl Error {
             | Error::Conflict(d)
             | Error::UnsupportedMediaType(d) => d.clone(),
             Error::MissingCredentials => "credentials are required".into(),
+            Error::InsufficientScope(scope) => {
+                format!("the token's scopes do not allow this request; it needs: {scope}")
+            }
             Error::MethodNotAllowed(allow) => format!("method not allowed here; allowed: {allow}"),
             Error::Validation { field, message } => format!("{field}: {message}"),
             Error::PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
@@ -182,6 +190,10 @@ impl Error {
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 d.replace(['"', '\\'], "'")
             )),
+            Error::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                scope.replace(['"', '\\'], "'")
+            )),
             _ => None,
         };
         if let Some(c) = challenge {
@@ -214,7 +226,9 @@ impl Error {
             | Error::InvalidToken(_)
             | Error::InvalidBasic(_)
             | Error::InvalidClient(_) => "login",
-            Error::Forbidden(_) | Error::UnauthorizedClient(_) => "forbidden",
+            Error::Forbidden(_) | Error::InsufficientScope(_) | Error::UnauthorizedClient(_) => {
+                "forbidden"
+            }
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed(_)

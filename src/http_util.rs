@@ -68,6 +68,12 @@ pub fn parse_form(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
             continue;
         }
         if out.insert(k.to_string(), v.to_string()).is_some() {
+            // RFC 8707 allows several; this server puts one resource in a token's `aud`.
+            if k == "resource" {
+                return Err(Error::InvalidTarget(
+                    "one resource parameter per request: a token is issued for one resource".into(),
+                ));
+            }
             return Err(Error::InvalidRequest(format!(
                 "parameter '{k}' is included more than once"
             )));

@@ -25,6 +25,7 @@ pub mod model;
 pub mod oauth;
 pub mod platform;
 pub mod policy;
+pub mod resource;
 pub mod secret;
 pub mod sessions;
 pub mod smart;

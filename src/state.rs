@@ -110,6 +110,9 @@ pub struct CodeRecord {
     /// Set once redeemed: what the redemption issued, so a replay can revoke it (RFC 6749 10.5).
     #[serde(default)]
     pub used: Option<Issued>,
+    /// RFC 8707: the canonical `resource` of the authorization request, the token's `aud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// What one redemption or refresh issued.

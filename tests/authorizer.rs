@@ -71,7 +71,10 @@ fn bad_or_missing_credentials_are_401_with_a_challenge() {
     assert_eq!(none.status(), 401);
     assert_eq!(
         none.header("www-authenticate"),
-        Some("Bearer realm=\"edge-authorizer\"")
+        Some(
+            "Bearer realm=\"edge-authorizer\", \
+             resource_metadata=\"https://auth.example.test/.well-known/oauth-protected-resource\""
+        )
     );
     // A global policy that allows makes the path public (Aidbox, issue 13)...
     t.admin_put("/AccessPolicy/p", json!({"engine": "allow"}));

@@ -100,7 +100,15 @@ pub async fn grant(
             ));
         }
     }
-    let audience = token_audience(app, req, client, params, "authorization_code")?;
+    // RFC 8707: the resource authorized at /auth/authorize, which a `resource` here may only
+    // repeat; without one there, the token request's (as before).
+    let audience = match &rec.resource {
+        Some(r) => {
+            crate::resource::check_same(app, req, params, r)?;
+            r.clone()
+        }
+        None => token_audience(app, req, client, params, "authorization_code")?,
+    };
     let jti = random_id(app);
     let exp = app.now() + client.access_token_lifetime(GrantType::AuthorizationCode.flow());
     let refresh_token = if refresh::wanted(client, "authorization_code", rec.scope.as_deref()) {

@@ -37,6 +37,8 @@ pub struct AuthzRequest {
     pub launch_id: Option<String>,
     /// The query string it came from, to carry through the login and consent pages.
     pub query: String,
+    /// RFC 8707: the canonical `resource` asked for, the token's `aud`.
+    pub resource: Option<String>,
 }
 
 /// Why a request was refused, and how to tell.
@@ -245,7 +247,24 @@ pub async fn parse(
             }
         }
     }
+    // RFC 8707 2: a resource this client may not ask for, or not an absolute URI without a
+    // fragment, is `invalid_target` at the client's redirect URI.
+    let resource = match p.get("resource") {
+        Some(r) => Some(
+            crate::resource::authorized(app, req, &client, grant, r).map_err(|e| {
+                refuse(
+                    "invalid_target",
+                    match e {
+                        Error::InvalidTarget(d) => d,
+                        other => other.to_string(),
+                    },
+                )
+            })?,
+        ),
+        None => None,
+    };
     Ok(AuthzRequest {
+        resource,
         response_type,
         client,
         redirect_uri,
@@ -424,6 +443,7 @@ pub async fn proceed(
                 launch: launch_context(areq, user, session),
                 session: (!session.key.is_empty()).then(|| session.key.clone()),
                 used: None,
+                resource: areq.resource.clone(),
             };
             state::create(app, &code_key(&code), &rec, app.now() + CODE_TTL).await?;
             if picked(areq, session).is_some() {
@@ -440,8 +460,12 @@ pub async fn proceed(
         ResponseType::Token => {
             // RFC 6749 4.2.2: the access token in the fragment; never a refresh token.
             // `auth.implicit.audience` when set (no audience parameter at /auth/authorize).
-            let audience =
-                super::token_audience(app, req, &areq.client, &BTreeMap::new(), "implicit")?;
+            let audience = match &areq.resource {
+                Some(r) => r.clone(),
+                None => {
+                    super::token_audience(app, req, &areq.client, &BTreeMap::new(), "implicit")?
+                }
+            };
             let mut what = Issue::new(
                 &areq.client,
                 Some(user),

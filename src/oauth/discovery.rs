@@ -230,6 +230,9 @@ pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
             200,
             &Value::Object(smart(app, req)),
         ))),
+        ["oauth-protected-resource", suffix @ ..] => {
+            crate::resource::metadata(app, req, suffix).map(cacheable)
+        }
         ["jwks.json"] => Ok(cacheable(json_response(200, &app.config.keys.jwks()))),
         _ => Err(Error::NotFound("no such discovery document".into())),
     }

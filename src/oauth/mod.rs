@@ -110,7 +110,9 @@ pub fn granted_scope_within(
 /// The `aud` to put in a token of `flow`: the client's `auth.<flow>.audience` (its first value)
 /// or else the API's audience, or an `audience` (Aidbox) / `resource` (RFC 8707) parameter
 /// that is the API's audience, one of the flow's audiences, or admitted by the client's
-/// `audience` pattern. A token for another audience is refused by our own authorizer.
+/// `audience` pattern. A token for another audience is refused by our own authorizer. A
+/// `resource` (RFC 8707) is canonicalised and may also name one of our protected resources
+/// (`PROTECTED_RESOURCES`, [`crate::resource::authorized`]).
 pub fn token_audience(
     app: &App,
     req: &Request,
@@ -123,7 +125,11 @@ pub fn token_audience(
     let default = listed
         .first()
         .map_or_else(|| own.clone(), |a| a.to_string());
-    let asked = params.get("audience").or_else(|| params.get("resource"));
+    // RFC 8707: a `resource` is validated and canonicalised (src/resource.rs).
+    if let Some(r) = params.get("resource") {
+        return crate::resource::authorized(app, req, client, flow, r);
+    }
+    let asked = params.get("audience");
     match asked {
         None => Ok(default),
         Some(a) if *a == own || listed.contains(&a.as_str()) || client.audience_allows(a) => {

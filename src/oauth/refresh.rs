@@ -142,6 +142,8 @@ pub async fn grant(
         // refused without touching the family.
         Presented::Unknown => return Err(invalid()),
     }
+    // RFC 8707 2.2: a refresh names no other resource than the grant's.
+    crate::resource::check_same(app, req, params, &fam.audience)?;
     if fam.ended(app.now()) {
         return Err(Error::InvalidGrant(
             "refresh token has reached its absolute lifetime; sign in again".into(),

@@ -147,6 +147,13 @@ pub(crate) trait Engine: fmt::Debug + Send + Sync {
     fn explain(&self, request: &Value) -> Value {
         serde_json::json!({ "result": self.allows(request) })
     }
+
+    /// For a request this policy denies: a scope that, added to the token's, would make it
+    /// allow (RFC 6750 3.1 `insufficient_scope`); `None` when no scope would, or the engine
+    /// does not decide by scopes.
+    fn needed_scope(&self, _request: &Value) -> Option<String> {
+        None
+    }
 }
 
 /// A compiled engine, shared cheaply between clones of a [`CompiledPolicy`].
@@ -341,6 +348,16 @@ impl CompiledPolicy {
             };
             wanted == Some(link.id.as_str())
         })
+    }
+
+    /// [`Engine::needed_scope`] of a policy that applies, when its `roleName` (if any) holds.
+    pub fn needed_scope(&self, request: &Value) -> Option<String> {
+        if let Some(want) = &self.role_name {
+            if !crate::model::role::names(request).any(|n| n == want) {
+                return None;
+            }
+        }
+        self.rule.needed_scope(request)
     }
 
     /// `roleName`, if the policy has one.

@@ -131,6 +131,101 @@ impl Engine for Smart {
             Err(reason) => serde_json::json!({"result": false, "reason": reason}),
         }
     }
+
+    /// The clinical scope this request needs: `{level}/{Type}.{permissions}` (`*` for the type
+    /// when the request reaches other types through `_include` and the like), in the SMART
+    /// version the token's clinical scopes are written in (v1 `read`/`write` when all of them
+    /// are v1, else v2 letters); levels tried: `system/` for a token without a user, else
+    /// `patient/` (with a patient in context) then `user/`. Offered only when the engine,
+    /// run again with that scope added to the token's, allows the request: a denial for the
+    /// patient compartment or a search restriction a scope cannot lift gets `None`.
+    fn needed_scope(&self, request: &Value) -> Option<String> {
+        if self.decide(request).is_ok() {
+            return None;
+        }
+        let jwt = request.get("jwt")?;
+        let granted: Vec<Scope> = match jwt.get("scope")? {
+            Value::String(s) => smart::parse(s),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(smart::parse)
+                .collect(),
+            _ => return None,
+        };
+        let (method, uri) = (str_at(request, "request-method")?, str_at(request, "uri")?);
+        let base = match (&self.base, request.get("fhir-base")) {
+            (Some(b), _) => b.as_str(),
+            (None, Some(Value::String(b))) => b.as_str(),
+            _ => "",
+        };
+        let path = uri.strip_prefix(base)?;
+        let query = request.get("params").and_then(Value::as_object);
+        let user_keys = || {
+            query
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !k.starts_with("resource/"))
+        };
+        let has_query = user_keys().next().is_some();
+        let widening = user_keys().any(|(k, _)| {
+            ["_include", "_revinclude", "_has", "_with"]
+                .iter()
+                .any(|w| k.starts_with(w))
+        });
+        let rest = smart::classify(method, path, has_query)?;
+        let needed = rest.interaction.permission();
+        if needed.is_empty() {
+            return None;
+        }
+        let v1 = {
+            let mut clinical = granted.iter().filter_map(|s| match s {
+                Scope::Clinical(c) => Some(c.syntax),
+                _ => None,
+            });
+            let first = clinical.next();
+            first == Some(smart::Syntax::V1) && clinical.all(|s| s == smart::Syntax::V1)
+        };
+        let perms = if v1 {
+            if smart::Permissions::V1_READ.contains(needed) {
+                "read".to_string()
+            } else {
+                "write".to_string()
+            }
+        } else {
+            needed.to_string()
+        };
+        let ty = if widening || rest.post_search && rest.interaction == Interaction::Search {
+            "*"
+        } else {
+            rest.resource_type
+        };
+        let user_absent = request.get("user").is_none_or(Value::is_null);
+        let levels: &[Level] = if user_absent && str_at(jwt, "sub_kind") != Some("user") {
+            &[Level::System]
+        } else if token_patient(jwt).is_some() && !widening {
+            &[Level::Patient, Level::User]
+        } else {
+            &[Level::User]
+        };
+        for level in levels {
+            let candidate = format!("{}/{ty}.{perms}", level.as_str());
+            let mut with = request.clone();
+            let scope = &mut with["jwt"]["scope"];
+            match scope {
+                Value::String(s) => {
+                    s.push(' ');
+                    s.push_str(&candidate);
+                }
+                Value::Array(items) => items.push(Value::String(candidate.clone())),
+                _ => return None,
+            }
+            if self.decide(&with).is_ok() {
+                return Some(candidate);
+            }
+        }
+        None
+    }
 }
 
 impl Smart {
