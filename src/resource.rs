@@ -225,10 +225,15 @@ pub fn canonical(value: &str) -> Result<String> {
     if authority.starts_with('[') && port.is_none() && authority.len() != host.len() {
         return bad("has a malformed IPv6 host");
     }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_'))
-    {
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.')),
+        None => host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')),
+    };
+    if !host_ok {
         return bad("has a malformed host");
     }
     let port = match port {
@@ -364,6 +369,10 @@ mod tests {
             "https://host:99999/x",
             "https://host/a b",
             "https://ho\"st/",
+            "https://a:b:443/x",
+            "https://[::1/x",
+            "https://[::1]x/",
+            "https://[zz]/",
         ] {
             assert!(
                 matches!(canonical(bad), Err(Error::InvalidTarget(_))),

@@ -301,7 +301,8 @@ test("Aidbox tutorial: allow-public-operation makes metadata public; smart-confi
     assertForwarded(await call("GET", "/patient/fhir/metadata"), "anonymous metadata");
     assertOutcome(await call("GET", "/patient/fhir/Patient"), 401, "login", "anonymous search");
     const none = await call("GET", "/patient/fhir/Patient");
-    assert.equal(none.headers.get("www-authenticate"), 'Bearer realm="edge-authorizer"');
+    // RFC 9728 5.1: the challenge names the resource's metadata (issue 17).
+    assert.equal(none.headers.get("www-authenticate"), `Bearer realm="edge-authorizer", resource_metadata="${w.url}/.well-known/oauth-protected-resource"`);
   });
   // Served by the server itself at every FHIR base, with or without a policy.
   for (const p of ["/patient/fhir/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration"]) {

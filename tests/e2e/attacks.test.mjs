@@ -391,7 +391,7 @@ describe("attacks: spoofed identity headers to the origin", () => {
   test("without credentials: 401 unauthorized and the origin is not reached", async () => {
     origin.reset();
     const res = await w.fetch("/Patient", { headers: SPOOF });
-    assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer realm="edge-authorizer"$/);
+    assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer realm="edge-authorizer", resource_metadata="[^"]+\/\.well-known\/oauth-protected-resource"$/);
     await assertError(res, 401, "unauthorized");
     assert.equal(origin.requests.length, 0);
   });
