@@ -20,13 +20,25 @@ import { startWorker, startOrigin, decodeJwt } from "./harness.mjs";
 import { put, interaction, postLogin } from "./attacks-lib.mjs";
 
 const REDIRECT = "http://127.0.0.1:33418/callback";
+// Set to true once RFC 9728 protected-resource metadata is merged (branch i17-resource): then the
+// SDK must discover through it, never through the fallback.
+const EXPECT_PRM = false;
 
-let w;
 let origin;
+const workers = [];
 
 before(async () => {
   origin = await startOrigin();
-  w = await startWorker({ originUrl: origin.url });
+});
+after(async () => {
+  for (const w of workers) await w.dispose();
+  await origin?.dispose();
+});
+
+/** A Worker in front of the test origin with the MCP client, user mia and her policy. */
+async function worker(vars = {}) {
+  const w = await startWorker({ originUrl: origin.url, vars });
+  workers.push(w);
   await put(w, "/Client/mcp-client", {
     name: "An MCP client",
     grant_types: ["authorization_code"],
@@ -35,11 +47,8 @@ before(async () => {
   });
   await put(w, "/User/mia", { email: "mia@example.com", password: "mia-pass-1" });
   await put(w, "/AccessPolicy/mia", { engine: "allow", link: [{ id: "mia", resourceType: "User" }] });
-});
-after(async () => {
-  await w?.dispose();
-  await origin?.dispose();
-});
+  return w;
+}
 
 /** An OAuthClientProvider for a pre-registered public client; keeps everything in memory. */
 class Provider {
@@ -83,7 +92,8 @@ class Provider {
   }
 }
 
-test("MCP SDK auth(): discovery -> authorization URL -> login -> code -> tokens -> /mcp reaches the origin", async (t) => {
+/** The whole sign-in with the SDK against `w`, then calls to /mcp; returns what discovery did. */
+async function signInWithSdk(t, w) {
   const provider = new Provider();
   const seen = [];
   const fetchFn = async (url, init) => {
@@ -102,6 +112,7 @@ test("MCP SDK auth(): discovery -> authorization URL -> login -> code -> tokens 
   assert.equal(q.get("code_challenge_method"), "S256");
   assert.equal(q.get("state"), "mcp-state-1");
   const viaPrm = seen.some((s) => s.startsWith("GET /.well-known/oauth-protected-resource") && s.endsWith(" 200"));
+  if (EXPECT_PRM) assert.ok(viaPrm, `the SDK did not discover through protected-resource metadata: ${seen.join(", ")}`);
   const resource = q.get("resource");
   t.diagnostic(`discovery: ${seen.join(", ")}; resource at authorize: ${resource ?? "(none)"}`);
 
@@ -151,4 +162,23 @@ test("MCP SDK auth(): discovery -> authorization URL -> login -> code -> tokens 
   assert.equal(await auth(provider, { serverUrl, fetchFn }), "AUTHORIZED");
   assert.notEqual(provider.tokens().access_token, before, "refreshed access token");
   assert.notEqual(provider.tokens().refresh_token, tokens.refresh_token, "rotated refresh token");
+  return { viaPrm, resource, aud: claims.aud };
+}
+
+test("MCP SDK auth(): discovery -> authorization URL -> login -> code -> tokens -> /mcp reaches the origin", async (t) => {
+  const w = await worker();
+  const { viaPrm, resource } = await signInWithSdk(t, w);
+  // With RFC 9728 metadata for the whole API (PROTECTED_RESOURCES unset) the resource is the issuer.
+  if (viaPrm) assert.equal(resource, w.url);
+});
+
+test("MCP SDK auth() with /mcp as a separate protected resource (PROTECTED_RESOURCES=/mcp)", async (t) => {
+  const w = await worker({ PROTECTED_RESOURCES: "/mcp" });
+  const { viaPrm, resource, aud } = await signInWithSdk(t, w);
+  // With RFC 9728 the SDK reads /.well-known/oauth-protected-resource/mcp and asks for that
+  // resource; the token is for it. Without, it falls back as in the test above.
+  if (viaPrm) {
+    assert.equal(resource, `${w.url}/mcp`);
+    assert.deepEqual([aud].flat(), [`${w.url}/mcp`]);
+  }
 });
