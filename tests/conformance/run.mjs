@@ -117,7 +117,12 @@ async function main() {
       // The line after "Access the following URL in your browser..." is the authorize URL; the
       // browser starts once the CLI's callback server also said it listens.
       const m = stdout.match(/Access the following URL[^\n]*\n(\S+)\n/);
-      if (!browserStep && m && stdout.includes("Callback server started")) browserStep = completeInBrowser(browser, m[1], redirectUri);
+      if (!browserStep && m && stdout.includes("Callback server started")) {
+        browserStep = completeInBrowser(browser, m[1], redirectUri);
+        // A browser step that failed never reaches the callback: stop the CLI instead of
+        // letting it wait its five minutes.
+        browserStep.catch(() => child.kill());
+      }
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), CLI_TIMEOUT_MS);
     const { code, signal } = await exited;
