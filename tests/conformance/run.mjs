@@ -19,7 +19,8 @@
 // `authorization-server-metadata-cimd` when client_id_metadata_document_supported is not
 // advertised, fails the run as much as a FAILURE). The Worker runs with
 // CLIENT_ID_METADATA_DOCUMENTS=on so that it advertises Client ID Metadata Documents.
-// CONFORMANCE_OUT=<dir> keeps the results there (default: a temporary directory, removed).
+// CONFORMANCE_OUT=<dir> keeps the results in a new folder under it per run (default: a temporary
+// directory, removed).
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, mkdirSync } from "node:fs";
 import net from "node:net";
@@ -75,7 +76,10 @@ async function main() {
   let browser;
   let child;
   const keep = !!process.env.CONFORMANCE_OUT;
-  const outDir = keep ? path.resolve(process.env.CONFORMANCE_OUT) : mkdtempSync(path.join(os.tmpdir(), "mcp-conformance-"));
+  // A folder of this run's own (under CONFORMANCE_OUT, one per run), so old results are not read.
+  const outDir = keep
+    ? path.resolve(process.env.CONFORMANCE_OUT, new Date().toISOString().replace(/[:.]/g, "-"))
+    : mkdtempSync(path.join(os.tmpdir(), "mcp-conformance-"));
   mkdirSync(outDir, { recursive: true });
   try {
     const issuer = w.url;
@@ -112,7 +116,6 @@ async function main() {
     const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
     child.stderr.on("data", (d) => (stderr += d));
     child.stdout.on("data", (d) => {
-      const before = stdout;
       stdout += d;
       // The line after "Access the following URL in your browser..." is the authorize URL; the
       // browser starts once the CLI's callback server also said it listens.
