@@ -2,6 +2,7 @@
 #
 #   make dev        install what is missing, build what changed, run `wrangler dev` on 127.0.0.1:$(PORT)
 #   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
+#   make conformance  build, then the official MCP conformance runner (authorization server) in workerd
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes);
 #                   each is skipped when nothing it is built from changed (BUILD_FORCE=1 rebuilds)
 #   make size       print the wasm sizes (Worker and browser package), raw and gzipped
@@ -13,7 +14,8 @@
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
 #   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly, not in make test
 #
-# TOOLS_DIR (default .tools) is where worker-build and wasm-bindgen-cli are installed.
+# TOOLS_DIR (default .tools) is where worker-build, wasm-bindgen-cli and Node 22 (for the MCP
+# conformance runner) are installed.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -30,7 +32,8 @@ WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
 .PHONY: help dev test build size bench scale bootstrap deploy clean soak fuzz \
-        fmt-check clippy test-native test-model dry-run test-e2e test-browser
+        fmt-check clippy test-native test-model dry-run test-e2e test-browser \
+        conformance test-conformance
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -67,7 +70,7 @@ deploy: build
 	$(WRANGLER) deploy
 
 # --- make test: each step stops the run on failure ----------------------------------------------
-test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-browser
+test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-browser test-conformance
 	$(call section,all checks passed)
 
 fmt-check:
@@ -106,6 +109,17 @@ test-browser:
 	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
 	@test -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" || { echo "Chromium missing: apt-get install -y chromium (or set CHROMIUM_PATH)"; exit 1; }
 	node --test --test-concurrency=1 tests/browser/*.test.mjs
+
+# The official MCP conformance runner (npm @modelcontextprotocol/conformance, on Node 22 from
+# $TOOLS_DIR/node22) against the built Worker, its browser step done by Chromium through the real
+# login and consent pages; fails unless every check is SUCCESS (README "Checked by others' code").
+# About 10 s. CONFORMANCE_RESOURCE=1 (or =<uri>) also sends an RFC 8707 resource.
+test-conformance:
+	$(call section,MCP conformance: authorization server (tests/conformance/run.mjs))
+	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
+	node tests/conformance/run.mjs
+
+conformance: build test-conformance
 
 # Full load and soak run (README "Load and soak"); exits non-zero on any unexpected answer.
 soak: build

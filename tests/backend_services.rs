@@ -83,6 +83,27 @@ fn es384_assertion_gets_a_system_token_once_per_jti() {
     assert_eq!(again.json()["error"], "invalid_client");
 }
 
+/// RFC 7523 3: `aud` identifies the authorization server; besides the token endpoint URL (SMART),
+/// our issuer identifier (draft-ietf-oauth-rfc7523bis, oauth4webapi's PrivateKeyJwt), also
+/// inside an array. Another issuer's identifier stays refused (in assertion_refusals too).
+#[test]
+fn assertion_aud_may_be_the_issuer_identifier() {
+    let (t, sk) = es384_setup();
+    for aud in [json!(ISSUER), json!(["https://other.example", ISSUER])] {
+        let a = es384(&sk, "ec-1", &assertion_claims(json!({ "aud": aud })));
+        let r = token(&t, &a, "system/*.rs");
+        assert_eq!(r.status(), 200, "aud {aud}: {}", r.text());
+    }
+    let a = es384(
+        &sk,
+        "ec-1",
+        &assertion_claims(json!({"aud": format!("{ISSUER}/")})),
+    );
+    let r = token(&t, &a, "system/*.rs");
+    assert_eq!(r.status(), 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_client");
+}
+
 #[test]
 fn assertion_refusals() {
     let (t, sk) = es384_setup();

@@ -10,8 +10,9 @@ use crate::model::client::Client;
 use std::collections::BTreeMap;
 
 /// RFC 7523 2.2 and 3, SMART Backend Services: a JWT signed by one of the client's registered
-/// keys (`jwks` or `jwks_uri`), `iss` = `sub` = client id, `aud` = our token endpoint, `exp` at
-/// most five minutes ahead, and a `jti` never seen before (remembered in the Durable Object).
+/// keys (`jwks` or `jwks_uri`), `iss` = `sub` = client id, `aud` = our token endpoint or our
+/// issuer identifier, `exp` at most five minutes ahead, and a `jti` never seen before
+/// (remembered in the Durable Object).
 async fn private_key_jwt(
     app: &App,
     req: &Request,
@@ -26,10 +27,20 @@ async fn private_key_jwt(
         ));
     }
     let client = load_client(app, &iss).await?.ok_or_else(invalid)?;
-    let endpoint = format!("{}/auth/token", app.issuer(req));
+    // RFC 7523 3: `aud` identifies the authorization server. SMART Backend Services and OIDC
+    // Core 9 name the token endpoint; draft-ietf-oauth-rfc7523bis requires the issuer identifier
+    // (what oauth4webapi's PrivateKeyJwt sends). Both are ours; the one the assertion names is
+    // the one verified, so anything else is still "another audience".
+    let issuer = app.issuer(req);
+    let endpoint = format!("{issuer}/auth/token");
+    let audience = if names_audience(assertion, &issuer) {
+        &issuer
+    } else {
+        &endpoint
+    };
     let expect = crate::jwt::Expectations {
         issuer: &iss,
-        audience: Some(&endpoint),
+        audience: Some(audience),
         typ: None,
         leeway: app.config.leeway,
         now: app.now(),
@@ -94,6 +105,22 @@ async fn private_key_jwt(
             ..client
         }),
         crate::platform::Cas::Conflict(_) => Err(bad("jti was already used")),
+    }
+}
+
+/// Whether the (not yet verified) JWT's `aud` is, or lists, `audience`.
+fn names_audience(token: &str, audience: &str) -> bool {
+    let Ok(t) = jwt_compact::UntrustedToken::new(token) else {
+        return false;
+    };
+    let Ok(claims) = t.deserialize_claims_unchecked::<serde_json::Map<String, serde_json::Value>>()
+    else {
+        return false;
+    };
+    match claims.custom.get("aud") {
+        Some(serde_json::Value::String(a)) => a == audience,
+        Some(serde_json::Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
     }
 }
 
