@@ -65,7 +65,7 @@ pub fn kind(path: &str, bases: &[String]) -> Option<Kind> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [".well-known", ..] => Some(Kind::Public),
-        ["auth", "token"] | ["auth", "revoke"] => Some(Kind::Registered("POST")),
+        ["auth", "token"] | ["auth", "revoke"] | ["auth", "par"] => Some(Kind::Registered("POST")),
         ["auth", "userinfo"] => Some(Kind::Registered("GET, POST")),
         ["auth", ..] | ["app", ..] => None,
         [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => None,
