@@ -27,9 +27,12 @@ async fn private_key_jwt(
     }
     let client = load_client(app, &iss).await?.ok_or_else(invalid)?;
     let endpoint = format!("{}/auth/token", app.issuer(req));
+    // RFC 9126 2: at the PAR endpoint the issuer, the token endpoint and the PAR endpoint each
+    // name us as the audience (checked below); at the token endpoint, the token endpoint.
+    let at_par = req.uri().path().ends_with("/auth/par");
     let expect = crate::jwt::Expectations {
         issuer: &iss,
-        audience: Some(&endpoint),
+        audience: (!at_par).then_some(endpoint.as_str()),
         typ: None,
         leeway: app.config.leeway,
         now: app.now(),
@@ -62,6 +65,26 @@ async fn private_key_jwt(
     } else {
         return Err(bad("the client has no registered keys (jwks or jwks_uri)"));
     };
+    if at_par {
+        let issuer = app.issuer(req);
+        let ours = [
+            issuer.clone(),
+            endpoint.clone(),
+            format!("{issuer}/auth/par"),
+        ];
+        let names_us =
+            |a: &serde_json::Value| a.as_str().is_some_and(|a| ours.iter().any(|o| o == a));
+        let ok = match claims.get("aud") {
+            Some(serde_json::Value::Array(list)) => list.iter().any(names_us),
+            Some(a) => names_us(a),
+            None => false,
+        };
+        if !ok {
+            return Err(bad(
+                "aud must be the issuer, the token endpoint or the PAR endpoint",
+            ));
+        }
+    }
     if claims.get("sub").and_then(serde_json::Value::as_str) != Some(iss.as_str()) {
         return Err(bad("sub must equal iss (the client id)"));
     }

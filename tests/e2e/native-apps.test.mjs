@@ -7,6 +7,7 @@
 //   node --test --test-concurrency=1 tests/e2e/native-apps.test.mjs      (after the Worker build)
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { generateKeyPairSync, sign as nodeSign, randomUUID } from "node:crypto";
 import { startWorker, basicAuth, json, FORM, form } from "./harness.mjs";
 import { assertError, put, pkce, cookies, interaction, postLogin, postConsent, authorizeQuery, tokenPost } from "./attacks-lib.mjs";
 
@@ -18,6 +19,7 @@ const CONF_CB = "https://conf.example/cb";
 const LOCAL_CB = "http://localhost:8000/cb";
 const CONF = basicAuth("conf", "conf-secret");
 
+const ecKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
 let w;
 
 before(async () => {
@@ -41,8 +43,21 @@ before(async () => {
     first_party: true,
     auth: { implicit: { redirect_uri: "com.example.imp:/cb" } },
   });
+  await put(w, "/Client/jwt-app", {
+    ...pub("https://jwt.example/cb"),
+    jwks: { keys: [{ ...ecKey.publicKey.export({ format: "jwk" }), kid: "k1", alg: "ES256" }] },
+  });
   await put(w, "/User/john", { email: "john@example.com", password: "pass123" });
 });
+
+/** A private_key_jwt assertion of `jwt-app` (RFC 7523) with this `aud`. */
+function assertion(aud, jti = randomUUID()) {
+  const b64 = (x) => Buffer.from(JSON.stringify(x)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: "ES256", kid: "k1", typ: "JWT" })}.${b64({ iss: "jwt-app", sub: "jwt-app", aud, exp: now + 120, jti })}`;
+  const sig = nodeSign("sha256", Buffer.from(input), { key: ecKey.privateKey, dsaEncoding: "ieee-p1363" });
+  return `${input}.${sig.toString("base64url")}`;
+}
 after(() => w?.dispose());
 
 const q = (over = {}) =>
@@ -335,6 +350,17 @@ describe("pushed authorization requests (RFC 9126)", () => {
     await assertError(await par({ ...params, client_id: "nobody" }), 401, "invalid_client");
     await assertError(await par(params), 401, "invalid_client");
     await assertError(await par({ ...params, client_id: "native" }, { auth: CONF }), 400, "invalid_request");
+  });
+
+  test("private_key_jwt at the PAR endpoint: aud may be the issuer, the token endpoint or the PAR endpoint (RFC 9126 2); another aud or a replayed jti -> 401", async () => {
+    const params = { response_type: "code", redirect_uri: "https://jwt.example/cb", state: "st", code_challenge: pkce().challenge, client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" };
+    for (const aud of [w.url, `${w.url}/auth/token`, `${w.url}/auth/par`, [w.url, "https://other.example"]]) {
+      await pushed({ ...params, client_assertion: assertion(aud) });
+    }
+    await assertError(await par({ ...params, client_assertion: assertion("https://evil.example") }), 401, "invalid_client");
+    const once = assertion(w.url);
+    await pushed({ ...params, client_assertion: once });
+    await assertError(await par({ ...params, client_assertion: once }), 401, "invalid_client");
   });
 
   test("pushed parameters are validated now, with RFC 6749 errors", async () => {
