@@ -272,6 +272,10 @@ impl App {
                 only(req, get, "GET, HEAD")?;
                 authorize::handle(self, req).await?
             }
+            ["par"] => {
+                only(req, post, "POST")?;
+                crate::oauth::par::handle(self, req).await?
+            }
             ["interaction"] => {
                 only(req, get, "GET, HEAD")?;
                 interaction::context(self, req).await?
@@ -395,6 +399,10 @@ async fn asset(app: &App, req: &Request, file: &str) -> Outcome {
 
 /// `scheme://authority` of an http(s) URI, for a CSP source expression.
 fn web_origin(uri: &str) -> Option<String> {
+    // A native app's private-use scheme (RFC 8252 7.1): the scheme source `com.example.app:`.
+    if crate::model::client::is_private_use(uri) {
+        return uri.split_once(':').map(|(s, _)| format!("{s}:"));
+    }
     let u = uri.parse::<http::Uri>().ok()?;
     match (u.scheme_str(), u.authority()) {
         (Some(s @ ("http" | "https")), Some(a)) => Some(format!("{s}://{a}")),

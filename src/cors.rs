@@ -65,7 +65,7 @@ pub fn kind(path: &str, bases: &[String]) -> Option<Kind> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [".well-known", ..] => Some(Kind::Public),
-        ["auth", "token"] | ["auth", "revoke"] => Some(Kind::Registered("POST")),
+        ["auth", "token"] | ["auth", "revoke"] | ["auth", "par"] => Some(Kind::Registered("POST")),
         ["auth", "userinfo"] => Some(Kind::Registered("GET, POST")),
         ["auth", ..] | ["app", ..] => None,
         [rt, rest @ ..] if rest.len() <= 1 && ResourceType::parse(rt).is_some() => None,
@@ -124,13 +124,11 @@ pub fn client_origins(doc: &Value) -> Vec<String> {
     let public = doc.get("secret_hash").is_none() && doc.get("secret").is_none();
     if public {
         for flow in ["authorization_code", "implicit"] {
-            if let Some(o) = doc
-                .pointer(&format!("/auth/{flow}/redirect_uri"))
-                .and_then(Value::as_str)
-                .and_then(origin_of)
-            {
-                out.push(o);
-            }
+            // A string or a list of them (native apps' private-use schemes have no origin).
+            let uris = crate::model::client::redirect_uris(
+                doc.pointer(&format!("/auth/{flow}/redirect_uri")),
+            );
+            out.extend(uris.into_iter().filter_map(origin_of));
         }
     }
     if let Some(list) = doc.get("allowed_origins").and_then(Value::as_array) {
@@ -288,4 +286,18 @@ pub fn forward_headers(cors: &ForwardCors) -> Vec<(&'static str, String)> {
         out.push(("access-control-expose-headers", EXPOSE_HEADERS.into()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_public_clients_redirect_list_gives_each_web_origin() {
+        let doc = serde_json::json!({"auth": {
+            "authorization_code": {"redirect_uri": ["https://a.example/cb", "com.example.app:/cb"]},
+            "implicit": {"redirect_uri": "https://b.example:8443/cb"}}});
+        assert_eq!(
+            super::client_origins(&doc),
+            vec!["https://a.example", "https://b.example:8443"]
+        );
+    }
 }

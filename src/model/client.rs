@@ -49,6 +49,8 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
         }
     }
     opt_bool(m, "first_party", "")?;
+    // RFC 9126 6: the authorization endpoint then takes only pushed requests.
+    opt_bool(m, "require_pushed_authorization_requests", "")?;
     opt_bool(m, "active", "")?;
     opt_str(m, "type", "")?;
     for key in SCOPE_LISTS {
@@ -165,10 +167,7 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
                     ));
                 }
             }
-            if let Some(uri) = opt_str(s, "redirect_uri", &path)? {
-                validate_redirect_uri(uri)
-                    .map_err(|m| Error::validation(join(&path, "redirect_uri"), m))?;
-            }
+            validate_redirect_uris(s, &path)?;
         }
     }
     Ok(())
@@ -239,22 +238,184 @@ fn validate_scope_list(m: &Map<String, Value>, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// RFC 6749 3.1.2: an absolute URI without a fragment. Plain http only for loopback hosts
-/// (RFC 8252 7.3); custom schemes for native apps (RFC 8252 7.1) are allowed.
+/// `auth.<flow>.redirect_uri`: a string (Aidbox) or a non-empty array of strings (several
+/// registered redirect URIs, RFC 6749 3.1.2.2), each one valid.
+fn validate_redirect_uris(s: &Map<String, Value>, path: &str) -> Result<()> {
+    let field = join(path, "redirect_uri");
+    match s.get("redirect_uri") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(uri)) => {
+            validate_redirect_uri(uri).map_err(|m| Error::validation(field, m))
+        }
+        Some(Value::Array(list)) if !list.is_empty() => {
+            for (i, v) in list.iter().enumerate() {
+                let at = format!("{field}.{i}");
+                let uri = v
+                    .as_str()
+                    .ok_or_else(|| Error::validation(at.clone(), "must be a string"))?;
+                validate_redirect_uri(uri).map_err(|m| Error::validation(at, m))?;
+            }
+            Ok(())
+        }
+        Some(_) => Err(Error::validation(
+            field,
+            "must be a redirect URI or a non-empty array of them",
+        )),
+    }
+}
+
+/// The redirect URIs registered in one `redirect_uri` value (a string or an array of them).
+pub fn redirect_uris(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Schemes that are never a redirect target, whatever their spelling: they run script, read
+/// local files or name browser-internal documents.
+const FORBIDDEN_SCHEMES: [&str; 8] = [
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "about",
+    "blob",
+    "filesystem",
+    "view-source",
+];
+
+/// The scheme of `uri` (RFC 3986 3.1: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), when it
+/// has one.
+fn scheme_of(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut bytes = scheme.bytes();
+    let first = bytes.next()?;
+    (first.is_ascii_alphabetic()
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+    .then_some(scheme)
+}
+
+/// Is `uri` a private-use URI scheme redirect (RFC 8252 7.1: a reverse-domain scheme such as
+/// `com.example.app:/callback`)? Only the scheme is looked at; see [`validate_redirect_uri`].
+pub fn is_private_use(uri: &str) -> bool {
+    scheme_of(uri).is_some_and(|s| s.contains('.'))
+}
+
+/// The loopback IP literals of RFC 8252 7.3, whose port is the app's (any port matches).
+const LOOPBACK_IPS: [&str; 2] = ["127.0.0.1", "[::1]"];
+
+/// `http://{host}[:port]{rest}` split into host, port and the rest (path and query), for a
+/// loopback IP host only; `None` for anything else (another host, userinfo, a bad port).
+fn split_loopback(uri: &str) -> Option<(&str, Option<&str>, &str)> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let (host, port) = match authority.strip_prefix("[::1]") {
+        Some(p) => ("[::1]", p),
+        None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+    };
+    if !LOOPBACK_IPS.contains(&host) {
+        return None;
+    }
+    let port = match port {
+        "" => None,
+        p => {
+            let digits = p.strip_prefix(':')?;
+            let n: u32 = (!digits.is_empty()
+                && digits.len() <= 5
+                && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()?;
+            if n == 0 || n > 65535 {
+                return None;
+            }
+            Some(digits)
+        }
+    };
+    Some((host, port, rest))
+}
+
+/// Is `uri` a loopback redirect (`http` on `127.0.0.1`, `[::1]` or `localhost`), the native
+/// app's own listener (RFC 8252 7.3, 8.3)?
+pub fn is_loopback(uri: &str) -> bool {
+    split_loopback(uri).is_some()
+        || uri
+            .strip_prefix("http://localhost")
+            .is_some_and(|r| r.is_empty() || r.starts_with([':', '/', '?']))
+}
+
+/// Does the requested `redirect_uri` match the registered one? RFC 6749 3.1.2.3 / RFC 9700
+/// 4.1.3: exact string comparison, except that a loopback IP redirect (`http://127.0.0.1` or
+/// `http://[::1]`, registered with or without a port) matches on any port (RFC 8252 7.3): the
+/// scheme, host, path and query must still be byte-for-byte the registered ones. `localhost`
+/// is compared exactly (RFC 8252 8.3 says it is NOT RECOMMENDED: the name may resolve
+/// elsewhere); so is everything else, private-use schemes (7.1) and claimed https URIs (7.2).
+pub fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    match (split_loopback(registered), split_loopback(requested)) {
+        (Some((rh, _, rr)), Some((qh, _, qr))) => rh == qh && rr == qr,
+        _ => false,
+    }
+}
+
+/// RFC 6749 3.1.2: an absolute URI without a fragment, of one of these kinds:
+/// - https (a web client, or a claimed https redirect of a native app, RFC 8252 7.2);
+/// - http only on a loopback host (`127.0.0.1`, `[::1]`, `localhost`; RFC 8252 7.3);
+/// - a private-use scheme (RFC 8252 7.1): a reverse-domain name with a dot
+///   (`com.example.app:/callback`), never a scheme that runs script or reads local content.
+///
+/// No userinfo (`user@host`) anywhere: it only ever serves to disguise the host.
 pub fn validate_redirect_uri(uri: &str) -> std::result::Result<(), String> {
-    let parsed: http::Uri = uri
-        .parse()
-        .map_err(|_| "must be an absolute URI".to_string())?;
-    let scheme = parsed
-        .scheme_str()
-        .ok_or_else(|| "must be an absolute URI".to_string())?;
     if uri.contains('#') {
         return Err("must not contain a fragment".into());
     }
-    if scheme == "http" {
-        let host = parsed.host().unwrap_or("");
-        if !(host == "localhost" || host == "127.0.0.1" || host == "[::1]") {
-            return Err("must use https (http only for localhost)".into());
+    if uri.bytes().any(|b| b <= b' ' || b >= 0x7f || b == b'\\') {
+        return Err("must not contain spaces, control characters, backslashes or non-ASCII".into());
+    }
+    let scheme = scheme_of(uri).ok_or_else(|| "must be an absolute URI".to_string())?;
+    if scheme != scheme.to_ascii_lowercase() {
+        return Err("the scheme must be lower case".into());
+    }
+    if FORBIDDEN_SCHEMES.contains(&scheme) {
+        return Err(format!("the {scheme}: scheme is not allowed"));
+    }
+    if scheme == "http" || scheme == "https" {
+        let parsed: http::Uri = uri
+            .parse()
+            .map_err(|_| "must be an absolute URI".to_string())?;
+        let authority = parsed
+            .authority()
+            .map(|a| a.as_str())
+            .ok_or_else(|| "must be an absolute URI".to_string())?;
+        if authority.contains('@') {
+            return Err("must not contain userinfo (user@host)".into());
+        }
+        if scheme == "http" {
+            let host = parsed.host().unwrap_or("");
+            if !(host == "localhost" || LOOPBACK_IPS.contains(&host)) {
+                return Err("must use https (http only for localhost)".into());
+            }
+        }
+        return Ok(());
+    }
+    if !scheme.contains('.') {
+        return Err(format!(
+            "the {scheme}: scheme is not a private-use scheme: native apps use a reverse-domain \
+             scheme such as com.example.app:/callback (RFC 8252 7.1), web apps https"
+        ));
+    }
+    let rest = &uri[scheme.len() + 1..];
+    if rest.is_empty() {
+        return Err("must have a path after the scheme (com.example.app:/callback)".into());
+    }
+    if let Some(after) = rest.strip_prefix("//") {
+        let end = after.find(['/', '?']).unwrap_or(after.len());
+        if after[..end].contains('@') {
+            return Err("must not contain userinfo (user@host)".into());
         }
     }
     Ok(())
@@ -452,5 +613,159 @@ impl Client {
             },
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_use_schemes_register() {
+        for ok in [
+            "com.example.app:/callback",
+            "com.example.app:/oauth2redirect",
+            "com.example.app://callback",
+            "https://app.example/cb",
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:8080/callback",
+            "http://[::1]/cb",
+            "http://localhost:3449/auth.html",
+        ] {
+            assert_eq!(validate_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "vbscript:x",
+            "about:blank",
+            "blob:https://a.example/x",
+            "myapp:/callback",
+            "myapp://callback",
+            "Com.Example.App:/cb",
+            "com.example.app:",
+            "com.example.app:/cb#frag",
+            "com.example.app://user@host/cb",
+            "com.example.app:/c b",
+            "http://app.example/cb",
+            "http://127.0.0.1:80@evil.com/cb",
+            "https://user@app.example/cb",
+            "/relative/cb",
+            "//evil.example/cb",
+        ] {
+            assert!(validate_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_ip_matches_any_port_only() {
+        let reg = "http://127.0.0.1/callback";
+        assert!(redirect_matches(reg, "http://127.0.0.1/callback"));
+        assert!(redirect_matches(reg, "http://127.0.0.1:51234/callback"));
+        assert!(redirect_matches(
+            "http://127.0.0.1:8080/callback",
+            "http://127.0.0.1:51234/callback"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:8080/callback",
+            "http://127.0.0.1/callback"
+        ));
+        assert!(redirect_matches(
+            "http://[::1]/cb?x=1",
+            "http://[::1]:4000/cb?x=1"
+        ));
+        for bad in [
+            "http://127.0.0.1:51234/callback/",
+            "http://127.0.0.1:51234/Callback",
+            "http://127.0.0.1:51234/%63allback",
+            "http://127.0.0.1:51234/callback?x=1",
+            "http://127.0.0.1:51234/callback#f",
+            "http://127.0.0.1:80@evil.com/callback",
+            "http://127.0.0.1:0/callback",
+            "http://127.0.0.1:65536/callback",
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1:+80/callback",
+            "http://localhost:51234/callback",
+            "http://[::1]:51234/callback",
+            "https://127.0.0.1:51234/callback",
+            "HTTP://127.0.0.1:51234/callback",
+            "http://127.0.0.2:51234/callback",
+            "http://127.0.0.1.evil.com/callback",
+        ] {
+            assert!(!redirect_matches(reg, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn everything_else_is_exact() {
+        // localhost: exact (RFC 8252 8.3), ports included.
+        assert!(redirect_matches(
+            "http://localhost:3000/cb",
+            "http://localhost:3000/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://localhost:3000/cb",
+            "http://localhost:3001/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://localhost/cb",
+            "http://127.0.0.1/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://localhost/cb"
+        ));
+        // https: no port freedom.
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        // Private-use schemes: exact.
+        assert!(redirect_matches(
+            "com.example.app:/callback",
+            "com.example.app:/callback"
+        ));
+        for bad in [
+            "com.example.app:/callback/",
+            "COM.EXAMPLE.APP:/callback",
+            "com.example.app:/%63allback",
+            "com.example.app://callback",
+            "com.example.app:/callback?x",
+            "com.example.ap:/callback",
+        ] {
+            assert!(!redirect_matches("com.example.app:/callback", bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        assert!(is_private_use("com.example.app:/cb"));
+        assert!(!is_private_use("https://a.example/cb"));
+        assert!(!is_private_use("myapp:/cb"));
+        assert!(is_loopback("http://127.0.0.1:5/cb"));
+        assert!(is_loopback("http://[::1]/cb"));
+        assert!(is_loopback("http://localhost:9/cb"));
+        assert!(!is_loopback("http://localhost.evil.example/cb"));
+        assert!(!is_loopback("https://127.0.0.1/cb"));
+    }
+
+    #[test]
+    fn redirect_uri_lists() {
+        let ok = serde_json::json!({"auth": {"authorization_code": {
+            "redirect_uri": ["com.example.app:/cb", "http://127.0.0.1/cb"]}}});
+        assert!(validate(ok.as_object().unwrap()).is_ok());
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!(["https://a.example/cb", 3]),
+            serde_json::json!(["https://a.example/cb", "javascript:alert(1)"]),
+            serde_json::json!({"uri": "https://a.example/cb"}),
+        ] {
+            let doc = serde_json::json!({"auth": {"implicit": {"redirect_uri": bad}}});
+            assert!(validate(doc.as_object().unwrap()).is_err(), "{bad}");
+        }
+        let doc = serde_json::json!({"redirect_uri": ["a", "b"]});
+        assert_eq!(redirect_uris(doc.get("redirect_uri")), vec!["a", "b"]);
+        assert_eq!(redirect_uris(Some(&serde_json::json!("x"))), vec!["x"]);
     }
 }

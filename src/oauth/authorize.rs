@@ -39,6 +39,9 @@ pub struct AuthzRequest {
     pub query: String,
     /// RFC 8707: the canonical `resource` asked for, the token's `aud`.
     pub resource: Option<String>,
+    /// The store key of the pushed request it came from (RFC 9126), used up when a code or
+    /// token is issued ([`super::par::consume`]).
+    pub par: Option<String>,
 }
 
 /// Why a request was refused, and how to tell.
@@ -62,26 +65,49 @@ impl From<Error> for Refusal {
     }
 }
 
-/// The registered redirect URI of a flow (`auth.<flow>.redirect_uri`); the built-in console
-/// client's is its path on this issuer.
-fn registered(client: &Client, flow: &str, issuer: &str) -> Option<String> {
+/// The registered redirect URIs of a flow (`auth.<flow>.redirect_uri`, a string or a list);
+/// the built-in console client's is its path on this issuer.
+fn registered(client: &Client, flow: &str, issuer: &str) -> Vec<String> {
     if client.id == crate::model::CONSOLE_CLIENT_ID {
-        return (flow == "authorization_code")
-            .then(|| format!("{issuer}{}", crate::model::CONSOLE_REDIRECT_PATH));
+        return if flow == "authorization_code" {
+            vec![format!("{issuer}{}", crate::model::CONSOLE_REDIRECT_PATH)]
+        } else {
+            Vec::new()
+        };
     }
-    client
-        .flow_setting(flow, "redirect_uri")
-        .and_then(serde_json::Value::as_str)
+    crate::model::client::redirect_uris(client.flow_setting(flow, "redirect_uri"))
+        .into_iter()
         .map(str::to_string)
+        .collect()
 }
 
-/// Validates an authorization request from its query string.
+/// Validates an authorization request from its query string. With `request_uri` (RFC 9126 4)
+/// the pushed parameters are used and every other one but `client_id` is ignored.
 pub async fn parse(
     app: &App,
     req: &Request,
     query: &str,
 ) -> std::result::Result<AuthzRequest, Refusal> {
     let p: BTreeMap<String, String> = parse_form(query.as_bytes()).map_err(Refusal::Local)?;
+    match p.get("request_uri") {
+        Some(uri) => {
+            let (pushed, key) = super::par::resolve(app, p.get("client_id"), uri).await?;
+            validate(app, req, pushed, query, Some(key), false).await
+        }
+        None => validate(app, req, p, query, None, false).await,
+    }
+}
+
+/// Validates the parameters of an authorization request: given at the authorization endpoint,
+/// pushed earlier (`par`: the pushed request's store key), or being pushed now (`pushing`).
+pub async fn validate(
+    app: &App,
+    req: &Request,
+    p: BTreeMap<String, String>,
+    query: &str,
+    par: Option<String>,
+    pushing: bool,
+) -> std::result::Result<AuthzRequest, Refusal> {
     let client_id = p
         .get("client_id")
         .ok_or_else(|| Error::InvalidRequest("client_id is missing".into()))?;
@@ -97,6 +123,19 @@ pub async fn parse(
                 "unknown client".into()
             })
         })?;
+    // RFC 9126 5 and 6: a client registered with require_pushed_authorization_requests sends
+    // its requests only through the PAR endpoint.
+    if par.is_none()
+        && !pushing
+        && client.doc.get("require_pushed_authorization_requests")
+            == Some(&serde_json::Value::Bool(true))
+    {
+        return Err(Refusal::Local(Error::InvalidRequest(
+            "this client must push its authorization requests to /auth/par (RFC 9126) and \
+             send only client_id and request_uri here"
+                .into(),
+        )));
+    }
     let response_type = match p.get("response_type").map(String::as_str) {
         Some("code") => Some(ResponseType::Code),
         Some("token") => Some(ResponseType::Token),
@@ -110,12 +149,21 @@ pub async fn parse(
     let issuer = app.issuer(req);
     let candidates: Vec<String> = flows
         .iter()
-        .filter_map(|f| registered(&client, f, &issuer))
+        .flat_map(|f| registered(&client, f, &issuer))
         .collect();
-    // RFC 6749 3.1.2.3: exact string comparison with a registered URI; without the parameter,
-    // the single registered one.
+    // RFC 6749 3.1.2.3: exact string comparison with a registered URI, but a loopback IP
+    // redirect on any port (RFC 8252 7.3; the console's own URI stays exact); without the
+    // parameter, the single registered one. The redirect used is the one asked for.
+    let console = client.id == crate::model::CONSOLE_CLIENT_ID;
+    let matches = |c: &String, r: &String| {
+        if console {
+            c == r
+        } else {
+            crate::model::client::redirect_matches(c, r)
+        }
+    };
     let (redirect_uri, given) = match p.get("redirect_uri") {
-        Some(r) if candidates.contains(r) => (r.clone(), true),
+        Some(r) if candidates.iter().any(|c| matches(c, r)) => (r.clone(), true),
         Some(_) => {
             return Err(Refusal::Local(Error::InvalidRequest(
                 "redirect_uri is not registered for this client".into(),
@@ -151,6 +199,18 @@ pub async fn parse(
         return Err(refuse(
             "unauthorized_client",
             format!("this client may not use the {grant} flow"),
+        ));
+    }
+    // RFC 8252 8.1: a native app's redirect (private-use scheme or loopback) can be caught by
+    // another app on the device, so only a PKCE-bound code may go there; the implicit flow
+    // (no PKCE possible) is refused for private-use schemes. (Loopback implicit stays, as
+    // Aidbox's tutorials use it, see README "Native apps".)
+    let native = crate::model::client::is_private_use(&redirect_uri)
+        || crate::model::client::is_loopback(&redirect_uri);
+    if response_type == ResponseType::Token && crate::model::client::is_private_use(&redirect_uri) {
+        return Err(refuse(
+            "unsupported_response_type",
+            "a private-use scheme redirect takes the code flow with PKCE (RFC 8252 8.1)".into(),
         ));
     }
     let grant_type = match response_type {
@@ -194,12 +254,14 @@ pub async fn parse(
                 .flow_setting("authorization_code", "pkce")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false);
-        // SMART App Launch 2.x: PKCE S256 is mandatory for SMART apps.
-        let pkce_required = pkce_required || client.is_smart_app();
+        // SMART App Launch 2.x: PKCE S256 is mandatory for SMART apps; RFC 8252 8.1 for
+        // native-app redirects.
+        let pkce_required = pkce_required || client.is_smart_app() || native;
         if pkce_required && code_challenge.is_none() {
             return Err(refuse(
                 "invalid_request",
-                "PKCE (code_challenge with S256) is required for this client".into(),
+                "PKCE (code_challenge with S256) is required for this client and redirect URI"
+                    .into(),
             ));
         }
     }
@@ -276,6 +338,7 @@ pub async fn parse(
         launch_id: launch.as_ref().and(p.get("launch").cloned()),
         launch,
         query: query.to_string(),
+        par,
     })
 }
 
@@ -419,6 +482,16 @@ pub async fn proceed(
         }
     }
     let iss = app.issuer(req);
+    // RFC 9126 4: a pushed request serves one authorization; the first code (or token) issued
+    // uses it up, so its request_uri cannot be replayed for another.
+    if let Some(key) = &areq.par {
+        if !super::par::consume(app, key).await? {
+            return Ok(refused(
+                "invalid_request",
+                "request_uri is expired or was already used".into(),
+            ));
+        }
+    }
     // SMART: a launch serves one authorization; the first code (or token) issued uses it up.
     if let Some(id) = &areq.launch_id {
         if !super::launch::consume(app, id, &areq.client.id).await? {

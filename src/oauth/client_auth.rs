@@ -30,9 +30,11 @@ async fn private_key_jwt(
     // RFC 7523 3: `aud` identifies the authorization server. SMART Backend Services and OIDC
     // Core 9 name the token endpoint; draft-ietf-oauth-rfc7523bis requires the issuer identifier
     // (what oauth4webapi's PrivateKeyJwt sends). Both are ours; the one the assertion names is
-    // the one verified, so anything else is still "another audience".
+    // the one verified, so anything else is still "another audience". RFC 9126 2: at the PAR
+    // endpoint the issuer, the token endpoint and the PAR endpoint each name us (checked below).
     let issuer = app.issuer(req);
     let endpoint = format!("{issuer}/auth/token");
+    let at_par = req.uri().path().ends_with("/auth/par");
     let audience = if names_audience(assertion, &issuer) {
         &issuer
     } else {
@@ -40,7 +42,7 @@ async fn private_key_jwt(
     };
     let expect = crate::jwt::Expectations {
         issuer: &iss,
-        audience: Some(audience),
+        audience: (!at_par).then_some(audience.as_str()),
         typ: None,
         leeway: app.config.leeway,
         now: app.now(),
@@ -73,6 +75,25 @@ async fn private_key_jwt(
     } else {
         return Err(bad("the client has no registered keys (jwks or jwks_uri)"));
     };
+    if at_par {
+        let ours = [
+            issuer.clone(),
+            endpoint.clone(),
+            format!("{issuer}/auth/par"),
+        ];
+        let names_us =
+            |a: &serde_json::Value| a.as_str().is_some_and(|a| ours.iter().any(|o| o == a));
+        let ok = match claims.get("aud") {
+            Some(serde_json::Value::Array(list)) => list.iter().any(names_us),
+            Some(a) => names_us(a),
+            None => false,
+        };
+        if !ok {
+            return Err(bad(
+                "aud must be the issuer, the token endpoint or the PAR endpoint",
+            ));
+        }
+    }
     if claims.get("sub").and_then(serde_json::Value::as_str) != Some(iss.as_str()) {
         return Err(bad("sub must equal iss (the client id)"));
     }

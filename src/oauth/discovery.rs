@@ -45,6 +45,7 @@ fn metadata(app: &App, req: &Request) -> Map<String, Value> {
             ("jwks_uri", "/.well-known/jwks.json"),
             ("revocation_endpoint", "/auth/revoke"),
             ("introspection_endpoint", "/auth/introspect"),
+            ("pushed_authorization_request_endpoint", "/auth/par"),
         ],
         &[
             ("response_types_supported", &["code", "token"]),
@@ -113,6 +114,11 @@ fn metadata(app: &App, req: &Request) -> Map<String, Value> {
     m.insert(
         "authorization_response_iss_parameter_supported".into(),
         Value::Bool(true),
+    );
+    // RFC 9126 5: PAR is offered; only clients registered with it are held to it.
+    m.insert(
+        "require_pushed_authorization_requests".into(),
+        Value::Bool(false),
     );
     m
 }

@@ -11,6 +11,7 @@ pub mod interaction;
 pub mod introspect;
 pub mod launch;
 pub mod logout;
+pub mod par;
 pub mod password;
 pub mod picker;
 pub mod pkce;

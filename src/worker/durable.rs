@@ -1171,7 +1171,7 @@ fn previous_lookup_allowed(now: i64, per_second: u32) -> bool {
 /// collision): no record of the previous layout can hold them, so creating one needs no look
 /// there. (`grants/{user}`, `jti/..` and throttle keys are named after their owner: they do.)
 fn fresh_random_key(key: &str) -> bool {
-    ["code/", "session/", "rt/", "launch/"]
+    ["code/", "session/", "rt/", "launch/", "par/"]
         .iter()
         .any(|p| key.starts_with(p))
 }
