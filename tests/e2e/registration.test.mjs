@@ -18,7 +18,11 @@ import {
   authorizeQuery,
   tokenPost,
   assertError,
+  otherEd25519Jwk,
+  forge,
+  nowSecs,
 } from "./attacks-lib.mjs";
+import { randomUUID } from "node:crypto";
 
 const CB = "https://cimd.example/cb";
 const DCR_CB = "https://dcr.example/cb";
@@ -175,6 +179,30 @@ describe("Client ID Metadata Documents", () => {
     // Implicit: the document's redirect URIs are registered for the code flow only, so the
     // request is refused on our own page (no token, no redirect).
     await assertPage(await w.fetch(`/auth/authorize?${codeQuery(id, { response_type: "token" })}`), 400, "not registered");
+  });
+
+  test("private_key_jwt with a jwks_uri: the keys are fetched like the document; the assertion is required", async () => {
+    const key = otherEd25519Jwk();
+    const { d, ...pub } = key;
+    serve("/pkjwt/keys.json", { body: JSON.stringify({ keys: [{ ...pub, kid: "k1", alg: "EdDSA", use: "sig" }] }) });
+    const id = cimd("/pkjwt/client.json", { token_endpoint_auth_method: "private_key_jwt", jwks_uri: `${DOCS}/pkjwt/keys.json` });
+    const { verifier, challenge } = pkce();
+    const query = codeQuery(id, { code_challenge: challenge, code_challenge_method: "S256" });
+    const { location } = await loginAndConsent(w, query);
+    const code = location.searchParams.get("code");
+    assert.ok(code, String(location));
+    const redeem = (extra) => tokenPost(w, { grant_type: "authorization_code", code, redirect_uri: CB, code_verifier: verifier, ...extra });
+    // client_id alone: the document says private_key_jwt, so it must authenticate.
+    await assertError(await redeem({ client_id: id }), 401, "invalid_client");
+    const assertion = forge(
+      { alg: "EdDSA", typ: "JWT", kid: "k1" },
+      { iss: id, sub: id, aud: `${w.url}/auth/token`, exp: nowSecs() + 60, jti: randomUUID() },
+      { ed25519: key },
+    );
+    const res = await redeem({ client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: assertion });
+    const body = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(decodeJwt(body.access_token).payload.client_id, id);
   });
 
   const bad = [
