@@ -166,6 +166,16 @@ pub fn client_doc(
         }
         crate::model::client::validate_redirect_uri(u)
             .map_err(|why| MetadataError::redirect(format!("redirect URI {u:?} {why}")))?;
+        // Schemes that run or embed content instead of reaching an application.
+        let scheme = u.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if matches!(
+            scheme.as_str(),
+            "javascript" | "data" | "vbscript" | "file" | "blob" | "about"
+        ) {
+            return Err(MetadataError::redirect(format!(
+                "redirect URI scheme {scheme}: is not accepted"
+            )));
+        }
     }
     // Grant and response types: the code flow, refresh tokens optionally.
     let grants = string_list(m, "grant_types")?.unwrap_or_else(|| vec!["authorization_code"]);
@@ -455,4 +465,115 @@ pub fn host_of(uri: &str) -> Option<String> {
 /// Is this a client that registered itself (RFC 7591 or a Client ID Metadata Document)?
 pub fn is_self_registered(client: &Client) -> bool {
     client.doc.get(DCR_FIELD).is_some() || client.doc.get(CIMD_FIELD).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(v: Value) -> std::result::Result<Registered, MetadataError> {
+        let Value::Object(m) = v else { panic!() };
+        client_doc(&m, "dcr-1", DCR_FIELD, json!({}), &|u| {
+            super::super::cimd::check_fetchable(u, false)
+        })
+    }
+
+    fn code(v: Value) -> &'static str {
+        doc(v).err().map_or("ok", |e| e.code)
+    }
+
+    #[test]
+    fn builds_only_our_fields() {
+        let (d, answer) = doc(json!({
+            "redirect_uris": ["https://a.example/cb"],
+            "client_name": " App ",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid patient/*.rs openid",
+            "first_party": true, "secret": "x", "auth": {"password": {}}, "type": "smart-app",
+            "allowed-scopes": ["admin"], "active": false
+        }))
+        .unwrap();
+        let keys: Vec<&str> = d.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "auth",
+                "dynamic_registration",
+                "grant_types",
+                "id",
+                "name",
+                "resourceType",
+                "scope"
+            ]
+        );
+        assert_eq!(
+            d["auth"],
+            json!({"authorization_code": {"redirect_uri": "https://a.example/cb", "pkce": true}})
+        );
+        assert_eq!(d["scope"], json!(["openid", "patient/*.rs"]));
+        assert_eq!(d["name"], json!("App"));
+        assert_eq!(answer["token_endpoint_auth_method"], json!("none"));
+        let two = doc(json!({"redirect_uris": ["https://a.example/cb", "https://b.example/cb"]}))
+            .unwrap();
+        assert_eq!(
+            two.0["auth"]["authorization_code"]["redirect_uri"],
+            json!(["https://a.example/cb", "https://b.example/cb"])
+        );
+        let client = Client::from_doc(Value::Object(d));
+        assert!(is_self_registered(&client));
+        for g in ["password", "client_credentials", "implicit", "basic"] {
+            assert!(!client.allows_grant(g), "{g}");
+        }
+        assert!(client.allows_grant("authorization_code"));
+    }
+
+    #[test]
+    fn refuses_what_a_self_registered_client_may_not_be() {
+        let cb = json!(["https://a.example/cb"]);
+        assert_eq!(code(json!({})), "invalid_redirect_uri");
+        assert_eq!(code(json!({"redirect_uris": []})), "invalid_redirect_uri");
+        assert_eq!(
+            code(json!({"redirect_uris": "https://a.example/cb"})),
+            "invalid_redirect_uri"
+        );
+        for u in [
+            "http://evil.example/cb",
+            "https://a.example/cb#f",
+            "/cb",
+            "javascript://x/%0aalert(1)",
+            "data://x/y",
+        ] {
+            assert_eq!(
+                code(json!({"redirect_uris": [u]})),
+                "invalid_redirect_uri",
+                "{u}"
+            );
+        }
+        for bad in [
+            json!({"redirect_uris": cb, "grant_types": ["password"]}),
+            json!({"redirect_uris": cb, "grant_types": ["refresh_token"]}),
+            json!({"redirect_uris": cb, "grant_types": ["authorization_code", "client_credentials"]}),
+            json!({"redirect_uris": cb, "response_types": ["token"]}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt"}),
+            json!({"redirect_uris": cb, "client_secret": "s"}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"}),
+            json!({"redirect_uris": cb, "jwks": {"keys": []}}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://10.0.0.1/k"}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://a.example/k"}),
+            json!({"redirect_uris": cb, "scope": "system/*.rs"}),
+            json!({"redirect_uris": cb, "scope": "openid admin"}),
+            json!({"redirect_uris": cb, "scope": ["openid"]}),
+            json!({"redirect_uris": cb, "client_name": "a\u{0}b"}),
+            json!({"redirect_uris": cb, "client_name": "x".repeat(101)}),
+        ] {
+            assert_eq!(code(bad.clone()), "invalid_client_metadata", "{bad}");
+        }
+        assert_eq!(
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://keys.example/k"})
+            ),
+            "ok"
+        );
+    }
 }

@@ -370,6 +370,8 @@ describe("RFC 7591 dynamic registration", () => {
     ["plain http redirect", { redirect_uris: ["http://evil.example/cb"] }, "invalid_redirect_uri"],
     ["fragment in redirect", { redirect_uris: ["https://a.example/cb#x"] }, "invalid_redirect_uri"],
     ["relative redirect", { redirect_uris: ["/cb"] }, "invalid_redirect_uri"],
+    ["javascript: redirect", { redirect_uris: ["javascript://x/%0aalert(1)"] }, "invalid_redirect_uri"],
+    ["data: redirect", { redirect_uris: ["data://x/text/html,hi"] }, "invalid_redirect_uri"],
     ["password grant", { redirect_uris: [DCR_CB], grant_types: ["authorization_code", "password"] }, "invalid_client_metadata"],
     ["client_credentials grant", { redirect_uris: [DCR_CB], grant_types: ["client_credentials"] }, "invalid_client_metadata"],
     ["implicit grant", { redirect_uris: [DCR_CB], grant_types: ["implicit"] }, "invalid_client_metadata"],
