@@ -210,7 +210,12 @@ describe("Client ID Metadata Documents", () => {
     ["oversize (content-length)", "/bad/big.json", () => cimd("/bad/big.json", { padding: "x".repeat(6000) })],
     ["oversize (chunked, no length)", "/bad/chunked.json", () => serve("/bad/chunked.json", { chunks: 50 })],
     ["slow", "/bad/slow.json", () => { const u = cimd("/bad/slow.json"); routes.get("/bad/slow.json").delay = 4000; return u; }],
-    ["redirecting", "/bad/redirect.json", () => serve("/bad/redirect.json", { status: 302, headers: { location: `${DOCS}/good/client.json` } })],
+    // The target would be a valid document for the redirecting URL: only not following helps.
+    ["redirecting", "/bad/redirect.json", () => {
+      serve("/bad/redirect.json", { status: 302, headers: { location: `${DOCS}/bad/redirect-target.json` } });
+      const target = cimd("/bad/redirect-target.json", { client_id: `${DOCS}/bad/redirect.json` });
+      return target;
+    }],
     ["not found", "/bad/missing.json", () => {}],
     ["non-JSON", "/bad/html.json", () => serve("/bad/html.json", { headers: { "content-type": "text/html" }, body: "<html></html>" })],
     ["JSON but not an object", "/bad/array.json", () => serve("/bad/array.json", { body: "[1]" })],
@@ -227,6 +232,7 @@ describe("Client ID Metadata Documents", () => {
       const id = `${DOCS}${path}`;
       await assertPage(await w.fetch(`/auth/authorize?${codeQuery(id)}`), 401, "invalid_client");
       await assertError(await tokenPost(w, { grant_type: "authorization_code", code: "x", client_id: id, code_verifier: "v".repeat(43) }), 401, "invalid_client");
+      assert.equal(hits.get("/bad/redirect-target.json") ?? 0, 0, "a redirect was followed");
     });
   }
 
