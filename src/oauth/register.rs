@@ -3,7 +3,8 @@
 //! Documents ([`super::cimd`], `CLIENT_ID_METADATA_DOCUMENTS=on`).
 //!
 //! What a self-registered client may be (README "Registration without an administrator"):
-//! - public (`token_endpoint_auth_method: none`, the default here: we issue no secrets) or
+//! - public (`token_endpoint_auth_method: none`, the default here; a registration asking for a
+//!   `client_secret_*` method gets `none` too, RFC 7591 3.2.1: we issue no secrets) or
 //!   `private_key_jwt` with its public keys inline (`jwks`) or at an https `jwks_uri`;
 //! - the authorization code flow with PKCE, and refresh tokens when it lists `refresh_token`;
 //!   never password, client_credentials, implicit or Basic ([`Client::allows_grant`]);
@@ -30,6 +31,13 @@ use serde_json::{json, Map, Value};
 pub const DCR_FIELD: &str = "dynamic_registration";
 /// Marker field of a Client built from a Client ID Metadata Document (never stored).
 pub const CIMD_FIELD: &str = "client_id_metadata_document";
+
+/// Shared-secret client authentication methods (RFC 7591 2, OpenID Connect Core 9).
+const SECRET_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+];
 
 /// Largest registration request read (bytes): a few keys and redirect URIs fit.
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -200,6 +208,12 @@ pub fn client_doc(
     // Client authentication: none (public) or private_key_jwt with public keys.
     let method = match m.get("token_endpoint_auth_method") {
         None | Some(Value::Null) => "none",
+        // RFC 7591 3.2.1 lets the server replace a requested value (the answer says which):
+        // a registration asking for a secret gets a public client, as no secret is issued.
+        // A metadata document may not name them at all (draft 4.1): refused below.
+        Some(Value::String(s)) if marker == DCR_FIELD && SECRET_METHODS.contains(&s.as_str()) => {
+            "none"
+        }
         Some(Value::String(s)) => s.as_str(),
         Some(_) => {
             return Err(MetadataError::meta(
@@ -554,8 +568,7 @@ mod tests {
             json!({"redirect_uris": cb, "grant_types": ["refresh_token"]}),
             json!({"redirect_uris": cb, "grant_types": ["authorization_code", "client_credentials"]}),
             json!({"redirect_uris": cb, "response_types": ["token"]}),
-            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_basic"}),
-            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt"}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth"}),
             json!({"redirect_uris": cb, "client_secret": "s"}),
             json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"}),
             json!({"redirect_uris": cb, "jwks": {"keys": []}}),
@@ -569,6 +582,24 @@ mod tests {
         ] {
             assert_eq!(code(bad.clone()), "invalid_client_metadata", "{bad}");
         }
+        // Registration: a secret method is replaced by none; a metadata document: refused.
+        let (_, answer) =
+            doc(json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_post"}))
+                .unwrap();
+        assert_eq!(answer["token_endpoint_auth_method"], json!("none"));
+        let Value::Object(m) =
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_basic"})
+        else {
+            panic!()
+        };
+        let cimd = client_doc(
+            &m,
+            "https://c.example/c",
+            CIMD_FIELD,
+            json!({}),
+            &|_| Ok(()),
+        );
+        assert_eq!(cimd.err().map(|e| e.code), Some("invalid_client_metadata"));
         assert_eq!(
             code(
                 json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://keys.example/k"})

@@ -382,8 +382,8 @@ describe("RFC 7591 dynamic registration", () => {
     ["client_credentials grant", { redirect_uris: [DCR_CB], grant_types: ["client_credentials"] }, "invalid_client_metadata"],
     ["implicit grant", { redirect_uris: [DCR_CB], grant_types: ["implicit"] }, "invalid_client_metadata"],
     ["token response type", { redirect_uris: [DCR_CB], response_types: ["code", "token"] }, "invalid_client_metadata"],
-    ["client_secret_basic", { redirect_uris: [DCR_CB], token_endpoint_auth_method: "client_secret_basic" }, "invalid_client_metadata"],
-    ["client_secret_post", { redirect_uris: [DCR_CB], token_endpoint_auth_method: "client_secret_post" }, "invalid_client_metadata"],
+    ["tls_client_auth", { redirect_uris: [DCR_CB], token_endpoint_auth_method: "tls_client_auth" }, "invalid_client_metadata"],
+    ["a client_secret", { redirect_uris: [DCR_CB], client_secret: "mine" }, "invalid_client_metadata"],
     ["private_key_jwt without keys", { redirect_uris: [DCR_CB], token_endpoint_auth_method: "private_key_jwt" }, "invalid_client_metadata"],
     ["jwks_uri on loopback", { redirect_uris: [DCR_CB], token_endpoint_auth_method: "private_key_jwt", jwks_uri: "https://127.0.0.1/jwks" }, "invalid_client_metadata"],
     ["system scope", { redirect_uris: [DCR_CB], scope: "system/*.rs" }, "invalid_client_metadata"],
@@ -397,6 +397,16 @@ describe("RFC 7591 dynamic registration", () => {
       await assertError(await register(w, body), 400, error);
     });
   }
+
+  test("a registration asking for client_secret_basic or _post gets a public client, no secret (RFC 7591 3.2.1)", async () => {
+    for (const method of ["client_secret_basic", "client_secret_post"]) {
+      const res = await register(w, { redirect_uris: [DCR_CB], token_endpoint_auth_method: method });
+      const body = await json(res);
+      assert.equal(res.status, 201, JSON.stringify(body));
+      assert.equal(body.token_endpoint_auth_method, "none");
+      assert.equal("client_secret" in body, false);
+    }
+  });
 
   test("a form body is refused", async () => {
     await assertError(await register(w, "redirect_uris=x", { "content-type": "application/x-www-form-urlencoded" }), 400, "invalid_client_metadata");
