@@ -338,13 +338,18 @@ describe("RFC 7591 dynamic registration", () => {
 
     const { verifier, challenge } = pkce();
     const query = authorizeQuery({ response_type: "code", client_id: reg.client_id, redirect_uri: DCR_CB, scope: "openid", state: "d", code_challenge: challenge, code_challenge_method: "S256" });
-    const { location, context } = await loginAndConsent(w, query);
+    const { location, context, jar } = await loginAndConsent(w, query);
     assert.equal(context.client.registration, "dynamic_registration");
     assert.equal(context.client.redirect_host, "dcr.example");
     const code = location.searchParams.get("code");
     assert.ok(code, String(location));
     const tok = await tokenPost(w, { grant_type: "authorization_code", code, redirect_uri: DCR_CB, client_id: reg.client_id, code_verifier: verifier });
     assert.equal(tok.status, 200, await tok.text());
+    // Approved once, asked again.
+    const again = await w.fetch(`/auth/authorize?${query}`, { headers: { cookie: cookieHeader(jar) } });
+    await again.arrayBuffer();
+    assert.equal(again.status, 303);
+    assert.match(again.headers.get("location"), /^\/auth\/ui\/consent\.html\?/);
 
     // Never password nor client_credentials.
     await assertError(await tokenPost(w, { grant_type: "password", client_id: reg.client_id, username: "john", password: "pass123" }), 400, "unauthorized_client");
