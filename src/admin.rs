@@ -463,6 +463,14 @@ async fn store_once(
     Ok(Some(resp))
 }
 
+/// Stores a Client that registered itself (RFC 7591, src/oauth/register.rs) through the same
+/// validated write path as `POST /Client`; its id is new, so one that exists is a 409.
+pub async fn create_registered_client(app: &App, id: &str, doc: Value) -> Result<()> {
+    store(app, ResourceType::Client, id, &doc, true)
+        .await
+        .map(|_| ())
+}
+
 /// Stores a new secret's hash, or keeps the existing hash when the body names no secret
 /// (a GET-edit-PUT round trip must not wipe a secret that GET never shows).
 async fn set_hash(

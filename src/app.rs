@@ -268,6 +268,11 @@ impl App {
                 only(req, post, "POST")?;
                 token::handle(self, req).await?
             }
+            // RFC 7591; without `DYNAMIC_REGISTRATION=on` a 404 like any unknown endpoint.
+            ["register"] if self.config.registration.dynamic => {
+                only(req, post, "POST")?;
+                crate::oauth::register::handle(self, req).await?
+            }
             ["authorize"] => {
                 only(req, get, "GET, HEAD")?;
                 authorize::handle(self, req).await?

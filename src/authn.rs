@@ -416,8 +416,13 @@ async fn own_identity(app: &App, claims: &Map<String, Value>) -> Result<Identity
         .get("client_id")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::InvalidToken("token has no client_id".into()))?;
-    let client = load_client(app, client_id)
-        .await?
+    // A Client ID Metadata Document client is resolved again (cached) from its URL.
+    let client = crate::oauth::cimd::load_client(app, None, client_id)
+        .await
+        .map_err(|e| match e {
+            Error::InvalidClient(d) => Error::InvalidToken(format!("the token's client: {d}")),
+            other => other,
+        })?
         .ok_or_else(|| Error::InvalidToken("the token's client no longer exists".into()))?;
     let user =
         match claims

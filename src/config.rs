@@ -48,6 +48,74 @@ pub struct Config {
     /// own (RFC 8707, RFC 9728), `{issuer}{prefix}`; empty: one resource, the issuer
     /// ([`crate::resource::parse_setting`]).
     pub protected_resources: Vec<String>,
+    /// Registration without an administrator (src/oauth/register.rs, src/oauth/cimd.rs).
+    pub registration: Registration,
+}
+
+/// `CLIENT_ID_METADATA_DOCUMENTS`, `DYNAMIC_REGISTRATION` and their limits (README
+/// "Registration without an administrator").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// `CLIENT_ID_METADATA_DOCUMENTS` = `on`: an https `client_id` is resolved by fetching it.
+    pub metadata_documents: bool,
+    /// `DYNAMIC_REGISTRATION` = `on`: RFC 7591 `POST /auth/register`.
+    pub dynamic: bool,
+    /// `DYNAMIC_REGISTRATION_LIMIT`: registrations per client address per hour (default 20).
+    pub limit: u32,
+    /// `TEST_ONLY_CIMD_LOOPBACK` = `on`: TESTS ONLY. Metadata documents may also be fetched from
+    /// `http(s)://127.0.0.1|localhost|[::1]:<port>` while this Worker itself is reached on a
+    /// loopback host (draft-ietf-oauth-client-id-metadata-document, SSRF considerations).
+    pub test_only_loopback: bool,
+}
+
+/// Reads an `on`/`off` switch (unset: off).
+fn switch(name: &str, v: Option<String>) -> Result<bool, String> {
+    match v.as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(format!("{name} must be on or off, got {other:?}")),
+    }
+}
+
+/// Reads the registration settings; the loopback escape is refused next to an `ISSUER` that is
+/// not itself on loopback (it could only be a production deployment).
+fn registration(
+    get: impl Fn(&str) -> Option<String>,
+    issuer: Option<&str>,
+) -> Result<Registration, String> {
+    let limit: u32 = parse_num(
+        "DYNAMIC_REGISTRATION_LIMIT",
+        get("DYNAMIC_REGISTRATION_LIMIT"),
+        20,
+    )?;
+    if limit == 0 {
+        return Err("DYNAMIC_REGISTRATION_LIMIT must be at least 1".into());
+    }
+    let r = Registration {
+        metadata_documents: switch(
+            "CLIENT_ID_METADATA_DOCUMENTS",
+            get("CLIENT_ID_METADATA_DOCUMENTS"),
+        )?,
+        dynamic: switch("DYNAMIC_REGISTRATION", get("DYNAMIC_REGISTRATION"))?,
+        limit,
+        test_only_loopback: switch("TEST_ONLY_CIMD_LOOPBACK", get("TEST_ONLY_CIMD_LOOPBACK"))?,
+    };
+    if r.test_only_loopback {
+        if let Some(i) = issuer {
+            let host = i
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_string));
+            if !matches!(host.as_deref(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+                return Err(
+                    "TEST_ONLY_CIMD_LOOPBACK is for tests on loopback only; ISSUER is not a \
+                     loopback URL"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(r)
 }
 
 /// The default of `FHIR_BASE_PATHS`: the root and `/fhir`, as Aidbox serves FHIR.
@@ -181,6 +249,10 @@ impl Default for Config {
             fhir_bases: DEFAULT_FHIR_BASES.map(str::to_string).to_vec(),
             revocation_feeds: DEFAULT_REVOCATION_FEEDS,
             protected_resources: Vec::new(),
+            registration: Registration {
+                limit: 20,
+                ..Registration::default()
+            },
         }
     }
 }
@@ -214,6 +286,7 @@ impl std::fmt::Debug for Config {
             .field("fhir_bases", &self.fhir_bases)
             .field("revocation_feeds", &self.revocation_feeds)
             .field("protected_resources", &self.protected_resources)
+            .field("registration", &self.registration)
             .finish()
     }
 }
@@ -302,8 +375,10 @@ impl Config {
         };
         // Read again by the Worker (src/worker/durable.rs); refused here at load.
         state_layout(get("STATE_SHARDS"), get("STATE_SHARDS_PREVIOUS"))?;
+        let issuer = get("ISSUER").map(trim_slash);
+        let registration = registration(get, issuer.as_deref())?;
         Ok(Config {
-            issuer: get("ISSUER").map(trim_slash),
+            issuer,
             audience: get("AUDIENCE").map(|s| s.trim().to_string()),
             admin_secret: get("ADMIN_SECRET").map(Secret::new),
             keys,
@@ -319,6 +394,7 @@ impl Config {
             fhir_bases: fhir_bases(get("FHIR_BASE_PATHS"))?,
             revocation_feeds: revocation_feeds(get("REVOCATION_FEEDS"))?,
             protected_resources: crate::resource::parse_setting(get("PROTECTED_RESOURCES"))?,
+            registration,
         })
     }
 }

@@ -244,6 +244,36 @@ pub trait HttpClient {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<(u16, String), BackendError>;
+
+    /// A GET for a document named by someone else (a Client ID Metadata Document, a
+    /// self-registered client's JWKS): redirects are NOT followed (a 3xx is answered as it is),
+    /// and at most `max_bytes` of the body are read (`body: None` past that). `Err` when the
+    /// host cannot be reached or does not answer in time.
+    async fn get_limited(
+        &self,
+        url: &str,
+        accept: &str,
+        max_bytes: usize,
+    ) -> Result<Limited, BackendError>;
+}
+
+/// The answer of [`HttpClient::get_limited`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limited {
+    pub status: u16,
+    /// `content-type`, `cache-control` (lowercase names), when the answer had them.
+    pub headers: Vec<(String, String)>,
+    /// The body; None when it was larger than the limit (then not read to its end).
+    pub body: Option<Vec<u8>>,
+}
+
+impl Limited {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The outcome of [`CatalogStore::write`].

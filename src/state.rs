@@ -1099,6 +1099,32 @@ pub mod throttle {
         Ok(Reservation { op })
     }
 
+    /// Reserves one event against the single counter `key`: at most `max` settled as failures
+    /// per `window` seconds, then refused (429) for `window` (the registration limit of
+    /// src/oauth/register.rs; settle with [`Reservation::failed`] to count the event).
+    pub async fn reserve_one(app: &App, key: &str, max: u32, window: i64) -> Result<Reservation> {
+        let op = Op {
+            action: Action::Reserve,
+            id: super::random_id(app),
+            fingerprint: None,
+            keys: vec![KeyLimit {
+                key: key.to_string(),
+                max,
+                clear_on_success: false,
+            }],
+            window,
+            lockout: window,
+            lockout_max: window,
+        };
+        match app.platform.state.throttle(&op).await? {
+            Answer::Reserved => Ok(Reservation { op }),
+            Answer::Refused(wait) => Err(Error::TooManyRequests {
+                retry_after: wait.max(1),
+            }),
+            Answer::Done => Err(Error::Internal("throttle: unexpected answer".into())),
+        }
+    }
+
     impl Reservation {
         /// Each key in its own step. Best effort: if the store cannot be reached now, the
         /// reservation stays pending on that key and counts as a failure there once it is

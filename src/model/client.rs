@@ -478,6 +478,13 @@ impl Client {
 
     /// Does `grant_types` list this grant? `authorization_code` and `code` are one grant.
     pub fn allows_grant(&self, grant: &str) -> bool {
+        // A self-registered client (RFC 7591, CIMD) has the code flow and refresh only, whatever
+        // its document came to say (src/oauth/register.rs).
+        if crate::oauth::register::is_self_registered(self)
+            && !matches!(grant, "authorization_code" | "code" | "refresh_token")
+        {
+            return false;
+        }
         self.grant_types.iter().any(|g| {
             g == grant
                 || (grant == "authorization_code" && g == "code")

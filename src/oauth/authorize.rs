@@ -111,7 +111,7 @@ pub async fn validate(
     let client_id = p
         .get("client_id")
         .ok_or_else(|| Error::InvalidRequest("client_id is missing".into()))?;
-    let client = crate::authn::load_client(app, client_id)
+    let client = super::cimd::load_client(app, Some(req), client_id)
         .await?
         .ok_or_else(|| {
             Error::InvalidRequest(if client_id == crate::model::CONSOLE_CLIENT_ID {
@@ -469,7 +469,11 @@ pub async fn proceed(
         .doc
         .get("first_party")
         .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && !super::register::is_self_registered(&areq.client);
+    // A self-registered client (RFC 7591, CIMD) asks on every authorization: its name is its
+    // own claim, and a remembered approval would let a look-alike ride on it.
+    let ask_always = super::register::is_self_registered(&areq.client);
     // Consent: first-party clients never ask; otherwise an approval on the consent page is
     // remembered as a Grant (src/model/grant.rs), and asked for again only for new scopes or
     // once the grant is revoked.
@@ -477,7 +481,9 @@ pub async fn proceed(
     if !first_party {
         if consented {
             crate::model::grant::remember(app, user, &areq.client.id, scope).await?;
-        } else if !crate::model::grant::covers(app, user, &areq.client.id, scope).await? {
+        } else if ask_always
+            || !crate::model::grant::covers(app, user, &areq.client.id, scope).await?
+        {
             return Ok(see_other(&format!("/auth/ui/consent.html?{}", areq.query)));
         }
     }

@@ -3,7 +3,7 @@
 //! with `client_id` only and may not use `client_credentials`.
 
 use crate::app::App;
-use crate::authn::{check_client_secret, load_client};
+use crate::authn::check_client_secret;
 use crate::error::{Error, Result};
 use crate::http_util::{authorization, form_decoded, Authorization, Request};
 use crate::model::client::Client;
@@ -26,7 +26,9 @@ async fn private_key_jwt(
             "client_id does not match the assertion".into(),
         ));
     }
-    let client = load_client(app, &iss).await?.ok_or_else(invalid)?;
+    let client = super::cimd::load_client(app, Some(req), &iss)
+        .await?
+        .ok_or_else(invalid)?;
     // RFC 7523 3: `aud` identifies the authorization server. SMART Backend Services and OIDC
     // Core 9 name the token endpoint; draft-ietf-oauth-rfc7523bis requires the issuer identifier
     // (what oauth4webapi's PrivateKeyJwt sends). Both are ours; the one the assertion names is
@@ -62,10 +64,21 @@ async fn private_key_jwt(
         .get("jwks_uri")
         .and_then(serde_json::Value::as_str)
     {
-        let keys = crate::external::jwks_keys(app, url, false).await?;
+        // A self-registered client's keys are fetched as its metadata document is (no
+        // redirects, a size limit, no special-use hosts: src/oauth/cimd.rs).
+        let own = super::register::is_self_registered(&client);
+        let keys = if own {
+            super::cimd::jwks_keys(app, req, url, false).await?
+        } else {
+            crate::external::jwks_keys(app, url, false).await?
+        };
         match crate::jwt::verify(crypto, &keys, assertion, &expect).await {
             Err(crate::jwt::VerifyError::UnknownKey) => {
-                let fresh = crate::external::jwks_keys(app, url, true).await?;
+                let fresh = if own {
+                    super::cimd::jwks_keys(app, req, url, true).await?
+                } else {
+                    crate::external::jwks_keys(app, url, true).await?
+                };
                 crate::jwt::verify(crypto, &fresh, assertion, &expect)
                     .await
                     .map_err(map)?
@@ -217,7 +230,7 @@ pub async fn authenticate(
     };
     // An unknown client id costs no KDF: client ids are not secrets (RFC 6749 2.2), so the
     // faster answer tells nothing, and a guesser cannot make us hash for free.
-    let Some(client) = load_client(app, &id).await? else {
+    let Some(client) = super::cimd::load_client(app, Some(req), &id).await? else {
         return Err(invalid());
     };
     match (&client.secret_hash, secrets.is_empty()) {

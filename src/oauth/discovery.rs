@@ -120,6 +120,21 @@ fn metadata(app: &App, req: &Request) -> Map<String, Value> {
         "require_pushed_authorization_requests".into(),
         Value::Bool(false),
     );
+    // Registration without an administrator (src/oauth/register.rs, src/oauth/cimd.rs): each
+    // key only while its setting is on.
+    let reg = &app.config.registration;
+    if reg.dynamic {
+        m.insert(
+            "registration_endpoint".into(),
+            Value::String(format!("{iss}/auth/register")),
+        );
+    }
+    if reg.metadata_documents {
+        m.insert(
+            "client_id_metadata_document_supported".into(),
+            Value::Bool(true),
+        );
+    }
     m
 }
 

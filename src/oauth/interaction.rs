@@ -201,8 +201,19 @@ pub async fn context(app: &App, req: &Request) -> Result<Response> {
                    "approved": approved.iter().any(|a| a == s)})
         })
         .collect();
+    let mut client = json!({"id": areq.client.id, "name": client_name(&areq)});
+    // A self-registered client's name is its own claim: the page also shows where it came from
+    // (the client_id URL's host, draft-ietf-oauth-client-id-metadata-document 8.5) and where the
+    // user goes back to.
+    if let Some(kind) = super::register::self_registration(&areq.client) {
+        client["registration"] = json!(kind);
+        client["redirect_host"] = json!(super::register::host_of(&areq.redirect_uri));
+        if kind == super::register::CIMD_FIELD {
+            client["host"] = json!(super::register::host_of(&areq.client.id));
+        }
+    }
     let mut body = json!({
-        "client": {"id": areq.client.id, "name": client_name(&areq)},
+        "client": client,
         "scopes": scopes,
         "csrf": csrf,
         "user": session.as_ref().map(|(u, _)| json!({"id": u.id, "name": user_name(u)})),

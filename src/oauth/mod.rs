@@ -3,6 +3,7 @@
 pub mod authorization_code;
 pub mod authorize;
 pub mod ceiling;
+pub mod cimd;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod discovery;
@@ -16,6 +17,7 @@ pub mod password;
 pub mod picker;
 pub mod pkce;
 pub mod refresh;
+pub mod register;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -341,6 +341,8 @@ impl crate::platform::StateStore for MemoryState {
 #[derive(Debug, Default)]
 pub struct MemoryHttp {
     pub routes: RefCell<BTreeMap<String, (u16, String)>>,
+    /// Response headers of a route, for [`crate::platform::HttpClient::get_limited`].
+    pub route_headers: RefCell<BTreeMap<String, Vec<(String, String)>>>,
     pub calls: RefCell<Vec<(String, String, Option<String>)>>,
     pub failing: Cell<bool>,
     /// Calls still let through before every later one fails (see the module docs).
@@ -392,6 +394,26 @@ impl crate::platform::HttpClient for MemoryHttp {
             .get(url)
             .cloned()
             .unwrap_or((404, "not found".into())))
+    }
+
+    async fn get_limited(
+        &self,
+        url: &str,
+        accept: &str,
+        max_bytes: usize,
+    ) -> Result<crate::platform::Limited, BackendError> {
+        let (status, body) = self.send("GET", url, &[("accept", accept)], None).await?;
+        let headers = self
+            .route_headers
+            .borrow()
+            .get(url)
+            .cloned()
+            .unwrap_or_default();
+        Ok(crate::platform::Limited {
+            status,
+            headers,
+            body: (body.len() <= max_bytes).then(|| body.into_bytes()),
+        })
     }
 }
 

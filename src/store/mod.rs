@@ -68,6 +68,8 @@ pub struct Cache {
     pub tokens: crate::token_cache::TokenCache,
     /// The origins Clients register for CORS.
     pub cors: crate::cors::CorsCache,
+    /// Client ID Metadata Documents and self-registered clients' JWKS (src/oauth/cimd.rs).
+    pub cimd: crate::oauth::cimd::CimdCache,
 }
 
 impl std::fmt::Debug for Cache {

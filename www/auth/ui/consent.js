@@ -12,6 +12,20 @@ async function main() {
   const name = clientName(client);
   heading.textContent = name + " wants to:";
   document.title = "Allow " + name + "?";
+  // A client that registered itself: its name is its own claim, so say where it is from.
+  if (typeof client.registration === "string") {
+    const note = document.getElementById("unverified");
+    const lines = ["Not verified by this server: this application registered itself."];
+    if (typeof client.host === "string") lines.push("Published by: " + client.host);
+    lines.push("Client ID: " + String(client.id ?? ""));
+    if (typeof client.redirect_host === "string") lines.push("Sends you back to: " + client.redirect_host);
+    for (const line of lines) {
+      const p = document.createElement("p");
+      p.textContent = line;
+      note.append(p);
+    }
+    note.hidden = false;
+  }
 
   const list = document.getElementById("scopes");
   for (const item of Array.isArray(scopes) ? scopes : []) {
