@@ -44,6 +44,9 @@ pub struct Config {
     /// `REVOCATION_FEEDS`: how many objects (`feed-0` .. `feed-{n-1}`) every access-token
     /// revocation is written to; each isolate polls one (default 16, 1 to 256; docs/scale.md).
     pub revocation_feeds: u16,
+    /// `DPOP_NONCE` = `on`|`off` (default off): DPoP proofs must carry a server nonce
+    /// (RFC 9449 8; src/oauth/dpop.rs).
+    pub dpop_nonce: bool,
 }
 
 /// The default of `FHIR_BASE_PATHS`: the root and `/fhir`, as Aidbox serves FHIR.
@@ -176,6 +179,7 @@ impl Default for Config {
             user_scope_types: DEFAULT_USER_SCOPE_TYPES.map(str::to_string).to_vec(),
             fhir_bases: DEFAULT_FHIR_BASES.map(str::to_string).to_vec(),
             revocation_feeds: DEFAULT_REVOCATION_FEEDS,
+            dpop_nonce: false,
         }
     }
 }
@@ -208,7 +212,17 @@ impl std::fmt::Debug for Config {
             .field("user_scope_types", &self.user_scope_types)
             .field("fhir_bases", &self.fhir_bases)
             .field("revocation_feeds", &self.revocation_feeds)
+            .field("dpop_nonce", &self.dpop_nonce)
             .finish()
+    }
+}
+
+/// Reads `DPOP_NONCE`: `on` or `off` (default).
+fn dpop_nonce_setting(v: Option<String>) -> Result<bool, String> {
+    match v.as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(format!("DPOP_NONCE must be on or off, got {other:?}")),
     }
 }
 
@@ -312,6 +326,7 @@ impl Config {
             user_scope_types: user_scope_types(get("SMART_USER_SCOPE_TYPES"))?,
             fhir_bases: fhir_bases(get("FHIR_BASE_PATHS"))?,
             revocation_feeds: revocation_feeds(get("REVOCATION_FEEDS"))?,
+            dpop_nonce: dpop_nonce_setting(get("DPOP_NONCE"))?,
         })
     }
 }

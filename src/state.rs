@@ -189,6 +189,10 @@ pub struct Family {
     /// (Not [`Family::generation`], which counts rotations.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
+    /// RFC 9449 5: the DPoP key (thumbprint) a public client's family is bound to; each
+    /// refresh must bring a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// A family without a lifetime is kept this long after its last use (ten years).
