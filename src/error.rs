@@ -207,10 +207,11 @@ impl Error {
                 headers.insert("www-authenticate", v);
             }
         }
-        // RFC 9449 7.1: the DPoP scheme is offered beside Bearer, with the error when a proof
-        // on the API was at fault; the nonce to use goes out in `DPoP-Nonce` (8).
+        // RFC 9449 7.1: the DPoP scheme is offered beside Bearer when a token is refused, with
+        // the error when a proof on the API was at fault; the nonce to use goes out in
+        // `DPoP-Nonce` (8). (A request without credentials keeps its one Bearer challenge.)
         match self {
-            Error::MissingCredentials | Error::InvalidToken(_) => {
+            Error::InvalidToken(_) => {
                 if let Ok(v) = http::HeaderValue::from_str(&dpop_challenge()) {
                     headers.append("www-authenticate", v);
                 }

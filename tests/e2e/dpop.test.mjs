@@ -144,9 +144,10 @@ test("a DPoP-bound token presented as Bearer is refused (RFC 9449 7.1), with bot
   const path = "/Patient/b";
   const r2 = await api(t.access_token, proof(key, "GET", `${w.url}${path}`, { token: t.access_token }), { scheme: "Bearer", path });
   assert.equal(r2.status, 401);
-  // Unauthenticated: both schemes offered.
+  // A malformed Authorization: both schemes offered.
   const anon = await w.fetch("/Patient/anon", { headers: { authorization: "Bearer" } });
   await anon.arrayBuffer();
+  assert.equal(anon.status, 401);
   assert.match(anon.headers.get("www-authenticate") ?? "", /DPoP algs=/);
 });
 
