@@ -99,6 +99,9 @@ pub struct CodeRecord {
     pub redirect_uri_given: bool,
     pub scope: Option<String>,
     pub code_challenge: Option<String>,
+    /// RFC 9449 10: the redemption's DPoP proof must be by this key (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     pub nonce: Option<String>,
     pub auth_time: i64,
     /// SMART launch context (patient, encounter).

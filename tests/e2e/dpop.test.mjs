@@ -320,3 +320,42 @@ test("DPOP_NONCE=on: use_dpop_nonce with a DPoP-Nonce, then the nonce is accepte
   const r2 = await api(t.access_token, proof(key, "GET", `${wn.url}${path}`, { token: t.access_token, nonce: n2 }), { path, wk: wn });
   assert.equal(r2.status, 200, r2.text);
 });
+
+test("dpop_jkt at the authorization endpoint binds the code to the key (RFC 9449 10)", async () => {
+  const CB = "http://127.0.0.1:1/cb";
+  await put(w, "/Client/spa", { grant_types: ["authorization_code"], first_party: true, auth: { authorization_code: { redirect_uri: CB } } });
+  const key = dpopKey();
+  const other = dpopKey();
+  const code = async (dpopJkt) => {
+    const verifier = randomUUID() + randomUUID();
+    const challenge = createHash("sha256").update(verifier).digest("base64url");
+    const q = new URLSearchParams({ response_type: "code", client_id: "spa", redirect_uri: CB, state: "s",
+      code_challenge: challenge, code_challenge_method: "S256", dpop_jkt: dpopJkt }).toString();
+    const ctx = await w.fetch(`/auth/interaction?${q}`);
+    assert.equal(ctx.status, 200, await ctx.clone().text());
+    const { csrf } = await ctx.json();
+    const cookie = ctx.headers.get("set-cookie").split(";")[0];
+    const login = await w.fetch("/auth/login", {
+      method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", cookie },
+      body: new URLSearchParams({ username: "john", password: "pass123", csrf, query: q }),
+    });
+    assert.equal(login.status, 303);
+    return { code: new URL(login.headers.get("location")).searchParams.get("code"), verifier };
+  };
+  const { code: c, verifier } = await code(key.thumbprint);
+  assert.ok(c);
+  const redeem = (dpop) => tokenPost(w, { grant_type: "authorization_code", client_id: "spa", code: c, redirect_uri: CB, code_verifier: verifier },
+    { headers: dpop ? { dpop } : {} });
+  await assertError(await redeem(undefined), 400, "invalid_dpop_proof");
+  await assertError(await redeem(proof(other, "POST", tokenUrl())), 400, "invalid_dpop_proof");
+  // The failed attempts did not burn the code.
+  const r = await redeem(proof(key, "POST", tokenUrl()));
+  const b = await json(r);
+  assert.equal(r.status, 200, JSON.stringify(b));
+  assert.deepEqual(decodeJwt(b.access_token).payload.cnf, { jkt: key.thumbprint });
+  // A malformed dpop_jkt is refused at the authorization endpoint (an error redirect).
+  const bad = await w.fetch(`/auth/authorize?${new URLSearchParams({ response_type: "code", client_id: "spa", redirect_uri: CB,
+    code_challenge: "x".repeat(43), code_challenge_method: "S256", dpop_jkt: "not-a-thumbprint" })}`);
+  assert.ok([302, 303].includes(bad.status), `${bad.status}`);
+  assert.equal(new URL(bad.headers.get("location")).searchParams.get("error"), "invalid_request");
+});
