@@ -359,3 +359,44 @@ test("dpop_jkt at the authorization endpoint binds the code to the key (RFC 9449
   assert.ok([302, 303].includes(bad.status), `${bad.status}`);
   assert.equal(new URL(bad.headers.get("location")).searchParams.get("error"), "invalid_request");
 });
+
+test("a TokenIntrospector's JWT with cnf.jkt: refused as Bearer, accepted with the key's proof", async () => {
+  const SECRET = "an-oct-secret-that-is-at-least-32-bytes-long";
+  await put(w, "/TokenIntrospector/ext", { type: "jwt", jwt: { iss: "https://ext.example", aud: "my-api", keys: [{ k: SECRET, kty: "OCT", alg: "HS256", format: "plain" }] } });
+  const key = dpopKey();
+  const other = dpopKey();
+  const ext = (cnf) => forge({ typ: "JWT", alg: "HS256" },
+    { iss: "https://ext.example", sub: "ext-user", aud: "my-api", iat: nowSecs(), exp: nowSecs() + 300, ...(cnf ? { cnf } : {}) }, { hs256: SECRET });
+  let n = 0;
+  /** An API call on a path of its own (a refused one must not reach the origin). */
+  const call = (token, { scheme = "DPoP", by } = {}) => {
+    const path = `/Patient/ext-${++n}`;
+    return api(token, by ? proof(by, "GET", `${w.url}${path}`, { token }) : undefined, { scheme, path });
+  };
+  // Control: unbound, as Bearer.
+  assert.equal((await call(ext(), { scheme: "Bearer" })).status, 200);
+  const bound = ext({ jkt: key.thumbprint });
+  const asBearer = await call(bound, { scheme: "Bearer" });
+  assert.equal(asBearer.status, 401);
+  assert.equal(asBearer.body.error, "invalid_token");
+  assert.equal((await call(bound, { by: key })).status, 200);
+  const wrongKey = await call(bound, { by: other });
+  assert.equal(wrongKey.status, 401);
+  assert.equal(wrongKey.body.error, "invalid_dpop_proof");
+  // A confirmation method we cannot check (mTLS) is refused either way.
+  const mtls = ext({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+  const r = await call(mtls, { scheme: "Bearer" });
+  assert.equal(r.status, 401);
+  assert.equal(r.body.error, "invalid_token");
+});
+
+test("DPOP_NONCE with another value than on/off fails the configuration load", async () => {
+  const bad = await startWorker({ vars: { DPOP_NONCE: "yes" } });
+  try {
+    const r = await bad.fetch("/.well-known/openid-configuration");
+    assert.equal(r.status, 500);
+    await r.arrayBuffer();
+  } finally {
+    await bad.dispose();
+  }
+});
