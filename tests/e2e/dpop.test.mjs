@@ -400,3 +400,19 @@ test("DPOP_NONCE with another value than on/off fails the configuration load", a
     await bad.dispose();
   }
 });
+
+test("CORS: an SPA's preflight may send DPoP, and its answers expose DPoP-Nonce", async () => {
+  const SPA = "https://spa.example";
+  await put(wn, "/Client/cors-spa", { grant_types: ["password"], scope: ["read"], allowed_origins: [SPA] });
+  for (const p of ["/auth/token", "/Patient"]) {
+    const pre = await wn.fetch(p, { method: "OPTIONS", headers: { origin: SPA, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type, dpop" } });
+    assert.equal(pre.status, 204, p);
+    assert.match(pre.headers.get("access-control-allow-headers"), /\bdpop\b/, p);
+  }
+  const key = dpopKey();
+  const r = await tokenPost(wn, { grant_type: "password", client_id: "cors-spa", username: "john", password: "pass123", scope: "read" },
+    { headers: { origin: SPA, dpop: proof(key, "POST", tokenUrl(wn)) } });
+  await assertError(r, 400, "use_dpop_nonce");
+  assert.equal(r.headers.get("access-control-allow-origin"), SPA);
+  assert.match(r.headers.get("access-control-expose-headers"), /\bdpop-nonce\b/);
+});
