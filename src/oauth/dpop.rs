@@ -756,6 +756,31 @@ mod tests {
     }
 
     #[test]
+    fn nonces_are_good_for_their_window_and_the_next() {
+        let t = crate::testing::TestApp::new();
+        let n = current_nonce(&t.app).unwrap();
+        assert!(nonce_fresh(&t.app, &n));
+        assert!(!nonce_fresh(&t.app, "AAAAAAAAAAAAAAAAAAAAAAAA"));
+        t.clock.advance(NONCE_WINDOW);
+        assert!(nonce_fresh(&t.app, &n), "the previous window's nonce");
+        assert_ne!(current_nonce(&t.app).unwrap(), n);
+        t.clock.advance(NONCE_WINDOW);
+        assert!(!nonce_fresh(&t.app, &n), "two windows later: expired");
+        // Another signing key, another nonce: a nonce is not portable between deployments.
+        let other = crate::testing::TestApp::with_config(|c| {
+            c.keys = crate::jwt::keys::KeySet::from_config(
+                Some(&crate::testing::ed25519_jwk([8u8; 32], "k2")),
+                None,
+            )
+            .unwrap();
+        });
+        other.clock.advance(2 * NONCE_WINDOW);
+        let now = current_nonce(&t.app).unwrap();
+        assert!(nonce_fresh(&t.app, &now));
+        assert!(!nonce_fresh(&other.app, &now));
+    }
+
+    #[test]
     fn ath_is_sha256_base64url() {
         // SHA-256("abc"), RFC 6234 test vector, base64url.
         assert_eq!(ath("abc"), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
