@@ -2,7 +2,7 @@
 # Builds the browser verifier package: Rust (feature `browser`) -> wasm32 -> wasm-bindgen
 # (--target web, an ES module) -> wasm-opt -Oz, with the local tools.
 # Output: build/verifier/ (the npm-shaped package: package.json, README.md, edge_authorizer.js,
-# edge_authorizer.d.ts, edge_authorizer_bg.wasm) and a copy of the module and the wasm in
+# edge_authorizer.d.ts, edge_authorizer_bg.wasm, dpop.js) and a copy of the module and the wasm in
 # www/app/pkg/, where the Worker serves them to the demo SPA (/app/pkg/...).
 #
 # Its own cargo target directory (target/browser): the Worker build compiles the same crate with
@@ -60,11 +60,11 @@ log "wasm-opt -Oz --converge"
 "$WASM_OPT" "$OUT/edge_authorizer_bg.wasm" -Oz --converge --strip-debug --strip-producers \
   -o "$OUT/edge_authorizer_bg.wasm"
 
-cp "$PKG_SRC/package.json" "$PKG_SRC/README.md" "$OUT/"
+cp "$PKG_SRC/package.json" "$PKG_SRC/README.md" "$PKG_SRC/dpop.js" "$PKG_SRC/dpop.d.ts" "$OUT/"
 
 mkdir -p "$SPA_PKG"
-rm -f "$SPA_PKG"/edge_authorizer*
-cp "$OUT/edge_authorizer.js" "$OUT/edge_authorizer_bg.wasm" "$SPA_PKG/"
+rm -f "$SPA_PKG"/edge_authorizer* "$SPA_PKG"/dpop.js
+cp "$OUT/edge_authorizer.js" "$OUT/edge_authorizer_bg.wasm" "$OUT/dpop.js" "$SPA_PKG/"
 
 build_stamp_write browser "$fingerprint" "${OUTPUTS[@]}"
 print_size

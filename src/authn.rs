@@ -49,10 +49,22 @@ impl Identity {
 
 /// Authenticates the caller of a protected path or the admin API. `Ok(None)`: no credentials.
 pub async fn authenticate(app: &App, req: &Request) -> Result<Option<Identity>> {
+    use crate::oauth::dpop;
+    // RFC 9449 7: `DPoP <token>` with a proof; a bound token is refused as `Bearer`.
+    if let Some(token) = dpop::scheme_token(req) {
+        let token = token.map_err(Error::InvalidToken)?;
+        let who = authenticate_bearer(app, req, &token).await?;
+        dpop::check_api(app, req, &token, true, &who).await?;
+        return Ok(Some(who));
+    }
     match authorization(req) {
         Ok(Authorization::None) => Ok(None),
         Ok(Authorization::Basic(creds)) => authenticate_basic(app, req, &creds).await.map(Some),
-        Ok(Authorization::Bearer(token)) => authenticate_bearer(app, req, &token).await.map(Some),
+        Ok(Authorization::Bearer(token)) => {
+            let who = authenticate_bearer(app, req, &token).await?;
+            dpop::check_api(app, req, &token, false, &who).await?;
+            Ok(Some(who))
+        }
         Err(reason) => {
             // The scheme decides the challenge, also for `Basic` with nothing (or non-ASCII
             // bytes) after it.

@@ -50,6 +50,9 @@ pub struct Config {
     pub protected_resources: Vec<String>,
     /// Registration without an administrator (src/oauth/register.rs, src/oauth/cimd.rs).
     pub registration: Registration,
+    /// `DPOP_NONCE` = `on`|`off` (default off): DPoP proofs must carry a server nonce
+    /// (RFC 9449 8; src/oauth/dpop.rs).
+    pub dpop_nonce: bool,
 }
 
 /// `CLIENT_ID_METADATA_DOCUMENTS`, `DYNAMIC_REGISTRATION` and their limits (README
@@ -253,6 +256,7 @@ impl Default for Config {
                 limit: 20,
                 ..Registration::default()
             },
+            dpop_nonce: false,
         }
     }
 }
@@ -287,7 +291,17 @@ impl std::fmt::Debug for Config {
             .field("revocation_feeds", &self.revocation_feeds)
             .field("protected_resources", &self.protected_resources)
             .field("registration", &self.registration)
+            .field("dpop_nonce", &self.dpop_nonce)
             .finish()
+    }
+}
+
+/// Reads `DPOP_NONCE`: `on` or `off` (default).
+fn dpop_nonce_setting(v: Option<String>) -> Result<bool, String> {
+    match v.as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(format!("DPOP_NONCE must be on or off, got {other:?}")),
     }
 }
 
@@ -395,6 +409,7 @@ impl Config {
             revocation_feeds: revocation_feeds(get("REVOCATION_FEEDS"))?,
             protected_resources: crate::resource::parse_setting(get("PROTECTED_RESOURCES"))?,
             registration,
+            dpop_nonce: dpop_nonce_setting(get("DPOP_NONCE"))?,
         })
     }
 }

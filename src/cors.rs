@@ -35,9 +35,9 @@ use std::rc::Rc;
 pub const MAX_AGE: &str = "600";
 /// Request headers an SPA may send.
 pub const ALLOW_HEADERS: &str =
-    "authorization, content-type, accept, prefer, if-match, if-none-match, if-modified-since";
+    "authorization, content-type, accept, prefer, if-match, if-none-match, if-modified-since, dpop";
 /// Response headers an SPA may read beyond the CORS-safelisted ones.
-pub const EXPOSE_HEADERS: &str = "www-authenticate, retry-after, location, etag";
+pub const EXPOSE_HEADERS: &str = "www-authenticate, retry-after, location, etag, dpop-nonce";
 
 /// What kind of CORS a path gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

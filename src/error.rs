@@ -68,6 +68,20 @@ pub enum Error {
     GatewayTimeout(String),
     /// A bug or a misconfiguration on our side: logged, 500 with no detail.
     Internal(String),
+    /// RFC 9449 7 and 8: a DPoP proof refused (`invalid_dpop_proof`) or without a fresh
+    /// server nonce (`use_dpop_nonce`; `nonce` goes out in `DPoP-Nonce`). At the token
+    /// endpoint 400 (RFC 9449 5); on the API (`api`) 401 with a `DPoP` challenge (7.1).
+    Dpop {
+        api: bool,
+        error: &'static str,
+        description: String,
+        nonce: Option<String>,
+    },
+}
+
+/// The `DPoP` challenge beside Bearer's (RFC 9449 7.1): the proof algorithms we accept.
+pub fn dpop_challenge() -> String {
+    format!("DPoP algs=\"{}\"", crate::oauth::dpop::ALGS.join(" "))
 }
 
 impl Error {
@@ -99,6 +113,8 @@ impl Error {
             Error::Validation { .. } => 422,
             Error::TooManyRequests { .. } => 429,
             Error::Internal(_) => 500,
+            Error::Dpop { api: true, .. } => 401,
+            Error::Dpop { api: false, .. } => 400,
             Error::BadGateway(_) => 502,
             Error::Unavailable(_) => 503,
             Error::GatewayTimeout(_) => 504,
@@ -132,6 +148,7 @@ impl Error {
             Error::BadGateway(_) => "bad_gateway",
             Error::GatewayTimeout(_) => "gateway_timeout",
             Error::Internal(_) => "server_error",
+            Error::Dpop { error, .. } => error,
         }
     }
 
@@ -165,6 +182,7 @@ impl Error {
             Error::BadGateway(_) => "the origin server could not be reached".into(),
             Error::GatewayTimeout(_) => "the origin server did not answer in time".into(),
             Error::Internal(_) => "internal error".into(),
+            Error::Dpop { description, .. } => description.clone(),
         }
     }
 
@@ -200,6 +218,41 @@ impl Error {
             if let Ok(v) = http::HeaderValue::from_str(&c) {
                 headers.insert("www-authenticate", v);
             }
+        }
+        // RFC 9449 7.1: the DPoP scheme is offered beside Bearer when a token is refused, with
+        // the error when a proof on the API was at fault; the nonce to use goes out in
+        // `DPoP-Nonce` (8). (A request without credentials keeps its one Bearer challenge.)
+        match self {
+            Error::InvalidToken(_) => {
+                if let Ok(v) = http::HeaderValue::from_str(&dpop_challenge()) {
+                    headers.append("www-authenticate", v);
+                }
+            }
+            Error::Dpop {
+                api,
+                error,
+                description,
+                nonce,
+                ..
+            } => {
+                if *api {
+                    let c = format!(
+                        "{}, error=\"{error}\", error_description=\"{}\"",
+                        dpop_challenge(),
+                        description.replace(['"', '\\'], "'")
+                    );
+                    if let Ok(v) = http::HeaderValue::from_str(&c) {
+                        headers.insert("www-authenticate", v);
+                    }
+                }
+                if let Some(n) = nonce
+                    .as_deref()
+                    .and_then(|n| http::HeaderValue::from_str(n).ok())
+                {
+                    headers.insert("dpop-nonce", n);
+                }
+            }
+            _ => {}
         }
         if let Error::MethodNotAllowed(allow) = self {
             headers.insert("allow", http::HeaderValue::from_static(allow));
@@ -243,6 +296,8 @@ impl Error {
             | Error::Validation { .. } => "invalid",
             Error::Unavailable(_) | Error::BadGateway(_) | Error::GatewayTimeout(_) => "transient",
             Error::Internal(_) => "exception",
+            Error::Dpop { api: true, .. } => "login",
+            Error::Dpop { api: false, .. } => "invalid",
         }
     }
 

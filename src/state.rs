@@ -99,6 +99,9 @@ pub struct CodeRecord {
     pub redirect_uri_given: bool,
     pub scope: Option<String>,
     pub code_challenge: Option<String>,
+    /// RFC 9449 10: the redemption's DPoP proof must be by this key (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     pub nonce: Option<String>,
     pub auth_time: i64,
     /// SMART launch context (patient, encounter).
@@ -192,6 +195,10 @@ pub struct Family {
     /// (Not [`Family::generation`], which counts rotations.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
+    /// RFC 9449 5: the DPoP key (thumbprint) a public client's family is bound to; each
+    /// refresh must bring a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// A family without a lifetime is kept this long after its last use (ten years).

@@ -8,7 +8,9 @@
 //! refused by the full check. Only the signature and claim checks are skipped: revocation, the
 //! client and the user (with their credential generation, `edge_gen`) are checked on every
 //! request (they are cached separately, and a revocation or admin change through this isolate
-//! applies at once). Failures are never cached.
+//! applies at once). Failures are never cached. A DPoP-bound token's proof (RFC 9449 7) is checked
+//! after this cache on every request ([`crate::oauth::dpop::check_api`]): a hit never stands in
+//! for a proof.
 
 use serde_json::{Map, Value};
 use std::cell::RefCell;

@@ -176,6 +176,15 @@ fn parse_jwk(v: &Value) -> Result<(String, SigAlg, PublicKey, Option<PrivateKey>
     Ok((kid, alg, public, private))
 }
 
+/// A public JWK carried by a DPoP proof (RFC 9449 4.2): its pinned algorithm, the key, and its
+/// RFC 7638 thumbprint (whatever `kid` it names). Private members are refused by the caller.
+pub fn public_jwk(v: &Value) -> Result<(SigAlg, PublicKey, String), String> {
+    let mut k = v.as_object().ok_or("jwk is not a JSON object")?.clone();
+    k.remove("kid");
+    let (thumb, alg, public, _) = parse_jwk(&Value::Object(k))?;
+    Ok((alg, public, thumb))
+}
+
 impl KeySet {
     /// Builds the key set from the `SIGNING_KEY` and `PUBLISHED_KEYS` secrets.
     pub fn from_config(signing: Option<&str>, published: Option<&str>) -> Result<KeySet, String> {

@@ -52,6 +52,8 @@ pub fn validate(m: &Map<String, Value>) -> Result<()> {
     // RFC 9126 6: the authorization endpoint then takes only pushed requests.
     opt_bool(m, "require_pushed_authorization_requests", "")?;
     opt_bool(m, "active", "")?;
+    // RFC 9449 5.2: the token endpoint then requires a DPoP proof.
+    opt_bool(m, "dpop_bound_access_tokens", "")?;
     opt_str(m, "type", "")?;
     for key in SCOPE_LISTS {
         validate_scope_list(m, key)?;
@@ -437,6 +439,9 @@ pub struct Client {
     /// The values of the Scope resources its scope lists refer to, as loaded
     /// ([`super::scope::resolve`]); empty until then, so an unresolved reference grants nothing.
     pub referenced_scopes: Vec<String>,
+    /// The RFC 7638 thumbprint of this token request's verified DPoP proof key (RFC 9449 5):
+    /// request-scoped like `authenticated`; set by the token endpoint (src/oauth/dpop.rs).
+    pub dpop_jkt: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -473,6 +478,7 @@ impl Client {
             authenticated: false,
             doc,
             referenced_scopes: Vec::new(),
+            dpop_jkt: None,
         }
     }
 

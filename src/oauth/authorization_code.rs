@@ -72,6 +72,15 @@ pub async fn grant(
         }
         (None, None) => {}
     }
+    // RFC 9449 10: a code bound to a DPoP key is redeemed only with a proof by that key.
+    if let Some(jkt) = &rec.dpop_jkt {
+        if client.dpop_jkt.as_deref() != Some(jkt.as_str()) {
+            return Err(super::dpop::refuse(
+                super::dpop::Place::Token,
+                "this code is bound to a DPoP key (dpop_jkt): send a proof signed by that key",
+            ));
+        }
+    }
     let user = load_user(app, &rec.user_id)
         .await?
         .ok_or_else(|| invalid("the user no longer exists"))?;

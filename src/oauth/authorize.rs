@@ -31,6 +31,8 @@ pub struct AuthzRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// RFC 9449 10: the DPoP key thumbprint the code is bound to (`dpop_jkt`).
+    pub dpop_jkt: Option<String>,
     /// SMART EHR launch: the context of the `launch` parameter.
     pub launch: Option<super::launch::LaunchContext>,
     /// The `launch` parameter that gave [`Self::launch`]; used up when a code is issued.
@@ -265,6 +267,17 @@ pub async fn validate(
             ));
         }
     }
+    // RFC 9449 10: `dpop_jkt` binds the code to a DPoP key (a SHA-256 thumbprint, base64url).
+    let dpop_jkt = match p.get("dpop_jkt") {
+        Some(j) if j.len() == 43 && crate::http_util::b64url_decode(j).is_some() => Some(j.clone()),
+        Some(_) => {
+            return Err(refuse(
+                "invalid_request",
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint".into(),
+            ))
+        }
+        None => None,
+    };
     let mut launch = None;
     if client.is_smart_app() {
         // SMART: `aud` names the FHIR server the app wants; it must be this client's.
@@ -335,6 +348,7 @@ pub async fn validate(
         state,
         nonce: p.get("nonce").cloned(),
         code_challenge,
+        dpop_jkt,
         launch_id: launch.as_ref().and(p.get("launch").cloned()),
         launch,
         query: query.to_string(),
@@ -517,6 +531,7 @@ pub async fn proceed(
                 redirect_uri_given: areq.redirect_uri_given,
                 scope: areq.scope.clone(),
                 code_challenge: areq.code_challenge.clone(),
+                dpop_jkt: areq.dpop_jkt.clone(),
                 nonce: areq.nonce.clone(),
                 auth_time,
                 launch: launch_context(areq, user, session),

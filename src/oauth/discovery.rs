@@ -135,6 +135,11 @@ fn metadata(app: &App, req: &Request) -> Map<String, Value> {
             Value::Bool(true),
         );
     }
+    // RFC 9449 5.1.
+    m.insert(
+        "dpop_signing_alg_values_supported".into(),
+        strings(&super::dpop::ALGS),
+    );
     m
 }
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 /// Claims of an access token repeated in the answer (RFC 7662 2.2; `patient` and `encounter`
 /// as SMART App Launch 2 "Token Introspection" asks).
-const ANSWERED_CLAIMS: [&str; 11] = [
+const ANSWERED_CLAIMS: [&str; 12] = [
     "scope",
     "client_id",
     "sub",
@@ -25,6 +25,8 @@ const ANSWERED_CLAIMS: [&str; 11] = [
     "jti",
     "patient",
     "encounter",
+    // RFC 9449 6.2: the key a DPoP-bound token is bound to.
+    "cnf",
 ];
 
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
@@ -37,8 +39,13 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
     if token.matches('.').count() == 2 {
         return match authenticate_own_any_audience(app, req, token).await {
             Ok(who) => {
-                let mut body = json!({"active": true, "token_type": "Bearer"});
                 let claims = who.jwt.unwrap_or_default();
+                let kind = if claims.contains_key("cnf") {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
+                let mut body = json!({"active": true, "token_type": kind});
                 for k in ANSWERED_CLAIMS {
                     if let Some(v) = claims.get(k) {
                         body[k] = v.clone();

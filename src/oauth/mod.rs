@@ -7,6 +7,7 @@ pub mod cimd;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod discovery;
+pub mod dpop;
 pub mod id_token;
 pub mod interaction;
 pub mod introspect;
@@ -258,6 +259,10 @@ pub async fn sign_access_token(
     if let Some(f) = &family {
         claims.str(crate::state::FAMILY_CLAIM, f);
     }
+    // RFC 9449 6.1: bound to the key of the token request's DPoP proof.
+    if let Some(jkt) = &what.client.dpop_jkt {
+        claims.raw("cnf", serde_json::json!({ "jkt": jkt }).to_string());
+    }
     let token = jwt::sign_json(
         app.platform.crypto.as_ref(),
         key,
@@ -303,7 +308,14 @@ pub async fn issue(app: &App, req: &Request, what: Issue<'_>) -> Result<Response
     // The answer written directly, as for the claims (see `jwt::flat`).
     let mut body = jwt::flat::FlatJson::new();
     body.str("access_token", &token)
-        .str("token_type", "Bearer")
+        .str(
+            "token_type",
+            if what.client.dpop_jkt.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
+        )
         .int("expires_in", expires_in);
     if let Some(s) = &what.scope {
         body.str("scope", s);

@@ -93,6 +93,13 @@ pub async fn start_family(app: &App, f: NewFamily<'_>, _jti: &str, exp: i64) -> 
         launch: f.launch,
         session: f.session.filter(|_| online_only(f.scope)),
         credentials: f.credentials,
+        // RFC 9449 5: a public client's refresh tokens are bound to its DPoP key; a
+        // confidential client's are bound by its authentication already.
+        jkt: f
+            .client
+            .dpop_jkt
+            .clone()
+            .filter(|_| !f.client.authenticated),
     };
     state::create(app, &family_key(&id), &family, family.expires_at(app.now())).await?;
     Ok(state::refresh_token(&key, &id, 0, &secret))
@@ -144,6 +151,14 @@ pub async fn grant(
     }
     // RFC 8707 2.2: a refresh names no other resource than the grant's.
     crate::resource::check_same(app, req, params, &fam.audience)?;
+    if let Some(jkt) = &fam.jkt {
+        if client.dpop_jkt.as_deref() != Some(jkt.as_str()) {
+            return Err(super::dpop::refuse(
+                super::dpop::Place::Token,
+                "this refresh token is bound to a DPoP key: send a proof signed by that key",
+            ));
+        }
+    }
     if fam.ended(app.now()) {
         return Err(Error::InvalidGrant(
             "refresh token has reached its absolute lifetime; sign in again".into(),

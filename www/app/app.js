@@ -6,7 +6,12 @@
 //     "auth":{"authorization_code":{"redirect_uri":"http://127.0.0.1:8787/app/","refresh_token":true}}}
 // Tokens are kept in sessionStorage for the demo's sake (they survive the redirect to the
 // login page and back); a real app may prefer memory only.
+//
+// Tokens are DPoP-bound (RFC 9449): the package's DpopKey (./pkg/dpop.js) holds a
+// non-extractable ES256 key pair in IndexedDB; every token request and API call carries a
+// proof signed by it, so a stolen token is useless without the key.
 import init, { Verifier, createPkce, authorizeUrl } from "./pkg/edge_authorizer.js";
+import { DpopKey } from "./pkg/dpop.js";
 
 const ISSUER = location.origin;
 const REDIRECT_URI = `${location.origin}/app/`;
@@ -15,6 +20,7 @@ const store = sessionStorage;
 const $ = (id) => document.getElementById(id);
 
 let verifier; // Verifier.fromIssuer(ISSUER, { audience: clientId })
+let dpop; // DpopKey.create(): the key the tokens are bound to
 
 function clientId() {
   return store.getItem("client_id") || $("client-id").value.trim() || "spa-demo";
@@ -40,7 +46,8 @@ function randomString() {
 }
 
 async function tokenRequest(params) {
-  const res = await fetch(verifier.metadata.token_endpoint, {
+  // With a DPoP proof (and a retry when the server asks for its nonce).
+  const res = await dpop.fetch(verifier.metadata.token_endpoint, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ client_id: clientId(), ...params }),
@@ -168,7 +175,8 @@ function saveTokens(tokens) {
 
 async function callApi() {
   const tokens = JSON.parse(store.getItem("tokens") ?? "null");
-  const res = await fetch("/Patient", { headers: { authorization: `Bearer ${tokens.access_token}` } });
+  // `Authorization: DPoP <token>` and a proof for this request (RFC 9449 7).
+  const res = await dpop.fetch(new URL("/Patient", location.href).href, {}, tokens.access_token);
   $("api-section").hidden = false;
   badge("api-status", res.ok, String(res.status));
   const list = $("patients");
@@ -226,6 +234,7 @@ async function signOut() {
     }).catch(() => {});
   }
   for (const k of ["tokens", "nonce", "state", "pkce_verifier"]) store.removeItem(k);
+  await dpop.clear(); // the next sign-in gets a new key
   // OIDC RP-Initiated Logout: with our id_token as the hint the session ends at once; without
   // it the server asks the user to confirm (a bare GET cannot end a session).
   const end = new URL(verifier.metadata.end_session_endpoint ?? "/auth/logout", location.href);
@@ -259,6 +268,8 @@ async function main() {
   $("signout").addEventListener("click", action(signOut));
   try {
     await init();
+    dpop = await DpopKey.create();
+    $("dpop-jkt").textContent = dpop.thumbprint();
     verifier = await Verifier.fromIssuer(ISSUER, { audience: clientId() });
     const params = new URLSearchParams(location.search);
     if (params.has("code") || params.has("error")) await completeSignIn(params);
