@@ -113,11 +113,13 @@ test-browser:
 # The official MCP conformance runner (npm @modelcontextprotocol/conformance, on Node 22 from
 # $TOOLS_DIR/node22) against the built Worker, its browser step done by Chromium through the real
 # login and consent pages; fails unless every check is SUCCESS (README "Checked by others' code").
-# About 10 s. CONFORMANCE_RESOURCE=1 (or =<uri>) also sends an RFC 8707 resource.
+# Run twice, about 10 s each: without and with an RFC 8707 resource (--resource sends the issuer,
+# CONFORMANCE_RESOURCE=<uri> another one).
 test-conformance:
 	$(call section,MCP conformance: authorization server (tests/conformance/run.mjs))
 	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
 	node tests/conformance/run.mjs
+	node tests/conformance/run.mjs --resource
 
 conformance: build test-conformance
 

@@ -70,6 +70,12 @@ impl SigAlg {
             SigAlg::Hs256 => "HS256",
         }
     }
+
+    /// Does a JWS `alg` name this algorithm? Its registered name, or for Ed25519 also the
+    /// fully-specified `Ed25519` of RFC 9864 (which oauth4webapi and jose send for OKP keys).
+    pub fn named(self, alg: &str) -> bool {
+        alg == self.jws_name() || (self == SigAlg::EdDsa && alg == "Ed25519")
+    }
 }
 
 /// Public key material, as raw bytes.

@@ -153,6 +153,11 @@ pub fn metadata(app: &App, req: &Request, suffix: &[&str]) -> Result<Response> {
         |items: &[&str]| Value::Array(items.iter().map(|s| Value::String((*s).into())).collect());
     m.insert("scopes_supported".into(), list(&SCOPES));
     m.insert("bearer_methods_supported".into(), list(&["header"]));
+    // RFC 9728 2: the DPoP proof algorithms this resource accepts (RFC 9449 5.1).
+    m.insert(
+        "dpop_signing_alg_values_supported".into(),
+        list(&crate::oauth::dpop::ALGS),
+    );
     Ok(json_response(200, &Value::Object(m)))
 }
 
@@ -322,20 +327,35 @@ pub fn check_same(
     }
 }
 
-/// `, resource_metadata="<url>"` appended to the Bearer challenge of an error on the protected
-/// API (RFC 9728 5.1): the metadata of the resource `path` belongs to.
+/// `, resource_metadata="<url>"` appended to each Bearer and DPoP challenge of an error on the
+/// protected API (RFC 9728 5.1): the metadata of the resource `path` belongs to. Every
+/// `WWW-Authenticate` value is kept (a refused token carries a Bearer and a DPoP challenge).
 pub fn add_metadata_to_challenge(resp: &mut Response, resource: &str) {
-    let Some(c) = resp.headers().get("www-authenticate") else {
-        return;
-    };
-    let c = c.as_bytes();
-    if c.len() < 6 || !c[..6].eq_ignore_ascii_case(b"bearer") {
+    let values: Vec<Vec<u8>> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    if values.is_empty() {
         return;
     }
-    let mut v = c.to_vec();
-    v.extend_from_slice(format!(", resource_metadata=\"{}\"", metadata_url(resource)).as_bytes());
-    if let Ok(h) = http::HeaderValue::from_bytes(&v) {
-        resp.headers_mut().insert("www-authenticate", h);
+    let param = format!(", resource_metadata=\"{}\"", metadata_url(resource));
+    let scheme = |c: &[u8], s: &[u8]| c.len() >= s.len() && c[..s.len()].eq_ignore_ascii_case(s);
+    let mut out = Vec::with_capacity(values.len());
+    for mut v in values {
+        if scheme(&v, b"bearer") || scheme(&v, b"dpop ") {
+            v.extend_from_slice(param.as_bytes());
+        }
+        match http::HeaderValue::from_bytes(&v) {
+            Ok(h) => out.push(h),
+            Err(_) => return,
+        }
+    }
+    let headers = resp.headers_mut();
+    headers.remove("www-authenticate");
+    for h in out {
+        headers.append("www-authenticate", h);
     }
 }
 

@@ -538,7 +538,7 @@ pub fn from_introspector_keys(list: &Value) -> Result<Vec<VerifyingKey>, (String
                 }
                 let alg = match alg.as_deref() {
                     None => algs[0],
-                    Some(a) => match algs.iter().find(|x| x.jws_name() == a) {
+                    Some(a) => match algs.iter().find(|x| x.named(a)) {
                         Some(x) => *x,
                         None => {
                             let names: Vec<&str> = algs.iter().map(|x| x.jws_name()).collect();

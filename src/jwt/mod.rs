@@ -184,8 +184,7 @@ pub async fn verify_any(
 ) -> Result<Map<String, Value>, VerifyError> {
     let untrusted = parse_untrusted(token)?;
     let alg = untrusted.algorithm();
-    let candidates: Vec<&keys::VerifyingKey> =
-        keys.iter().filter(|k| k.alg.jws_name() == alg).collect();
+    let candidates: Vec<&keys::VerifyingKey> = keys.iter().filter(|k| k.alg.named(alg)).collect();
     if candidates.is_empty() {
         return Err(VerifyError::AlgNotAllowed(shown_alg(alg)));
     }
@@ -251,7 +250,7 @@ async fn verify_parsed(
         .ok_or_else(|| VerifyError::Malformed("no signature".into()))?;
     let mut verified = false;
     for key in keys {
-        if alg != key.alg.jws_name() {
+        if !key.alg.named(alg) {
             return Err(VerifyError::AlgNotAllowed(alg.to_string()));
         }
         if crypto

@@ -64,7 +64,7 @@ fn metadata(app: &App, req: &Request) -> Map<String, Value> {
             ("token_endpoint_auth_methods_supported", AUTH_METHODS),
             (
                 "token_endpoint_auth_signing_alg_values_supported",
-                &["RS256", "RS384", "ES256", "ES384", "EdDSA"],
+                &["RS256", "RS384", "ES256", "ES384", "EdDSA", "Ed25519"],
             ),
             (
                 "revocation_endpoint_auth_methods_supported",
@@ -164,7 +164,7 @@ fn smart(app: &App, req: &Request) -> Map<String, Value> {
             ("token_endpoint_auth_methods_supported", AUTH_METHODS),
             (
                 "token_endpoint_auth_signing_alg_values_supported",
-                &["RS384", "ES384", "RS256", "ES256", "EdDSA"],
+                &["RS384", "ES384", "RS256", "ES256", "EdDSA", "Ed25519"],
             ),
             (
                 "scopes_supported",

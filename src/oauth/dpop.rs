@@ -24,8 +24,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The proof algorithms we verify (`dpop_signing_alg_values_supported`): each is pinned by the
-/// key type of the proof's `jwk` (Ed25519, P-256, P-384, RSA of at least 2048 bits).
-pub const ALGS: [&str; 4] = ["ES256", "ES384", "EdDSA", "RS256"];
+/// key type of the proof's `jwk` (Ed25519, P-256, P-384, RSA of at least 2048 bits). `Ed25519`
+/// is RFC 9864's fully-specified name for EdDSA over Ed25519 (what oauth4webapi sends).
+pub const ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "Ed25519", "RS256"];
 
 /// RFC 9449 4.2: the `typ` of a proof.
 pub const TYP: &str = "dpop+jwt";
@@ -251,7 +252,7 @@ pub async fn check(
     let (pinned, public, jkt) = crate::jwt::keys::public_jwk(&Value::Object(jwk.clone()))
         .map_err(|e| Ok(format!("the proof's jwk is not usable: {e}")))?;
     // The key decides the algorithm (RFC 8725 3.1): the header must name the key's own.
-    if pinned.jws_name() != alg {
+    if !pinned.named(alg) {
         return bad(format!(
             "the proof's alg {alg} does not match its jwk, which signs {}",
             pinned.jws_name()

@@ -99,7 +99,9 @@ async function main() {
       name: "MCP conformance runner",
       grant_types: ["authorization_code"],
       first_party: false,
-      auth: { authorization_code: { redirect_uri: redirectUri, pkce: true } },
+      // Registered without a port, as a native app would (RFC 8252 7.3): the CLI's callback port
+      // is matched as any loopback port.
+      auth: { authorization_code: { redirect_uri: "http://127.0.0.1/callback", pkce: true } },
     });
     await put(`/User/${USERNAME}`, { email: "conformance@example.com", password: PASSWORD });
     await put(`/AccessPolicy/${USERNAME}`, { engine: "allow", link: [{ id: USERNAME, resourceType: "User" }] });

@@ -61,7 +61,7 @@ async function api(at, dpop, { scheme = "DPoP", path, wk = w, method = "GET" } =
 
 function assertDpopChallenge(res, error) {
   const all = res.headers.get("www-authenticate") ?? "";
-  assert.match(all, /DPoP algs="ES256 ES384 EdDSA RS256"/, all);
+  assert.match(all, /DPoP algs="ES256 ES384 EdDSA Ed25519 RS256"/, all);
   if (error) assert.match(all, new RegExp(`DPoP algs="[^"]*", error="${error}"`), all);
 }
 
@@ -87,7 +87,7 @@ after(async () => {
 test("discovery lists the DPoP algorithms", async () => {
   for (const doc of ["openid-configuration", "oauth-authorization-server"]) {
     const m = await json(await w.fetch(`/.well-known/${doc}`));
-    assert.deepEqual(m.dpop_signing_alg_values_supported, ["ES256", "ES384", "EdDSA", "RS256"]);
+    assert.deepEqual(m.dpop_signing_alg_values_supported, ["ES256", "ES384", "EdDSA", "Ed25519", "RS256"]);
   }
 });
 

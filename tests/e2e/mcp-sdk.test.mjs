@@ -22,7 +22,7 @@ import { put, interaction, postLogin } from "./attacks-lib.mjs";
 const REDIRECT = "http://127.0.0.1:33418/callback";
 // Set to true once RFC 9728 protected-resource metadata is merged (branch i17-resource): then the
 // SDK must discover through it, never through the fallback.
-const EXPECT_PRM = false;
+const EXPECT_PRM = true;
 
 let origin;
 const workers = [];

@@ -98,6 +98,7 @@ describe("RFC 9728 protected-resource metadata", () => {
     assert.equal(doc.resource, ISS);
     assert.deepEqual(doc.authorization_servers, [ISS]);
     assert.deepEqual(doc.bearer_methods_supported, ["header"]);
+    assert.deepEqual(doc.dpop_signing_alg_values_supported, ["ES256", "ES384", "EdDSA", "Ed25519", "RS256"]);
     assert.ok(Array.isArray(doc.scopes_supported) && doc.scopes_supported.includes("openid"));
     assert.match(res.headers.get("cache-control"), /max-age=300/);
     assert.equal(res.headers.get("access-control-allow-origin"), "*");
@@ -139,8 +140,14 @@ describe("RFC 9728 5.1: resource_metadata in every challenge of the protected AP
   test("401 invalid_token keeps its parameters and adds resource_metadata", async () => {
     const r = await call("/fhir/Patient", "not-a-jwt.x.y");
     assert.equal(r.status, 401);
-    assert.match(r.challenge, /^Bearer realm="edge-authorizer", error="invalid_token", error_description="[^"]*", resource_metadata="([^"]+)"$/);
-    assert.ok(r.challenge.endsWith(`resource_metadata="${prmUrl("/fhir")}"`), r.challenge);
+    // Two challenges (RFC 9449 7.1: DPoP beside Bearer), each naming the metadata.
+    const meta = `resource_metadata="${prmUrl("/fhir")}"`;
+    assert.ok(
+      r.challenge.startsWith('Bearer realm="edge-authorizer", error="invalid_token", error_description="') &&
+        r.challenge.includes(`", ${meta}, DPoP algs="`) &&
+        r.challenge.endsWith(`", ${meta}`),
+      r.challenge,
+    );
   });
 
   test("Basic challenges and /auth endpoints are unchanged (no resource_metadata)", async () => {
