@@ -203,12 +203,16 @@ pub async fn validate(
             format!("this client may not use the {grant} flow"),
         ));
     }
-    // RFC 8252 8.1: a native app's redirect (private-use scheme or loopback) can be caught by
-    // another app on the device, so only a PKCE-bound code may go there; the implicit flow
-    // (no PKCE possible) is refused for private-use schemes. (Loopback implicit stays, as
-    // Aidbox's tutorials use it, see README "Native apps".)
+    // RFC 8252 8.1: a native app's redirect (private-use scheme, or loopback on a port the app
+    // was given) can be caught by another app on the device, so only a PKCE-bound code may go
+    // there; the implicit flow (no PKCE possible) is refused for private-use schemes. A loopback
+    // redirect registered exactly, port included, is a web server on that machine as any other
+    // (a confidential web app in development, the Aidbox tutorial's): it is held to PKCE only as
+    // any client is (public, `pkce: true`). (Loopback implicit stays, as Aidbox's tutorials use
+    // it, see README "Native apps".)
+    let exact = candidates.iter().any(|c| *c == redirect_uri);
     let native = crate::model::client::is_private_use(&redirect_uri)
-        || crate::model::client::is_loopback(&redirect_uri);
+        || (crate::model::client::is_loopback(&redirect_uri) && !exact);
     if response_type == ResponseType::Token && crate::model::client::is_private_use(&redirect_uri) {
         return Err(refuse(
             "unsupported_response_type",

@@ -210,10 +210,12 @@ describe("attacks: repeated query parameters", () => {
     assert.equal(seen.url, q);
   });
 
+  // A SMART scope denial answers 403 insufficient_scope (RFC 6750 3.1, naming the scope that would
+  // allow the request); what matters here is the 403 and that the origin never sees it.
   for (const q of ["category=laboratory&category=social-history", "category=social-history&category=laboratory"]) {
     test(`system/Observation.rs?category=laboratory: GET /Observation?${q} -> 403, origin not reached`, async () => {
       const tok = await systemToken("system/Observation.rs?category=laboratory");
-      await assertRefused(await call(`/Observation?${q}`, tok), 403, "forbidden");
+      await assertRefused(await call(`/Observation?${q}`, tok), 403, "insufficient_scope");
     });
   }
 
@@ -231,15 +233,15 @@ describe("attacks: repeated query parameters", () => {
     "patient=pt-2&patient=Patient/pt-1",
   ]) {
     test(`patient/Observation.rs (patient pt-1): GET /Observation?${q} -> 403, origin not reached`, async () => {
-      await assertRefused(await call(`/Observation?${q}`, patientToken("launch patient/Observation.rs")), 403, "forbidden");
+      await assertRefused(await call(`/Observation?${q}`, patientToken("launch patient/Observation.rs")), 403, "insufficient_scope");
     });
   }
 
   test("patient/Observation.rs?category=laboratory: a second category beside laboratory (either order) -> 403", async () => {
     const tok = patientToken("launch patient/Observation.rs?category=laboratory");
     await assertForwarded(await call("/Observation?patient=pt-1&category=laboratory", tok));
-    await assertRefused(await call("/Observation?patient=pt-1&category=laboratory&category=x", tok), 403, "forbidden");
-    await assertRefused(await call("/Observation?patient=pt-1&category=x&category=laboratory", tok), 403, "forbidden");
+    await assertRefused(await call("/Observation?patient=pt-1&category=laboratory&category=x", tok), 403, "insufficient_scope");
+    await assertRefused(await call("/Observation?patient=pt-1&category=x&category=laboratory", tok), 403, "insufficient_scope");
   });
 });
 

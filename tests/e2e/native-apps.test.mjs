@@ -38,6 +38,7 @@ before(async () => {
   await put(w, "/Client/par-only", pub("com.example.par:/cb", { require_pushed_authorization_requests: true }));
   await put(w, "/Client/conf", { ...pub(CONF_CB), secret: "conf-secret" });
   await put(w, "/Client/conf-loop", { ...pub("http://127.0.0.1/cb"), secret: "loop-secret" });
+  await put(w, "/Client/conf-loop-port", { ...pub("http://127.0.0.1:6001/cb"), secret: "loop-secret" });
   await put(w, "/Client/native-imp", {
     grant_types: ["implicit"],
     first_party: true,
@@ -251,6 +252,17 @@ describe("attacks: native redirect matching", () => {
   test("loopback redirect of a confidential client without PKCE -> error redirect invalid_request", async () => {
     const used = "http://127.0.0.1:6000/cb";
     assertErrorRedirect(await w.fetch(`/auth/authorize?${q({ client_id: "conf-loop", redirect_uri: used })}`), used, "invalid_request");
+  });
+
+  test("positive control: a confidential client's loopback redirect registered with its port goes without PKCE (the seed tutorial's web app in development)", async () => {
+    const used = "http://127.0.0.1:6001/cb";
+    const { location } = await signIn(q({ client_id: "conf-loop-port", redirect_uri: used }));
+    const code = codeAt(location, used);
+    const res = await tokenPost(w, { grant_type: "authorization_code", code, redirect_uri: used }, { auth: basicAuth("conf-loop-port", "loop-secret") });
+    assert.equal(res.status, 200);
+    // The same client on another port (the any-port rule) is a native app's redirect: PKCE.
+    const other = "http://127.0.0.1:6002/cb";
+    assertErrorRedirect(await w.fetch(`/auth/authorize?${q({ client_id: "conf-loop-port", redirect_uri: other })}`), other, "invalid_request");
   });
 
   test("plain code_challenge_method on a private-use redirect -> invalid_request", async () => {
