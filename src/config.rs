@@ -127,6 +127,25 @@ pub const DEFAULT_FHIR_BASES: [&str; 2] = ["/fhir", ""];
 /// First path segments that belong to the server itself and can never be a FHIR base.
 const RESERVED_FIRST_SEGMENTS: [&str; 3] = ["auth", ".well-known", "app"];
 
+/// The segments of a `/`-rooted setting path (`/a/b` -> `a`, `b`): each non-empty, not `.` or
+/// `..`, of letters, digits, `-`, `_` and `.` only (so no query or fragment either); the reason
+/// otherwise. Shared by `FHIR_BASE_PATHS` and `PROTECTED_RESOURCES`.
+pub fn plain_segments(path: &str) -> Result<Vec<&str>, &'static str> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for seg in &segments {
+        if seg.is_empty() || *seg == "." || *seg == ".." {
+            return Err("has an empty, '.' or '..' segment");
+        }
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err("may hold only letters, digits, '-', '_' and '.' (no query or fragment)");
+        }
+    }
+    Ok(segments)
+}
+
 /// Reads `FHIR_BASE_PATHS`: `/`-rooted paths of plain segments (letters, digits, `-`, `_`,
 /// `.`), no `.`/`..`, not under `/auth`, `/.well-known` or `/app`, naming no admin type.
 pub fn fhir_bases(v: Option<String>) -> Result<Vec<String>, String> {
@@ -140,17 +159,9 @@ pub fn fhir_bases(v: Option<String>) -> Result<Vec<String>, String> {
             return bad("must start with /");
         }
         let base = raw.trim_end_matches('/');
-        let segments: Vec<&str> = base.split('/').skip(1).collect();
+        let segments =
+            plain_segments(base).map_err(|why| format!("FHIR_BASE_PATHS: {raw:?} {why}"))?;
         for seg in &segments {
-            if seg.is_empty() || *seg == "." || *seg == ".." {
-                return bad("has an empty, '.' or '..' segment");
-            }
-            if !seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
-                return bad("may hold only letters, digits, '-', '_' and '.'");
-            }
             if crate::model::is_server_type(seg) {
                 return bad("names a resource type of the admin API");
             }

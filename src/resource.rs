@@ -41,20 +41,10 @@ pub fn parse_setting(v: Option<String>) -> std::result::Result<Vec<String>, Stri
         if prefix.is_empty() {
             return bad("is the root, which is the issuer's resource already");
         }
-        let segments: Vec<&str> = prefix.split('/').skip(1).collect();
-        for seg in &segments {
-            if seg.is_empty() || *seg == "." || *seg == ".." {
-                return bad("has an empty, '.' or '..' segment");
-            }
-            if !seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
-                return bad(
-                    "may hold only letters, digits, '-', '_' and '.' (no query or fragment)",
-                );
-            }
-        }
+        let segments = match crate::config::plain_segments(prefix) {
+            Ok(s) => s,
+            Err(why) => return bad(why),
+        };
         if segments.first().is_some_and(|s| RESERVED.contains(s)) {
             return bad("is under /auth, /.well-known, /app or /console, which the server owns");
         }

@@ -684,6 +684,24 @@ pub async fn is_revoked(app: &App, jti: &str) -> Result<bool> {
 /// others, and successful sign-ins from one address in sequence are never throttled (at most
 /// `address_max` of them can be in flight at once). IPv6 addresses count per /64: one host
 /// usually holds a whole /64.
+/// A secret only this Worker knows, for keys it derives (HMAC): the signing key's private part,
+/// else `ADMIN_SECRET`; None when there is neither.
+pub fn worker_secret(app: &App) -> Option<Vec<u8>> {
+    Some(match &app.config.keys.signing {
+        Some(k) => match &k.private {
+            crate::platform::PrivateKey::Ed25519 { seed, .. } => seed.to_vec(),
+            crate::platform::PrivateKey::P256 { d, .. } => d.to_vec(),
+        },
+        None => app
+            .config
+            .admin_secret
+            .as_ref()?
+            .expose()
+            .as_bytes()
+            .to_vec(),
+    })
+}
+
 pub mod throttle {
     use super::hash;
     use crate::app::App;
@@ -1021,19 +1039,7 @@ pub mod throttle {
     /// (the signing key, else `ADMIN_SECRET`); None when there is neither.
     pub fn fingerprint(app: &App, account: &str, secret: &str) -> Option<String> {
         use hmac::{Hmac, Mac};
-        let key: Vec<u8> = match &app.config.keys.signing {
-            Some(k) => match &k.private {
-                crate::platform::PrivateKey::Ed25519 { seed, .. } => seed.to_vec(),
-                crate::platform::PrivateKey::P256 { d, .. } => d.to_vec(),
-            },
-            None => app
-                .config
-                .admin_secret
-                .as_ref()?
-                .expose()
-                .as_bytes()
-                .to_vec(),
-        };
+        let key = super::worker_secret(app)?;
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
         for part in ["throttle-fingerprint", account, secret] {
             mac.update(&(part.len() as u64).to_be_bytes());

@@ -323,19 +323,7 @@ pub async fn check(
 /// The key of the server nonce: an HMAC of a label under the signing key (else `ADMIN_SECRET`).
 fn nonce_key(app: &App) -> Option<Vec<u8>> {
     use hmac::{Hmac, Mac};
-    let secret: Vec<u8> = match &app.config.keys.signing {
-        Some(k) => match &k.private {
-            crate::platform::PrivateKey::Ed25519 { seed, .. } => seed.to_vec(),
-            crate::platform::PrivateKey::P256 { d, .. } => d.to_vec(),
-        },
-        None => app
-            .config
-            .admin_secret
-            .as_ref()?
-            .expose()
-            .as_bytes()
-            .to_vec(),
-    };
+    let secret = crate::state::worker_secret(app)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret).ok()?;
     mac.update(b"edge-authorizer dpop-nonce key");
     Some(mac.finalize().into_bytes().to_vec())
