@@ -166,3 +166,25 @@ test("PAR: dpop_jkt naming another key than the proof's is refused; a proof made
   const ok = await push({ code_challenge: challenge, dpop_jkt: key.thumbprint }, { dpop: proof(key, "POST", `${w.url}/auth/par`) });
   assert.equal(ok.status, 201, await ok.text());
 });
+
+test("CIMD: a client_id (or jwks_uri) on the Worker's own origin is refused before any fetch, so a nested client_id cannot make the Worker call itself", async () => {
+  const wc = await startWorker({ vars: { CLIENT_ID_METADATA_DOCUMENTS: "on", TEST_ONLY_CIMD_LOOPBACK: "on" } });
+  try {
+    // Each level's fetch of /auth/authorize would resolve the next client_id, and so on.
+    let id = `${wc.url}/cimd/leaf.json`;
+    for (let i = 0; i < 3; i++) id = `${wc.url}/auth/authorize?${new URLSearchParams({ client_id: id, response_type: "code" })}`;
+    const r = await wc.fetch(`/auth/authorize?${new URLSearchParams({ client_id: id, response_type: "code", redirect_uri: "https://x.example/cb" })}`);
+    const text = (await r.text()).replace(/<[^>]*>/g, " ");
+    assert.equal(r.status, 401, text);
+    assert.match(text, /own origin/, text);
+    assert.doesNotMatch(text, /answered/, `the Worker fetched itself: ${text}`);
+    // The same at the PAR endpoint (client authentication by client_id alone).
+    const par = await wc.fetch("/auth/par", { method: "POST", headers: FORM, body: form({ client_id: `${wc.url}/cimd/x.json`, response_type: "code" }) });
+    const body = await json(par);
+    assert.equal(par.status, 401, JSON.stringify(body));
+    assert.equal(body.error, "invalid_client");
+    assert.match(body.error_description, /own origin/);
+  } finally {
+    await wc.dispose();
+  }
+});
