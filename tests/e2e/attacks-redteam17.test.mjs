@@ -5,8 +5,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
-import { startWorker, json, FORM, form } from "./harness.mjs";
-import { forge, nowSecs, put, pkce, cookies, interaction, postLogin, authorizeQuery, tokenPost } from "./attacks-lib.mjs";
+import { startWorker, startOrigin, basicAuth, json, FORM, form } from "./harness.mjs";
+import { forge, nowSecs, put, pkce, interaction, postLogin, authorizeQuery, tokenPost, rawHttp } from "./attacks-lib.mjs";
 
 const SPA_CB = "https://spa.example/cb";
 const LOOP_CB = "http://127.0.0.1/callback";
@@ -186,5 +186,33 @@ test("CIMD: a client_id (or jwks_uri) on the Worker's own origin is refused befo
     assert.match(body.error_description, /own origin/);
   } finally {
     await wc.dispose();
+  }
+});
+
+test("a token minted for the /mcp resource never reaches the origin outside /mcp, whatever the path's spelling (RFC 8707)", async () => {
+  const origin = await startOrigin();
+  const wr = await startWorker({ originUrl: origin.url, vars: { PROTECTED_RESOURCES: "/mcp,/fhir" } });
+  try {
+    await put(wr, "/Client/bot", { secret: "b1", grant_types: ["client_credentials"] });
+    await put(wr, "/AccessPolicy/bot", { engine: "allow", link: [{ id: "bot", resourceType: "Client" }] });
+    const r = await tokenPost(wr, { grant_type: "client_credentials", resource: `${wr.url}/mcp` }, { auth: basicAuth("bot", "b1") });
+    const token = (await json(r)).access_token;
+    assert.ok(token);
+    const get = async (path) => {
+      origin.requests.length = 0;
+      const res = await rawHttp(wr.url, { method: "GET", path, headers: [`authorization: Bearer ${token}`] });
+      return { status: res.status, reached: origin.requests.map((q) => q.url) };
+    };
+    for (const path of ["/fhir/Patient", "/Patient", "/mcp/../fhir/Patient", "/mcp/%2e%2e/fhir/Patient", "/mcp/.%2e/Patient", "/mcp/..%2ffhir/Patient", "/mcp%2f../fhir/Patient", "/MCP/x", "/mcpx", "//mcp/x", "/mcp;/../fhir/Patient", "/mcp\\..\\fhir"]) {
+      const { status, reached } = await get(path);
+      assert.ok([400, 401].includes(status), `${path}: ${status}`);
+      assert.deepEqual(reached, [], `${path} reached the origin`);
+    }
+    // Controls: under /mcp it passes; a dot segment resolving inside /mcp stays inside it.
+    assert.deepEqual(await get("/mcp/x"), { status: 200, reached: ["/mcp/x"] });
+    assert.deepEqual(await get("/mcp//../fhir/Patient"), { status: 200, reached: ["/mcp/fhir/Patient"] });
+  } finally {
+    await wr.dispose();
+    await origin.dispose();
   }
 });
