@@ -216,3 +216,28 @@ test("a token minted for the /mcp resource never reaches the origin outside /mcp
     await origin.dispose();
   }
 });
+
+test("PAR with DPOP_NONCE=on: a proof without a nonce is a 400 use_dpop_nonce with a DPoP-Nonce to retry with, and the retry binds the request", async () => {
+  const wn = await startWorker({ vars: { DPOP_NONCE: "on" } });
+  try {
+    await put(wn, "/Client/spa", { grant_types: ["authorization_code"], first_party: true, scope: ["openid"], auth: { authorization_code: { redirect_uri: SPA_CB } } });
+    const key = dpopKey();
+    const { challenge } = pkce();
+    const send = (dpop) => wn.fetch("/auth/par", {
+      method: "POST",
+      headers: { ...FORM, dpop },
+      body: form({ client_id: "spa", response_type: "code", redirect_uri: SPA_CB, scope: "openid", code_challenge: challenge }),
+    });
+    const first = await send(proof(key, "POST", `${wn.url}/auth/par`));
+    const err = await json(first);
+    assert.equal(first.status, 400, JSON.stringify(err));
+    assert.equal(err.error, "use_dpop_nonce");
+    const nonce = first.headers.get("dpop-nonce");
+    assert.ok(nonce, "no DPoP-Nonce");
+    const withNonce = forge({ typ: "dpop+jwt", alg: "ES256", jwk: key.jwk }, { jti: randomUUID(), htm: "POST", htu: `${wn.url}/auth/par`, iat: nowSecs(), nonce }, { es256: key.privateKey });
+    const retry = await send(withNonce);
+    assert.equal(retry.status, 201, await retry.text());
+  } finally {
+    await wn.dispose();
+  }
+});
