@@ -219,6 +219,25 @@ pub async fn validate(
             "a private-use scheme redirect takes the code flow with PKCE (RFC 8252 8.1)".into(),
         ));
     }
+    // RFC 9449 5.2 / 10: the implicit flow's token cannot be bound to a key (no token request,
+    // no proof), so a client registered for DPoP-bound tokens, or a request naming a key
+    // (`dpop_jkt`), never gets one there: it would be a plain bearer token.
+    if response_type == ResponseType::Token {
+        if super::dpop::required_by(&client) {
+            return Err(refuse(
+                "unsupported_response_type",
+                "this client's tokens are DPoP-bound (dpop_bound_access_tokens): use the code \
+                 flow"
+                    .into(),
+            ));
+        }
+        if p.contains_key("dpop_jkt") {
+            return Err(refuse(
+                "invalid_request",
+                "dpop_jkt needs the code flow: an implicit token cannot be bound to a key".into(),
+            ));
+        }
+    }
     let grant_type = match response_type {
         ResponseType::Code => GrantType::AuthorizationCode,
         ResponseType::Token => GrantType::Implicit,

@@ -433,9 +433,23 @@ pub async fn resolve(app: &App, url: &str, loopback: bool) -> Result<Client> {
 /// ([`crate::authn::load_client`]).
 pub async fn load_client(app: &App, req: Option<&Request>, id: &str) -> Result<Option<Client>> {
     if app.config.registration.metadata_documents && is_url_client_id(id) {
+        if req.is_some_and(|r| on_own_origin(app, r, id)) {
+            return Err(refused(
+                "client_id is on this server's own origin, which serves no \
+                 client documents (a fetch of it would call this Worker again)",
+            ));
+        }
         return resolve(app, id, loopback_ok(app, req)).await.map(Some);
     }
     crate::authn::load_client(app, id).await
+}
+
+/// Is `url` on this Worker's own origin (the issuer's)? Never fetched for a client: our pages
+/// are no client documents, and a nested `client_id` would make the Worker fetch itself again
+/// and again.
+fn on_own_origin(app: &App, req: &Request, url: &str) -> bool {
+    let own = crate::cors::origin_of(&app.issuer(req));
+    own.is_some() && crate::cors::origin_of(url) == own
 }
 
 /// The keys at a self-registered client's `jwks_uri`, fetched as its document is (no
@@ -450,6 +464,11 @@ pub async fn jwks_keys(app: &App, req: &Request, url: &str, refresh: bool) -> Re
         }
     }
     let bad = |why: String| Error::InvalidClient(format!("client jwks_uri: {why}"));
+    if on_own_origin(app, req, url) {
+        return Err(bad(
+            "is on this server's own origin, which serves no client keys".into(),
+        ));
+    }
     check_url(app, url, loopback_ok(app, Some(req))).map_err(bad)?;
     let got = app
         .platform

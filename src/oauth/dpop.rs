@@ -372,6 +372,8 @@ fn request_url(req: &Request) -> Option<String> {
 /// (the token endpoint at [`Place::Token`]), and the URL the request itself came to.
 fn expected_urls(app: &App, req: &Request, place: Place) -> Vec<String> {
     let path = match place {
+        // The PAR endpoint takes proofs too (RFC 9449 10.1), for its own URL.
+        Place::Token if req.uri().path().ends_with("/auth/par") => "/auth/par",
         Place::Token => "/auth/token",
         Place::Api => req.uri().path(),
     };

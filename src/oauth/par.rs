@@ -96,6 +96,23 @@ pub async fn handle(app: &App, req: &Request) -> Result<Response> {
         .filter(|(k, _)| !AUTH_PARAMS.contains(&k.as_str()))
         .collect();
     pushed.insert("client_id".into(), client.id.clone());
+    // RFC 9449 10.1: a DPoP proof sent with the pushed request binds the code to its key, as
+    // `dpop_jkt` does; both given, they must name the same key.
+    if let Some(proof) =
+        super::dpop::verify_request(app, req, super::dpop::Place::Token, None, None).await?
+    {
+        match pushed.get("dpop_jkt") {
+            Some(j) if *j != proof.jkt => {
+                return Err(super::dpop::refuse(
+                    super::dpop::Place::Token,
+                    "dpop_jkt is not the thumbprint of the DPoP proof's key",
+                ))
+            }
+            _ => {
+                pushed.insert("dpop_jkt".into(), proof.jkt);
+            }
+        }
+    }
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pushed.iter())
         .finish();
