@@ -1,4 +1,5 @@
-//! OIDC Core 5.3: the UserInfo endpoint. A bearer access token of ours with scope `openid`.
+//! OIDC Core 5.3: the UserInfo endpoint. An access token of ours with scope `openid`, as a bearer
+//! token or DPoP-bound with its proof.
 
 use super::{has_scope, id_token::user_claims};
 use crate::app::App;
@@ -8,8 +9,13 @@ use crate::http_util::{json_response, no_store, Request, Response};
 use serde_json::Value;
 
 pub async fn handle(app: &App, req: &Request) -> Result<Response> {
+    // A bearer token (RFC 6750), or a DPoP-bound one with its proof (RFC 9449 7): the proof is
+    // checked by `authenticate` as on the protected API, for this URL.
+    let scheme = |h: &str, s: &str| {
+        h.len() > s.len() && h.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s))
+    };
     if !crate::http_util::header(req, "authorization")
-        .is_some_and(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer "))
+        .is_some_and(|h| scheme(h, "bearer ") || scheme(h, "dpop "))
     {
         return Err(Error::MissingCredentials);
     }

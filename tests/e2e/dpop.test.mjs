@@ -71,7 +71,7 @@ before(async () => {
   wn = await startWorker({ originUrl: origin.url, vars: { DPOP_NONCE: "on" } });
   for (const wk of [w, wn]) {
     const refresh = { password: { refresh_token: true } };
-    await put(wk, "/Client/app", { secret: "s", grant_types: ["password"], scope: ["read"], auth: refresh });
+    await put(wk, "/Client/app", { secret: "s", grant_types: ["password"], scope: ["read", "openid"], auth: refresh });
     await put(wk, "/Client/pub", { grant_types: ["password"], scope: ["read"], auth: refresh });
     await put(wk, "/Client/bound", { secret: "s", grant_types: ["password"], scope: ["read"], dpop_bound_access_tokens: true });
     await put(wk, "/User/john", { email: "john@example.com", password: "pass123" });
@@ -116,6 +116,26 @@ test("happy path: a DPoP-bound token (cnf.jkt, token_type DPoP) calls the API wi
   const b2 = await json(r2);
   assert.equal(r2.status, 200, JSON.stringify(b2));
   assert.equal(b2.token_type, "DPoP");
+});
+
+test("OIDC userinfo takes a DPoP-bound token with the DPoP scheme and a proof for /auth/userinfo; as Bearer or without a proof it is refused", async () => {
+  const key = dpopKey();
+  const t = await boundToken(key, { scope: "openid" });
+  const url = `${w.url}/auth/userinfo`;
+  const call = (authorization, dpop) => w.fetch("/auth/userinfo", { headers: dpop ? { authorization, dpop } : { authorization } });
+  const ok = await call(`DPoP ${t.access_token}`, proof(key, "GET", url, { token: t.access_token }));
+  const claims = await json(ok);
+  assert.equal(ok.status, 200, JSON.stringify(claims));
+  assert.equal(claims.sub, "john");
+  const bearer = await call(`Bearer ${t.access_token}`);
+  await bearer.arrayBuffer();
+  assert.equal(bearer.status, 401);
+  const noProof = await call(`DPoP ${t.access_token}`);
+  await noProof.arrayBuffer();
+  assert.equal(noProof.status, 401);
+  const otherKey = await call(`DPoP ${t.access_token}`, proof(dpopKey(), "GET", url, { token: t.access_token }));
+  await otherKey.arrayBuffer();
+  assert.equal(otherKey.status, 401);
 });
 
 test("without a proof the token is a plain Bearer token, as before", async () => {
