@@ -210,7 +210,7 @@ pub async fn validate(
     // (a confidential web app in development, the Aidbox tutorial's): it is held to PKCE only as
     // any client is (public, `pkce: true`). (Loopback implicit stays, as Aidbox's tutorials use
     // it, see README "Native apps".)
-    let exact = candidates.iter().any(|c| *c == redirect_uri);
+    let exact = candidates.contains(&redirect_uri);
     let native = crate::model::client::is_private_use(&redirect_uri)
         || (crate::model::client::is_loopback(&redirect_uri) && !exact);
     if response_type == ResponseType::Token && crate::model::client::is_private_use(&redirect_uri) {
