@@ -9,6 +9,16 @@ import { form, FORM, json } from "./harness.mjs";
 export const b64url = (data) => Buffer.from(data).toString("base64url");
 export const nowSecs = () => Math.floor(Date.now() / 1000);
 
+/** A DPoP key pair (RFC 9449): ES256, its public JWK and RFC 7638 thumbprint (`cnf.jkt`). */
+export function dpopKey() {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const jwk = publicKey.export({ format: "jwk" });
+  const thumbprint = createHash("sha256")
+    .update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
+    .digest("base64url");
+  return { privateKey, jwk, thumbprint };
+}
+
 /** A JWK-shaped private Ed25519 key that is not the Worker's. */
 export function otherEd25519Jwk() {
   const { privateKey } = generateKeyPairSync("ed25519");

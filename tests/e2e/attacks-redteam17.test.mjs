@@ -4,22 +4,14 @@
 //   node --test --test-concurrency=1 tests/e2e/attacks-redteam17.test.mjs   (after the Worker build)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { startWorker, startOrigin, basicAuth, json, FORM, form } from "./harness.mjs";
-import { forge, nowSecs, put, pkce, interaction, postLogin, authorizeQuery, tokenPost, rawHttp } from "./attacks-lib.mjs";
+import { dpopKey, forge, nowSecs, put, pkce, interaction, postLogin, authorizeQuery, tokenPost, rawHttp } from "./attacks-lib.mjs";
 
 const SPA_CB = "https://spa.example/cb";
 const LOOP_CB = "http://127.0.0.1/callback";
 let w;
 
-function dpopKey() {
-  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const jwk = publicKey.export({ format: "jwk" });
-  const thumbprint = createHash("sha256")
-    .update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
-    .digest("base64url");
-  return { privateKey, jwk, thumbprint };
-}
 const proof = (key, method, url) =>
   forge({ typ: "dpop+jwt", alg: "ES256", jwk: key.jwk }, { jti: randomUUID(), htm: method, htu: url, iat: nowSecs() }, { es256: key.privateKey });
 

@@ -5,20 +5,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
 import { startWorker, startOrigin, basicAuth, decodeJwt, json } from "./harness.mjs";
-import { assertError, forge, nowSecs, put, rawHttp, tokenPost } from "./attacks-lib.mjs";
+import { assertError, dpopKey, forge, nowSecs, put, rawHttp, tokenPost } from "./attacks-lib.mjs";
 
 let w, wn, origin;
 const APP = basicAuth("app", "s");
 
-/** A DPoP key pair: ES256 by default. */
-function dpopKey() {
-  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const jwk = publicKey.export({ format: "jwk" });
-  const thumbprint = createHash("sha256")
-    .update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
-    .digest("base64url");
-  return { privateKey, jwk, thumbprint };
-}
 const ath = (token) => createHash("sha256").update(token).digest("base64url");
 
 /** A proof for `method url` (an access token adds `ath`); `header`/`claims` override members. */
