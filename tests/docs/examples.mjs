@@ -176,6 +176,7 @@ const CURL_EXIT = {
   3: "bad URL (an unset variable, such as $B?)",
   6: "could not resolve the host",
   7: "could not connect",
+  22: "an HTTP error with --fail",
   28: "timed out",
   52: "empty reply",
   56: "connection reset",
