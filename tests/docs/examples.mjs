@@ -212,7 +212,7 @@ ${rewrites}
     args+=("$a")
   done
   f=$(mktemp "$DOCS_TMP/call.XXXXXX")
-  command curl --max-time 30 --no-progress-meter "\${args[@]}" --write-out "$w%{stderr}\\n@@DOCS-CALL@@ %{http_code}\\n" \\
+  command curl -q --max-time 30 --no-progress-meter "\${args[@]}" --write-out "$w%{stderr}\\n@@DOCS-CALL@@ %{http_code}\\n" \\
     >"$f.out" 2>"$f.err" || rc=$?
   cat "$f.out"
   grep -v '^@@DOCS-CALL@@ ' "$f.err" | sed '\${/^$/d}' >&2 || true
@@ -358,6 +358,12 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
     if (run.code !== 0 || run.timedOut) {
       const err = /@@DOCS-ERR@@ (\d+) (\d+)/.exec(run.stderr);
       const where = err ? `${page}:${docLine(Number(err[2]))}` : page;
+      // Expectations after the command that stopped the page are not reported one by one (the
+      // stop is the failure); those before it are.
+      const stopAt = err ? windowOf(docLine(Number(err[2])))[0] : 0;
+      for (; j < expectations.length && expectations[j].line < stopAt; j++) {
+        failures.push(`${page}:${expectations[j].line}: "${expectations[j].text}" has no curl call (none ran on that command)`);
+      }
       const stderr = run.stderr.replace(/^@@DOCS-ERR@@.*\n?/gm, "").trim();
       const why = run.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exit status ${err ? err[1] : run.code}`;
       failures.push(
@@ -365,7 +371,6 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
           (stderr ? `\n  stderr:\n${indentText(tail(stderr, 2000))}` : "") +
           (run.stdout.trim() ? `\n  stdout (end):\n${indentText(tail(run.stdout.trim(), 600))}` : ""),
       );
-      // Expectations after the stop are not reported one by one: the stop is the failure.
     } else {
       for (; j < expectations.length; j++) {
         failures.push(`${page}:${expectations[j].line}: "${expectations[j].text}" has no curl call (none ran on that command)`);

@@ -19,10 +19,10 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Writes a page (lines joined) and runs it; the page is named `name`.md in the tmp dir. */
-async function run(name, lines) {
+async function run(name, lines, options = {}) {
   const file = path.join(dir, `${name}.md`);
   writeFileSync(file, lines.join("\n") + "\n");
-  return runPage(file, { root: dir });
+  return runPage(file, { root: dir, ...options });
 }
 
 describe("docs runner: a correct page passes", () => {
@@ -113,12 +113,23 @@ describe("docs runner: each kind of mistake fails with page:line and what is wro
       fence,
       "",
       `${fence}sh`,
+      "echo before   # => 200",
       "ls /no/such/dir-for-docs-test",
       "curl -s http://127.0.0.1:8787/Patient   # => 401",
       fence,
     ]);
+    assert.equal(r.failures.length, 2, r.failures.join("\n"));
+    assert.match(r.failures[0], /^fails\.md:6: "echo before {3}# => 200" has no curl call/);
+    assert.match(r.failures[1], /^fails\.md:7: the page's shell stopped \(exit status 2\)\n {2}stderr:\n.*No such file or directory/s);
+    assert.equal(r.checked, 1);
+  });
+
+  test("a page that hangs is stopped at the time limit", TEST, async () => {
+    const t0 = Date.now();
+    const r = await run("hangs", [`${fence}sh`, "curl -s http://127.0.0.1:8787/Patient   # => 401", "sleep 30", fence], { timeoutMs: 2000 });
+    assert.ok(Date.now() - t0 < 20_000, "the page was not stopped");
     assert.equal(r.failures.length, 1, r.failures.join("\n"));
-    assert.match(r.failures[0], /^fails\.md:6: the page's shell stopped \(exit status 2\)\n {2}stderr:\n.*No such file or directory/s);
+    assert.match(r.failures[0], /^hangs\.md: the page's shell stopped \(timed out after 2 s\)/);
     assert.equal(r.checked, 1);
   });
 
