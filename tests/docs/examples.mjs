@@ -305,7 +305,7 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
       HOME: process.env.HOME ?? tmp,
       LANG: process.env.LANG ?? "C.UTF-8",
       TERM: "dumb",
-      ADMIN_SECRET: adminSecret,
+      ADMIN_SECRET: worker.adminSecret ?? adminSecret,
       DOCS_BASE: worker.url,
       DOCS_TMP: tmp,
       DOCS_CALLS: callsFile,
