@@ -2,6 +2,7 @@
 #
 #   make dev        install what is missing, build what changed, run `wrangler dev` on 127.0.0.1:$(PORT)
 #   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
+#   make test-docs  the `sh` examples of README.md and docs/*.md, run against the built Worker (part of make test)
 #   make conformance  build, then the official MCP conformance runner (authorization server) in workerd
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes);
 #                   each is skipped when nothing it is built from changed (BUILD_FORCE=1 rebuilds)
@@ -32,7 +33,7 @@ WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
 .PHONY: help dev test build size bench scale bootstrap deploy clean soak fuzz \
-        fmt-check clippy test-native test-model dry-run test-e2e test-browser \
+        fmt-check clippy test-native test-model dry-run test-e2e test-docs test-browser \
         conformance test-conformance
 
 help:
@@ -70,7 +71,7 @@ deploy: build
 	$(WRANGLER) deploy
 
 # --- make test: each step stops the run on failure ----------------------------------------------
-test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-browser test-conformance
+test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-docs test-browser test-conformance
 	$(call section,all checks passed)
 
 fmt-check:
@@ -103,6 +104,15 @@ test-e2e:
 	$(call section,end-to-end tests (node --test tests/e2e/ tests/aidbox/))
 	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
 	node --test --test-concurrency=1 tests/e2e/*.test.mjs tests/aidbox/*.test.mjs
+
+# The shell examples of the docs (README.md, docs/*.md), each page's `sh` blocks in one bash
+# against a fresh built Worker; `# => NNN` after each curl call is its expected status
+# (tests/docs/examples.mjs has the convention; `node tests/docs/examples.mjs PAGE.md` runs one page).
+test-docs:
+	$(call section,docs examples (node --test tests/docs/))
+	@test -f build/index.js || { echo "build/index.js missing: run 'make build'"; exit 1; }
+	@command -v jq >/dev/null || { echo "jq missing (the docs examples use it): apt-get install -y jq, or make bootstrap"; exit 1; }
+	node --test --test-concurrency=1 tests/docs/*.test.mjs
 
 test-browser:
 	$(call section,browser tests (node --test tests/browser/))
