@@ -16,7 +16,8 @@
 //   the last line of the command that makes the call, or alone on the line after it. Calls and
 //   expectations are paired in order; a call without one, or one without a call, fails.
 //
-//   node tests/docs/examples.mjs [page.md ...]   (default: README.md docs/*.md; after make build)
+//   node tests/docs/examples.mjs [page.md ...]   (default: README.md docs/*.md; after make build;
+//                                                 DOCS_OUTPUT=1 also prints what the page printed)
 //   node --test tests/docs/                      (the same, one test per page, plus self-tests)
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -277,6 +278,8 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
     };
     const run = await runBash(path.join(tmp, "page.sh"), { env, cwd: work, timeoutMs });
     const docLine = (scriptLine) => lineMap[scriptLine] ?? 0;
+    result.stdout = run.stdout;
+    result.stderr = run.stderr;
 
     const calls = readFileSync(callsFile, "utf8")
       .split("\n")
@@ -379,6 +382,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     const state = r.failures.length ? "FAIL" : "ok";
     console.log(`${state} ${r.page}: ${r.blocksRun} blocks run, ${r.checked}/${r.calls} calls checked, ${r.notRun.length} not run (${Date.now() - t0} ms)`);
     for (const f of r.failures) console.log("  " + f.replaceAll("\n", "\n  "));
+    if (process.env.DOCS_OUTPUT && r.stdout !== undefined) console.log(`--- output of ${r.page}:\n${r.stdout}---`);
   }
   console.log(summarize(results));
   process.exitCode = results.some((r) => r.failures.length) ? 1 : 0;
