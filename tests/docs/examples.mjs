@@ -161,13 +161,37 @@ export function commandSpans(blocks) {
   return spans;
 }
 
+/** Commands the docs test never runs (see the prelude). */
+const GUARDED = ["make", "git", "npx", "npm", "wrangler", "cargo", "xdg-open", "open"];
+/** curl options whose next argument is a value (so an http(s) URL there is not fetched). */
+const VALUE_OPTIONS = [
+  "-d", "--data", "--data-raw", "--data-binary", "--data-urlencode", "--json", "-H", "--header",
+  "-e", "--referer", "-F", "--form", "--form-string", "-x", "--proxy", "-u", "--user", "-o",
+  "--output", "-A", "--user-agent", "-b", "--cookie", "-c", "--cookie-jar", "-D", "--dump-header",
+  "-X", "--request",
+];
+/** What curl's exit status means, for the ones a page is likely to hit. */
+const CURL_EXIT = {
+  3: "bad URL (an unset variable, such as $B?)",
+  6: "could not resolve the host",
+  7: "could not connect",
+  28: "timed out",
+  52: "empty reply",
+  56: "connection reset",
+};
+
 /** The bash functions every page runs with (sourced before its blocks). */
 function prelude() {
   const rewrites = DOC_ORIGINS.map((o) => `    a=\${a//${o.replaceAll("/", "\\/")}/$DOCS_BASE}`).join("\n");
   return `# docs-test prelude: curl records each call's status and line; failures say where.
 trap 'echo "@@DOCS-ERR@@ $? $LINENO" >&2' ERR
+# Commands a page must not run for real here (they build, deploy, clone, start servers or open a
+# browser): the block that has them needs \`<!-- not run: <reason> -->\`.
+for c in ${GUARDED.join(" ")}; do
+  eval "$c() { echo \\"docs-test: '$c' does not run in the docs test: mark its block <!-- not run: <reason> -->\\" >&2; return 97; }"
+done
 curl() {
-  local line=\${BASH_LINENO[0]} a w="" want_w=0 rc=0 f
+  local line=\${BASH_LINENO[0]} a w="" want_w=0 rc=0 f prev=""
   local args=()
   for a in "$@"; do
     if ((want_w)); then w=$a; want_w=0; continue; fi
@@ -176,6 +200,13 @@ curl() {
       -w?*) w=\${a#-w}; continue ;;
     esac
 ${rewrites}
+    # A URL to fetch (not an option's value) must be the Worker's: the test reaches nothing else.
+    if [[ $a =~ ^https?:// && ! $prev =~ ^(${VALUE_OPTIONS.join("|")})$ && $a != "$DOCS_BASE" &&
+      $a != "$DOCS_BASE"/* && $a != "$DOCS_BASE"[?#]* ]]; then
+      echo "docs-test: curl $a: the docs test reaches only http://127.0.0.1:8787 (\\$B); mark the block <!-- not run: <reason> --> for other hosts" >&2
+      return 97
+    fi
+    prev=$a
     args+=("$a")
   done
   f=$(mktemp "$DOCS_TMP/call.XXXXXX")
@@ -235,7 +266,8 @@ function runBash(script, { env, cwd, timeoutMs }) {
  * Returns { page, blocksRun, notRun: [{line, reason}], calls, checked, failures: [string] }.
  */
 export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE_TIMEOUT_MS } = {}) {
-  const page = path.relative(root, file) || file;
+  const rel = path.relative(root, file);
+  const page = rel && !rel.startsWith("..") ? rel : file;
   const text = readFileSync(file, "utf8");
   const { blocks, expectations, vars, errors } = parsePage(text);
   const failures = errors.map((e) => `${page}:${e.line}: ${e.message}`);
@@ -309,7 +341,7 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
       const e = expectations[j];
       if (!e || e.line > hi) {
         failures.push(
-          `${page}:${call.line}: curl call (status ${call.status}) has no "# => NNN" on its last line or the line after it\n` +
+          `${page}:${call.line}: curl call (status ${statusText(call)}) has no "# => NNN" on its last line or the line after it\n` +
             `  response: ${bodyExcerpt(call.out)}`,
         );
         continue;
@@ -317,7 +349,7 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
       j++;
       result.checked++;
       if (e.status !== call.status) {
-        failures.push(`${page}:${e.line}: expected ${e.status}, got ${call.status}\n  response: ${bodyExcerpt(call.out)}`);
+        failures.push(`${page}:${e.line}: expected ${e.status}, got ${statusText(call)}\n  response: ${bodyExcerpt(call.out)}`);
       }
     }
 
@@ -342,6 +374,13 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
     rmSync(tmp, { recursive: true, force: true });
   }
   return result;
+}
+
+/** A call's status for messages: "401", or "000 (no HTTP answer: curl exit 6, could not resolve the host)". */
+function statusText(call) {
+  if (call.rc === 0 && call.status !== 0) return String(call.status);
+  const why = CURL_EXIT[call.rc] ? `, ${CURL_EXIT[call.rc]}` : "";
+  return call.status === 0 ? `000 (no HTTP answer: curl exit ${call.rc}${why})` : `${call.status} (curl exit ${call.rc}${why})`;
 }
 
 function tail(s, n) {

@@ -133,6 +133,32 @@ describe("docs runner: each kind of mistake fails with page:line and what is wro
     assert.match(r.failures[0], /^pipe\.md:2: the page's shell stopped \(exit status 1\)/);
   });
 
+  test("a URL of another host, and `make` in a runnable block, stop the page with what to do", TEST, async () => {
+    const other = await run("otherhost", [
+      `${fence}sh`,
+      "curl -s -X PUT -u root:$ADMIN_SECRET http://127.0.0.1:8787/Client/x -H 'content-type: application/json' \\",
+      "  -d '{\"grant_types\":[\"authorization_code\"],\"auth\":{\"authorization_code\":{\"redirect_uri\":\"https://app.example/cb\"}}}'",
+      "# => 201 a URL as an option's value is data, not fetched",
+      "curl -s -e https://app.example/page http://127.0.0.1:8787/.well-known/jwks.json   # => 200 a Referer is a value too",
+      "curl -s https://auth.example.com/auth/register   # => 201",
+      fence,
+    ]);
+    assert.equal(other.failures.length, 1, other.failures.join("\n"));
+    assert.match(other.failures[0], /^otherhost\.md:6: the page's shell stopped \(exit status 97\)\n.*curl https:\/\/auth\.example\.com\/auth\/register: the docs test reaches only http:\/\/127\.0\.0\.1:8787/s);
+    assert.equal(other.checked, 2);
+
+    const make = await run("make", [`${fence}sh`, "make dev", fence]);
+    assert.equal(make.failures.length, 1, make.failures.join("\n"));
+    assert.match(make.failures[0], /^make\.md:2: the page's shell stopped \(exit status 97\)\n.*'make' does not run in the docs test: mark its block <!-- not run: <reason> -->/s);
+  });
+
+  test("a call that gets no HTTP answer says why (an unset $B)", TEST, async () => {
+    const r = await run("unset", [`${fence}sh`, "curl -s $B/Patient   # => 401", fence]);
+    assert.equal(r.failures.length, 2, r.failures.join("\n"));
+    assert.match(r.failures[0], /^unset\.md:2: expected 401, got 000 \(no HTTP answer: curl exit 3, bad URL \(an unset variable, such as \$B\?\)\)/);
+    assert.match(r.failures[1], /^unset\.md:2: the page's shell stopped \(exit status 3\)/);
+  });
+
   test("`<!-- not run -->` without a reason, and one not right before a fence", TEST, async () => {
     const r = await run("noreason", [
       "<!-- not run -->",
