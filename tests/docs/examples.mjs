@@ -44,7 +44,7 @@ export function findPages(root = ROOT) {
 
 const FENCE = /^( {0,3})(`{3,}|~{3,})(.*)$/;
 const NOT_RUN = /^\s*<!--\s*not run\b(.*?)-->\s*$/;
-const VARS = /<!--\s*docs-test:\s*vars\b(.*?)-->/g;
+const VARS = /^\s*<!--\s*docs-test:\s*vars\b(.*?)-->\s*$/;
 const EXPECT_MARK = /(?:^|\s)#\s*=>/;
 const EXPECT = /(?:^|\s)#\s*=>\s*(\d{3})(?!\d)/;
 
@@ -60,16 +60,7 @@ export function parsePage(text) {
   const vars = {};
   const usedNotRun = new Set();
 
-  for (const m of text.matchAll(VARS)) {
-    const line = text.slice(0, m.index).split("\n").length;
-    const spec = m[1].trim();
-    const re = /([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|'([^']*)'|(\S+))|(\S+)/g;
-    for (const v of spec.matchAll(re)) {
-      if (v[6] !== undefined) errors.push({ line, message: `docs-test vars: "${v[6]}" is not NAME=value` });
-      else vars[v[1]] = v[3] ?? v[4] ?? v[5];
-    }
-  }
-
+  const fenced = new Set(); // lines inside fenced blocks (fences included): never annotations
   for (let i = 0; i < lines.length; i++) {
     const open = FENCE.exec(lines[i]);
     if (!open) continue;
@@ -78,6 +69,7 @@ export function parsePage(text) {
     let end = i + 1;
     const close = new RegExp(`^ {0,3}${fence[0] === "`" ? "`" : "~"}{${fence.length},}\\s*$`);
     while (end < lines.length && !close.test(lines[end])) end++;
+    for (let k = i; k <= end; k++) fenced.add(k);
     if (info.trim() === "sh") {
       const prev = i > 0 ? NOT_RUN.exec(lines[i - 1]) : null;
       let notRun = null;
@@ -96,10 +88,19 @@ export function parsePage(text) {
   }
 
   lines.forEach((l, i) => {
+    if (fenced.has(i)) return;
     if (NOT_RUN.test(l) && !usedNotRun.has(i)) {
       errors.push({ line: i + 1, message: "`<!-- not run: ... -->` is not on the line right before a ```sh fence" });
     }
+    const v = VARS.exec(l);
+    if (!v) return;
+    const re = /([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|'([^']*)'|(\S+))|(\S+)/g;
+    for (const m of v[1].trim().matchAll(re)) {
+      if (m[6] !== undefined) errors.push({ line: i + 1, message: `docs-test vars: "${m[6]}" is not NAME=value` });
+      else vars[m[1]] = m[3] ?? m[4] ?? m[5];
+    }
   });
+  errors.sort((a, b) => a.line - b.line);
 
   const expectations = [];
   for (const b of blocks.filter((b) => b.notRun === null)) {

@@ -238,4 +238,22 @@ describe("docs runner: parsing", () => {
       { line: 1, message: 'docs-test vars: "oops" is not NAME=value' },
     ]);
   });
+
+  test("annotations shown in code blocks or inline code are not annotations", () => {
+    const p = parsePage(
+      [
+        "Write `<!-- docs-test: vars A=1 -->` on a line of its own, like this:",
+        "```text",
+        "<!-- docs-test: vars B=2 -->",
+        "<!-- not run: an example of the annotation -->",
+        "```",
+        "```sh",
+        "curl -s $B/x   # => 200",
+        "```",
+      ].join("\n"),
+    );
+    assert.deepEqual(p.vars, {});
+    assert.deepEqual(p.errors, []);
+    assert.deepEqual(p.blocks.map((b) => b.notRun), [null]);
+  });
 });
