@@ -81,7 +81,7 @@ cat <<MSG
   Discovery: $base/.well-known/openid-configuration
 
   Demo SPA ($base/app/): register its client, then sign in there (with a User and policy
-  as in the password-grant step of the README):
+  as in the password-grant step of docs/getting-started.md):
     curl -u root:\$ADMIN_SECRET -X PUT $base/Client/spa-demo -H 'content-type: application/json' \\
       -d '{"grant_types":["authorization_code"],"first_party":true,"auth":{"authorization_code":{"redirect_uri":"$base/app/","refresh_token":true}}}'
 

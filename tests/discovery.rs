@@ -115,7 +115,7 @@ fn status_with(t: &TestApp, tok: &str) -> u16 {
     }
 }
 
-/// Rotation as README describes it: the new key signs, the old one stays in PUBLISHED_KEYS until
+/// Rotation as docs/deploy.md describes it: the new key signs, the old one stays in PUBLISHED_KEYS until
 /// its tokens expire, then is dropped.
 #[test]
 fn keys_rotate_without_breaking_live_tokens() {

@@ -1,7 +1,7 @@
 //! Fuzz regressions on stable: every input kept in `fuzz/regressions/<target>/` (the seed corpus
 //! and each crash the fuzzers found) goes through the same property functions the cargo-fuzz
 //! targets call (`fuzz/src/lib.rs`), plus hand-written edge cases: deep nesting, huge inputs,
-//! invalid UTF-8, percent-encoding corners. See README, "Fuzzing".
+//! invalid UTF-8, percent-encoding corners. See docs/development.md, "Fuzzing".
 
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]

@@ -75,7 +75,7 @@ test("accesspolicy-best-practices.md: the present? corner case and its fix", asy
   };
   await admin(ctx.w, "PUT", "/AccessPolicy/as-patient-create-owned-observation", loose);
   // Difference: Aidbox lets this request through (the doc's point: a `.path` reference that finds
-  // nothing equals a missing value). Here a `.path` that finds nothing matches nothing (README,
+  // nothing equals a missing value). Here a `.path` that finds nothing matches nothing (docs/security.md,
   // Policy engines), so the loose policy already refuses it: fail closed.
   await assertRefused(ctx, await call(ctx, "/fhir/Observation", { method: "POST", auth: bearer(none), body: { status: "final" } }), "as written: both missing");
 

@@ -19,8 +19,8 @@ const drop = (id) => ctx.w.admin("DELETE", `/AccessPolicy/${id}`).then((r) => r.
 
 // accesspolicy-examples.md, "1. Policy that temporarily allows all requests": allow-all (global,
 // no link); "Request to test the policy": GET /fhir/Patient (no credentials).
-// Difference: a global policy never opens the admin API to anonymous callers (README "Coming
-// from Aidbox"): GET /User without credentials stays 401, where Aidbox's allow-all opens it.
+// Difference: a global policy never opens the admin API to anonymous callers (docs/coming-from-aidbox.md,
+// "Security defaults"): GET /User without credentials stays 401, where Aidbox's allow-all opens it.
 test("accesspolicy-examples.md #1: allow-all makes GET /fhir/Patient public, not the admin API", async () => {
   await admin(ctx.w, "PUT", "/AccessPolicy/allow-all", { id: "allow-all", resourceType: "AccessPolicy", engine: "allow" });
   try {
@@ -120,7 +120,7 @@ test("accesspolicy-examples.md #6: as-client-id-crud-patients-and-practitioners"
 
 // accesspolicy-examples.md, "7. Policy that allows an admin access to Aidbox UI to the admin
 // users": as-admin-allowed-access-to-aidbox-ui (global; user.data.groups $contains Aidbox-Admins).
-// As in Aidbox, the policy opens the admin API as well (README "Admin API": who may call it).
+// As in Aidbox, the policy opens the admin API as well (docs/reference.md "Admin API": who may call it).
 test("accesspolicy-examples.md #7: as-admin-allowed-access-to-aidbox-ui", async () => {
   await admin(ctx.w, "PUT", "/User/okta-admin", { password: "okta-admin-pass", data: { groups: ["Everyone", "Aidbox-Admins"] } });
   await admin(ctx.w, "PUT", "/User/okta-user", { password: "okta-user-pass", data: { groups: ["Everyone"] } });

@@ -1,6 +1,6 @@
 // Shared helpers of the Aidbox replay tests (tests/aidbox/*.test.mjs): each test file replays the
 // examples of one page of Aidbox's documentation (HealthSamurai/documentation) against the built
-// Worker in workerd. Aidbox's examples are YAML; the admin API takes JSON only (README "Admin
+// Worker in workerd. Aidbox's examples are YAML; the admin API takes JSON only (docs/reference.md "Admin
 // API"), so each resource is the doc's YAML turned into the same JSON, field for field.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";

@@ -31,7 +31,7 @@ test("resource-owner-grant.md: password grant with the Authorization header retu
   assert.equal(typeof body.expires_in, "number");
   assert.equal(body.userinfo?.id, "user", JSON.stringify(body));
   assert.equal(body.userinfo?.resourceType, "User");
-  // Difference: `userinfo` is cut to the granted scopes, as the ID token is (README "Token
+  // Difference: `userinfo` is cut to the granted scopes, as the ID token is (docs/reference.md "Token
   // endpoint"): the email comes with the `email` scope, not to every client that asks for a token.
   assert.equal(body.userinfo?.email, undefined);
   const withEmail = await token(
@@ -78,7 +78,7 @@ test("resource-owner-grant.md: auth.password.secret_required false", async () =>
 // is inactive"". Then "Unlock a user account" ({"inactive": false}) lets the user in again.
 // Difference: the description is the one of a wrong password ("invalid username or password"),
 // not "User is inactive": saying an account is locked tells whoever tries a leaked password
-// that the account exists and the password is right (README "Errors": one message, no account
+// that the account exists and the password is right (docs/reference.md "Errors": one message, no account
 // enumeration). Status and `error` are Aidbox's.
 test("prohibit-user-to-login.md: inactive: true blocks login with 400 invalid_grant, false unblocks", async () => {
   await admin(ctx.w, "PUT", "/User/my-user", { password: "my-user-password" });
@@ -101,7 +101,7 @@ test("prohibit-user-to-login.md: inactive: true blocks login with 400 invalid_gr
 // {email, password: '123456'}; the AccessPolicy allow-all linked to it; "Now user can use this
 // email & password to log-in".
 // Difference: the doc's response shows the stored hash (`password: $s0$...`); here hashes are
-// never returned (README "Admin API", Secrets), so the response carries no `password`.
+// never returned (docs/reference.md "Admin API", Secrets), so the response carries no `password`.
 test("creating-user-and-set-up-full-user-access.md: a User with email and password, allow-all for it", async () => {
   const created = await admin(ctx.w, "PUT", "/User/exampleuser", { email: "test@example.com", password: "123456" });
   assert.equal(created.email, "test@example.com");

@@ -101,8 +101,8 @@ test("smart-app-launch.md: the AccessPolicy, whose body id differs from the URL"
 // token_type Bearer, id_token, expires_in and patient.
 // The user is a patient user (`fhirUser` as Aidbox writes it), so the standalone launch needs no
 // picker. `aud` is our FHIR base (`<issuer>/fhir`, given as the client's fhir-base-url).
-// Difference: a client gets only the clinical scopes it is registered for (README "SMART on
-// FHIR", the scope ceiling); the doc's client lists none, so `scope` is added to it.
+// Difference: a client gets only the clinical scopes it is registered for (docs/smart-on-fhir.md,
+// "The scope ceiling"); the doc's client lists none, so `scope` is added to it.
 test("smart-app-launch.md: standalone launch, code flow with PKCE, token for the patient", async () => {
   const FHIR = `${ctx.w.url}/fhir`;
   const scope = "launch/patient openid fhirUser offline_access patient/*.read";

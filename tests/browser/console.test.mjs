@@ -1,6 +1,6 @@
 // Browser tests of issue 14's first slice: the admin console at /console/ in headless Chromium
 // against the built Worker. An administrator (a User linked to an AccessPolicy that allows the
-// admin API through the console client, README "Console") signs in with code + PKCE, creates a
+// admin API through the console client, docs/console.md) signs in with code + PKCE, creates a
 // Basic client through the form, links a policy to it, and a request with that client is then
 // allowed; an invalid field shows the server's message next to it; sign-out ends the session.
 // A user without such a policy is told they lack rights (403 from the API).
@@ -34,7 +34,7 @@ describe("browser: the admin console", () => {
     for (const [p, body] of [
       ["/User/ada", { email: "ada@example.com", password: ADMIN[1], name: { givenName: "Ada", familyName: "Admin" } }],
       ["/User/john", { email: "john@example.com", password: PLAIN[1] }],
-      // README "Console": the policy that makes ada an administrator (through the console only).
+      // docs/console.md "Signing in": the policy that makes ada an administrator (through the console only).
       ["/AccessPolicy/ada-admin", { engine: "matcho", matcho: { client: { id: "console" } }, link: [{ reference: "User/ada" }] }],
     ]) {
       const res = await w.admin("PUT", p, body);

@@ -327,7 +327,7 @@ describe("credentials exported from Aidbox", () => {
   });
 
   test("a Client secret hashed by Aidbox (SHA-256) authenticates once and is re-hashed", async () => {
-    // printf verysecret | sha256sum; written as `$sha256$<hex>` (README "Admin API").
+    // printf verysecret | sha256sum; written as `$sha256$<hex>` (docs/reference.md "Credentials exported from Aidbox").
     const h = "$sha256$36dd292533174299fb0c34665df468bb881756ca9eaf9757d0cfde38f9ededa1";
     await put(w, "/Client/migrated", { secret: h, grant_types: ["client_credentials"] });
     await assertError(await tokenPost(w, { grant_type: "client_credentials" }, { auth: basicAuth("migrated", h) }), 401, "invalid_client");

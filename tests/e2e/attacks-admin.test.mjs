@@ -3,8 +3,8 @@
 //
 // The built Worker in workerd over real HTTP, with a recording origin. Every refused request is
 // checked to have reached neither the origin nor the store; positive controls show that the
-// same tokens still reach FHIR resources and that root and the README's admin policy still
-// manage the admin API.
+// same tokens still reach FHIR resources and that root and the documented admin policy
+// (docs/reference.md, "Who may call it") still manage the admin API.
 //
 //   node --test --test-concurrency=1 tests/e2e/attacks-admin.test.mjs
 
@@ -323,18 +323,18 @@ test("control: root still manages clients, users and policies", async () => {
 
 // --- section 1: the one documented way to make an administrator -----------------------------------
 
-/** The admin policy example of README "Admin API" > "Who may call it", parsed from the README. */
+/** The admin policy example of docs/reference.md "Admin API" > "Who may call it", parsed from that page. */
 function documentedAdminPolicy() {
-  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
-  const at = readme.indexOf("**Who may call it.**");
-  assert.ok(at >= 0, "README has no 'Who may call it' paragraph");
-  const start = readme.indexOf("```json", at);
-  const end = readme.indexOf("```", start + 7);
+  const page = readFileSync(path.join(ROOT, "docs", "reference.md"), "utf8");
+  const at = page.indexOf("**Who may call it.**");
+  assert.ok(at >= 0, "docs/reference.md has no 'Who may call it' paragraph");
+  const start = page.indexOf("```json", at);
+  const end = page.indexOf("```", start + 7);
   assert.ok(start > at && end > start, "no json example under 'Who may call it'");
-  return JSON.parse(readme.slice(start + 7, end));
+  return JSON.parse(page.slice(start + 7, end));
 }
 
-test("the README's admin policy makes ops-console an administrator, and nothing else", async () => {
+test("the documented admin policy makes ops-console an administrator, and nothing else", async () => {
   const policy = documentedAdminPolicy();
   assert.equal(policy.engine, "matcho");
   assert.deepEqual(policy.link, [{ id: "ops-console", resourceType: "Client" }]);

@@ -1,7 +1,7 @@
 // Attack corpus, issue 12: "Changes that must end what depended on them" and "Introspection
 // endpoints of other issuers". A password or secret change, a deactivation, or a delete and
 // re-create under the same id ends the sessions, refresh families and access tokens the old
-// credentials vouched for (a per-resource credential generation, README "Admin API"); an
+// credentials vouched for (a per-resource credential generation, docs/reference.md "Changes that end what depended on them"); an
 // opaque token goes to the one introspector configuration names; a TokenIntrospector moved to
 // another URL, type or issuer loses its stored credentials. Each case runs against the built
 // Worker in workerd; refused protected-path requests also check that the origin never saw them.

@@ -193,7 +193,7 @@ describe("imported hashes", () => {
   });
 
   test("closed: the stored $s0$ hash as a client's Basic secret on the API and at the token endpoint", async () => {
-    // Same hash as a Client secret (README: an imported secret may be $s0$ too).
+    // Same hash as a Client secret (docs/reference.md "Credentials exported from Aidbox": an imported secret may be $s0$ too).
     await put(w, "/Client/imported", { secret: AIDBOX_HASH, grant_types: ["basic", "client_credentials"] });
     assert.equal((await w.fetch("/Patient", { headers: { authorization: basicAuth("imported", AIDBOX_HASH) } })).status, 401);
     await assertError(await tokenPost(w, { grant_type: "client_credentials" }, { auth: basicAuth("imported", AIDBOX_HASH) }), 401, "invalid_client");
@@ -336,7 +336,7 @@ describe("fhirUser and Scope references", () => {
       400,
       "invalid_scope",
     );
-    // The Scope rewritten wider: read at every grant (README), so the new value is granted and
+    // The Scope rewritten wider: read at every grant (docs/smart-on-fhir.md), so the new value is granted and
     // the old one no longer; a system/ value still only through client_credentials.
     await put(w, "/Scope/narrow", { scope: "reports-read", title: "Narrow" });
     await put(w, "/Client/scoped2", { secret: "s2", grant_types: ["password"], scope: [{ reference: "Scope/narrow" }] });

@@ -3,7 +3,7 @@
 // against the built Worker in workerd and refused with the exact status and error. Every
 // protected-path case also checks that the origin (a loopback server) never saw the request.
 //
-// The cases are data: JWT_CASES, BASIC_CASES and TRANSPORT_CASES below; README "Attack corpus"
+// The cases are data: JWT_CASES, BASIC_CASES and TRANSPORT_CASES below; docs/attack-corpus.md
 // lists them. Each forged token differs from a token the Worker accepts (the control test) in
 // one property only, so a case fails for the reason it names.
 //

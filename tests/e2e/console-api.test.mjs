@@ -31,7 +31,7 @@ before(async () => {
     link: [{ id: "basic", resourceType: "Client" }],
     matcho: { uri: "#^/Patient", "request-method": "get" },
   });
-  // The administrator of the debugging operations: README "Admin API".
+  // The administrator of the debugging operations: docs/reference.md "Debugging: policy tester, token inspector, sessions".
   await put(w, "/Client/ops", { secret: "s3cret-ops", grant_types: ["basic"] });
   await put(w, "/AccessPolicy/ops-debug", {
     engine: "matcho",
@@ -218,7 +218,7 @@ test("only administrators may call the tester and the inspector", async () => {
     const get = await w.fetch(path, { headers: { authorization: OPS } });
     assert.equal(get.status, 405);
     await get.arrayBuffer();
-    // Root and the README's admin policy may.
+    // Root and the documented admin policy (docs/reference.md) may.
     for (const auth of [OPS, basicAuth("root", w.adminSecret)]) {
       const ok = await post(path, body, auth);
       assert.equal(ok.status, 200, await ok.text());

@@ -17,7 +17,7 @@ describe("admin console: the built-in client and its pages", () => {
     CB = `${w.url}/console/callback.html`;
     await put(w, "/User/admin", { email: "admin@example.com", password: "adminpass1" });
     await put(w, "/User/john", { email: "john@example.com", password: "pass123" });
-    // The policy README "Console" documents: admin may use the API through the console.
+    // The policy docs/console.md documents: admin may use the API through the console.
     await put(w, "/AccessPolicy/admin-console", {
       engine: "matcho",
       matcho: { client: { id: "console" } },

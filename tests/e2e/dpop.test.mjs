@@ -1,6 +1,6 @@
 // Issue 17, "Sender-constrained tokens": DPoP (RFC 9449) at the token endpoint and on the
 // protected API, against the built Worker in workerd. Proofs are built here with node:crypto
-// (ES256 and Ed25519 keys), as the README's example does with WebCrypto in a browser.
+// (ES256 and Ed25519 keys), as docs/dpop.md's example does with WebCrypto in a browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";

@@ -43,7 +43,7 @@ const userId = (i) => `load-u${i}`;
 const userPassword = (i) => `load-pw-${i}`;
 const POOL_MAX = 256;
 // Most policies written in the run are deleted again: every AccessPolicy write makes the next
-// protected requests reload the whole policy set from KV (README "Load and soak"), so a set that
+// protected requests reload the whole policy set from KV (docs/performance.md "Load and soak"), so a set that
 // grows through the run measures that reload, not the rest of the service.
 const POLICY_DELETE_CHANCE = 0.9;
 const FAILURES_KEPT = 25;

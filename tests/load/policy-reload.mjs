@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Measures the finding of the first soak run (README "Load and soak"): with many AccessPolicies
+// Measures the finding of the first soak run (docs/performance.md "Load and soak"): with many AccessPolicies
 // stored, one policy write followed by a burst of concurrent protected requests makes each of
 // those requests reload the whole policy set from KV itself (one list plus one get per policy, all
 // at once, nothing shared between the requests). The burst's latency grows with the number of

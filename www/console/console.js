@@ -76,7 +76,7 @@ function reportError(err) {
   if (err.status === 403) {
     showAlert(
       `You are signed in, but you lack the rights for this: no AccessPolicy lets your user use the admin API ` +
-        `(403: ${err.message}). Ask an administrator for an AccessPolicy (README "Console").`,
+        `(403: ${err.message}). Ask an administrator for an AccessPolicy (docs/console.md, "Signing in").`,
     );
   } else {
     showAlert(`${err.status ? `${err.status}: ` : ""}${err.message}`);

@@ -1,4 +1,4 @@
-// The console's debugging views over the admin operations (README "Admin API", Debugging):
+// The console's debugging views over the admin operations (docs/reference.md, "Debugging: policy tester, token inspector, sessions"):
 //   Policy tester     POST /auth/test-policy   ("why was this denied?")
 //   Token inspector   POST /auth/inspect-token (the token goes in the body, never in a URL)
 //   Sessions/grants   GET/DELETE /Session?user=, /Session/{id}; GET /Grant?user=, DELETE /Grant/{id}
