@@ -176,10 +176,7 @@ const CURL_EXIT = {
   3: "bad URL (an unset variable, such as $B?)",
   6: "could not resolve the host",
   7: "could not connect",
-<<<<<<< HEAD
   22: "an HTTP error with --fail",
-=======
->>>>>>> docs18
   28: "timed out",
   52: "empty reply",
   56: "connection reset",
@@ -215,11 +212,7 @@ ${rewrites}
     args+=("$a")
   done
   f=$(mktemp "$DOCS_TMP/call.XXXXXX")
-<<<<<<< HEAD
   command curl -q --max-time 30 --no-progress-meter "\${args[@]}" --write-out "$w%{stderr}\\n@@DOCS-CALL@@ %{http_code}\\n" \\
-=======
-  command curl --max-time 30 --no-progress-meter "\${args[@]}" --write-out "$w%{stderr}\\n@@DOCS-CALL@@ %{http_code}\\n" \\
->>>>>>> docs18
     >"$f.out" 2>"$f.err" || rc=$?
   cat "$f.out"
   grep -v '^@@DOCS-CALL@@ ' "$f.err" | sed '\${/^$/d}' >&2 || true
@@ -312,11 +305,7 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
       HOME: process.env.HOME ?? tmp,
       LANG: process.env.LANG ?? "C.UTF-8",
       TERM: "dumb",
-<<<<<<< HEAD
       ADMIN_SECRET: worker.adminSecret ?? adminSecret,
-=======
-      ADMIN_SECRET: adminSecret,
->>>>>>> docs18
       DOCS_BASE: worker.url,
       DOCS_TMP: tmp,
       DOCS_CALLS: callsFile,
@@ -369,15 +358,12 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
     if (run.code !== 0 || run.timedOut) {
       const err = /@@DOCS-ERR@@ (\d+) (\d+)/.exec(run.stderr);
       const where = err ? `${page}:${docLine(Number(err[2]))}` : page;
-<<<<<<< HEAD
       // Expectations after the command that stopped the page are not reported one by one (the
       // stop is the failure); those before it are.
       const stopAt = err ? windowOf(docLine(Number(err[2])))[0] : 0;
       for (; j < expectations.length && expectations[j].line < stopAt; j++) {
         failures.push(`${page}:${expectations[j].line}: "${expectations[j].text}" has no curl call (none ran on that command)`);
       }
-=======
->>>>>>> docs18
       const stderr = run.stderr.replace(/^@@DOCS-ERR@@.*\n?/gm, "").trim();
       const why = run.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exit status ${err ? err[1] : run.code}`;
       failures.push(
@@ -385,10 +371,6 @@ export async function runPage(file, { startWorker, root = ROOT, timeoutMs = PAGE
           (stderr ? `\n  stderr:\n${indentText(tail(stderr, 2000))}` : "") +
           (run.stdout.trim() ? `\n  stdout (end):\n${indentText(tail(run.stdout.trim(), 600))}` : ""),
       );
-<<<<<<< HEAD
-=======
-      // Expectations after the stop are not reported one by one: the stop is the failure.
->>>>>>> docs18
     } else {
       for (; j < expectations.length; j++) {
         failures.push(`${page}:${expectations[j].line}: "${expectations[j].text}" has no curl call (none ran on that command)`);
