@@ -1,7 +1,7 @@
 # edge-authorizer: build, run and test the Worker.
 #
 #   make dev        install what is missing, build what changed, run `wrangler dev` on 127.0.0.1:$(PORT)
-#   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
+#   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, deploy script, e2e tests
 #   make conformance  build, then the official MCP conformance runner (authorization server) in workerd
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes);
 #                   each is skipped when nothing it is built from changed (BUILD_FORCE=1 rebuilds)
@@ -10,7 +10,8 @@
 #   make bench      build, then benchmark against the peers in benches/ (not part of make test)
 #   make scale      build, then Durable Object/KV work per request at SCALE_SHARDS shards and the scale model (not in make test)
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
-#   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
+#   make deploy     build, then the whole deploy: KV namespace, secrets, `wrangler deploy`, the URL
+#                   (needs `npx wrangler login` once; DRY_RUN=1 only says what it would do; docs/deploy.md)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
 #   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly, not in make test
 #
@@ -32,7 +33,7 @@ WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
 .PHONY: help dev test build size bench scale bootstrap deploy clean soak fuzz \
-        fmt-check clippy test-native test-model dry-run test-e2e test-browser \
+        fmt-check clippy test-native test-model dry-run test-deploy test-e2e test-browser \
         conformance test-conformance
 
 help:
@@ -65,12 +66,14 @@ bench: build
 dev: build
 	@scripts/dev.sh
 
+# scripts/deploy.sh: login check, missing secrets made (never replaced), `wrangler deploy` (which
+# creates the id-less RESOURCES namespace on the first deploy), the URL. DRY_RUN=1: no Cloudflare.
 deploy: build
-	$(call section,wrangler deploy)
-	$(WRANGLER) deploy
+	$(call section,deploy (scripts/deploy.sh))
+	@scripts/deploy.sh
 
 # --- make test: each step stops the run on failure ----------------------------------------------
-test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-browser test-conformance
+test: bootstrap fmt-check clippy test-native test-model build dry-run test-deploy test-e2e test-browser test-conformance
 	$(call section,all checks passed)
 
 fmt-check:
@@ -98,6 +101,11 @@ dry-run:
 	$(call section,wrangler deploy --dry-run)
 	@out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
 	  $(WRANGLER) deploy --dry-run --outdir "$$out"
+
+# scripts/deploy.sh against a stand-in wrangler (tests/deploy/fake-wrangler.mjs): offline.
+test-deploy:
+	$(call section,deploy script (node --test tests/deploy/))
+	node --test --test-concurrency=1 tests/deploy/*.test.mjs
 
 test-e2e:
 	$(call section,end-to-end tests (node --test tests/e2e/ tests/aidbox/))
