@@ -8,7 +8,7 @@
 // test would fail on its timeout instead of passing.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
 import { webcrypto } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -266,4 +266,89 @@ test("dry run (DRY_RUN=1 or --dry-run): the plan and `wrangler deploy --dry-run`
     assert.match(r.stdout, /deploy plan for Worker "edge-authorizer"/);
     assert.match(r.stdout, /dry run done: nothing was deployed/);
   }
+});
+
+/** Runs scripts/deploy.sh on a terminal (util-linux `script` makes the pty); `answers` are
+ * [prompt regexp, line] pairs, each line typed only once its prompt has appeared. */
+function deployOnTerminal(dir, answers, env = {}) {
+  const clean = { ...process.env };
+  for (const k of ["ADMIN_SECRET", "CLOUDFLARE_ACCOUNT_ID", "DRY_RUN", "CI", "WRANGLER_OUTPUT_FILE_PATH"]) delete clean[k];
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qefc", `bash ${path.join(repo, "scripts", "deploy.sh")}`, "/dev/null"], {
+      cwd: repo,
+      env: { ...clean, PATH: `${bin}:${process.env.PATH}`, TOOLS_DIR: path.join(repo, ".tools"), WRANGLER: FAKE, FAKE_WRANGLER_DIR: dir, TMPDIR: dir, TERM: "dumb", ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    let seen = 0; // characters of `out` already matched against a prompt
+    const pending = [...answers];
+    child.stdout.on("data", (d) => {
+      out += d;
+      while (pending.length && pending[0][0].test(out.slice(seen))) {
+        const m = pending[0][0].exec(out.slice(seen));
+        seen += m.index + m[0].length;
+        child.stdin.write(pending.shift()[1] + "\r");
+      }
+    });
+    child.stderr.on("data", (d) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`deploy.sh on a terminal did not finish in 30 s\n${out}`));
+    }, 30_000);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, out, unanswered: pending.length });
+    });
+  });
+}
+
+const hasScript = spawnSyncOk("script", ["--version"]);
+function spawnSyncOk(cmd, args) {
+  try {
+    return spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
+  } catch {
+    return false;
+  }
+}
+
+test("on a terminal: ADMIN_SECRET is asked for, hidden, twice; a short one is refused; it is never shown", { skip: !hasScript && "util-linux `script` missing" }, async () => {
+  const dir = account();
+  const typed = "typed-admin-secret-0123456789";
+  const r = await deployOnTerminal(dir, [
+    [/press Enter to generate one: /, "short"],
+    [/press Enter to generate one: /, typed],
+    [/Again: /, typed],
+  ]);
+  assert.equal(r.status, 0, r.out);
+  assert.equal(r.unanswered, 0, r.out);
+  assert.match(r.out, /too short/);
+  const [d] = deploys(dir);
+  const uploaded = JSON.parse(d.secretsFile.content);
+  assert.equal(uploaded.ADMIN_SECRET, typed);
+  await assertSigningJwk(uploaded.SIGNING_KEY);
+  assert.ok(!r.out.includes(typed), "the typed secret is not echoed or printed");
+  assert.doesNotMatch(r.out, /generated/);
+  assertNoSecretOnCommandLines(dir, typed);
+});
+
+test("on a terminal: Enter generates the ADMIN_SECRET, shown once; several accounts are offered to pick from", { skip: !hasScript && "util-linux `script` missing" }, async () => {
+  const dir = account({ accounts: [{ id: "acc1", name: "One" }, { id: "acc2", name: "Two" }] });
+  const r = await deployOnTerminal(dir, [
+    [/Deploy to which one\? \[1-2\] /, "2"],
+    [/press Enter to generate one: /, ""],
+  ]);
+  assert.equal(r.status, 0, r.out);
+  assert.equal(r.unanswered, 0, r.out);
+  assert.ok(calls(dir).slice(1).every((c) => c.env.CLOUDFLARE_ACCOUNT_ID === "acc2"));
+  const uploaded = JSON.parse(deploys(dir)[0].secretsFile.content);
+  assert.match(uploaded.ADMIN_SECRET, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(count(r.out, uploaded.ADMIN_SECRET), 1, r.out);
+});
+
+test("on a terminal with CI=true: no question; the ADMIN_SECRET is generated", { skip: !hasScript && "util-linux `script` missing" }, async () => {
+  const dir = account();
+  const r = await deployOnTerminal(dir, [], { CI: "true" });
+  assert.equal(r.status, 0, r.out);
+  assert.doesNotMatch(r.out, /Type one|Deploy to which one/);
+  assert.match(r.out, /ADMIN_SECRET: generated/);
 });
