@@ -62,6 +62,21 @@ json_get() { # JS-EXPRESSION over `j` (the JSON on stdin); prints the result, on
     for (const x of [].concat(r ?? [])) console.log(x);' "$1"
 }
 
+# FILE SIGNING(0/1) ADMIN(0/1), the admin secret on stdin: the JSON file for `--secrets-file`,
+# mode 600 from the start. A new SIGNING_KEY is made inside node and goes nowhere but the file.
+write_secrets_file() {
+  (umask 077 && : >"$1")
+  node --input-type=module -e '
+    import { writeFileSync } from "node:fs";
+    import { generateSigningJwk } from "./scripts/keys.mjs";
+    let admin = ""; for await (const c of process.stdin) admin += c;
+    const [file, signing, adminWanted] = process.argv.slice(1);
+    const out = {};
+    if (signing === "1") out.SIGNING_KEY = JSON.stringify(await generateSigningJwk());
+    if (adminWanted === "1") out.ADMIN_SECRET = admin;
+    writeFileSync(file, JSON.stringify(out), { mode: 0o600 });' "$@"
+}
+
 kv_has_id() { # the RESOURCES binding in wrangler.toml names its namespace
   awk '/^\[/ { in_kv = ($0 == "[[kv_namespaces]]") } in_kv && /^id *=/ { found = 1 } END { exit !found }' wrangler.toml
 }
@@ -72,6 +87,12 @@ issuer_set() { # ISSUER given in wrangler.toml [vars] (not commented out)
 
 # ---- dry run: the plan, and the bundle checked offline ------------------------------------------
 if [ -n "$DRY_RUN" ]; then
+  if kv_has_id; then
+    kv_plan="KV binding RESOURCES names its namespace (id in wrangler.toml): used as it is"
+  else
+    kv_plan="KV binding RESOURCES has no id: the first deploy creates \"$worker_name-resources\",
+     later deploys keep the Worker's binding"
+  fi
   cat <<PLAN
 deploy plan for Worker "$worker_name" (dry run: nothing is sent to Cloudflare)
   1. check the login: wrangler whoami --json (not logged in: stop, run 'npx wrangler login')
@@ -79,12 +100,15 @@ deploy plan for Worker "$worker_name" (dry run: nothing is sent to Cloudflare)
   3. SIGNING_KEY not set: generate an Ed25519 private JWK; set: keep it
      ADMIN_SECRET not set: \$ADMIN_SECRET, else ask (terminal), else generate and show once; set: keep it
   4. wrangler deploy [--secrets-file <mode-600 temp file>]
-     KV binding RESOURCES has no id: the first deploy creates "$worker_name-resources",
-     later deploys keep the Worker's binding
+     $kv_plan
   5. print the Worker's URL
 PLAN
-  log "checking the bundle: wrangler deploy --dry-run"
-  wrangler_quiet deploy --dry-run --outdir "$tmp/dry-run"
+  # The same secrets file as a first deploy (throwaway values, never shown, removed on exit), so
+  # wrangler checks its format too.
+  log "checking the bundle and a secrets file: wrangler deploy --dry-run --secrets-file"
+  node --input-type=module -e 'import { randomSecret } from "./scripts/keys.mjs"; process.stdout.write(randomSecret(32))' |
+    write_secrets_file "$tmp/secrets-upload.json" 1 1
+  wrangler_quiet deploy --dry-run --outdir "$tmp/dry-run" --secrets-file "$tmp/secrets-upload.json"
   echo
   echo "dry run done: nothing was deployed"
   exit 0
@@ -200,18 +224,7 @@ secrets_args=()
 if [ -n "$need_signing" ] || [ -n "$need_admin" ]; then
   [ -n "$need_signing" ] && log "SIGNING_KEY: generating a new Ed25519 key"
   secrets_file="$tmp/secrets-upload.json"
-  (umask 077 && : >"$secrets_file")
-  # The admin secret goes through stdin; the key is made inside node and never leaves it but
-  # into the file.
-  printf '%s' "$admin_secret" | node --input-type=module -e '
-    import { writeFileSync } from "node:fs";
-    import { generateSigningJwk } from "./scripts/keys.mjs";
-    let admin = ""; for await (const c of process.stdin) admin += c;
-    const [file, signing, adminWanted] = process.argv.slice(1);
-    const out = {};
-    if (signing === "1") out.SIGNING_KEY = JSON.stringify(await generateSigningJwk());
-    if (adminWanted === "1") out.ADMIN_SECRET = admin;
-    writeFileSync(file, JSON.stringify(out), { mode: 0o600 });' "$secrets_file" "${need_signing:-0}" "${need_admin:-0}"
+  printf '%s' "$admin_secret" | write_secrets_file "$secrets_file" "${need_signing:-0}" "${need_admin:-0}"
   secrets_args=(--secrets-file "$secrets_file")
 fi
 

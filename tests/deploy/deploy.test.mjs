@@ -263,6 +263,11 @@ test("dry run (DRY_RUN=1 or --dry-run): the plan and `wrangler deploy --dry-run`
     const cs = calls(dir);
     assert.equal(cs.length, 1);
     assert.deepEqual(cs[0].argv.slice(0, 3), ["deploy", "--dry-run", "--outdir"]);
+    // the secrets file of a first deploy, with throwaway values, checked by wrangler too
+    assert.equal(cs[0].secretsFile.mode, 0o600);
+    const uploaded = JSON.parse(cs[0].secretsFile.content);
+    await assertSigningJwk(uploaded.SIGNING_KEY);
+    assert.ok(!r.all.includes(uploaded.ADMIN_SECRET) && !r.all.includes(JSON.parse(uploaded.SIGNING_KEY).d));
     assert.match(r.stdout, /deploy plan for Worker "edge-authorizer"/);
     assert.match(r.stdout, /dry run done: nothing was deployed/);
   }
@@ -351,4 +356,36 @@ test("on a terminal with CI=true: no question; the ADMIN_SECRET is generated", {
   assert.equal(r.status, 0, r.out);
   assert.doesNotMatch(r.out, /Type one|Deploy to which one/);
   assert.match(r.out, /ADMIN_SECRET: generated/);
+});
+
+// The real wrangler (node_modules, the pinned 4.86) on the real wrangler.toml and build: the
+// id-less KV binding and the secrets file deploy.sh writes are accepted.
+test("the real wrangler accepts the config and the secrets file: scripts/deploy.sh --dry-run", async () => {
+  assert.ok(existsSync(path.join(ROOT, "build", "index.js")), "build/index.js missing: run 'make build'");
+  const toml = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+  const kv = /\[\[kv_namespaces\]\]\n([^[]*)/.exec(toml)[1];
+  assert.match(kv, /^binding = "RESOURCES"$/m);
+  assert.doesNotMatch(kv, /^\s*id\s*=/m, "no id (placeholder or real) in wrangler.toml");
+
+  const clean = { ...process.env };
+  for (const k of ["WRANGLER", "ADMIN_SECRET", "CI"]) delete clean[k];
+  const tmp = mkdtempSync(path.join(tmpdir(), "deploy-dry-"));
+  try {
+    const r = spawnSync("bash", [path.join(ROOT, "scripts", "deploy.sh"), "--dry-run"], {
+      cwd: ROOT,
+      env: { ...clean, TMPDIR: tmp },
+      encoding: "utf8",
+      timeout: 120_000,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const all = r.stdout + r.stderr;
+    assert.equal(r.status, 0, all);
+    assert.match(all, /env\.RESOURCES\s+KV Namespace/);
+    assert.match(all, /env\.SIGNING_KEY \("\(hidden\)"\)\s+Environment Variable/);
+    assert.match(all, /env\.ADMIN_SECRET \("\(hidden\)"\)\s+Environment Variable/);
+    assert.match(all, /--dry-run: exiting now/);
+    assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith("edge-authorizer-deploy")), [], "the temp files are removed");
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
