@@ -264,15 +264,21 @@ mapfile -t targets < <(
 if [ "${#targets[@]}" -eq 0 ]; then # an older output format: the lines after "Deployed ... triggers"
   mapfile -t targets < <(awk '/^Deployed .* triggers/ { on = 1; next } on && /^  / { sub(/^ +/, ""); print; next } on { exit }' "$tmp/deploy.log")
 fi
-url=""
+urls=() # workers.dev URLs as printed, custom domains as https://host; plain routes are listed only
 for t in "${targets[@]}"; do
-  if [[ "$t" =~ ^https?:// ]]; then url="${t%/}"; break; fi
+  if [[ "$t" =~ ^https?://[^[:space:]]+$ ]]; then
+    urls+=("${t%/}")
+  elif [[ "$t" =~ ^([A-Za-z0-9.-]+)\ \(custom\ domain ]]; then
+    urls+=("https://${BASH_REMATCH[1]}")
+  fi
 done
+url="${urls[0]:-}"
 
 echo
 echo "Deployed Worker \"$worker_name\"."
 if [ -n "$url" ]; then
   echo "  URL: $url   (from wrangler's deploy output)"
+  for u in "${urls[@]:1}"; do echo "  also: $u"; done
   status="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/.well-known/openid-configuration" 2>/dev/null || true)"
   if [ "$status" = 200 ]; then
     echo "  running: GET $url/.well-known/openid-configuration answered 200"

@@ -389,3 +389,11 @@ test("the real wrangler accepts the config and the secrets file: scripts/deploy.
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test("a custom domain in wrangler's targets is printed as its https URL", async () => {
+  const dir = account({ url: "auth.example.invalid (custom domain)", worker: { secrets: { SIGNING_KEY: "k", ADMIN_SECRET: "a" } } });
+  const r = await deploy(dir);
+  assert.equal(r.status, 0, r.all);
+  assert.match(r.stdout, /URL: https:\/\/auth\.example\.invalid /);
+  assert.match(r.stdout, /not answering yet/);
+});
