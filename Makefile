@@ -102,7 +102,8 @@ dry-run:
 	@out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
 	  $(WRANGLER) deploy --dry-run --outdir "$$out"
 
-# scripts/deploy.sh against a stand-in wrangler (tests/deploy/fake-wrangler.mjs): offline.
+# scripts/deploy.sh, offline: against a stand-in wrangler (tests/deploy/fake-wrangler.mjs), and
+# with the real wrangler against a local stand-in for the Cloudflare API (needs the build).
 test-deploy:
 	$(call section,deploy script (node --test tests/deploy/))
 	node --test --test-concurrency=1 tests/deploy/*.test.mjs
