@@ -122,7 +122,10 @@ if ! wrangler_quiet whoami --json >"$whoami_json" 2>"$tmp/whoami.err" ||
   die "not logged in to Cloudflare. Run 'npx wrangler login' (or set CLOUDFLARE_API_TOKEN), then 'make deploy' again."
 fi
 email="$(json_get 'j.email' <"$whoami_json" 2>/dev/null || true)"
-mapfile -t account_lines < <(json_get '(j.accounts ?? []).map(a => a.id + " " + a.name)' <"$whoami_json")
+accounts="$(json_get '(j.accounts ?? []).map(a => a.id + " " + a.name)' <"$whoami_json")" ||
+  die "could not read the accounts wrangler whoami printed"
+account_lines=()
+[ -z "$accounts" ] || mapfile -t account_lines <<<"$accounts"
 
 if [ -z "${CLOUDFLARE_ACCOUNT_ID:-}" ] && ! grep -qE '^account_id *=' wrangler.toml; then
   if [ "${#account_lines[@]}" -eq 1 ]; then
@@ -133,7 +136,7 @@ if [ -z "${CLOUDFLARE_ACCOUNT_ID:-}" ] && ! grep -qE '^account_id *=' wrangler.t
     echo "This login has ${#account_lines[@]} accounts:"
     for i in "${!account_lines[@]}"; do printf '  %d) %s\n' $((i + 1)) "${account_lines[$i]#* } (${account_lines[$i]%% *})"; done
     while :; do
-      read -r -p "Deploy to which one? [1-${#account_lines[@]}] " pick
+      read -r -p "Deploy to which one? [1-${#account_lines[@]}] " pick || die "no answer"
       if [[ "$pick" =~ ^[0-9]+$ ]] && [ "$pick" -ge 1 ] && [ "$pick" -le "${#account_lines[@]}" ]; then break; fi
     done
     CLOUDFLARE_ACCOUNT_ID="${account_lines[$((pick - 1))]%% *}"
@@ -149,8 +152,10 @@ log "logged in${email:+ as $email}${CLOUDFLARE_ACCOUNT_ID:+, account $CLOUDFLARE
 log "listing the secrets of Worker \"$worker_name\" (wrangler secret list)"
 first_deploy=""
 if wrangler_quiet secret list --format json >"$tmp/secrets.json" 2>"$tmp/secrets.err"; then
-  mapfile -t secret_names < <(json_get 'j.map(s => s.name)' <"$tmp/secrets.json") ||
+  # (not `mapfile < <(...)`: a failure inside a process substitution would go unnoticed)
+  names="$(json_get 'j.map(s => s.name)' <"$tmp/secrets.json" 2>/dev/null)" ||
     die "could not read the list of secrets wrangler printed; not deploying (an existing SIGNING_KEY must not be replaced)"
+  mapfile -t secret_names <<<"$names"
 elif grep -qi "not found" "$tmp/secrets.json" "$tmp/secrets.err" &&
   grep -qi "new Worker" "$tmp/secrets.json" "$tmp/secrets.err"; then
   first_deploy=1
@@ -202,11 +207,11 @@ if [ -n "$need_admin" ]; then
   elif [ -n "$interactive" ]; then
     echo "ADMIN_SECRET is the password of the built-in 'root' client (the admin API)."
     while :; do
-      read -r -s -p "Type one (at least 16 characters), or press Enter to generate one: " admin_secret
+      read -r -s -p "Type one (at least 16 characters), or press Enter to generate one: " admin_secret || die "no answer"
       echo
       if [ -z "$admin_secret" ]; then break; fi
       if [ "${#admin_secret}" -lt 16 ]; then echo "too short"; continue; fi
-      read -r -s -p "Again: " again
+      read -r -s -p "Again: " again || die "no answer"
       echo
       [ "$again" = "$admin_secret" ] && break
       echo "the two do not match"

@@ -210,6 +210,15 @@ test("secrets that cannot be listed (not 'Worker not found'): no key is made, no
   assert.equal(deploys(dir).length, 0);
 });
 
+test("a secret list that is not JSON (exit 0): no key is made, nothing deployed", async () => {
+  const dir = account({ worker: { secrets: { SIGNING_KEY: "k", ADMIN_SECRET: "a" } }, garbledSecretList: true });
+  const r = await deploy(dir);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /could not read the list of secrets/);
+  assert.equal(deploys(dir).length, 0);
+  assert.equal(readState(dir).worker.secrets.SIGNING_KEY, "k");
+});
+
 test("several accounts without a terminal: stop and name them; CLOUDFLARE_ACCOUNT_ID picks one", async () => {
   const accounts = [{ id: "acc1", name: "One" }, { id: "acc2", name: "Two" }];
   const dir = account({ accounts });

@@ -71,6 +71,10 @@ if (cmd.startsWith("whoami")) {
     err(`✘ [ERROR] Worker "${name}" not found.\n\nIf this is a new Worker, run \`wrangler deploy\` first to create it.\nOtherwise, check that the Worker name is correct and you're logged into the right account.`);
     process.exit(1);
   }
+  if (state.garbledSecretList) {
+    out("⛅️ wrangler 4.86.0 (a banner where JSON was expected)");
+    process.exit(0);
+  }
   out(JSON.stringify(Object.keys(state.worker.secrets).map((n) => ({ name: n, type: "secret_text" })), null, "  "));
 } else if (cmd.startsWith("kv namespace list")) {
   needAccount();
