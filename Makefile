@@ -1,7 +1,7 @@
 # edge-authorizer: build, run and test the Worker.
 #
 #   make dev        install what is missing, build what changed, run `wrangler dev` on 127.0.0.1:$(PORT)
-#   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, e2e tests
+#   make test       fmt, clippy, native tests, wasm build, wrangler dry-run deploy, deploy script, e2e tests, docs examples
 #   make test-docs  the `sh` examples of README.md and docs/*.md, run against the built Worker (part of make test)
 #   make conformance  build, then the official MCP conformance runner (authorization server) in workerd
 #   make build      build the browser verifier package and the Worker into build/ (and print sizes);
@@ -11,7 +11,8 @@
 #   make bench      build, then benchmark against the peers in benches/ (not part of make test)
 #   make scale      build, then Durable Object/KV work per request at SCALE_SHARDS shards and the scale model (not in make test)
 #   make bootstrap  install the wasm32 target, npm packages, worker-build, wasm-bindgen-cli
-#   make deploy     build, then `wrangler deploy` (needs a Cloudflare login; see README)
+#   make deploy     build, then the whole deploy: KV namespace, secrets, `wrangler deploy`, the URL
+#                   (needs `npx wrangler login` once; DRY_RUN=1 only says what it would do; docs/deploy.md)
 #   make clean      remove build output (keeps .dev.vars and .wrangler/state)
 #   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly, not in make test
 #
@@ -33,7 +34,7 @@ WRANGLER := node_modules/.bin/wrangler
 section = @printf '\n==== %s ====\n' "$(1)"
 
 .PHONY: help dev test build size bench scale bootstrap deploy clean soak fuzz \
-        fmt-check clippy test-native test-model dry-run test-e2e test-docs test-browser \
+        fmt-check clippy test-native test-model dry-run test-deploy test-e2e test-docs test-browser \
         conformance test-conformance
 
 help:
@@ -66,12 +67,14 @@ bench: build
 dev: build
 	@scripts/dev.sh
 
+# scripts/deploy.sh: login check, missing secrets made (never replaced), `wrangler deploy` (which
+# creates the id-less RESOURCES namespace on the first deploy), the URL. DRY_RUN=1: no Cloudflare.
 deploy: build
-	$(call section,wrangler deploy)
-	$(WRANGLER) deploy
+	$(call section,deploy (scripts/deploy.sh))
+	@scripts/deploy.sh
 
 # --- make test: each step stops the run on failure ----------------------------------------------
-test: bootstrap fmt-check clippy test-native test-model build dry-run test-e2e test-docs test-browser test-conformance
+test: bootstrap fmt-check clippy test-native test-model build dry-run test-deploy test-e2e test-docs test-browser test-conformance
 	$(call section,all checks passed)
 
 fmt-check:
@@ -99,6 +102,12 @@ dry-run:
 	$(call section,wrangler deploy --dry-run)
 	@out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
 	  $(WRANGLER) deploy --dry-run --outdir "$$out"
+
+# scripts/deploy.sh, offline: against a stand-in wrangler (tests/deploy/fake-wrangler.mjs), and
+# with the real wrangler against a local stand-in for the Cloudflare API (needs the build).
+test-deploy:
+	$(call section,deploy script (node --test tests/deploy/))
+	node --test --test-concurrency=1 tests/deploy/*.test.mjs
 
 test-e2e:
 	$(call section,end-to-end tests (node --test tests/e2e/ tests/aidbox/))
