@@ -131,7 +131,7 @@ test-browser:
 
 # The official MCP conformance runner (npm @modelcontextprotocol/conformance, on Node 22 from
 # $TOOLS_DIR/node22) against the built Worker, its browser step done by Chromium through the real
-# login and consent pages; fails unless every check is SUCCESS (README "Checked by others' code").
+# login and consent pages; fails unless every check is SUCCESS (docs/development.md "Checked by others' code").
 # Run twice, about 10 s each: without and with an RFC 8707 resource (--resource sends the issuer,
 # CONFORMANCE_RESOURCE=<uri> another one).
 test-conformance:
@@ -142,12 +142,12 @@ test-conformance:
 
 conformance: build test-conformance
 
-# Full load and soak run (README "Load and soak"); exits non-zero on any unexpected answer.
+# Full load and soak run (docs/performance.md "Load and soak"); exits non-zero on any unexpected answer.
 soak: build
 	$(call section,load and soak (tests/load/soak.mjs))
 	node tests/load/soak.mjs
 
-# README "Scale": the mixed load per STATE_SHARDS in SCALE_SHARDS (default 1,4,16) for
+# docs/performance.md "Scale": the mixed load per STATE_SHARDS in SCALE_SHARDS (default 1,4,16) for
 # SCALE_SECONDS (20) each, then the model on build/scale.json; MODEL_FLAGS go to the model
 # (e.g. MODEL_FLAGS="--shards 128 --feeds 16"). Fails on any unexpected answer in the mix.
 scale: build
@@ -160,7 +160,7 @@ clean:
 	rm -rf build .wrangler/tmp
 	@echo "kept .dev.vars and .wrangler/state (local dev data); remove them by hand to reset"
 
-# --- make fuzz: libFuzzer through cargo-fuzz on nightly (README, "Fuzzing") ----------------------
+# --- make fuzz: libFuzzer through cargo-fuzz on nightly (docs/development.md, "Fuzzing") ----------------------
 # One process per target, one after another (the targets share the machine); new corpus entries
 # go to fuzz/corpus/<target> (ignored by git), crashes to fuzz/artifacts/<target>. Each target
 # starts from the inputs kept in fuzz/regressions/<target>, which `cargo test` replays on stable.
