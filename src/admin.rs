@@ -7,8 +7,8 @@
 //! any other caller only what an AccessPolicy allows, as in Aidbox. Every write is validated
 //! before anything is stored; a refused write changes nothing.
 
-use crate::app::App;
 use crate::authz::authorize;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, Request, Response};
 use crate::model::{

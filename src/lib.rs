@@ -12,6 +12,7 @@ pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod context;
 pub mod cors;
 pub mod crypto;
 pub mod debug;

@@ -13,8 +13,8 @@
 //! tokens already issued live until their `exp`; a password change or `inactive: true` ends
 //! those too (README "Changes that end what depended on them").
 
-use crate::app::App;
 use crate::authz::authorize;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, query_params, Request, Response};
 use crate::model::{generation_tag, valid_id, ResourceType};
