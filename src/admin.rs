@@ -19,13 +19,18 @@ use crate::policy::CompiledPolicy;
 use crate::secret::hash_secret;
 use serde_json::{json, Map, Value};
 
+/// The admin API: `[base]/{ResourceType}[/{id}]`. `method` is the router's method check (its
+/// route in `ROUTES`), applied once the caller is authorized: a caller we refuse gets 401/403
+/// whatever the method, and learns nothing of the API's shape.
 pub async fn handle(
     app: &App,
     req: Request,
     rt: ResourceType,
     id: Option<&str>,
+    method: Result<()>,
 ) -> Result<Response> {
     authorize(app, &req).await?;
+    method?;
     if rt == ResourceType::Grant {
         let query = req.uri().query().unwrap_or("");
         let body = crate::model::grant::admin(app, req.method(), query, id).await?;

@@ -119,6 +119,9 @@ pub struct Route {
     pub path: &'static str,
     pub who: Who,
     pub when: When,
+    /// The handler authorizes the caller before the method is checked (the admin API and
+    /// `/Session`): a caller it refuses gets 401/403 whatever the method.
+    pub caller_first: bool,
     pub handler: Handler,
 }
 
@@ -128,7 +131,16 @@ const fn route(methods: &'static str, path: &'static str, who: Who, handler: Han
         path,
         who,
         when: When::Always,
+        caller_first: false,
         handler,
+    }
+}
+
+/// An admin route whose handler authorizes the caller before the method check.
+const fn admin(methods: &'static str, path: &'static str, handler: Handler) -> Route {
+    Route {
+        caller_first: true,
+        ..route(methods, path, Who::Admin, handler)
     }
 }
 
@@ -213,8 +225,8 @@ pub static ROUTES: &[Route] = {
         route(GET, "/app/pkg/{file}", Anyone, H::Spa),
         route(GET, "/app/{other...}", Anyone, H::NotFound(Missing::File)),
         // Sessions and the admin API.
-        route("GET, DELETE", "/Session[/]", Admin, H::Sessions),
-        route("GET, DELETE", "/Session/{id}", Admin, H::Sessions),
+        admin("GET, DELETE", "/Session[/]", H::Sessions),
+        admin("GET, DELETE", "/Session/{id}", H::Sessions),
         route(GET, "/console[/]", Anyone, H::Console),
         route(GET, "/console/{file}", Anyone, H::Console),
         route(
@@ -223,13 +235,12 @@ pub static ROUTES: &[Route] = {
             Anyone,
             H::NotFound(Missing::File),
         ),
-        route("GET", "[base]/Grant[/]", Admin, H::AdminGrant),
-        route("GET, DELETE", "[base]/Grant/{id}", Admin, H::AdminGrant),
-        route("GET, POST", "[base]/{ResourceType}[/]", Admin, H::AdminApi),
-        route(
+        admin("GET", "[base]/Grant[/]", H::AdminGrant),
+        admin("GET, DELETE", "[base]/Grant/{id}", H::AdminGrant),
+        admin("GET, POST", "[base]/{ResourceType}[/]", H::AdminApi),
+        admin(
             "GET, PUT, PATCH, DELETE",
             "[base]/{ResourceType}/{id}",
-            Admin,
             H::AdminApi,
         ),
         // SMART App Launch 2.x: discovery under each FHIR base too.
@@ -410,9 +421,15 @@ impl App {
         let Some((route, c)) = find(self, &path) else {
             return Err(Error::NotFound(format!("no endpoint at {path}")));
         };
-        if !route.allows(req.method()) {
-            return Err(Error::MethodNotAllowed(route.methods));
-        }
+        let method = if route.allows(req.method()) {
+            Ok(())
+        } else {
+            Err(Error::MethodNotAllowed(route.methods))
+        };
+        let method = match method {
+            Err(e) if !route.caller_first => return Err(e),
+            m => m,
+        };
         let r = match route.handler {
             Handler::Discovery(which) => discovery::serve(self, &req, which),
             Handler::ProtectedResourceMetadata => {
@@ -442,14 +459,14 @@ impl App {
             Handler::SignInPage => return Ok(asset(self, &req, c.file.unwrap_or("")).await),
             Handler::Spa => return Ok(spa_page(&path, c.file)),
             Handler::Console => return Ok(console_page(&path, c.file)),
-            Handler::Sessions => crate::sessions::handle(self, req, c.id).await?,
+            Handler::Sessions => crate::sessions::handle(self, req, c.id, method).await?,
             Handler::AdminGrant => {
-                crate::admin::handle(self, req, ResourceType::Grant, c.id).await?
+                crate::admin::handle(self, req, ResourceType::Grant, c.id, method).await?
             }
             Handler::AdminApi => {
                 let rt =
                     c.rt.ok_or_else(|| Error::NotFound(format!("no endpoint at {path}")))?;
-                crate::admin::handle(self, req, rt, c.id).await?
+                crate::admin::handle(self, req, rt, c.id, method).await?
             }
             Handler::ProtectedApi => return crate::authz::handle(self, req).await,
             Handler::NotFound(Missing::Document) => {

@@ -231,5 +231,37 @@ fn the_table_decides_methods_and_fallbacks() {
         );
         assert_eq!(r.status(), 405, "{method} {path}");
         assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+        // The admin API and /Session check the caller first: refused, whatever the method.
+        let r = t.call(TestApp::req(method, path).body(Vec::new()).unwrap());
+        assert_eq!(r.status(), 401, "{method} {path} without credentials");
+        assert_eq!(
+            r.header("allow"),
+            None,
+            "{method} {path} without credentials"
+        );
     }
+    // Other admin endpoints check the method first.
+    let r = t.call(
+        TestApp::req("GET", "/auth/test-policy")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    let caller_first: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.caller_first)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        caller_first,
+        [
+            "/Session[/]",
+            "/Session/{id}",
+            "[base]/Grant[/]",
+            "[base]/Grant/{id}",
+            "[base]/{ResourceType}[/]",
+            "[base]/{ResourceType}/{id}"
+        ]
+    );
 }
