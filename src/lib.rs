@@ -5,7 +5,9 @@
 //!
 //! The core is pure Rust and runs natively under `cargo test`: time, randomness, storage and
 //! crypto come in through the traits of [`platform`]. Only `src/worker/` (feature `worker`)
-//! touches the `worker` crate. [`app::App::handle`] is the whole service.
+//! touches the `worker` crate. [`app::App::handle`] is the whole service: the router, driven by
+//! the route table [`app::ROUTES`]. Imports run one way: the router calls the handlers, which take
+//! their context ([`context::App`]) from [`context`], below them.
 
 pub mod admin;
 pub mod app;
