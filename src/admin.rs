@@ -7,8 +7,8 @@
 //! any other caller only what an AccessPolicy allows, as in Aidbox. Every write is validated
 //! before anything is stored; a refused write changes nothing.
 
-use crate::app::App;
 use crate::authz::authorize;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, Request, Response};
 use crate::model::{
@@ -19,13 +19,18 @@ use crate::policy::CompiledPolicy;
 use crate::secret::hash_secret;
 use serde_json::{json, Map, Value};
 
+/// The admin API: `[base]/{ResourceType}[/{id}]`. `method` is the router's method check (its
+/// route in `ROUTES`), applied once the caller is authorized: a caller we refuse gets 401/403
+/// whatever the method, and learns nothing of the API's shape.
 pub async fn handle(
     app: &App,
     req: Request,
     rt: ResourceType,
     id: Option<&str>,
+    method: Result<()>,
 ) -> Result<Response> {
     authorize(app, &req).await?;
+    method?;
     if rt == ResourceType::Grant {
         let query = req.uri().query().unwrap_or("");
         let body = crate::model::grant::admin(app, req.method(), query, id).await?;

@@ -1,128 +1,342 @@
-//! `App::handle`: the routing table of the whole service (DESIGN.md "The path of one request").
+//! The router: [`ROUTES`], the one list of every endpoint (method, path, who may call it), and
+//! [`App::handle`], which finds a request's route in it, answers a wrong method with the
+//! route's `Allow`, and calls the route's handler (DESIGN.md "The path of one request").
+//!
+//! This module sits on top: it imports the handlers, and they import the context they need from
+//! [`crate::context`], never from here, so no handler depends on the router. Only the Worker
+//! adapter (src/worker/), the test doubles (src/testing.rs) and the tests call [`App::handle`].
+//! docs/reference.md "Endpoints" lists the same routes; tests/routes.rs keeps the two equal.
 
-use crate::config::Config;
+use crate::context::{admin_route, is_fhir_path, never_cached};
 use crate::error::{Error, Result};
-use crate::http_util::{Request, Response};
+use crate::http_util::Request;
 use crate::model::ResourceType;
-use crate::platform::{CatalogStore, Clock, Crypto, HttpClient, KvStore, Random, StateStore};
-use crate::store::{Cache, Repo};
-use std::rc::Rc;
+use crate::oauth::discovery::Document;
 
-/// Where log lines go (the Worker: `console.log`, which `wrangler tail` shows).
-pub trait Log {
-    fn log(&self, line: &str);
+/// The context types, re-exported for the public API (`edge_authorizer::app::App`). Modules
+/// below the router import them from [`crate::context`].
+pub use crate::context::{App, Log, NoLog, Outcome, Platform};
+
+/// Who may call a route: what its handler checks before it acts for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// Anyone: public documents and pages, and the sign-in steps (which check their input).
+    Anyone,
+    /// An OAuth client, by client authentication (a secret, `private_key_jwt`, or a public
+    /// client's `client_id`).
+    Client,
+    /// The user signed in here, by the session cookie (plus a CSRF token for changes).
+    SignedInUser,
+    /// The holder of an access token this server issued (Bearer or DPoP).
+    AccessToken,
+    /// An admin ([`crate::authz::authorize`]): root Basic (`ADMIN_SECRET`), or a client or user
+    /// an AccessPolicy allows.
+    Admin,
+    /// Whoever an AccessPolicy allows, anonymous callers included: the protected API.
+    AccessPolicy,
 }
 
-/// A logger that drops everything.
-#[derive(Debug, Default)]
-pub struct NoLog;
-impl Log for NoLog {
-    fn log(&self, _line: &str) {}
+/// When a route exists; otherwise its path goes on to the next route that matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// `DYNAMIC_REGISTRATION=on`.
+    DynamicRegistration,
 }
 
-/// Everything the core needs from outside.
-#[derive(Clone)]
-pub struct Platform {
-    pub kv: Rc<dyn KvStore>,
-    pub state: Rc<dyn StateStore>,
-    /// The authority for AccessPolicy, TokenIntrospector, Role, Scope and Client, which
-    /// publishes one KV bundle per type (src/store/mod.rs). `None`: those types are read and
-    /// written as per-id KV records only (the native tests and tools).
-    pub catalog: Option<Rc<dyn CatalogStore>>,
-    /// Outbound HTTP: external JWKS and introspection endpoints.
-    pub http: Rc<dyn HttpClient>,
-    pub crypto: Rc<dyn Crypto>,
-    pub clock: Rc<dyn Clock>,
-    pub random: Rc<dyn Random>,
-    pub log: Rc<dyn Log>,
-}
-
-/// What to do with a request.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Answer it.
-    Respond(Response),
-    /// Send it to the origin (the adapter does the fetch, so bodies stream).
-    Forward(Request),
-    /// Serve a static file from `www/` (the `ASSETS` binding) with these security headers.
-    Asset {
-        path: String,
-        headers: Vec<(&'static str, String)>,
-    },
-}
-
-impl Outcome {
-    /// The response, for callers that know no forward can happen (tests of our endpoints).
-    pub fn into_response(self) -> Option<Response> {
+impl When {
+    /// The setting that turns the route on, as docs/reference.md names it.
+    pub fn setting(self) -> Option<&'static str> {
         match self {
-            Outcome::Respond(r) => Some(r),
-            Outcome::Forward(_) | Outcome::Asset { .. } => None,
+            When::Always => None,
+            When::DynamicRegistration => Some("DYNAMIC_REGISTRATION=on"),
+        }
+    }
+
+    fn holds(self, app: &App) -> bool {
+        match self {
+            When::Always => true,
+            When::DynamicRegistration => app.config.registration.dynamic,
         }
     }
 }
 
-/// The service. Cheap to build per request; `cache` is what lives for the isolate.
-pub struct App {
-    pub config: Rc<Config>,
-    pub platform: Platform,
-    pub cache: Rc<Cache>,
+/// Why a path that belongs to one of our prefixes has no endpoint (the 404's message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// `no endpoint at <path>`.
+    Endpoint,
+    /// `no file at <path>`.
+    File,
+    /// `no such discovery document`.
+    Document,
+}
+
+/// What answers a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    Discovery(Document),
+    ProtectedResourceMetadata,
+    Token,
+    Register,
+    Authorize,
+    Par,
+    Interaction,
+    Login,
+    Consent,
+    Logout,
+    AuthSession,
+    Grants,
+    Patient,
+    Launch,
+    Revoke,
+    TestPolicy,
+    InspectToken,
+    Introspect,
+    Userinfo,
+    SignInPage,
+    Spa,
+    Console,
+    Sessions,
+    AdminGrant,
+    AdminApi,
+    ProtectedApi,
+    NotFound(Missing),
+}
+
+/// One endpoint.
+///
+/// `path` is a pattern of `/`-separated segments: a literal; `{file}` (a file name: letters,
+/// digits, `-`, `_`, `.`, not starting with `.`, at most 64); `{id}` (any non-empty segment);
+/// `{ResourceType}` (a type of the admin API); `{name...}` (the rest: zero or more segments,
+/// last only). A leading `[base]` is the root or any FHIR base (`FHIR_BASE_PATHS`, e.g.
+/// `/fhir`); a leading `{base}` is a FHIR base other than the root. A trailing `[/]` allows one
+/// trailing slash.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// The methods it answers, as its 405's `Allow` says them; `*`: any.
+    pub methods: &'static str,
+    pub path: &'static str,
+    pub who: Who,
+    pub when: When,
+    /// The handler authorizes the caller before the method is checked (the admin API and
+    /// `/Session`): a caller it refuses gets 401/403 whatever the method.
+    pub caller_first: bool,
+    pub handler: Handler,
+}
+
+const fn route(methods: &'static str, path: &'static str, who: Who, handler: Handler) -> Route {
+    Route {
+        methods,
+        path,
+        who,
+        when: When::Always,
+        caller_first: false,
+        handler,
+    }
+}
+
+/// An admin route whose handler authorizes the caller before the method check.
+const fn admin(methods: &'static str, path: &'static str, handler: Handler) -> Route {
+    Route {
+        caller_first: true,
+        ..route(methods, path, Who::Admin, handler)
+    }
+}
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+const EITHER: &str = "GET, HEAD, POST";
+
+/// Every route, in the order they are tried: the first whose path matches (and whose `when`
+/// holds) takes the request.
+pub static ROUTES: &[Route] = {
+    use Handler as H;
+    use Who::*;
+    &[
+        // Discovery (public, cacheable).
+        route(
+            GET,
+            "/.well-known/oauth-authorization-server",
+            Anyone,
+            H::Discovery(Document::AuthorizationServer),
+        ),
+        route(
+            GET,
+            "/.well-known/openid-configuration",
+            Anyone,
+            H::Discovery(Document::OpenidConfiguration),
+        ),
+        route(
+            GET,
+            "/.well-known/smart-configuration",
+            Anyone,
+            H::Discovery(Document::SmartConfiguration),
+        ),
+        route(
+            GET,
+            "/.well-known/oauth-protected-resource/{resource...}",
+            Anyone,
+            H::ProtectedResourceMetadata,
+        ),
+        route(
+            GET,
+            "/.well-known/jwks.json",
+            Anyone,
+            H::Discovery(Document::Jwks),
+        ),
+        route(
+            GET,
+            "/.well-known/{other...}",
+            Anyone,
+            H::NotFound(Missing::Document),
+        ),
+        // OAuth 2.0 and OpenID Connect.
+        route(POST, "/auth/token", Client, H::Token),
+        Route {
+            when: When::DynamicRegistration,
+            ..route(POST, "/auth/register", Anyone, H::Register)
+        },
+        route(GET, "/auth/authorize", Anyone, H::Authorize),
+        route(POST, "/auth/par", Client, H::Par),
+        route(GET, "/auth/interaction", Anyone, H::Interaction),
+        route(POST, "/auth/login", Anyone, H::Login),
+        route(POST, "/auth/consent", SignedInUser, H::Consent),
+        route(EITHER, "/auth/logout", Anyone, H::Logout),
+        route(GET, "/auth/session", Anyone, H::AuthSession),
+        route(EITHER, "/auth/grants", SignedInUser, H::Grants),
+        route(POST, "/auth/patient", SignedInUser, H::Patient),
+        route(POST, "/auth/launch", Admin, H::Launch),
+        route(POST, "/auth/revoke", Client, H::Revoke),
+        route(POST, "/auth/test-policy", Admin, H::TestPolicy),
+        route(POST, "/auth/inspect-token", Admin, H::InspectToken),
+        route(POST, "/auth/introspect", Client, H::Introspect),
+        route(EITHER, "/auth/userinfo", AccessToken, H::Userinfo),
+        route(GET, "/auth/ui/{file}", Anyone, H::SignInPage),
+        route(
+            "*",
+            "/auth/{other...}",
+            Anyone,
+            H::NotFound(Missing::Endpoint),
+        ),
+        // Static pages.
+        route(GET, "/app[/]", Anyone, H::Spa),
+        route(GET, "/app/{file}", Anyone, H::Spa),
+        route(GET, "/app/pkg/{file}", Anyone, H::Spa),
+        route(GET, "/app/{other...}", Anyone, H::NotFound(Missing::File)),
+        // Sessions and the admin API.
+        admin("GET, DELETE", "/Session[/]", H::Sessions),
+        admin("GET, DELETE", "/Session/{id}", H::Sessions),
+        route(GET, "/console[/]", Anyone, H::Console),
+        route(GET, "/console/{file}", Anyone, H::Console),
+        route(
+            GET,
+            "/console/{other...}",
+            Anyone,
+            H::NotFound(Missing::File),
+        ),
+        admin("GET", "[base]/Grant[/]", H::AdminGrant),
+        admin("GET, DELETE", "[base]/Grant/{id}", H::AdminGrant),
+        admin("GET, POST", "[base]/{ResourceType}[/]", H::AdminApi),
+        admin(
+            "GET, PUT, PATCH, DELETE",
+            "[base]/{ResourceType}/{id}",
+            H::AdminApi,
+        ),
+        // SMART App Launch 2.x: discovery under each FHIR base too.
+        route(
+            GET,
+            "{base}/.well-known/smart-configuration",
+            Anyone,
+            H::Discovery(Document::SmartConfiguration),
+        ),
+        // Everything else: the protected API, forwarded to the origin when a policy allows.
+        route("*", "/{path...}", AccessPolicy, H::ProtectedApi),
+    ]
+};
+
+/// What a route's pattern picked out of a path.
+#[derive(Default)]
+struct Captures<'a> {
+    rt: Option<ResourceType>,
+    id: Option<&'a str>,
+    file: Option<&'a str>,
+    /// After the segments before a `{name...}`: `None` when nothing follows them.
+    rest: Option<&'a str>,
+}
+
+impl Route {
+    /// Does the route answer `method`?
+    pub fn allows(&self, method: &http::Method) -> bool {
+        self.methods == "*" || self.methods.split(", ").any(|m| m == method.as_str())
+    }
+
+    /// The captures when `path` matches the pattern (`bases`: `FHIR_BASE_PATHS`).
+    fn matches<'a>(&self, path: &'a str, bases: &'a [String]) -> Option<Captures<'a>> {
+        if let Some(p) = self.path.strip_prefix("[base]") {
+            // As `admin_route`: the root, then each FHIR base the path starts with.
+            return match_rel(p, path).or_else(|| {
+                bases
+                    .iter()
+                    .filter(|b| !b.is_empty())
+                    .find_map(|b| match_rel(p, path.strip_prefix(b.as_str())?))
+            });
+        }
+        if let Some(p) = self.path.strip_prefix("{base}") {
+            let (base, rel) = crate::config::split_fhir_base(bases, path)?;
+            return if base.is_empty() {
+                None
+            } else {
+                match_rel(p, rel)
+            };
+        }
+        match_rel(self.path, path)
+    }
+}
+
+/// Matches `path` (which must start with `/`) against a pattern without a base prefix.
+fn match_rel<'a>(pattern: &str, path: &'a str) -> Option<Captures<'a>> {
+    let (pattern, path) = match pattern.strip_suffix("[/]") {
+        Some(p) => (
+            p,
+            path.strip_suffix('/')
+                .filter(|s| !s.is_empty())
+                .unwrap_or(path),
+        ),
+        None => (pattern, path),
+    };
+    let mut c = Captures::default();
+    let mut remaining = Some(path.strip_prefix('/')?);
+    for p in pattern.strip_prefix('/')?.split('/') {
+        if p.ends_with("...}") {
+            c.rest = remaining.take();
+            break;
+        }
+        let (seg, after) = match remaining?.split_once('/') {
+            Some((s, a)) => (s, Some(a)),
+            None => (remaining?, None),
+        };
+        remaining = after;
+        match p {
+            "{file}" if is_asset_name(seg) => c.file = Some(seg),
+            "{id}" if !seg.is_empty() => c.id = Some(seg),
+            "{ResourceType}" => c.rt = Some(ResourceType::parse(seg)?),
+            _ if p == seg => {}
+            _ => return None,
+        }
+    }
+    remaining.is_none().then_some(c)
+}
+
+/// The first route for `path` whose condition holds, with what its pattern captured.
+fn find<'a>(app: &'a App, path: &'a str) -> Option<(&'static Route, Captures<'a>)> {
+    ROUTES
+        .iter()
+        .filter(|r| r.when.holds(app))
+        .find_map(|r| Some((r, r.matches(path, &app.config.fhir_bases)?)))
 }
 
 impl App {
-    pub fn new(config: Rc<Config>, platform: Platform, cache: Rc<Cache>) -> App {
-        App {
-            config,
-            platform,
-            cache,
-        }
-    }
-
-    pub fn repo(&self) -> Repo<'_> {
-        Repo {
-            kv: self.platform.kv.as_ref(),
-            catalog: self.platform.catalog.as_deref(),
-            cache: self.cache.as_ref(),
-            clock: self.platform.clock.as_ref(),
-            ttl: self.config.cache_ttl,
-            stale_after: self.config.store_timeout_secs(),
-        }
-    }
-
-    pub fn now(&self) -> i64 {
-        self.platform.clock.now()
-    }
-
-    pub fn log(&self, line: &str) {
-        self.platform.log.log(line);
-    }
-
-    /// Our issuer: `ISSUER`, or the origin this request came to.
-    pub fn issuer(&self, req: &Request) -> String {
-        self.issuer_of(req.uri(), req.headers().get("host"))
-    }
-
-    /// [`App::issuer`] from a request's URI and `Host` header.
-    pub fn issuer_of(&self, uri: &http::Uri, host: Option<&http::HeaderValue>) -> String {
-        if let Some(i) = &self.config.issuer {
-            return i.clone();
-        }
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| host.and_then(|h| h.to_str().ok()).map(str::to_string))
-            .unwrap_or_else(|| "localhost".into());
-        format!("{scheme}://{authority}")
-    }
-
-    /// The `aud` of access tokens for the protected API.
-    pub fn audience(&self, req: &Request) -> String {
-        self.config
-            .audience
-            .clone()
-            .unwrap_or_else(|| self.issuer(req))
-    }
-
     /// Handles one request. Never panics on input; every error becomes its wire response.
     pub async fn handle(&self, req: Request) -> Outcome {
         let method = req.method().clone();
@@ -197,177 +411,76 @@ impl App {
     }
 
     async fn route(&self, req: Request) -> Result<Outcome> {
+        use crate::oauth::{authorize, discovery, interaction, introspect, launch, logout};
+        use crate::oauth::{par, register, revoke, token, userinfo};
         if req.body().len() > self.config.max_body_bytes {
             return Err(Error::PayloadTooLarge(self.config.max_body_bytes));
         }
         let path = req.uri().path().to_string();
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match segments.as_slice() {
-            [".well-known", rest @ ..] => {
-                return crate::oauth::discovery::handle(self, &req, rest).map(Outcome::Respond)
+        // The last route matches every path, so `None` cannot happen; a 404 all the same.
+        let Some((route, c)) = find(self, &path) else {
+            return Err(Error::NotFound(format!("no endpoint at {path}")));
+        };
+        let method = if route.allows(req.method()) {
+            Ok(())
+        } else {
+            Err(Error::MethodNotAllowed(route.methods))
+        };
+        let method = match method {
+            Err(e) if !route.caller_first => return Err(e),
+            m => m,
+        };
+        let r = match route.handler {
+            Handler::Discovery(which) => discovery::serve(self, &req, which),
+            Handler::ProtectedResourceMetadata => {
+                let suffix: Vec<&str> = c.rest.map(|r| r.split('/').collect()).unwrap_or_default();
+                discovery::cacheable(crate::resource::metadata(self, &req, &suffix)?)
             }
-            ["auth", rest @ ..] => return self.auth_route(&req, rest).await,
-            ["app", rest @ ..] => return spa_asset(&req, rest),
-            ["Session", rest @ ..] if rest.len() <= 1 => {
-                let id = rest.first().copied().filter(|s| !s.is_empty());
-                return crate::sessions::handle(self, req, id)
-                    .await
-                    .map(Outcome::Respond);
+            Handler::Token => token::handle(self, &req).await?,
+            Handler::Register => register::handle(self, &req).await?,
+            Handler::Authorize => authorize::handle(self, &req).await?,
+            Handler::Par => par::handle(self, &req).await?,
+            Handler::Interaction => interaction::context(self, &req).await?,
+            Handler::Login => interaction::login(self, &req).await?,
+            Handler::Consent => interaction::consent(self, &req).await?,
+            Handler::Logout => logout::handle(self, &req).await?,
+            Handler::AuthSession => logout::session(self, &req).await?,
+            Handler::Grants if req.method() == http::Method::POST => {
+                interaction::revoke_my_grant(self, &req).await?
             }
-            ["console", rest @ ..] => return console_asset(&req, rest),
-            _ => {}
-        }
-        if let Some((rt, id)) = admin_route(&self.config.fhir_bases, &path) {
-            return crate::admin::handle(self, req, rt, id)
-                .await
-                .map(Outcome::Respond);
-        }
-        // SMART App Launch 2.x: discovery at `[base]/.well-known/smart-configuration` too.
-        if let Some((base, "/.well-known/smart-configuration")) = self.config.fhir_base_of(&path) {
-            if !base.is_empty() {
-                return crate::oauth::discovery::handle(self, &req, &["smart-configuration"])
-                    .map(Outcome::Respond);
+            Handler::Grants => interaction::my_grants(self, &req).await?,
+            Handler::Patient => interaction::pick_patient(self, &req).await?,
+            Handler::Launch => launch::create(self, &req).await?,
+            Handler::Revoke => revoke::handle(self, &req).await?,
+            Handler::TestPolicy => crate::debug::test_policy(self, &req).await?,
+            Handler::InspectToken => crate::debug::inspect_token(self, &req).await?,
+            Handler::Introspect => introspect::handle(self, &req).await?,
+            Handler::Userinfo => userinfo::handle(self, &req).await?,
+            Handler::SignInPage => return Ok(asset(self, &req, c.file.unwrap_or("")).await),
+            Handler::Spa => return Ok(spa_page(&path, c.file)),
+            Handler::Console => return Ok(console_page(&path, c.file)),
+            Handler::Sessions => crate::sessions::handle(self, req, c.id, method).await?,
+            Handler::AdminGrant => {
+                crate::admin::handle(self, req, ResourceType::Grant, c.id, method).await?
             }
-        }
-        crate::authz::handle(self, req).await
-    }
-}
-
-/// The admin API's route of `path`, if it is one: `/{Type}` or `/{Type}/{id}` of a
-/// [`ResourceType`], at the root or under any FHIR base (`bases`, `FHIR_BASE_PATHS`:
-/// `/fhir/Client/x` is `/Client/x`, as in Aidbox).
-pub fn admin_route<'a>(bases: &[String], path: &'a str) -> Option<(ResourceType, Option<&'a str>)> {
-    let parse = |rel: &'a str| {
-        let segments: Vec<&'a str> = rel.strip_prefix('/')?.split('/').collect();
-        match segments.as_slice() {
-            [rt, rest @ ..] if rest.len() <= 1 => {
-                let rt = ResourceType::parse(rt)?;
-                Some((rt, rest.first().copied().filter(|s| !s.is_empty())))
+            Handler::AdminApi => {
+                let rt =
+                    c.rt.ok_or_else(|| Error::NotFound(format!("no endpoint at {path}")))?;
+                crate::admin::handle(self, req, rt, c.id, method).await?
             }
-            _ => None,
-        }
-    };
-    parse(path).or_else(|| {
-        bases
-            .iter()
-            .filter(|b| !b.is_empty())
-            .find_map(|b| path.strip_prefix(b.as_str()).and_then(parse))
-    })
-}
-
-impl App {
-    /// `/auth/*`: the OAuth and OIDC endpoints, the interaction API and the static UI.
-    async fn auth_route(&self, req: &Request, rest: &[&str]) -> Result<Outcome> {
-        use crate::oauth::{authorize, interaction, introspect, revoke, token, userinfo};
-        use http::Method;
-        let get = &[Method::GET, Method::HEAD];
-        let post = &[Method::POST];
-        let either = &[Method::GET, Method::HEAD, Method::POST];
-        let r = match rest {
-            ["token"] => {
-                only(req, post, "POST")?;
-                token::handle(self, req).await?
+            Handler::ProtectedApi => return crate::authz::handle(self, req).await,
+            Handler::NotFound(Missing::Document) => {
+                return Err(Error::NotFound("no such discovery document".into()))
             }
-            // RFC 7591; without `DYNAMIC_REGISTRATION=on` a 404 like any unknown endpoint.
-            ["register"] if self.config.registration.dynamic => {
-                only(req, post, "POST")?;
-                crate::oauth::register::handle(self, req).await?
+            Handler::NotFound(Missing::Endpoint) => {
+                return Err(Error::NotFound(format!("no endpoint at {path}")))
             }
-            ["authorize"] => {
-                only(req, get, "GET, HEAD")?;
-                authorize::handle(self, req).await?
-            }
-            ["par"] => {
-                only(req, post, "POST")?;
-                crate::oauth::par::handle(self, req).await?
-            }
-            ["interaction"] => {
-                only(req, get, "GET, HEAD")?;
-                interaction::context(self, req).await?
-            }
-            ["login"] => {
-                only(req, post, "POST")?;
-                interaction::login(self, req).await?
-            }
-            ["consent"] => {
-                only(req, post, "POST")?;
-                interaction::consent(self, req).await?
-            }
-            ["logout"] => {
-                only(req, either, "GET, HEAD, POST")?;
-                crate::oauth::logout::handle(self, req).await?
-            }
-            ["session"] => {
-                only(req, get, "GET, HEAD")?;
-                crate::oauth::logout::session(self, req).await?
-            }
-            ["grants"] => {
-                only(req, either, "GET, HEAD, POST")?;
-                if req.method() == Method::POST {
-                    interaction::revoke_my_grant(self, req).await?
-                } else {
-                    interaction::my_grants(self, req).await?
-                }
-            }
-            ["patient"] => {
-                only(req, post, "POST")?;
-                interaction::pick_patient(self, req).await?
-            }
-            ["launch"] => {
-                only(req, post, "POST")?;
-                crate::oauth::launch::create(self, req).await?
-            }
-            ["revoke"] => {
-                only(req, post, "POST")?;
-                revoke::handle(self, req).await?
-            }
-            ["test-policy"] => {
-                only(req, post, "POST")?;
-                crate::debug::test_policy(self, req).await?
-            }
-            ["inspect-token"] => {
-                only(req, post, "POST")?;
-                crate::debug::inspect_token(self, req).await?
-            }
-            ["introspect"] => {
-                only(req, post, "POST")?;
-                introspect::handle(self, req).await?
-            }
-            ["userinfo"] => {
-                only(req, either, "GET, HEAD, POST")?;
-                userinfo::handle(self, req).await?
-            }
-            ["ui", file] if is_asset_name(file) => {
-                only(req, get, "GET, HEAD")?;
-                return Ok(asset(self, req, file).await);
-            }
-            _ => {
-                return Err(Error::NotFound(format!(
-                    "no endpoint at {}",
-                    req.uri().path()
-                )))
+            Handler::NotFound(Missing::File) => {
+                return Err(Error::NotFound(format!("no file at {path}")))
             }
         };
         Ok(Outcome::Respond(r))
     }
-}
-
-/// Paths whose every answer is `Cache-Control: no-store` + `Pragma: no-cache`: the OAuth and
-/// OIDC endpoints (tokens, codes in redirects, userinfo, introspection, CSRF tokens, session
-/// cookies) and the admin API (resources that may carry secrets). Discovery and JWKS are public
-/// and cacheable; the protected API's caching is the origin's business (our own errors there are
-/// never cached, like every error).
-pub fn never_cached(path: &str) -> bool {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    first == "auth" || ResourceType::parse(first).is_some()
-}
-
-/// Is `path` a FHIR path, whose errors are `OperationOutcome`s: everything the authorizer and
-/// the admin API answer, i.e. not `/auth/*` (the OAuth endpoints keep RFC 6749 errors),
-/// `/.well-known/*`, `/app/*` or `/console/*`.
-pub fn is_fhir_path(path: &str) -> bool {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    !matches!(first, "auth" | ".well-known" | "app" | "console")
 }
 
 /// Names of files under `www/auth/ui/`: no paths, no dot files.
@@ -415,47 +528,26 @@ fn web_origin(uri: &str) -> Option<String> {
     }
 }
 
-/// The demo SPA and the verifier package it loads: `www/app/` (index at `/app/`). Its CSP allows
-/// our own scripts, WebAssembly compilation, and fetches to this origin only.
-fn spa_asset(req: &Request, rest: &[&str]) -> Result<Outcome> {
-    only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
-    let path = match rest {
-        [] | [""] => "/app/index.html".to_string(),
-        [file] if is_asset_name(file) => format!("/app/{file}"),
-        ["pkg", file] if is_asset_name(file) => format!("/app/pkg/{file}"),
-        _ => return Err(Error::NotFound(format!("no file at {}", req.uri().path()))),
-    };
+/// The demo SPA and the verifier package it loads: `www/app/` (index at `/app/`), `file` the
+/// file the route named (`None`: the index). Its CSP allows our own scripts, WebAssembly
+/// compilation, and fetches to this origin only.
+fn spa_page(path: &str, file: Option<&str>) -> Outcome {
     let csp = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
                img-src 'self' data:; connect-src 'self'; form-action 'self'; \
                frame-ancestors 'none'; base-uri 'none'"
         .to_string();
-    Ok(Outcome::Asset {
-        path,
+    Outcome::Asset {
+        path: file.map_or_else(|| "/app/index.html".to_string(), |_| path.to_string()),
         headers: crate::html::security_headers(csp),
-    })
+    }
 }
 
 /// The admin console: `www/console/` (index at `/console/`), static files only. Its pages get
 /// the CSP of the sign-in pages (own scripts and styles, fetches to this origin only); every
 /// action goes through the admin API with the signed-in user's bearer token.
-fn console_asset(req: &Request, rest: &[&str]) -> Result<Outcome> {
-    only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
-    let path = match rest {
-        [] | [""] => "/console/index.html".to_string(),
-        [file] if is_asset_name(file) => format!("/console/{file}"),
-        _ => return Err(Error::NotFound(format!("no file at {}", req.uri().path()))),
-    };
-    Ok(Outcome::Asset {
-        path,
+fn console_page(path: &str, file: Option<&str>) -> Outcome {
+    Outcome::Asset {
+        path: file.map_or_else(|| "/console/index.html".to_string(), |_| path.to_string()),
         headers: crate::html::security_headers(crate::html::page_csp(None)),
-    })
-}
-
-/// 405 unless the method is one of `allowed`.
-pub fn only(req: &Request, allowed: &[http::Method], allow_header: &'static str) -> Result<()> {
-    if allowed.contains(req.method()) {
-        Ok(())
-    } else {
-        Err(Error::MethodNotAllowed(allow_header))
     }
 }

@@ -1,7 +1,7 @@
 //! Who is calling: Basic credentials (RFC 7617) or a bearer JWT of ours (RFC 6750, RFC 9068).
 //! External issuers (TokenIntrospector) plug in at [`authenticate_bearer`].
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{authorization, Authorization, BasicCredentials, Request};
 use crate::jwt::{self, Expectations, VerifyError, ACCESS_TOKEN_TYP};

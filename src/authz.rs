@@ -6,8 +6,8 @@
 //! ([`check_request`]), and the headers a policy sees are the ones the origin will receive
 //! ([`OriginHeaders`]).
 
-use crate::app::{App, Outcome};
 use crate::authn::{authenticate, Identity};
+use crate::context::{App, Outcome};
 use crate::error::{Error, Result};
 use crate::http_util::{add_params, is_json, media_type, query_params, Request};
 use crate::model::public_view;

@@ -22,7 +22,7 @@
 //! that carry a cross-origin `Origin`; a Client write through this isolate drops the cached set
 //! at once.
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{header, Request, Response};
 use crate::model::ResourceType;
@@ -52,7 +52,7 @@ pub enum Kind {
 /// pages and forms, introspection, static files).
 pub fn kind(path: &str, bases: &[String]) -> Option<Kind> {
     // The admin API, at the root or under a FHIR base (`/fhir/Client`): same-origin only.
-    if crate::app::admin_route(bases, path).is_some() {
+    if crate::context::admin_route(bases, path).is_some() {
         return None;
     }
     // Discovery under a FHIR base (`/fhir/.well-known/smart-configuration`) is public like

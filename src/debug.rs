@@ -8,7 +8,6 @@
 //! it exactly as the authorizer does and evaluates the policies with the authorizer's own code
 //! ([`crate::authz::authorize_identity`]), then answers with what it found.
 
-use crate::app::App;
 use crate::authn::{
     authenticate, authenticate_bearer, authenticate_own_any_audience, load_client, load_user,
     Identity,
@@ -16,6 +15,7 @@ use crate::authn::{
 use crate::authz::{
     authorize, authorize_anonymous, authorize_identity, check_request, link_ids, policy_request_for,
 };
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{b64url_decode, is_json, json_response, media_type, Request, Response};
 use crate::model::{generation_tag, ResourceType, GENERATION_CLAIM, ROOT_CLIENT_ID};
@@ -247,7 +247,8 @@ pub async fn test_policy(app: &App, req: &Request) -> Result<Response> {
             // No credentials: what the authorizer does with an anonymous request (public
             // routes on the protected API; the admin API is always 401).
             Ok(None)
-                if crate::app::admin_route(&app.config.fhir_bases, sim.uri().path()).is_none() =>
+                if crate::context::admin_route(&app.config.fhir_bases, sim.uri().path())
+                    .is_none() =>
             {
                 authorize_anonymous(app, &sim).await
             }

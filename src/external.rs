@@ -23,8 +23,8 @@
 //! `exp`; policies see it as `token` (with `active: true`, Aidbox's `{"token": {"active": true}}`)
 //! and, as before, as `jwt`.
 
-use crate::app::App;
 use crate::authn::{load_user, Identity};
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{self, Expectations, VerifyError};

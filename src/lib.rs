@@ -5,13 +5,16 @@
 //!
 //! The core is pure Rust and runs natively under `cargo test`: time, randomness, storage and
 //! crypto come in through the traits of [`platform`]. Only `src/worker/` (feature `worker`)
-//! touches the `worker` crate. [`app::App::handle`] is the whole service.
+//! touches the `worker` crate. [`app::App::handle`] is the whole service: the router, driven by
+//! the route table [`app::ROUTES`]. Imports run one way: the router calls the handlers, which take
+//! their context ([`context::App`]) from [`context`], below them.
 
 pub mod admin;
 pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod context;
 pub mod cors;
 pub mod crypto;
 pub mod debug;

@@ -8,7 +8,7 @@
 //! A token whose `aud` is the plain default audience (`AUDIENCE`, else the issuer) is accepted
 //! everywhere, as before; a token minted for one of the prefixes is accepted only under it.
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, Request, Response};
 use serde_json::{Map, Value};

@@ -13,8 +13,8 @@
 //! tokens already issued live until their `exp`; a password change or `inactive: true` ends
 //! those too (README "Changes that end what depended on them").
 
-use crate::app::App;
 use crate::authz::authorize;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, query_params, Request, Response};
 use crate::model::{generation_tag, valid_id, ResourceType};
@@ -175,9 +175,17 @@ fn user_param(req: &Request) -> Result<String> {
     }
 }
 
-/// `/Session` and `/Session/{id}`.
-pub async fn handle(app: &App, req: Request, id: Option<&str>) -> Result<Response> {
+/// `/Session` and `/Session/{id}`. `method` is the router's method check (its route in
+/// `ROUTES`), applied once the caller is authorized: a caller we refuse gets 401/403 whatever
+/// the method, and learns nothing of the API's shape.
+pub async fn handle(
+    app: &App,
+    req: Request,
+    id: Option<&str>,
+    method: Result<()>,
+) -> Result<Response> {
     authorize(app, &req).await?;
+    method?;
     let resp = match (req.method().clone(), id) {
         (http::Method::GET, None) => {
             let user = user_param(&req)?;

@@ -6,7 +6,7 @@
 //! Codes, refresh secrets and session ids are stored only as SHA-256 hashes (refresh families
 //! also keep a tag key that can only recognise earlier tokens, see [`Family`]).
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::b64url;
 use crate::platform::{Cas, Feed};
@@ -704,7 +704,7 @@ pub fn worker_secret(app: &App) -> Option<Vec<u8>> {
 
 pub mod throttle {
     use super::hash;
-    use crate::app::App;
+    use crate::context::App;
     use crate::error::{Error, Result};
     use crate::http_util::Request;
     use serde::{Deserialize, Serialize};

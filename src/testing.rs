@@ -2,8 +2,8 @@
 //! [`TestApp`] that drives the real [`App::handle`] in process with a memory store.
 //! Public so that `tests/` and benches can use them; not part of the Worker's behaviour.
 
-use crate::app::{App, Log, Outcome, Platform};
 use crate::config::Config;
+use crate::context::{App, Log, Outcome, Platform};
 use crate::crypto::{ed25519_public_from_seed, RustCrypto};
 use crate::http_util::{b64url, Request, Response};
 use crate::jwt::keys::KeySet;

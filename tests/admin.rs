@@ -956,7 +956,7 @@ fn an_imported_sha256_client_secret_is_rehashed_on_first_use() {
 /// deleted the same way.
 #[test]
 fn with_the_catalog_policies_are_listed_enforced_and_published_as_one_bundle() {
-    use edge_authorizer::app::Outcome;
+    use edge_authorizer::context::Outcome;
     use edge_authorizer::platform::KvStore;
     let mut t = TestApp::new();
     common::with_catalog(&mut t);

@@ -2,7 +2,7 @@
 //! replay and refresh rotation, through the real handler with a memory Durable Object.
 
 use base64::Engine;
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::oauth::pkce;
 use edge_authorizer::testing::{TestApp, TestResponse, ISSUER};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! forwarding with identity headers, the demo origin, and refusals.
 
 use base64::Engine;
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::{TestApp, TestResponse};
 use serde_json::{json, Value};
 
@@ -453,7 +453,7 @@ impl edge_authorizer::platform::Crypto for CountingCrypto {
 
 #[test]
 fn verified_tokens_are_cached_until_exp_and_revocation_still_applies() {
-    use edge_authorizer::app::{App, Platform};
+    use edge_authorizer::context::{App, Platform};
     use std::rc::Rc;
     let mut t = TestApp::new();
     let tok = cc_token(&t);

@@ -75,7 +75,7 @@ fn es384_assertion_gets_a_system_token_once_per_jti() {
     assert_eq!(r.json()["scope"], "system/*.rs");
     let at = r.json()["access_token"].as_str().unwrap().to_string();
     assert!(
-        matches!(t.get_with("/Patient", &format!("Bearer {at}")), edge_authorizer::app::Outcome::Respond(ref x) if x.status() == 200)
+        matches!(t.get_with("/Patient", &format!("Bearer {at}")), edge_authorizer::context::Outcome::Respond(ref x) if x.status() == 200)
     );
     // The same assertion again: its jti was used.
     let again = token(&t, &a, "system/*.rs");

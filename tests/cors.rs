@@ -2,7 +2,7 @@
 //! exact origin echoed, `Vary: Origin`, no credentials, preflights answered before
 //! authentication, the registered set cached per isolate.
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::cors::ForwardCors;
 use edge_authorizer::testing::{TestApp, TestResponse};
 use serde_json::json;

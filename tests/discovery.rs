@@ -1,6 +1,6 @@
 //! Discovery documents (RFC 8414, OIDC Discovery), the JWKS, and key rotation.
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::jwt::keys::KeySet;
 use edge_authorizer::testing::{ed25519_jwk, TestApp, TestResponse, ISSUER};
 use serde_json::{json, Value};

@@ -125,11 +125,11 @@ fn get(t: &TestApp, path: &str, auth: Option<&str>, cookie: Option<&str>) -> Tes
 
 fn api(t: &TestApp, auth: &str) -> TestResponse {
     match t.get_with("/Patient", auth) {
-        edge_authorizer::app::Outcome::Respond(r) => TestResponse(r),
-        edge_authorizer::app::Outcome::Forward(f) => {
+        edge_authorizer::context::Outcome::Respond(r) => TestResponse(r),
+        edge_authorizer::context::Outcome::Forward(f) => {
             panic!("forwarded to {} although a backend failed", f.uri())
         }
-        edge_authorizer::app::Outcome::Asset { path, .. } => panic!("asset {path}"),
+        edge_authorizer::context::Outcome::Asset { path, .. } => panic!("asset {path}"),
     }
 }
 
@@ -629,7 +629,7 @@ fn timeouts_come_from_vars_within_bounds() {
 
 // ---- issue 12: isolate caches that cannot get stuck; revocations at scale ----
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::platform::StateStore;
 
 fn cc_token(t: &TestApp) -> (String, String, i64) {

@@ -1,8 +1,8 @@
 //! Issue 7 item 6: caching headers on every response that carries a token or a secret, the
 //! security headers of every HTML page, and secrets kept out of Debug output and logs.
 
-use edge_authorizer::app::Outcome;
 use edge_authorizer::config::Config;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::model::client::Client;
 use edge_authorizer::model::user::User;
 use edge_authorizer::secret::Secret;

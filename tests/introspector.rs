@@ -3,7 +3,7 @@
 //! the audience rule (ours by default), ID tokens refused, and the opt-in `map_user`.
 
 use base64::Engine;
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::{ed25519_jwk, TestApp, TestResponse, ISSUER, T0};
 use jwt_compact::alg::{Hs256, Hs256Key, Rsa, RsaPrivateKey};
 use jwt_compact::{AlgorithmExt, Claims, Header, TimeOptions};

@@ -2,7 +2,7 @@
 //! public view is reused only while its document is unchanged, and the caller's token claims
 //! reach the policy and the origin as before.
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::TestApp;
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! Refresh tokens (rotation, reuse detection, expiry, scope), revocation (RFC 7009) and
 //! introspection (RFC 7662), with the password grant as the quickest way to a refresh token.
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::{TestApp, TestResponse};
 use serde_json::json;
 

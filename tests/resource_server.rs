@@ -3,7 +3,7 @@
 //! at the token endpoint and the authorizer's check of a token's resource. The e2e twin is
 //! tests/e2e/resource-server.test.mjs.
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::{TestApp, TestResponse, ISSUER};
 use serde_json::json;
 

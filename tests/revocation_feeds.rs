@@ -1,7 +1,7 @@
 //! Issue 15, feeds: the isolate's revocation polling over replicas and the old single feed
 //! (src/state.rs `is_revoked`; docs/scale.md "Revocation feeds").
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::platform::Feed;
 use edge_authorizer::testing::{TestApp, TestResponse};
 use serde_json::json;

@@ -737,7 +737,7 @@ fn scopes_naming_admin_types_are_malformed() {
 // ------------------------------------------------- the same through the Worker (App::handle)
 
 mod through_the_app {
-    use edge_authorizer::app::Outcome;
+    use edge_authorizer::context::Outcome;
     use edge_authorizer::testing::TestApp;
     use serde_json::{json, Value};
 

@@ -491,7 +491,7 @@ fn api_basic(t: &TestApp, auth: &str, ip: &str) -> TestResponse {
         .body(Vec::new())
         .unwrap();
     match t.send(req) {
-        edge_authorizer::app::Outcome::Respond(r) => TestResponse(r),
+        edge_authorizer::context::Outcome::Respond(r) => TestResponse(r),
         _ => panic!("expected a response"),
     }
 }

@@ -506,7 +506,7 @@ fn flow_audience_sets_aud_and_a_foreign_one_is_not_ours() {
     let at = r.json()["access_token"].as_str().unwrap().to_string();
     assert_eq!(part(&at, 1)["aud"], "https://other.example/api");
     let api = |at: &str| match t.get_with("/Patient", &format!("Bearer {at}")) {
-        edge_authorizer::app::Outcome::Respond(r) => r.status().as_u16(),
+        edge_authorizer::context::Outcome::Respond(r) => r.status().as_u16(),
         _ => 0,
     };
     assert_eq!(api(&at), 401, "a token for another audience is not ours");

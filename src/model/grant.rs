@@ -22,7 +22,7 @@
 //! type, so a SMART token's scopes never reach it) and the signed-in user for their own grants
 //! (`GET /auth/grants`, `POST /auth/grants` with `client` and `csrf` to revoke).
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::model::user::User;
 use crate::state::{self, NO_EXPIRY};

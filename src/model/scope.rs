@@ -100,7 +100,7 @@ impl ScopeSet {
 
 /// Fills [`Client::referenced_scopes`](super::client::Client::referenced_scopes) from the
 /// stored Scopes (cached like the policies). Without references, nothing is read.
-pub async fn resolve(app: &crate::app::App, client: &mut super::client::Client) -> Result<()> {
+pub async fn resolve(app: &crate::context::App, client: &mut super::client::Client) -> Result<()> {
     if client.scope_reference_ids().is_empty() {
         return Ok(());
     }

@@ -4,8 +4,8 @@
 //! redemptions exactly one wins. A second redemption revokes what the first issued (10.5).
 
 use super::{client_ceiling, issue, pkce, refresh, token_audience, user_ceiling, GrantType, Issue};
-use crate::app::App;
 use crate::authn::load_user;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;

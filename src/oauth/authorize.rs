@@ -6,7 +6,7 @@
 //! string, so nothing about a pending request is stored.
 
 use super::{client_ceiling, pkce, GrantType, Issue};
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{parse_form, Request, Response};
 use crate::model::client::Client;

@@ -19,7 +19,7 @@
 //!   `SMART_USER_SCOPE_TYPES` (never a Patient; a user without `fhirUser` gets none).
 
 use super::GrantType;
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::model::client::Client;
 use crate::model::user::User;

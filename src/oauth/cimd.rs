@@ -29,7 +29,7 @@
 //! URLs while the request came to a loopback host (and refuses to load next to a non-loopback
 //! `ISSUER`), so the e2e suite can serve documents from a local server.
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::Request;
 use crate::jwt::keys::KeySet;

@@ -2,8 +2,8 @@
 //! `client_secret_post`, exactly one of them; public clients (no secret) name themselves
 //! with `client_id` only and may not use `client_credentials`.
 
-use crate::app::App;
 use crate::authn::check_client_secret;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{authorization, form_decoded, Authorization, Request};
 use crate::model::client::Client;

@@ -2,7 +2,7 @@
 //! `sub` is the client.
 
 use super::{client_ceiling, issue, refresh, token_audience, GrantType, Issue};
-use crate::app::App;
+use crate::context::App;
 use crate::error::Result;
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;

@@ -1,8 +1,7 @@
 //! Discovery: RFC 8414 authorization server metadata, OpenID Connect Discovery 1.0, and our
 //! JWKS (RFC 7517). The metadata lists only what is implemented.
 
-use crate::app::App;
-use crate::error::{Error, Result};
+use crate::context::App;
 use crate::http_util::{json_response, Request, Response};
 use serde_json::{Map, Value};
 
@@ -215,7 +214,8 @@ fn signing_algs(app: &App) -> Vec<&'static str> {
     algs
 }
 
-fn cacheable(mut r: Response) -> Response {
+/// Public, cacheable for five minutes, readable from any origin: discovery documents.
+pub fn cacheable(mut r: Response) -> Response {
     r.headers_mut().insert(
         "cache-control",
         http::HeaderValue::from_static("public, max-age=300"),
@@ -227,14 +227,24 @@ fn cacheable(mut r: Response) -> Response {
     r
 }
 
-pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
-    crate::app::only(req, &[http::Method::GET, http::Method::HEAD], "GET, HEAD")?;
-    match rest {
-        ["oauth-authorization-server"] => Ok(cacheable(json_response(
-            200,
-            &Value::Object(metadata(app, req)),
-        ))),
-        ["openid-configuration"] => {
+/// The discovery documents at `/.well-known/*` (the router, src/app.rs, lists their paths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Document {
+    /// RFC 8414 authorization server metadata.
+    AuthorizationServer,
+    /// OpenID Connect Discovery 1.0: the metadata plus the OIDC fields.
+    OpenidConfiguration,
+    /// SMART App Launch 2.x `smart-configuration` (also under each FHIR base).
+    SmartConfiguration,
+    /// Our public keys (RFC 7517).
+    Jwks,
+}
+
+/// `GET /.well-known/<document>`: public and cacheable for five minutes.
+pub fn serve(app: &App, req: &Request, which: Document) -> Response {
+    let body = match which {
+        Document::AuthorizationServer => Value::Object(metadata(app, req)),
+        Document::OpenidConfiguration => {
             let mut m = metadata(app, req);
             let iss = app.issuer(req);
             m.insert("subject_types_supported".into(), strings(&["public"]));
@@ -250,16 +260,10 @@ pub fn handle(app: &App, req: &Request, rest: &[&str]) -> Result<Response> {
                 "id_token_signing_alg_values_supported".into(),
                 strings(&signing_algs(app)),
             );
-            Ok(cacheable(json_response(200, &Value::Object(m))))
+            Value::Object(m)
         }
-        ["smart-configuration"] => Ok(cacheable(json_response(
-            200,
-            &Value::Object(smart(app, req)),
-        ))),
-        ["oauth-protected-resource", suffix @ ..] => {
-            crate::resource::metadata(app, req, suffix).map(cacheable)
-        }
-        ["jwks.json"] => Ok(cacheable(json_response(200, &app.config.keys.jwks()))),
-        _ => Err(Error::NotFound("no such discovery document".into())),
-    }
+        Document::SmartConfiguration => Value::Object(smart(app, req)),
+        Document::Jwks => app.config.keys.jwks(),
+    };
+    cacheable(json_response(200, &body))
 }

@@ -15,8 +15,8 @@
 //! nonce when `DPOP_NONCE=on` (8), and a `jti` seen once: recorded in the atomic store (the
 //! state shard of its key, as client-assertion `jti`s) for as long as the proof could pass.
 
-use crate::app::App;
 use crate::authn::Identity;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{b64url, b64url_decode, Request};
 use crate::platform::Crypto;

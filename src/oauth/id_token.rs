@@ -1,7 +1,7 @@
 //! OpenID Connect Core 1.0 section 2: the ID token, and the user claims shared with userinfo.
 
 use super::{has_scope, Issue};
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{b64url, Request};
 use crate::jwt;

@@ -16,8 +16,8 @@
 //! request it forwards, so the origin never sees them.
 
 use super::authorize::{self, proceed, refuse, see_other, AuthzRequest};
-use crate::app::App;
 use crate::authn::load_user;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{
     header, json_response, media_type, no_store, parse_form, Request, Response,

@@ -5,8 +5,8 @@
 //! an ID token is `{"active": false}`, as is anything not live, and nothing else is said.
 
 use super::{client_auth, has_scope, refresh};
-use crate::app::App;
 use crate::authn::authenticate_own_any_audience;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, parse_params, Request, Response};
 use serde_json::{json, Value};

@@ -12,8 +12,8 @@
 //! The context travels in the code record and comes back in the token response (`patient`,
 //! `encounter`) and in the access token's claims, where the `smart-on-fhir` engine reads it.
 
-use crate::app::App;
 use crate::authz::authorize;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{is_json, json_response, media_type, no_store, Request, Response};
 use crate::model::user::User;

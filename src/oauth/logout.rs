@@ -15,7 +15,7 @@ use super::interaction::{
     add_header, csrf_token, current_session, our_cookie, posted_form, set_cookie, user_name,
     CSRF_COOKIE, SESSION_COOKIE,
 };
-use crate::app::App;
+use crate::context::App;
 use crate::error::Result;
 use crate::http_util::{json_response, Request, Response};
 use crate::state::{self, session_key};

@@ -23,7 +23,7 @@ pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{no_store, Request, Response};
 use crate::jwt::{self, ACCESS_TOKEN_TYP};

@@ -17,7 +17,7 @@
 //! 9126 4 allows it). Request objects (`request`, JAR) are not supported.
 
 use super::authorize::{self, Refusal};
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, parse_params, Request, Response};
 use crate::state;

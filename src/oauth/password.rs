@@ -3,8 +3,8 @@
 //! apps, as in Aidbox). `username` is the User's id or email.
 
 use super::{client_ceiling, issue, refresh, token_audience, user_ceiling, GrantType, Issue};
-use crate::app::App;
 use crate::authn::{check_secret, load_user};
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;

@@ -3,9 +3,9 @@
 //! `ORIGIN_URL` is unset); a candidate is offered only when the AccessPolicies would let this
 //! user `GET /Patient/{id}`.
 
-use crate::app::App;
 use crate::authn::Identity;
 use crate::authz::{link_ids, policy_request_for};
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::Request;
 use crate::model::user::User;

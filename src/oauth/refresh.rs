@@ -9,8 +9,8 @@ use super::{
     client_auth, client_ceiling, granted_scope_within, has_scope, issue, user_ceiling, GrantType,
     Issue,
 };
-use crate::app::App;
 use crate::authn::load_user;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{Request, Response};
 use crate::model::client::Client;

@@ -21,7 +21,7 @@
 //! `GET /Client` and removes one with `DELETE /Client/{id}`. Each client address may register
 //! `DYNAMIC_REGISTRATION_LIMIT` clients an hour (the login throttle's store and counters).
 
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, media_type, no_store, Request, Response};
 use crate::model::client::Client;

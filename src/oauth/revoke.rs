@@ -6,8 +6,8 @@
 //! flow that requires the secret and access tokens.
 
 use super::refresh;
-use crate::app::App;
 use crate::authn::authenticate_own_any_audience;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{no_store, parse_params, Request, Response};
 use crate::state;

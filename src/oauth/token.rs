@@ -2,7 +2,7 @@
 //! client, and dispatches on `grant_type`. Form or JSON body, as Aidbox accepts.
 
 use super::{authorization_code, client_auth, client_credentials, password, refresh, GrantType};
-use crate::app::App;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{parse_params, Request, Response};
 

@@ -2,8 +2,8 @@
 //! token or DPoP-bound with its proof.
 
 use super::{has_scope, id_token::user_claims};
-use crate::app::App;
 use crate::authn::authenticate;
+use crate::context::App;
 use crate::error::{Error, Result};
 use crate::http_util::{json_response, no_store, Request, Response};
 use serde_json::Value;

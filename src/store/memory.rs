@@ -563,9 +563,9 @@ mod catalog_tests {
             .body(Vec::new())
             .unwrap();
         match t.send(req) {
-            crate::app::Outcome::Forward(_) => 200,
-            crate::app::Outcome::Respond(r) => r.status().as_u16(),
-            crate::app::Outcome::Asset { .. } => 0,
+            crate::context::Outcome::Forward(_) => 200,
+            crate::context::Outcome::Respond(r) => r.status().as_u16(),
+            crate::context::Outcome::Asset { .. } => 0,
         }
     }
 

@@ -8,8 +8,8 @@ mod kv;
 mod outbound;
 pub mod stats;
 
-use crate::app::{App, Log, Outcome, Platform};
 use crate::config::Config;
+use crate::context::{App, Log, Outcome, Platform};
 use crate::crypto::OsRandom;
 use crate::error::Error;
 use crate::platform::Clock;

@@ -2,7 +2,7 @@
 //! redirects, and the login/consent form posts the pages make.
 #![allow(dead_code)]
 
-use edge_authorizer::app::Outcome;
+use edge_authorizer::context::Outcome;
 use edge_authorizer::testing::{TestApp, TestResponse, ISSUER};
 use serde_json::Value;
 use std::collections::HashMap;
