@@ -126,7 +126,7 @@ pub async fn check_secret(
 }
 
 /// Checks a client's secret (each of its candidate spellings) against its stored hash,
-/// throttled per client id and per address like user sign-ins (README "Login throttling"): the
+/// throttled per client id and per address like user sign-ins (docs/security.md "Login throttling"): the
 /// attempt is reserved before the KDF runs, so parallel guesses get at most
 /// `LOGIN_MAX_FAILURES` checked answers and the rest 429. A secret this isolate verified in the
 /// last few minutes is known good and skips the throttle (no guess, no store call).

@@ -1,4 +1,4 @@
-//! Deployment settings, read from Worker vars and secrets (README "Configuration").
+//! Deployment settings, read from Worker vars and secrets (docs/configuration.md "Settings").
 
 use crate::jwt::keys::KeySet;
 use crate::secret::{Secret, DEFAULT_ITERATIONS};
@@ -24,7 +24,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds of clock skew tolerated on `exp`/`nbf` (default 30).
     pub leeway: i64,
-    /// Login throttling (README "Configuration", `LOGIN_*`).
+    /// Login throttling (docs/configuration.md "Settings", `LOGIN_*`).
     pub throttle: Throttle,
     /// `OUTBOUND_TIMEOUT_MS`: how long an outbound fetch (JWKS, introspection, origin) may take
     /// before it is given up (default 10,000).
@@ -55,8 +55,7 @@ pub struct Config {
     pub dpop_nonce: bool,
 }
 
-/// `CLIENT_ID_METADATA_DOCUMENTS`, `DYNAMIC_REGISTRATION` and their limits (README
-/// "Registration without an administrator").
+/// `CLIENT_ID_METADATA_DOCUMENTS`, `DYNAMIC_REGISTRATION` and their limits (docs/registration.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registration {
     /// `CLIENT_ID_METADATA_DOCUMENTS` = `on`: an https `client_id` is resolved by fetching it.

@@ -1,6 +1,6 @@
 //! CORS (Fetch standard, "CORS protocol") for browser clients.
 //!
-//! The model (README "CORS"): an origin may call us cross-origin only when a Client registers it:
+//! The model (docs/security.md "CORS"): an origin may call us cross-origin only when a Client registers it:
 //!
 //! - a public client (no `secret`) registers the origins of its redirect URIs
 //!   (`auth.authorization_code.redirect_uri`, `auth.implicit.redirect_uri`);

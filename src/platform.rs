@@ -227,7 +227,7 @@ pub trait StateStore {
     ) -> Result<crate::state::throttle::Answer, BackendError>;
 }
 
-/// A revocation feed an isolate reads (README "Storage", docs/scale.md "Revocation feeds").
+/// A revocation feed an isolate reads (docs/reference.md "Storage", docs/scale.md "Revocation feeds").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
     /// Replica `i` of `REVOCATION_FEEDS` (the object `feed-{i}`): every revocation is written
@@ -303,7 +303,7 @@ pub enum CatalogWrite {
 pub const CATALOG_MAX_BYTES: usize = 20 * 1024 * 1024;
 
 /// The authority for the resource types loaded in bulk (AccessPolicy, TokenIntrospector, Role,
-/// Scope, Client; README "Storage"): strongly consistent and serialised, one writer per type.
+/// Scope, Client; docs/reference.md "Storage"): strongly consistent and serialised, one writer per type.
 /// It publishes one bundle record per type to KV (`bundle/{Type}`), which the hot path reads
 /// (src/store/mod.rs). In the Worker, a Durable Object per type (src/worker/catalog.rs);
 /// natively, memory (src/store/memory.rs `MemoryCatalog`).

@@ -7,7 +7,7 @@
 //! breaks nothing. 100,000 is the most a deployed Worker's WebCrypto accepts.
 //!
 //! Imported forms (a migration from Aidbox), accepted on write and re-hashed to ours on first
-//! use (README "Admin API"):
+//! use (docs/reference.md "Credentials exported from Aidbox"):
 //! - `$s0$<params>$<salt>$<key>`: scrypt as Aidbox stores `User.password` (the lambdaworks
 //!   format: params = hex of `log2(N) << 16 | r << 8 | p`, standard base64 16-byte salt and
 //!   32-byte key). Bounded (see [`SCRYPT_MAX_LOG_N`]) so a stored hash cannot burn the CPU limit.

@@ -11,7 +11,7 @@
 //! Ending a session ends what lives with it: the sign-in (the next authorization request asks
 //! for the password again) and the refresh families bound to it with `online_access`. Access
 //! tokens already issued live until their `exp`; a password change or `inactive: true` ends
-//! those too (README "Changes that end what depended on them").
+//! those too (docs/reference.md "Changes that end what depended on them").
 
 use crate::authz::authorize;
 use crate::context::App;

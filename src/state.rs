@@ -2,7 +2,7 @@
 //! families, login sessions and access-token revocations. All single-use and rotation logic is
 //! here, in the pure core, on top of one atomic primitive: compare-and-swap per key.
 //!
-//! Keys (README "Storage"): `code/{sha256(code)}`, `rt/{family id}`, `session/{sha256(id)}`.
+//! Keys (docs/reference.md "Storage"): `code/{sha256(code)}`, `rt/{family id}`, `session/{sha256(id)}`.
 //! Codes, refresh secrets and session ids are stored only as SHA-256 hashes (refresh families
 //! also keep a tag key that can only recognise earlier tokens, see [`Family`]).
 

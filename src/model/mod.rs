@@ -142,7 +142,7 @@ pub const ROOT_CLIENT_ID: &str = "root";
 /// code with PKCE only, no refresh tokens, 15-minute access tokens, redirect URI
 /// `<issuer>/console/callback.html` only. It is synthesized, never stored (no stored Client may
 /// take the id), and grants nothing by itself: what its tokens may do is decided by
-/// AccessPolicies like any other caller's (README "Console").
+/// AccessPolicies like any other caller's (docs/console.md "Signing in").
 pub const CONSOLE_CLIENT_ID: &str = "console";
 
 /// The console's redirect path, appended to the issuer.

@@ -86,7 +86,7 @@ pub async fn grant(
         .ok_or_else(|| invalid("the user no longer exists"))?;
     // A code is worth no more than the sign-in it came from: once the user's credentials
     // changed (password, deactivation, delete and re-create), the session's generation tag no
-    // longer matches and neither does the code (README "Admin API").
+    // longer matches and neither does the code (docs/reference.md "Changes that end what depended on them").
     if let Some(key) = &rec.session {
         if let Some((s, _)) = crate::state::read::<crate::state::Session>(app, key).await? {
             if s.generation != crate::model::generation_tag(None, Some(&user.doc)) {

@@ -209,7 +209,7 @@ pub async fn validate(
     // redirect registered exactly, port included, is a web server on that machine as any other
     // (a confidential web app in development, the Aidbox tutorial's): it is held to PKCE only as
     // any client is (public, `pkce: true`). (Loopback implicit stays, as Aidbox's tutorials use
-    // it, see README "Native apps".)
+    // it, see docs/native-apps.md.)
     let exact = candidates.contains(&redirect_uri);
     let native = crate::model::client::is_private_use(&redirect_uri)
         || (crate::model::client::is_loopback(&redirect_uri) && !exact);

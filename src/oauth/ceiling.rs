@@ -1,5 +1,5 @@
-//! The scope ceiling: what a grant may give, whatever was asked for (README "Token endpoint",
-//! "SMART on FHIR"). Applied at every grant: `/auth/authorize` (code, implicit), the token
+//! The scope ceiling: what a grant may give, whatever was asked for (docs/reference.md "Token endpoint",
+//! docs/smart-on-fhir.md "The scope ceiling"). Applied at every grant: `/auth/authorize` (code, implicit), the token
 //! endpoint (client_credentials, password, authorization_code) and refresh, which re-reads
 //! the client's and the user's current standing, so a refresh never widens.
 //!

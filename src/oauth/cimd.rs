@@ -13,7 +13,7 @@
 //! refused; names `localhost`, `*.localhost`, `*.local`, `*.internal`, `*.localdomain`,
 //! `*.home.arpa` and single-label names are refused. Workers' `fetch` resolves names itself and
 //! cannot be pinned to an address, so a public name that resolves to a private address is not
-//! caught here (README "Registration without an administrator").
+//! caught here (docs/registration.md).
 //!
 //! The fetch: GET, `Accept: application/json`, redirects not followed (draft 5: a 3xx is an
 //! error like every status but 200), at most [`MAX_DOCUMENT_BYTES`] read (draft 8.7 recommends

@@ -283,7 +283,7 @@ fn secret_optional(client: &Client, params: &BTreeMap<String, String>) -> bool {
 }
 
 /// A secret imported from Aidbox (`$sha256$` or `$s0$`) just matched: store it under our KDF
-/// instead (README "Admin API"). Which candidate spelling matched is asked again of the
+/// instead (docs/reference.md "Credentials exported from Aidbox"). Which candidate spelling matched is asked again of the
 /// verified-secret cache, so only a non-matching spelling before it costs a second check.
 async fn upgrade_client_hash(app: &App, client: &Client, stored: &str, secrets: &[String]) {
     for s in secrets {

@@ -2,7 +2,7 @@
 //! (`DYNAMIC_REGISTRATION=on`), and the client metadata rules it shares with Client ID Metadata
 //! Documents ([`super::cimd`], `CLIENT_ID_METADATA_DOCUMENTS=on`).
 //!
-//! What a self-registered client may be (README "Registration without an administrator"):
+//! What a self-registered client may be (docs/registration.md):
 //! - public (`token_endpoint_auth_method: none`, the default here; a registration asking for a
 //!   `client_secret_*` method gets `none` too, RFC 7591 3.2.1: we issue no secrets) or
 //!   `private_key_jwt` with its public keys inline (`jwks`) or at an https `jwks_uri`;

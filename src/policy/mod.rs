@@ -32,7 +32,7 @@
 //! - `smart-on-fhir` (`smart.rs`): SMART App Launch scopes in `jwt.scope` checked against the
 //!   FHIR REST interaction (see [`crate::smart`]); optional field `fhir-base-path`. It decides
 //!   only for FHIR types, never for the admin API's ([`crate::model::is_server_type`]): admin
-//!   access comes from the other engines (README, "Admin API").
+//!   access comes from the other engines (docs/reference.md, "Who may call it").
 //!
 //! `sql` (Aidbox evaluates SQL against its database) cannot run at the edge and is rejected.
 //! Adding an engine is one new file exposing a

@@ -24,8 +24,8 @@
 //!   or Aidbox's `_with` names one (or uses the `*` wildcard), or whose chained parameter goes
 //!   through one (`subject:User.email`), in the query or in a form body (the policy
 //!   request's `params` hold both). No scope grants them, `*` and an explicit
-//!   `system/Client.cruds` included. Admin access is granted by other engines (README, "Admin
-//!   API").
+//!   `system/Client.cruds` included. Admin access is granted by other engines (docs/reference.md,
+//!   "Who may call it").
 //! - `GET /metadata` is allowed without any scope (the CapabilityStatement is public).
 //! - Requests that are not type/instance interactions are denied.
 //! - Otherwise some clinical scope must cover the type (or `*`) and the permission, and:

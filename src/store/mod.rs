@@ -1,6 +1,6 @@
 //! Resources over a KV namespace, with a short-lived isolate-memory cache.
 //!
-//! Key layout (README "Storage"):
+//! Key layout (docs/reference.md "Storage"):
 //! - `Client/{id}`, `User/{id}`, `AccessPolicy/{id}`, `Role/{id}`, `Scope/{id}`, ...: the
 //!   resource JSON (hashes included).
 //! - `idx/User/email/{lowercased email}`: the id of the User with that email.
