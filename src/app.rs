@@ -328,12 +328,26 @@ fn match_rel<'a>(pattern: &str, path: &'a str) -> Option<Captures<'a>> {
     remaining.is_none().then_some(c)
 }
 
-/// The first route for `path` whose condition holds, with what its pattern captured.
+/// The first route for `path` whose condition holds, with what its pattern captured. A route
+/// whose pattern starts with `/` sees the path with its leading slashes made one, as the router
+/// before the table did (`//auth/token` is the token endpoint, `//app/` the SPA); the `[base]`
+/// and `{base}` routes (the admin API, discovery under a FHIR base) see it as it came.
 fn find<'a>(app: &'a App, path: &'a str) -> Option<(&'static Route, Captures<'a>)> {
-    ROUTES
-        .iter()
-        .filter(|r| r.when.holds(app))
-        .find_map(|r| Some((r, r.matches(path, &app.config.fhir_bases)?)))
+    let own = one_leading_slash(path);
+    ROUTES.iter().filter(|r| r.when.holds(app)).find_map(|r| {
+        let p = if r.path.starts_with('/') { own } else { path };
+        Some((r, r.matches(p, &app.config.fhir_bases)?))
+    })
+}
+
+/// `path` from its last leading `/` on: `//auth/token` is `/auth/token`.
+fn one_leading_slash(path: &str) -> &str {
+    let rest = path.trim_start_matches('/');
+    if rest.len() < path.len() {
+        &path[path.len() - rest.len() - 1..]
+    } else {
+        path
+    }
 }
 
 impl App {
@@ -457,8 +471,8 @@ impl App {
             Handler::Introspect => introspect::handle(self, &req).await?,
             Handler::Userinfo => userinfo::handle(self, &req).await?,
             Handler::SignInPage => return Ok(asset(self, &req, c.file.unwrap_or("")).await),
-            Handler::Spa => return Ok(spa_page(&path, c.file)),
-            Handler::Console => return Ok(console_page(&path, c.file)),
+            Handler::Spa => return Ok(spa_page(one_leading_slash(&path), c.file)),
+            Handler::Console => return Ok(console_page(one_leading_slash(&path), c.file)),
             Handler::Sessions => crate::sessions::handle(self, req, c.id, method).await?,
             Handler::AdminGrant => {
                 crate::admin::handle(self, req, ResourceType::Grant, c.id, method).await?
