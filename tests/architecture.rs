@@ -38,9 +38,17 @@ fn module_path(rel: &Path) -> Vec<String> {
 
 /// The code of a file without comment lines and without `#[cfg(test)]` items.
 fn code_lines(text: &str) -> Vec<&str> {
+    numbered_code_lines(text)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect()
+}
+
+/// [`code_lines`] with their 1-based line numbers.
+fn numbered_code_lines(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
+    let mut lines = text.lines().enumerate().map(|(n, l)| (n + 1, l));
+    while let Some((n, line)) = lines.next() {
         let t = line.trim_start();
         if t.starts_with("//") {
             continue;
@@ -48,7 +56,7 @@ fn code_lines(text: &str) -> Vec<&str> {
         if t.starts_with("#[cfg(test)]") {
             // Skip the next item: up to the line where its braces balance, or its `;`.
             let mut depth = 0i32;
-            for l in lines.by_ref() {
+            for (_, l) in lines.by_ref() {
                 depth += l.matches('{').count() as i32 - l.matches('}').count() as i32;
                 if depth <= 0 && (l.contains('}') || l.trim_end().ends_with(';')) {
                     break;
@@ -56,7 +64,28 @@ fn code_lines(text: &str) -> Vec<&str> {
             }
             continue;
         }
-        out.push(line);
+        out.push((n, line));
+    }
+    out
+}
+
+/// The statements to read for paths: the code lines, with a group that spans lines
+/// (`use crate::{\n    app::App,\n};`, as rustfmt writes a long one) joined into its first line.
+fn statements(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut open = 0i32;
+    for (n, line) in numbered_code_lines(text) {
+        if open > 0 {
+            let last = out.last_mut().unwrap();
+            last.1.push(' ');
+            last.1.push_str(line.trim());
+        } else {
+            out.push((n, line.to_string()));
+        }
+        if open > 0 || line.contains("::{") {
+            open += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            open = open.max(0);
+        }
     }
     out
 }
@@ -86,6 +115,8 @@ fn references(line: &str, me: &[String], tops: &BTreeSet<String>) -> BTreeSet<St
             for item in group.split(',') {
                 add(ident_at(item.trim()));
             }
+        } else if after.starts_with('*') {
+            tops.iter().for_each(|t| add(t)); // a glob of the crate root names every module
         } else {
             add(ident_at(after));
         }
@@ -102,7 +133,16 @@ fn references(line: &str, me: &[String], tops: &BTreeSet<String>) -> BTreeSet<St
             s = r;
         }
         if start_ok && ups >= me.len() {
-            add(ident_at(s));
+            if s.starts_with('*') {
+                tops.iter().for_each(|t| add(t));
+            } else if let Some(group) = s.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                for item in group.split(',') {
+                    add(ident_at(item.trim()));
+                }
+            } else {
+                add(ident_at(s));
+            }
         }
         rest = s;
     }
@@ -123,8 +163,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         let me = module_path(f.strip_prefix(&src).unwrap());
         let text = std::fs::read_to_string(f).unwrap();
         let edges = g.entry(me[0].clone()).or_default();
-        for line in code_lines(&text) {
-            for t in references(line, &me, &tops) {
+        for (_, line) in statements(&text) {
+            for t in references(&line, &me, &tops) {
                 if t != me[0] {
                     edges.insert(t);
                 }
@@ -149,12 +189,9 @@ fn uses_of_the_router() -> Vec<String> {
             continue;
         }
         let text = std::fs::read_to_string(f).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            if code_lines(line).is_empty() {
-                continue;
-            }
-            if !references(line, &me, &tops).is_empty() {
-                out.push(format!("src/{}:{}: {}", rel.display(), n + 1, line.trim()));
+        for (n, line) in statements(&text) {
+            if !references(&line, &me, &tops).is_empty() {
+                out.push(format!("src/{}:{}: {}", rel.display(), n, line.trim()));
             }
         }
     }
@@ -279,6 +316,15 @@ fn the_reader_sees_every_form_of_path() {
     assert!(r("use super::app::App;", "oauth").contains("app"));
     assert!(r("use super::app::App;", "oauth/token").is_empty());
     assert!(r("let x = my_crate::app::f();", "admin").is_empty());
+    // A glob of the crate root names the router too; a group after `super::` as after `crate::`.
+    assert!(r("use crate::*;", "admin").contains("app"));
+    assert!(r("use super::super::*;", "oauth/token").contains("app"));
+    assert!(r("use super::{app::App, error::Error};", "admin").contains("app"));
+    // A group over several lines, as rustfmt writes a long one.
+    let joined = statements("use crate::{\n    error::Error,\n    app::App,\n};\nfn f() {}");
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert!(r(&joined[0].1, "admin").contains("app"), "{joined:?}");
+    assert_eq!(joined[1], (5, "fn f() {}".to_string()));
     assert!(code_lines("/// see crate::app::App\nfn f() {}").len() == 1);
     assert!(
         code_lines("#[cfg(test)]\nmod tests {\n use crate::app::App;\n}\nfn g() {}")
