@@ -11,9 +11,8 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { startWorker, startOrigin, basicAuth } from "./harness.mjs";
-import { put } from "./attacks-lib.mjs";
+import { put, rawHttp } from "./attacks-lib.mjs";
 
 let w;
 let origin;
@@ -33,30 +32,9 @@ after(async () => {
   await origin?.dispose();
 });
 
-/** One request with the path exactly as given: `{ status, headers, body }`. */
+/** One request with the path exactly as given: `{ status, headers, body }` (attacks-lib's rawHttp). */
 function raw(method, p, headers = {}, body = "") {
-  const { hostname, port } = new URL(w.url);
-  return new Promise((resolve, reject) => {
-    const s = net.connect(Number(port), hostname);
-    const chunks = [];
-    s.on("data", (c) => chunks.push(c));
-    s.on("error", reject);
-    s.on("end", () => {
-      const text = Buffer.concat(chunks).toString("utf8");
-      const sep = text.indexOf("\r\n\r\n");
-      const head = text.slice(0, sep).split("\r\n");
-      const h = {};
-      for (const line of head.slice(1)) {
-        const i = line.indexOf(":");
-        h[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-      }
-      resolve({ status: Number(head[0].split(" ")[1]), headers: h, body: text.slice(sep + 4) });
-    });
-    const lines = [`${method} ${p} HTTP/1.1`, `Host: ${hostname}:${port}`, "Connection: close"];
-    for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-    lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
-    s.end(lines.join("\r\n") + "\r\n\r\n" + body);
-  });
+  return rawHttp(w.url, { method, path: p, headers: Object.entries(headers).map(([k, v]) => `${k}: ${v}`), body: Buffer.from(body) });
 }
 
 const FORM = "application/x-www-form-urlencoded";
