@@ -202,6 +202,13 @@ admin_secret=""
 admin_generated=""
 if [ -n "$need_admin" ]; then
   if [ -n "${ADMIN_SECRET:-}" ]; then
+    # The docs have you `export ADMIN_SECRET=<the dev secret>` for `make dev`: that one lives in
+    # plain text in .dev.vars and must not become the deployed root password by accident.
+    [ "${#ADMIN_SECRET}" -ge 16 ] || die "ADMIN_SECRET in the environment is shorter than 16 characters; not deploying"
+    dev_admin=""
+    [ ! -f .dev.vars ] || dev_admin="$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars | tr -d "'\"")"
+    [ "$ADMIN_SECRET" != "$dev_admin" ] ||
+      die "ADMIN_SECRET in the environment is the dev secret of .dev.vars; unset it (a secret is then asked for or generated) or export another one"
     admin_secret="$ADMIN_SECRET"
     log "ADMIN_SECRET: from the environment"
   elif [ -n "$interactive" ]; then

@@ -185,6 +185,27 @@ test("an existing SIGNING_KEY is never replaced: only the missing ADMIN_SECRET i
   assertNoSecretOnCommandLines(dir, "from-the-environment-0123456789");
 });
 
+test("ADMIN_SECRET in the environment that is the dev secret of .dev.vars, or short, is refused: nothing deployed", async () => {
+  // The docs export the dev secret for `make dev`; a later `make deploy` in that shell must not
+  // make it the deployed root password (it sits in plain text in .dev.vars).
+  const dev = "dev-secret-from-dot-dev-vars-0123";
+  writeFileSync(path.join(repo, ".dev.vars"), `# dev\nADMIN_SECRET=${dev}\nSIGNING_KEY='{}'\n`);
+  try {
+    const dir = account();
+    const r = await deploy(dir, { env: { ADMIN_SECRET: dev } });
+    assert.notEqual(r.status, 0, r.all);
+    assert.match(r.all, /is the dev secret of \.dev\.vars/);
+    assert.equal(deploys(dir).length, 0);
+    const short = account();
+    const s = await deploy(short, { env: { ADMIN_SECRET: "short-one" } });
+    assert.notEqual(s.status, 0, s.all);
+    assert.match(s.all, /shorter than 16 characters/);
+    assert.equal(deploys(short).length, 0);
+  } finally {
+    rmSync(path.join(repo, ".dev.vars"), { force: true });
+  }
+});
+
 test("ADMIN_SECRET in the environment does not replace the one the Worker has", async () => {
   const dir = account({ worker: { secrets: { SIGNING_KEY: "k", ADMIN_SECRET: "old-admin" } } });
   const r = await deploy(dir, { env: { ADMIN_SECRET: "new-admin-secret-0123456789" } });
